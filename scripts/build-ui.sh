@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Leptos UI to WASM and lays it out in ui/dist, which the app embeds.
+# Files whose content did not change are left untouched, so the app crate is not
+# rebuilt for nothing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+cargo build -p storycore-ui --lib --target wasm32-unknown-unknown --release --quiet
+stage="$ROOT/target/ui-stage"
+rm -rf "$stage" && mkdir -p "$stage"
+wasm-bindgen --target web --no-typescript --out-dir "$stage" \
+  "$ROOT/target/wasm32-unknown-unknown/release/storycore_ui.wasm"
+cp ui/static/* "$stage/"
+
+mkdir -p ui/dist
+for f in "$stage"/*; do
+  dest="ui/dist/$(basename "$f")"
+  cmp -s "$f" "$dest" 2>/dev/null || cp "$f" "$dest"
+done
+# drop files that no longer belong to the build
+for f in ui/dist/*; do
+  [ -e "$stage/$(basename "$f")" ] || rm -f "$f"
+done
+echo "UI built into ui/dist ($(du -sh ui/dist | cut -f1))" >&2

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing StoryCore Engine needs on Debian/Ubuntu,
+# skipping everything that is already there. Only package registries are used:
+# Debian's apt, crates.io (cargo install) and npm. Safe to run again and again.
+set -euo pipefail
+
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate pinned in Cargo.toml
+TAURI_DRIVER_VERSION=2.1.0
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  # build
+  libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
+  build-essential file patchelf pkg-config curl
+  # tests: headless display, WebDriver for WebKitGTK, D-Bus session, screenshots
+  webkit2gtk-driver xvfb xauth dbus dbus-x11 imagemagick python3-dbus x11-utils
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "system packages: present"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not installed: install Rust with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+else
+  say "wasm32 target: present"
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 2-3 minutes)"
+  # no --locked: the CLI's own lockfile names a crate version crates.io lacks
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+else
+  say "wasm-bindgen-cli $WASM_BINDGEN_VERSION: present"
+fi
+
+if [ "$(tauri-driver --version 2>/dev/null | awk '{print $2}')" != "$TAURI_DRIVER_VERSION" ]; then
+  say "installing tauri-driver $TAURI_DRIVER_VERSION (about 1 minute)"
+  cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked --force
+else
+  say "tauri-driver $TAURI_DRIVER_VERSION: present"
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js and npm (for the Tauri CLI)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+TAURI_CLI_VERSION="$(sed -n 's/.*"@tauri-apps\/cli": "\([0-9.]*\)".*/\1/p' "$ROOT/package.json")"
+if [ "$("$ROOT/node_modules/.bin/tauri" --version 2>/dev/null | awk '{print $2}')" != "$TAURI_CLI_VERSION" ]; then
+  say "installing the Tauri CLI $TAURI_CLI_VERSION from npm"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  say "Tauri CLI $TAURI_CLI_VERSION: present"
+fi
+say "tools ready"

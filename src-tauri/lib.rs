@@ -1,0 +1,43 @@
+//! StoryCore Engine's backend. The parts are plain Rust modules that tests can use
+//! without a window; `shell` is the thin Tauri layer on top of them.
+
+pub mod logging;
+pub mod paths;
+pub mod shell;
+
+use std::process::ExitCode;
+
+/// Starts the desktop app and blocks until it exits.
+pub fn run() -> ExitCode {
+    let paths = match paths::AppPaths::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("storycore-engine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = match logging::init(&paths.log_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("storycore-engine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config_dir = %paths.config_dir.display(),
+        log_dir = %paths.log_dir.display(),
+        "starting"
+    );
+    match shell::run(paths) {
+        Ok(()) => {
+            tracing::info!("exited");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("the app failed: {e}");
+            eprintln!("storycore-engine: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

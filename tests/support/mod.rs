@@ -1,0 +1,258 @@
+//! End-to-end harness: each test gets its own X display (Xvfb), its own D-Bus
+//! session, its own config folder and free ports, and drives the real app in the
+//! real WebKitGTK webview through tauri-driver. Everything it starts runs in its
+//! own process group and is killed on drop, panics included.
+#![allow(dead_code)]
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const APP_BIN: &str = env!("CARGO_BIN_EXE_storycore-engine");
+
+/// A process started in its own group; the whole group is killed on drop.
+pub struct Group(pub Child);
+
+impl Group {
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        cmd.spawn().map(Group)
+    }
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.pid();
+        unsafe { libc::killpg(pgid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private X server. Tests never share a display, so screenshots show one app.
+pub struct Display {
+    pub name: String,
+    _proc: Group,
+}
+
+impl Display {
+    pub fn start() -> Self {
+        let mut child = Group::spawn(
+            Command::new("Xvfb")
+                .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("cannot start Xvfb: run scripts/test.sh, which installs it");
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("Xvfb did not report its display");
+        let n = line.trim();
+        assert!(!n.is_empty(), "Xvfb exited without a display number");
+        Display {
+            name: format!(":{n}"),
+            _proc: child,
+        }
+    }
+
+    /// Saves the whole screen as a PNG (ImageMagick's `import`).
+    pub fn screenshot(&self, path: &Path) -> bool {
+        Command::new("import")
+            .args(["-display", &self.name, "-window", "root"])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+/// A private D-Bus session bus.
+pub struct SessionBus {
+    pub address: String,
+    _proc: Group,
+}
+
+impl SessionBus {
+    pub fn start() -> Self {
+        let mut child = Group::spawn(
+            Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--print-address=1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("cannot start dbus-daemon: run scripts/test.sh, which installs it");
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("dbus-daemon did not print its address");
+        SessionBus {
+            address: line.trim().to_string(),
+            _proc: child,
+        }
+    }
+}
+
+/// Where screenshots go: target/e2e-screenshots/<test>.png.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The app, launched by tauri-driver in a fresh environment.
+pub struct App {
+    pub name: String,
+    pub client: Client,
+    pub config_dir: tempfile::TempDir,
+    pub display: Display,
+    pub bus: SessionBus,
+    _driver: Group,
+}
+
+impl App {
+    /// Launches the app with extra environment variables and opens a WebDriver session.
+    pub async fn launch(name: &str, env: &[(&str, &str)]) -> App {
+        let display = Display::start();
+        let bus = SessionBus::start();
+        let config_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new(tauri_driver());
+        cmd.args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .env("DISPLAY", &display.name)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("STORYCORE_CONFIG_DIR", config_dir.path())
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let driver = Group::spawn(&mut cmd).expect("cannot start tauri-driver: run scripts/test.sh");
+
+        let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+            serde_json::json!({"browserName": "wry", "tauri:options": {"application": APP_BIN}}),
+        )
+        .unwrap();
+        // tauri-driver may forward the first request before WebKitWebDriver listens:
+        // retry for a bounded time instead of failing at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::native()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("no WebDriver session after 30 s: {e}"),
+            }
+        };
+        App {
+            name: name.to_string(),
+            client,
+            config_dir,
+            display,
+            bus,
+            _driver: driver,
+        }
+    }
+
+    /// Waits until the element exists and its text satisfies `pred`; returns the text.
+    pub async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::from("<element not found>");
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if let Ok(t) = el.text().await {
+                    if pred(&t) {
+                        return t;
+                    }
+                    last = t;
+                }
+            }
+            if Instant::now() > deadline {
+                self.save_screenshot().await;
+                panic!("{}: {css} never showed {what}; last text: {last:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn attr(&self, css: &str, attr: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.attr(attr).await.ok().flatten()
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {css} to click: {e}", self.name))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {css} to type into: {e}", self.name))
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    /// The webview's own screenshot, saved as target/e2e-screenshots/<name>.png.
+    pub async fn save_screenshot(&self) {
+        let path = screenshot_dir().join(format!("{}.png", self.name));
+        match self.client.screenshot().await {
+            Ok(png) => std::fs::write(&path, png).unwrap(),
+            Err(_) => {
+                self.display.screenshot(&path);
+            }
+        }
+    }
+
+    /// Takes the last screenshot and ends the session.
+    pub async fn finish(self) {
+        self.save_screenshot().await;
+        let _ = self.client.clone().close().await;
+    }
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = Path::new(&home).join(".cargo/bin/tauri-driver");
+        if p.exists() {
+            return p;
+        }
+    }
+    PathBuf::from("tauri-driver")
+}

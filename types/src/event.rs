@@ -1,0 +1,44 @@
+use serde::{Deserialize, Serialize};
+
+/// The one Tauri event name the backend emits on; the payload is an [`AppEvent`].
+/// Kinds are told apart by the enum's tag, never by event names built at run time.
+pub const APP_EVENT: &str = "storycore://event";
+
+/// Everything the backend pushes to the UI, as one tagged enum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "camelCase")]
+pub enum AppEvent {
+    Heartbeat(Heartbeat),
+    /// The user launched the app again; the running window was brought to front.
+    SecondLaunch,
+}
+
+/// Sent every second while the backend runs: the status line shows it, and a UI
+/// that stops receiving it knows the backend is stuck.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// Counts up from 1 at each beat since the backend started.
+    pub seq: u64,
+    /// Seconds since the backend started.
+    pub uptime_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_wire_shape_is_tagged() {
+        let e = AppEvent::Heartbeat(Heartbeat {
+            seq: 3,
+            uptime_secs: 2,
+        });
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "heartbeat", "data": {"seq": 3, "uptimeSecs": 2}})
+        );
+        assert_eq!(serde_json::from_value::<AppEvent>(v).unwrap(), e);
+    }
+}

@@ -1,0 +1,78 @@
+//! The typed face of the backend: one function per Tauri command, one subscription
+//! for the event stream. Components never name a command or an event themselves.
+
+use serde::{de::DeserializeOwned, Serialize};
+use storycore_types::{ApiError, AppEvent, AppInfo, ErrorCode, APP_EVENT};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], js_name = invoke, catch)]
+    async fn tauri_invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], js_name = listen, catch)]
+    async fn tauri_listen(
+        event: &str,
+        handler: &Closure<dyn FnMut(JsValue)>,
+    ) -> Result<JsValue, JsValue>;
+}
+
+fn api_error(e: JsValue) -> ApiError {
+    serde_wasm_bindgen::from_value(e.clone()).unwrap_or_else(|_| {
+        ApiError::new(
+            ErrorCode::Internal,
+            e.as_string()
+                .unwrap_or_else(|| format!("the backend failed: {e:?}")),
+        )
+    })
+}
+
+async fn call<A: Serialize, R: DeserializeOwned>(cmd: &str, args: &A) -> Result<R, ApiError> {
+    let args = serde_wasm_bindgen::to_value(args).map_err(|e| {
+        ApiError::new(ErrorCode::Internal, format!("cannot encode {cmd} arguments: {e}"))
+    })?;
+    let v = tauri_invoke(cmd, args).await.map_err(api_error)?;
+    serde_wasm_bindgen::from_value(v).map_err(|e| {
+        ApiError::new(ErrorCode::Internal, format!("unexpected answer to {cmd}: {e}"))
+    })
+}
+
+#[derive(Serialize)]
+struct NoArgs {}
+
+/// Version and the folders the app uses.
+pub async fn app_info() -> Result<AppInfo, ApiError> {
+    call("app_info", &NoArgs {}).await
+}
+
+#[derive(serde::Deserialize)]
+struct EventEnvelope {
+    payload: AppEvent,
+}
+
+/// Calls `handler` with each event the backend sends, for the page's lifetime.
+pub fn on_event(mut handler: impl FnMut(AppEvent) + 'static) {
+    let cb = Closure::<dyn FnMut(JsValue)>::new(move |raw: JsValue| {
+        match serde_wasm_bindgen::from_value::<EventEnvelope>(raw) {
+            Ok(env) => handler(env.payload),
+            Err(e) => web_log(&format!("ignored an event the UI does not know: {e}")),
+        }
+    });
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = tauri_listen(APP_EVENT, &cb).await {
+            web_log(&format!("cannot listen to backend events: {e:?}"));
+        }
+        // The listener lives as long as the page.
+        cb.forget();
+    });
+}
+
+fn web_log(msg: &str) {
+    web_sys_console_error(msg);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn web_sys_console_error(s: &str);
+}

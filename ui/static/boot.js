@@ -1,0 +1,3 @@
+// Loads the WASM UI that wasm-bindgen generated next to this file.
+import init from "./storycore_ui.js";
+init();
