@@ -1,0 +1,268 @@
+//! Output files: ComfyUI's save-path scheme, `/view` and `/upload/image`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Multipart, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::exec::Val;
+use crate::routes::{empty, json_ok};
+use crate::state::{App, Dirs};
+
+/// `name [output]` / `[input]` / `[temp]` annotations (folder_paths.annotated_filepath).
+pub fn annotated<'a>(name: &str, dirs: &'a Dirs) -> (String, Option<&'a PathBuf>) {
+    for (suffix, dir) in [
+        (" [output]", &dirs.output),
+        (" [input]", &dirs.input),
+        (" [temp]", &dirs.temp),
+    ] {
+        if let Some(n) = name.strip_suffix(suffix) {
+            return (n.to_string(), Some(dir));
+        }
+    }
+    (name.to_string(), None)
+}
+
+/// Lexical normalisation (os.path.normpath without touching the disk).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn inside(base: &Path, p: &Path) -> bool {
+    normalize(p).starts_with(normalize(base))
+}
+
+/// Saves every image of the batch as `<prefix>_<counter:05>_.png` and returns
+/// `(filename, subfolder)` pairs. The counter continues after the highest one
+/// found in the folder; files are created exclusively so concurrent
+/// instances never overwrite each other.
+pub fn save_images(
+    dir: &Path,
+    prefix: &str,
+    img: &Val,
+    prompt_json: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let Val::Image { w, h, batch, color } = *img else {
+        return Ok(vec![]);
+    };
+    let norm = normalize(Path::new(prefix));
+    let base = norm
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let subfolder = norm
+        .parent()
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let folder = dir.join(&subfolder);
+    if !inside(dir, &folder) {
+        return Err("Saving image outside the output folder is not allowed.".into());
+    }
+    std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+    let mut counter = std::fs::read_dir(&folder)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let rest = name.strip_prefix(&base)?.strip_prefix('_')?;
+            let (digits, _) = rest.split_once('_')?;
+            digits.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let rgb = [(color >> 16) as u8, (color >> 8) as u8, color as u8];
+    let data = crate::png::solid(w.min(8192), h.min(8192), rgb, &[("prompt", prompt_json)]);
+    let mut out = Vec::new();
+    for _ in 0..batch.max(1) {
+        loop {
+            let name = format!("{base}_{counter:05}_.png");
+            counter += 1;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(folder.join(&name))
+            {
+                Ok(mut f) => {
+                    f.write_all(&data).map_err(|e| e.to_string())?;
+                    out.push((name, subfolder.clone()));
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn view(
+    State(app): State<Arc<App>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(filename) = q.get("filename") else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let (filename, annotated_dir) = annotated(filename, &app.dirs);
+    if filename.is_empty() || filename.starts_with('/') || filename.contains("..") {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    let mut dir = match annotated_dir {
+        Some(d) => d.clone(),
+        None => match app
+            .dirs
+            .by_type(q.get("type").map(String::as_str).unwrap_or("output"))
+        {
+            Some(d) => d.clone(),
+            None => return empty(StatusCode::BAD_REQUEST),
+        },
+    };
+    if let Some(sub) = q.get("subfolder") {
+        let full = dir.join(sub);
+        if !inside(&dir, &full) {
+            return empty(StatusCode::FORBIDDEN);
+        }
+        dir = full;
+    }
+    let name = Path::new(&filename)
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let path = dir.join(&name);
+    match tokio::fs::read(&path).await {
+        Ok(data) if path.is_file() => {
+            let ctype = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+                "png" => "image/png",
+                "jpg" | "jpeg" => "image/jpeg",
+                "webp" => "image/webp",
+                "gif" => "image/gif",
+                "json" => "application/json",
+                "txt" => "text/plain",
+                _ => "application/octet-stream",
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, ctype.to_string()),
+                    (header::CONTENT_DISPOSITION, format!("filename=\"{name}\"")),
+                    (header::ACCEPT_RANGES, "bytes".to_string()),
+                ],
+                Body::from(data),
+            )
+                .into_response()
+        }
+        _ => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+pub async fn upload_image(State(app): State<Arc<App>>, mut form: Multipart) -> Response {
+    let mut image: Option<(String, Vec<u8>)> = None;
+    let mut fields: HashMap<String, String> = HashMap::new();
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "image" {
+            let fname = field.file_name().unwrap_or("").to_string();
+            let data = field.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            image = Some((fname, data));
+        } else {
+            let text = field.text().await.unwrap_or_default();
+            fields.insert(name, text);
+        }
+    }
+    let Some((mut filename, data)) = image else {
+        return empty(StatusCode::BAD_REQUEST);
+    };
+    if filename.is_empty() {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    let kind = match fields.get("type").map(String::as_str) {
+        Some("temp") => "temp",
+        Some("output") => "output",
+        _ => "input",
+    };
+    let upload_dir = app
+        .dirs
+        .by_type(kind)
+        .cloned()
+        .unwrap_or_else(|| app.dirs.input.clone());
+    let subfolder = fields.get("subfolder").cloned().unwrap_or_default();
+    let folder = upload_dir.join(normalize(Path::new(&subfolder)));
+    let mut path = folder.join(&filename);
+    if !inside(&upload_dir, &path) || !inside(&upload_dir, &folder) {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    if std::fs::create_dir_all(&folder).is_err() {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let overwrite = matches!(
+        fields.get("overwrite").map(String::as_str),
+        Some("true") | Some("1")
+    );
+    let mut duplicate = false;
+    if !overwrite {
+        let (stem, ext) = match filename.rfind('.').filter(|&i| i > 0) {
+            Some(i) => (filename[..i].to_string(), filename[i..].to_string()),
+            None => (filename.clone(), String::new()),
+        };
+        let mut i = 1;
+        while path.exists() {
+            if std::fs::read(&path).map(|d| d == data).unwrap_or(false) {
+                duplicate = true;
+                break;
+            }
+            filename = format!("{stem} ({i}){ext}");
+            path = folder.join(&filename);
+            i += 1;
+        }
+    }
+    if !duplicate && std::fs::write(&path, &data).is_err() {
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    json_ok(&json!({"name": filename, "subfolder": subfolder, "type": kind}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_continues_and_subfolders_work() {
+        let d = tempfile::tempdir().unwrap();
+        let img = Val::Image {
+            w: 8,
+            h: 8,
+            batch: 2,
+            color: 0xff0000,
+        };
+        let a = save_images(d.path(), "fixture_sub/batch", &img, "{}").unwrap();
+        assert_eq!(
+            a,
+            vec![
+                ("batch_00001_.png".into(), "fixture_sub".into()),
+                ("batch_00002_.png".into(), "fixture_sub".into())
+            ]
+        );
+        let b = save_images(d.path(), "fixture_sub/batch", &img, "{}").unwrap();
+        assert_eq!(b[0].0, "batch_00003_.png");
+        assert!(save_images(d.path(), "../evil", &img, "{}").is_err());
+        assert!(inside(Path::new("/a/b"), Path::new("/a/b/c/../d")));
+        assert!(!inside(Path::new("/a/b"), Path::new("/a/b/..")));
+    }
+}
