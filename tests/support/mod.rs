@@ -232,6 +232,16 @@ impl App {
     /// The webview's own screenshot, saved as target/e2e-screenshots/<name>.png.
     pub async fn save_screenshot(&self) {
         let path = screenshot_dir().join(format!("{}.png", self.name));
+        // WebKit paints asynchronously: let two frames pass so the picture shows
+        // the page as the test last saw it, not an older paint.
+        let _ = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];\
+                 requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(done, 50)));",
+                vec![],
+            )
+            .await;
         match self.client.screenshot().await {
             Ok(png) => std::fs::write(&path, png).unwrap(),
             Err(_) => {

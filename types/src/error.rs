@@ -15,11 +15,31 @@ pub enum ErrorCode {
     Internal,
 }
 
-/// What every failing Tauri command returns: `{ "code": ..., "message": ... }`.
+/// One problem with one field of an input, in words a user understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field's camelCase name as in the files (`port`, `envVars.MY VAR`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What every failing Tauri command returns: `{ "code", "message", "fields"? }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Field-level problems of an invalid input, all of them at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -27,13 +47,18 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            fields: Vec::new(),
         }
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
+        write!(f, "{:?}: {}", self.code, self.message)?;
+        for e in &self.fields {
+            write!(f, "; {}: {}", e.field, e.message)?;
+        }
+        Ok(())
     }
 }
 

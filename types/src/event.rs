@@ -1,16 +1,25 @@
+use crate::health::{Alert, InstanceHealth};
+use crate::instance::Instance;
 use serde::{Deserialize, Serialize};
 
 /// The one Tauri event name the backend emits on; the payload is an [`AppEvent`].
 /// Kinds are told apart by the enum's tag, never by event names built at run time.
 pub const APP_EVENT: &str = "storycore://event";
 
-/// Everything the backend pushes to the UI, as one tagged enum.
+/// Everything the backend pushes to the UI (and to the tray, the notifier and the
+/// store, which subscribe to the same broadcast), as one tagged enum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all = "camelCase")]
 pub enum AppEvent {
     Heartbeat(Heartbeat),
     /// The user launched the app again; the running window was brought to front.
     SecondLaunch,
+    /// An instance was created, or its config, status, health or stats changed.
+    InstanceUpdated(Box<Instance>),
+    InstanceRemoved { id: String },
+    ActiveInstanceChanged { id: Option<String> },
+    HealthChanged { id: String, health: InstanceHealth },
+    Alert(Alert),
 }
 
 /// Sent every second while the backend runs: the status line shows it, and a UI

@@ -4,7 +4,14 @@
 pub mod app;
 pub mod error;
 pub mod event;
+pub mod health;
+pub mod instance;
 
 pub use app::AppInfo;
-pub use error::{ApiError, ErrorCode};
+pub use error::{ApiError, ErrorCode, FieldError};
 pub use event::{AppEvent, Heartbeat, APP_EVENT};
+pub use health::{Alert, AlertKind, HealthStatus, InstanceHealth, InstanceStats, SystemStats};
+pub use instance::{
+    Instance, InstanceConfig, InstanceConfigPatch, InstanceStatus, InstancesFile,
+    MigrationResult, Scheme, INSTANCES_FILE_VERSION,
+};

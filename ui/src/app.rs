@@ -31,6 +31,8 @@ pub fn App() -> impl IntoView {
         AppEvent::SecondLaunch => state
             .notice
             .set(Some("StoryCore Engine was already running: here it is.".into())),
+        // Instance events are rendered by the instance panel (its own issue).
+        _ => {}
     });
 
     view! {
