@@ -1,0 +1,87 @@
+use crate::client::ClientError;
+use crate::health::HealthError;
+use crate::store::{ImportEntry, ImportError, StoreError};
+use storycore_types::{ApiError, ErrorCode, FieldError};
+
+/// Everything the manager can refuse or fail at, with the instance it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("no instance with id \"{id}\"")]
+    NotFound { id: String },
+    #[error("the instance config is not valid ({} problem(s))", fields.len())]
+    Invalid { fields: Vec<FieldError> },
+    #[error("{message}")]
+    Transition { id: String, message: String },
+    #[error("instance \"{name}\" is paused and takes no new work: resume it first")]
+    Paused { id: String, name: String },
+    #[error("instance \"{name}\" is {status}: start it first")]
+    NotRunning { id: String, name: String, status: String },
+    #[error(
+        "instance \"{name}\" has a ComfyUI folder, so the app must launch it, and this version \
+         cannot launch local processes yet; remove comfyuiPath to attach to a server you started"
+    )]
+    LocalLaunchUnsupported { id: String, name: String },
+    #[error(
+        "comfyui_instances.json was written by a newer StoryCore Engine: this version shows it \
+         but will not change it; update the app"
+    )]
+    ReadOnly,
+    #[error("instance \"{id}\": {source}")]
+    Client {
+        id: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("instance \"{id}\": {source}")]
+    Health {
+        id: String,
+        #[source]
+        source: HealthError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("import refused: {source}")]
+    Import {
+        #[source]
+        source: ImportError,
+        entries: Vec<ImportEntry>,
+    },
+}
+
+impl ManagerError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::Invalid { .. } | Self::LocalLaunchUnsupported { .. } => ErrorCode::InvalidInput,
+            Self::Transition { .. } | Self::Paused { .. } | Self::NotRunning { .. } => {
+                ErrorCode::InvalidTransition
+            }
+            Self::ReadOnly => ErrorCode::Conflict,
+            Self::Client { source, .. } => source.code(),
+            Self::Health { .. } => ErrorCode::Internal,
+            Self::Store(e) => e.code(),
+            Self::Import { .. } => ErrorCode::InvalidInput,
+        }
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> Self {
+        let mut api = ApiError::new(e.code(), e.to_string());
+        match e {
+            ManagerError::Invalid { fields } => api.fields = fields,
+            ManagerError::Import { entries, .. } => {
+                for entry in entries {
+                    for f in entry.errors {
+                        api.fields.push(FieldError::new(
+                            format!("instances[{}].{}", entry.index, f.field),
+                            f.message,
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        api
+    }
+}

@@ -1,0 +1,680 @@
+//! The seed's `ComfyUIInstanceManager`: the registry of instances, the active
+//! instance, the lifecycle, and the public API the Tauri commands (and tests, and
+//! a future CLI) call.
+//!
+//! State lives behind one `std::sync::Mutex` that is never held across an
+//! `.await`: every method copies what it needs, unlocks, then talks to the
+//! network or the disk. Each monitored instance has its own health task
+//! (`health::HealthMonitor`); a small watcher task per instance folds its
+//! figures back into the registry. Every change goes out as an [`AppEvent`] on
+//! one broadcast channel.
+
+pub mod balance;
+mod error;
+pub mod lifecycle;
+mod registry;
+
+pub use error::ManagerError;
+pub use lifecycle::Action;
+
+use crate::client::{ClientError, ComfyClient};
+use crate::health::{HealthHandle, HealthMonitor, HealthPolicy};
+use crate::model::validate_config;
+use crate::store::{self, ClashPolicy, ImportEntry, InstanceStore, Loaded};
+use chrono::Utc;
+use registry::{Entry, Registry};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use storycore_types::{
+    AppEvent, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
+    InstanceStats, InstanceStatus, MigrationResult,
+};
+use tokio::sync::broadcast;
+
+/// Capacity of the event broadcast: a slow listener misses old events (and is
+/// told so by `RecvError::Lagged`) instead of slowing the backend.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// How the manager was set up.
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    pub config_dir: PathBuf,
+    /// Health thresholds and intervals for every monitored instance.
+    pub health: HealthPolicy,
+}
+
+impl ManagerOptions {
+    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            config_dir: config_dir.into(),
+            health: HealthPolicy::default(),
+        }
+    }
+}
+
+/// What loading the files at start found, for the user.
+#[derive(Debug, Clone, Default)]
+pub struct StartupReport {
+    pub notices: Vec<String>,
+    pub read_only: bool,
+    pub migration: Option<MigrationResult>,
+}
+
+/// A cheap-to-clone handle on the manager.
+#[derive(Clone)]
+pub struct InstanceManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: InstanceStore,
+    options: ManagerOptions,
+    state: Mutex<Registry>,
+    events: broadcast::Sender<AppEvent>,
+    /// Serialises writes of comfyui_instances.json so an older snapshot never
+    /// lands after a newer one.
+    save_lock: tokio::sync::Mutex<()>,
+}
+
+/// The report of an import that was applied.
+#[derive(Debug, Clone)]
+pub struct ImportReport {
+    pub entries: Vec<ImportEntry>,
+}
+
+impl InstanceManager {
+    /// Loads the files of `options.config_dir` (repairing, recovering or
+    /// migrating as needed) and returns the manager with what it found.
+    pub fn open(options: ManagerOptions) -> Result<(Self, StartupReport), ManagerError> {
+        let store = InstanceStore::new(&options.config_dir);
+        let Loaded {
+            file,
+            notices,
+            read_only,
+            migration,
+        } = store.load()?;
+        for n in &notices {
+            tracing::warn!("{n}");
+        }
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let registry = Registry::from_file(file, read_only);
+        let manager = Self {
+            inner: Arc::new(Inner {
+                store,
+                options,
+                state: Mutex::new(registry),
+                events,
+                save_lock: tokio::sync::Mutex::new(()),
+            }),
+        };
+        Ok((
+            manager,
+            StartupReport {
+                notices,
+                read_only,
+                migration,
+            },
+        ))
+    }
+
+    /// Every event the manager (and its health monitors) publish.
+    pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The sender, for parts that publish on the same channel (dispatch, shell).
+    pub fn events(&self) -> broadcast::Sender<AppEvent> {
+        self.inner.events.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain data behind: keep going.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, e: AppEvent) {
+        let _ = self.inner.events.send(e);
+    }
+
+    fn emit_instance(&self, i: &Instance) {
+        self.emit(AppEvent::InstanceUpdated(Box::new(i.clone())));
+    }
+
+    // ----- CRUD -------------------------------------------------------------
+
+    /// The seed's `createInstance`. An empty id gets the next `instance_NNN`.
+    pub async fn create(&self, mut config: InstanceConfig) -> Result<Instance, ManagerError> {
+        let inst = {
+            let mut reg = self.lock();
+            reg.writable()?;
+            if config.id.trim().is_empty() {
+                config.id = reg.next_id();
+            }
+            validate_config(&config, &reg.configs_except(None))
+                .map_err(|fields| ManagerError::Invalid { fields })?;
+            let inst = registry::new_instance(config);
+            reg.entries.push(Entry::new(inst.clone()));
+            inst
+        };
+        self.save().await?;
+        tracing::info!(id = %inst.id, name = %inst.name, "instance created");
+        self.emit_instance(&inst);
+        Ok(inst)
+    }
+
+    /// The seed's `getInstance`.
+    pub fn get(&self, id: &str) -> Option<Instance> {
+        self.lock().get(id).map(|e| e.view())
+    }
+
+    /// The seed's `listInstances`, in file order.
+    pub fn list(&self) -> Vec<Instance> {
+        self.lock().entries.iter().map(Entry::view).collect()
+    }
+
+    /// The seed's `updateInstance`: a partial update, validated as a whole. A
+    /// monitored instance whose address changed is probed at the new address.
+    pub async fn update(
+        &self,
+        id: &str,
+        patch: InstanceConfigPatch,
+    ) -> Result<Instance, ManagerError> {
+        let (inst, reconnect) = {
+            let mut reg = self.lock();
+            reg.writable()?;
+            let others = reg.configs_except(Some(id));
+            let entry = reg.get_mut(id)?;
+            let mut config = entry.instance.config.clone();
+            patch.apply(&mut config);
+            validate_config(&config, &others).map_err(|fields| ManagerError::Invalid { fields })?;
+            let reconnect = entry.monitor.is_some()
+                && (config.base_url() != entry.instance.config.base_url()
+                    || config.timeout() != entry.instance.config.timeout()
+                    || config.queue_monitoring() != entry.instance.config.queue_monitoring());
+            entry.instance.name = config.name.clone();
+            entry.instance.config = config;
+            (entry.view(), reconnect)
+        };
+        if reconnect {
+            self.start_monitor(&inst.id, &inst.config)?;
+        }
+        self.save().await?;
+        self.emit_instance(&inst);
+        Ok(inst)
+    }
+
+    /// The seed's `deleteInstance`: ends monitoring, forgets the instance and
+    /// its health history.
+    pub async fn delete(&self, id: &str) -> Result<(), ManagerError> {
+        let (monitor, active_changed) = {
+            let mut reg = self.lock();
+            reg.writable()?;
+            let pos = reg.position(id)?;
+            let entry = reg.entries.remove(pos);
+            let active_changed = reg.active.as_deref() == Some(id);
+            if active_changed {
+                reg.active = None;
+            }
+            (entry.monitor, active_changed)
+        };
+        drop(monitor); // the last handle: cancels the monitor
+        self.save().await?;
+        if let Err(e) = store::HealthHistory::remove(&self.inner.options.config_dir, id) {
+            tracing::warn!("could not remove the health history of {id}: {e}");
+        }
+        tracing::info!(%id, "instance deleted");
+        self.emit(AppEvent::InstanceRemoved { id: id.to_string() });
+        if active_changed {
+            self.emit(AppEvent::ActiveInstanceChanged {
+                id: self.active_instance().map(|i| i.id),
+            });
+        }
+        Ok(())
+    }
+
+    // ----- active instance ---------------------------------------------------
+
+    /// `setActiveInstance`; `None` goes back to the default.
+    pub async fn set_active(&self, id: Option<&str>) -> Result<(), ManagerError> {
+        {
+            let mut reg = self.lock();
+            reg.writable()?;
+            if let Some(id) = id {
+                reg.position(id)?;
+            }
+            reg.active = id.map(str::to_string);
+        }
+        self.save().await?;
+        self.emit(AppEvent::ActiveInstanceChanged {
+            id: self.active_instance().map(|i| i.id),
+        });
+        Ok(())
+    }
+
+    /// `getActiveInstance`: the chosen one, else the best eligible instance,
+    /// else the first instance.
+    pub fn active_instance(&self) -> Option<Instance> {
+        let reg = self.lock();
+        if let Some(e) = reg.active.as_deref().and_then(|id| reg.get(id)) {
+            return Some(e.view());
+        }
+        let fleet: Vec<Instance> = reg.entries.iter().map(Entry::view).collect();
+        drop(reg);
+        balance::healthy_instance(&fleet, None)
+            .cloned()
+            .or_else(|| fleet.into_iter().next())
+    }
+
+    /// The id the user chose, if any (what the file stores).
+    pub fn chosen_active_id(&self) -> Option<String> {
+        self.lock().active.clone()
+    }
+
+    // ----- lifecycle ----------------------------------------------------------
+
+    fn transition(&self, id: &str, action: Action) -> Result<Instance, ManagerError> {
+        let mut reg = self.lock();
+        let entry = reg.get_mut(id)?;
+        let from = entry.instance.status;
+        let to = lifecycle::next(from, action).ok_or_else(|| ManagerError::Transition {
+            id: id.to_string(),
+            message: lifecycle::refusal(&entry.instance.name, from, action),
+        })?;
+        entry.set_status(to);
+        if to != InstanceStatus::Error {
+            entry.instance.status_reason = None;
+        }
+        let view = entry.view();
+        drop(reg);
+        tracing::info!(%id, from = from.as_str(), to = to.as_str(), "status");
+        self.emit_instance(&view);
+        Ok(view)
+    }
+
+    /// The seed's `startInstance`. For an attached instance, starting begins
+    /// monitoring; it becomes `running` at the first answer of the server.
+    pub async fn start(&self, id: &str) -> Result<Instance, ManagerError> {
+        let config = self.config_of(id)?;
+        if config.is_local_launch() {
+            return Err(ManagerError::LocalLaunchUnsupported {
+                id: id.to_string(),
+                name: config.name,
+            });
+        }
+        let inst = self.transition(id, Action::Start)?;
+        if let Err(e) = self.start_monitor(id, &config) {
+            self.fail(id, &e.to_string());
+            return Err(e);
+        }
+        Ok(inst)
+    }
+
+    /// The seed's `stopInstance`: ends monitoring (and routing).
+    pub async fn stop(&self, id: &str) -> Result<Instance, ManagerError> {
+        let status = self.status_of(id)?;
+        let inst = self.transition(id, Action::Stop)?;
+        if status == InstanceStatus::Error {
+            return Ok(inst); // error --stop--> stopped directly: nothing runs
+        }
+        let monitor = self.lock().get_mut(id)?.monitor.take();
+        if let Some(m) = monitor {
+            end_monitor(m).await;
+        }
+        self.transition(id, Action::Stopped)
+    }
+
+    /// The seed's `pauseInstance`: the server keeps running and is still
+    /// monitored, but takes no new work.
+    pub async fn pause(&self, id: &str) -> Result<Instance, ManagerError> {
+        self.transition(id, Action::Pause)
+    }
+
+    /// The seed's `resumeInstance`: eligible for work again at once.
+    pub async fn resume(&self, id: &str) -> Result<Instance, ManagerError> {
+        self.transition(id, Action::Resume)
+    }
+
+    /// Starts again: from `error`, or (stop then start) from running/paused.
+    pub async fn restart(&self, id: &str) -> Result<Instance, ManagerError> {
+        let config = self.config_of(id)?;
+        if config.is_local_launch() {
+            return Err(ManagerError::LocalLaunchUnsupported {
+                id: id.to_string(),
+                name: config.name,
+            });
+        }
+        let inst = self.transition(id, Action::Restart)?;
+        self.start_monitor(id, &config)?;
+        Ok(inst)
+    }
+
+    /// Moves an instance to `error` with a reason the user can read.
+    pub fn fail(&self, id: &str, reason: &str) {
+        if self.transition(id, Action::Fail).is_ok() {
+            let mut reg = self.lock();
+            if let Ok(e) = reg.get_mut(id) {
+                e.instance.status_reason = Some(reason.to_string());
+                e.instance.stats.last_error = Some(reason.to_string());
+                e.monitor = None;
+                let v = e.view();
+                drop(reg);
+                self.emit_instance(&v);
+            }
+        }
+    }
+
+    /// Starts every instance marked `autoStart`, in parallel; returns the ones
+    /// that could not start, with why.
+    pub async fn start_auto(&self) -> Vec<(String, ManagerError)> {
+        let ids: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|i| i.config.autostart() && i.status == InstanceStatus::Stopped)
+            .map(|i| i.id)
+            .collect();
+        let results =
+            futures_util::future::join_all(ids.iter().map(|id| self.start(id))).await;
+        ids.into_iter()
+            .zip(results)
+            .filter_map(|(id, r)| r.err().map(|e| (id, e)))
+            .collect()
+    }
+
+    /// Ends every monitor (on app exit) and writes the health histories.
+    pub async fn shutdown(&self) {
+        let monitors: Vec<Arc<HealthHandle>> = {
+            let mut reg = self.lock();
+            reg.entries.iter_mut().filter_map(|e| e.monitor.take()).collect()
+        };
+        for m in monitors {
+            end_monitor(m).await;
+        }
+        self.flush_histories(true);
+    }
+
+    fn start_monitor(&self, id: &str, config: &InstanceConfig) -> Result<(), ManagerError> {
+        let client = ComfyClient::for_instance(config).map_err(|source| ManagerError::Client {
+            id: id.to_string(),
+            source,
+        })?;
+        let mut policy = self.inner.options.health.clone();
+        policy.watch_queue = config.queue_monitoring();
+        let handle = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
+        let watch = handle.watch();
+        self.lock().get_mut(id)?.monitor = Some(Arc::new(handle));
+        tokio::spawn(watch_health(
+            Arc::downgrade(&self.inner),
+            id.to_string(),
+            watch,
+        ));
+        Ok(())
+    }
+
+    // ----- work and health ----------------------------------------------------
+
+    /// The seed's `getHealthyInstance`.
+    pub fn healthy_instance(&self) -> Option<Instance> {
+        let fleet = self.list();
+        let active = self.chosen_active_id();
+        balance::healthy_instance(&fleet, active.as_deref()).cloned()
+    }
+
+    /// The seed's `getInstancesByLoad`: eligible instances, least loaded first.
+    pub fn instances_by_load(&self) -> Vec<Instance> {
+        let fleet = self.list();
+        let active = self.chosen_active_id();
+        balance::by_load(&fleet, active.as_deref())
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The seed's `executeOnInstance`: runs `op` with a client for a running
+    /// instance; a paused or stopped one is refused. Marks the instance used.
+    pub async fn execute_on_instance<T, F, Fut>(&self, id: &str, op: F) -> Result<T, ManagerError>
+    where
+        F: FnOnce(ComfyClient) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let config = {
+            let reg = self.lock();
+            let e = reg.get(id).ok_or_else(|| not_found(id))?;
+            match e.instance.status {
+                InstanceStatus::Running => e.instance.config.clone(),
+                InstanceStatus::Paused => {
+                    return Err(ManagerError::Paused {
+                        id: id.into(),
+                        name: e.instance.name.clone(),
+                    })
+                }
+                s => {
+                    return Err(ManagerError::NotRunning {
+                        id: id.into(),
+                        name: e.instance.name.clone(),
+                        status: s.as_str().into(),
+                    })
+                }
+            }
+        };
+        let client = ComfyClient::for_instance(&config).map_err(|source| ManagerError::Client {
+            id: id.to_string(),
+            source,
+        })?;
+        let result = op(client).await;
+        let mut reg = self.lock();
+        if let Ok(e) = reg.get_mut(id) {
+            e.instance.last_used_at = Some(Utc::now());
+            if let Err(err) = &result {
+                e.instance.stats.last_error = Some(err.to_string());
+            }
+        }
+        result.map_err(|source| ManagerError::Client {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// The seed's `checkInstanceHealth`: probes now. A monitored instance is
+    /// probed by its monitor (and its figures move); any other is probed once.
+    pub async fn check_health(&self, id: &str) -> Result<InstanceHealth, ManagerError> {
+        let config = self.config_of(id)?;
+        let monitor = self.lock().get(id).and_then(|e| e.monitor.clone());
+        if let Some(m) = monitor {
+            return m.check_now().await.map_err(|source| ManagerError::Health {
+                id: id.to_string(),
+                source,
+            });
+        }
+        let client = ComfyClient::for_instance(&config).map_err(|source| ManagerError::Client {
+            id: id.to_string(),
+            source,
+        })?;
+        let mut policy = self.inner.options.health.clone();
+        policy.watch_queue = config.queue_monitoring();
+        let once = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
+        let health = once.check_now().await.map_err(|source| ManagerError::Health {
+            id: id.to_string(),
+            source,
+        });
+        once.shutdown().await;
+        let health = health?;
+        if let Ok(e) = self.lock().get_mut(id) {
+            e.instance.health = health.clone();
+        }
+        Ok(health)
+    }
+
+    /// The seed's `getInstanceStats` (uptime counted while running or paused).
+    pub fn stats(&self, id: &str) -> Result<InstanceStats, ManagerError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.view().stats)
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Folds a finished workflow into the instance's statistics.
+    pub fn record_workflow(&self, id: &str, ok: bool, response_ms: f64, error: Option<String>) {
+        let view = {
+            let mut reg = self.lock();
+            let Ok(e) = reg.get_mut(id) else { return };
+            let s = &mut e.instance.stats;
+            s.total_workflows += 1;
+            if ok {
+                s.successful_workflows += 1;
+            } else {
+                s.failed_workflows += 1;
+            }
+            let n = s.total_workflows as f64;
+            s.average_response_time += (response_ms - s.average_response_time) / n;
+            if error.is_some() {
+                s.last_error = error;
+            }
+            e.instance.last_used_at = Some(Utc::now());
+            e.view()
+        };
+        self.emit_instance(&view);
+    }
+
+    // ----- persistence ----------------------------------------------------------
+
+    /// The seed's `saveInstances`: writes comfyui_instances.json atomically.
+    pub async fn save(&self) -> Result<(), ManagerError> {
+        let _guard = self.inner.save_lock.lock().await;
+        let mut file = {
+            let reg = self.lock();
+            reg.writable()?;
+            reg.to_file()
+        };
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.save(&mut file))
+            .await
+            .expect("the save task panicked")?;
+        Ok(())
+    }
+
+    /// The seed's `loadInstances`: reads the file again (after a change by
+    /// hand). Monitoring of instances that are still there goes on.
+    pub async fn load(&self) -> Result<StartupReport, ManagerError> {
+        let Loaded {
+            file,
+            notices,
+            read_only,
+            migration,
+        } = self.inner.store.load()?;
+        let dropped = self.lock().replace_configs(file, read_only);
+        for e in dropped {
+            self.emit(AppEvent::InstanceRemoved { id: e.instance.id });
+        }
+        for i in self.list() {
+            self.emit_instance(&i);
+        }
+        Ok(StartupReport {
+            notices,
+            read_only,
+            migration,
+        })
+    }
+
+    /// The seed's `exportInstances`: the same format, without secrets.
+    pub fn export(&self) -> String {
+        store::export(&self.lock().to_file())
+    }
+
+    /// The seed's `importInstances`: all or nothing, with a report per instance.
+    pub async fn import(
+        &self,
+        data: &str,
+        policy: ClashPolicy,
+    ) -> Result<ImportReport, ManagerError> {
+        let current = {
+            let reg = self.lock();
+            reg.writable()?;
+            reg.to_file()
+        };
+        let outcome = store::import(data, &current, policy).map_err(|source| {
+            let entries = match &source {
+                store::ImportError::Rejected { entries } => entries.clone(),
+                _ => Vec::new(),
+            };
+            ManagerError::Import { source, entries }
+        })?;
+        let dropped = self.lock().replace_configs(outcome.file, false);
+        for e in dropped {
+            self.emit(AppEvent::InstanceRemoved { id: e.instance.id });
+        }
+        self.save().await?;
+        for i in self.list() {
+            self.emit_instance(&i);
+        }
+        Ok(ImportReport {
+            entries: outcome.entries,
+        })
+    }
+
+    fn flush_histories(&self, force: bool) {
+        let histories = self.lock().take_histories_to_flush(force);
+        for h in histories {
+            if let Err(e) = h.save() {
+                tracing::warn!("could not write a health history: {e}");
+            }
+        }
+    }
+
+    // ----- small helpers --------------------------------------------------------
+
+    fn config_of(&self, id: &str) -> Result<InstanceConfig, ManagerError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.instance.config.clone())
+            .ok_or_else(|| not_found(id))
+    }
+
+    fn status_of(&self, id: &str) -> Result<InstanceStatus, ManagerError> {
+        self.lock()
+            .get(id)
+            .map(|e| e.instance.status)
+            .ok_or_else(|| not_found(id))
+    }
+}
+
+/// Stops a monitor and waits for its task, unless a health check still holds a
+/// handle: then the monitor ends when that check drops it.
+async fn end_monitor(m: Arc<HealthHandle>) {
+    if let Ok(h) = Arc::try_unwrap(m) {
+        h.shutdown().await;
+    }
+}
+
+fn not_found(id: &str) -> ManagerError {
+    ManagerError::NotFound { id: id.to_string() }
+}
+
+/// Folds a monitor's figures into the registry until the monitor ends: the
+/// first answer of a starting server makes it `running`; every figure goes into
+/// the instance's health history.
+async fn watch_health(
+    inner: Weak<Inner>,
+    id: String,
+    mut watch: tokio::sync::watch::Receiver<InstanceHealth>,
+) {
+    while watch.changed().await.is_ok() {
+        let health = watch.borrow_and_update().clone();
+        let Some(inner) = inner.upgrade() else { return };
+        let manager = InstanceManager { inner };
+        let promoted = {
+            let mut reg = manager.lock();
+            let Ok(e) = reg.get_mut(&id) else { return };
+            e.instance.health = health.clone();
+            e.record_history(&manager.inner.options.config_dir, &health);
+            // The last probe got an answer (a degraded status may also mean
+            // "failed once or twice", which is no sign of life).
+            let answered = health.last_checked.is_some() && health.consecutive_failures == 0;
+            answered && e.instance.status == InstanceStatus::Starting
+        };
+        if promoted {
+            let _ = manager.transition(&id, Action::Ready);
+        }
+        manager.flush_histories(false);
+    }
+}

@@ -1,0 +1,201 @@
+//! The manager's plain data: the instances in file order, the active id, and
+//! per-instance runtime handles. Only ever touched under the manager's lock.
+
+use super::{not_found, ManagerError};
+use crate::health::HealthHandle;
+use crate::store::{HealthHistory, HealthSample};
+use chrono::Utc;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storycore_types::{
+    Instance, InstanceConfig, InstanceHealth, InstanceStatus, InstancesFile,
+    INSTANCES_FILE_VERSION,
+};
+
+/// Health histories are written at most this often (and on shutdown).
+const HISTORY_FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+pub(super) struct Registry {
+    pub entries: Vec<Entry>,
+    pub active: Option<String>,
+    pub read_only: bool,
+}
+
+pub(super) struct Entry {
+    pub instance: Instance,
+    pub monitor: Option<Arc<HealthHandle>>,
+    running_since: Option<Instant>,
+    history: Option<HealthHistory>,
+    history_dirty: bool,
+    last_flush: Instant,
+}
+
+pub(super) fn new_instance(config: InstanceConfig) -> Instance {
+    Instance {
+        id: config.id.clone(),
+        name: config.name.clone(),
+        config,
+        status: InstanceStatus::Stopped,
+        health: Default::default(),
+        stats: Default::default(),
+        created_at: Utc::now(),
+        last_used_at: None,
+        status_reason: None,
+    }
+}
+
+impl Entry {
+    pub fn new(instance: Instance) -> Self {
+        Self {
+            instance,
+            monitor: None,
+            running_since: None,
+            history: None,
+            history_dirty: false,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// The instance as callers see it, with its uptime brought up to date.
+    pub fn view(&self) -> Instance {
+        let mut i = self.instance.clone();
+        i.stats.uptime = self
+            .running_since
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        i
+    }
+
+    pub fn set_status(&mut self, to: InstanceStatus) {
+        match to {
+            InstanceStatus::Running | InstanceStatus::Paused => {
+                self.running_since.get_or_insert_with(Instant::now);
+            }
+            _ => self.running_since = None,
+        }
+        self.instance.status = to;
+    }
+
+    pub fn record_history(&mut self, dir: &Path, health: &InstanceHealth) {
+        if self.history.is_none() {
+            match HealthHistory::load(dir, &self.instance.id) {
+                Ok(h) => self.history = Some(h),
+                Err(e) => {
+                    tracing::warn!(id = %self.instance.id, "health history unavailable: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(h) = self.history.as_mut() else { return };
+        h.record_sample(HealthSample {
+            at: health.last_checked.unwrap_or_else(Utc::now),
+            status: health.status,
+            response_time: health.response_time,
+            system_stats: health.system_stats.clone(),
+        });
+        self.history_dirty = true;
+    }
+}
+
+impl Registry {
+    pub fn from_file(file: InstancesFile, read_only: bool) -> Self {
+        let mut r = Self {
+            entries: Vec::new(),
+            active: None,
+            read_only,
+        };
+        r.replace_configs(file, read_only);
+        r
+    }
+
+    pub fn writable(&self) -> Result<(), ManagerError> {
+        if self.read_only {
+            Err(ManagerError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.instance.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Result<&mut Entry, ManagerError> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.instance.id == id)
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub fn position(&self, id: &str) -> Result<usize, ManagerError> {
+        self.entries
+            .iter()
+            .position(|e| e.instance.id == id)
+            .ok_or_else(|| not_found(id))
+    }
+
+    pub fn configs_except(&self, id: Option<&str>) -> Vec<InstanceConfig> {
+        self.entries
+            .iter()
+            .filter(|e| Some(e.instance.id.as_str()) != id)
+            .map(|e| e.instance.config.clone())
+            .collect()
+    }
+
+    /// `instance_NNN`, the seed's style, with the first free number.
+    pub fn next_id(&self) -> String {
+        (1..)
+            .map(|n| format!("instance_{n:03}"))
+            .find(|id| self.get(id).is_none())
+            .expect("an unbounded range has a free id")
+    }
+
+    pub fn to_file(&self) -> InstancesFile {
+        InstancesFile {
+            version: INSTANCES_FILE_VERSION.to_string(),
+            instances: self
+                .entries
+                .iter()
+                .map(|e| e.instance.config.clone())
+                .collect(),
+            active_instance_id: self.active.clone(),
+            last_saved: None,
+        }
+    }
+
+    /// Takes the configs of `file`; instances still present keep their runtime
+    /// state. Returns the entries that are gone (dropping them ends their monitors).
+    pub fn replace_configs(&mut self, file: InstancesFile, read_only: bool) -> Vec<Entry> {
+        let mut old = std::mem::take(&mut self.entries);
+        for config in file.instances {
+            match old.iter().position(|e| e.instance.id == config.id) {
+                Some(pos) => {
+                    let mut e = old.remove(pos);
+                    e.instance.name = config.name.clone();
+                    e.instance.config = config;
+                    self.entries.push(e);
+                }
+                None => self.entries.push(Entry::new(new_instance(config))),
+            }
+        }
+        self.active = file.active_instance_id;
+        self.read_only = read_only;
+        old
+    }
+
+    /// Histories with new samples that are due to be written.
+    pub fn take_histories_to_flush(&mut self, force: bool) -> Vec<HealthHistory> {
+        let mut out = Vec::new();
+        for e in &mut self.entries {
+            if e.history_dirty && (force || e.last_flush.elapsed() >= HISTORY_FLUSH_EVERY) {
+                if let Some(h) = &e.history {
+                    out.push(h.clone());
+                }
+                e.history_dirty = false;
+                e.last_flush = Instant::now();
+            }
+        }
+        out
+    }
+}
