@@ -1,0 +1,241 @@
+//! `comfyui_instances.json`: load (with repair) and save (with a backup).
+
+use super::atomic::atomic_write;
+use super::format::{format_age, FormatAge};
+use super::migration;
+use super::recovery::{file_name, move_aside, remove_stray_partials};
+use super::StoreError;
+use chrono::Utc;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use storycore_types::{InstanceConfig, InstancesFile, MigrationResult, INSTANCES_FILE_VERSION};
+
+pub const INSTANCES_FILE_NAME: &str = "comfyui_instances.json";
+/// The previous good copy, refreshed before each save replaces the file.
+pub const BACKUP_FILE_NAME: &str = "comfyui_instances.json.bak";
+
+/// The instances file of one config folder. Holds no state: each call looks
+/// at the disk, so two handles on one folder agree.
+#[derive(Debug, Clone)]
+pub struct InstanceStore {
+    dir: PathBuf,
+}
+
+/// What [`InstanceStore::load`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub file: InstancesFile,
+    /// Sentences for the user: what was repaired, migrated or refused.
+    pub notices: Vec<String>,
+    /// The file was written by a newer app: it is shown, never overwritten.
+    pub read_only: bool,
+    /// Set when the single-instance `comfyui.json` was looked at on first start.
+    pub migration: Option<MigrationResult>,
+}
+
+/// What is on disk at one path.
+pub(crate) enum OnDisk {
+    Missing,
+    Good { file: InstancesFile, bytes: Vec<u8> },
+    Newer { version: String, value: Value },
+    Corrupt { why: String },
+}
+
+impl InstanceStore {
+    pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: config_dir.into(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(INSTANCES_FILE_NAME)
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        self.dir.join(BACKUP_FILE_NAME)
+    }
+
+    /// Reads the fleet, repairing what it can: a corrupt file is moved aside
+    /// and the backup loaded; on first start the single-instance config is
+    /// migrated. Fails only when the disk itself refuses.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        remove_stray_partials(&self.dir, INSTANCES_FILE_NAME);
+        remove_stray_partials(&self.dir, BACKUP_FILE_NAME);
+        let mut loaded = match read_instances_file(&self.path())? {
+            OnDisk::Good { file, .. } => loaded(file, Vec::new()),
+            OnDisk::Newer { version, value } => self.load_newer(&version, &value),
+            OnDisk::Corrupt { why } => {
+                let kept = move_aside(&self.path())?;
+                let problem = format!(
+                    "{INSTANCES_FILE_NAME} could not be read ({why}); it was kept as {}",
+                    file_name(&kept)
+                );
+                self.recover_from_backup(problem)?
+            }
+            OnDisk::Missing if self.backup_path().exists() => {
+                self.recover_from_backup(format!("{INSTANCES_FILE_NAME} was missing"))?
+            }
+            OnDisk::Missing => return migration::first_start(self),
+        };
+        loaded.notices.extend(migration::leftover_notice(&self.dir));
+        Ok(loaded)
+    }
+
+    /// Writes the fleet: sets `lastSaved`, keeps the file it replaces as the
+    /// backup, and refuses to overwrite a file from a newer app.
+    pub fn save(&self, file: &mut InstancesFile) -> Result<(), StoreError> {
+        if let FormatAge::Newer(found) = format_age(&file.version, INSTANCES_FILE_VERSION) {
+            return Err(StoreError::NewerFormat {
+                path: self.path(),
+                found,
+            });
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::CreateDir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        match read_instances_file(&self.path())? {
+            OnDisk::Newer { version, .. } => {
+                return Err(StoreError::NewerFormat {
+                    path: self.path(),
+                    found: version,
+                })
+            }
+            OnDisk::Good { bytes, .. } => atomic_write(&self.backup_path(), &bytes)?,
+            // Never let a corrupt file become the backup; keep it for the user.
+            OnDisk::Corrupt { .. } => {
+                move_aside(&self.path())?;
+            }
+            OnDisk::Missing => {}
+        }
+        file.version = INSTANCES_FILE_VERSION.to_string();
+        file.last_saved = Some(Utc::now());
+        let mut bytes = serde_json::to_vec_pretty(file).map_err(|source| StoreError::Encode {
+            path: self.path(),
+            source,
+        })?;
+        bytes.push(b'\n');
+        atomic_write(&self.path(), &bytes)
+    }
+
+    /// A file from a newer app: keep every instance that still reads as one.
+    fn load_newer(&self, version: &str, value: &Value) -> Loaded {
+        let mut instances = Vec::new();
+        let mut unreadable = 0;
+        for v in value["instances"].as_array().into_iter().flatten() {
+            match serde_json::from_value::<InstanceConfig>(v.clone()) {
+                Ok(c) => instances.push(c),
+                Err(_) => unreadable += 1,
+            }
+        }
+        let mut notice = format!(
+            "{INSTANCES_FILE_NAME} was written by a newer version of StoryCore Engine (format {version}). It is shown read-only: changes will not be saved until you update the app."
+        );
+        if unreadable > 0 {
+            notice.push_str(&format!(
+                " {unreadable} instance(s) in it could not be read by this version and are not shown."
+            ));
+        }
+        let file = InstancesFile {
+            // Keeping the newer version makes any save of this file refuse.
+            version: version.to_string(),
+            instances,
+            active_instance_id: value["activeInstanceId"].as_str().map(String::from),
+            last_saved: serde_json::from_value(value["lastSaved"].clone()).unwrap_or(None),
+        };
+        Loaded {
+            read_only: true,
+            ..loaded(file, vec![notice])
+        }
+    }
+
+    /// Loads the backup after the main file was lost, and puts it back in place
+    /// so the folder is whole again even if the app stops before its next save.
+    fn recover_from_backup(&self, problem: String) -> Result<Loaded, StoreError> {
+        match read_instances_file(&self.backup_path())? {
+            OnDisk::Good { file, bytes } => {
+                atomic_write(&self.path(), &bytes)?;
+                let when = file
+                    .last_saved
+                    .map(|t| format!(" (saved {})", t.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default();
+                Ok(loaded(
+                    file,
+                    vec![format!(
+                        "{problem}. The backup {BACKUP_FILE_NAME}{when} was loaded instead: changes made after that save are missing."
+                    )],
+                ))
+            }
+            _ => Ok(loaded(
+                empty_file(),
+                vec![format!(
+                    "{problem}. No usable backup ({BACKUP_FILE_NAME}) was found, so the app starts with no instances: add them again, or repair the kept file and restart."
+                )],
+            )),
+        }
+    }
+}
+
+fn loaded(file: InstancesFile, notices: Vec<String>) -> Loaded {
+    Loaded {
+        file,
+        notices,
+        read_only: false,
+        migration: None,
+    }
+}
+
+pub(crate) fn empty_file() -> InstancesFile {
+    InstancesFile {
+        version: INSTANCES_FILE_VERSION.to_string(),
+        instances: Vec::new(),
+        active_instance_id: None,
+        last_saved: None,
+    }
+}
+
+/// Reads and classifies an instances file (the main one or its backup).
+pub(crate) fn read_instances_file(path: &Path) -> Result<OnDisk, StoreError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OnDisk::Missing),
+        Err(source) => {
+            return Err(StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(OnDisk::Corrupt {
+            why: "it is empty".into(),
+        });
+    }
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(OnDisk::Corrupt {
+                why: format!("it is not valid JSON: {e}"),
+            })
+        }
+    };
+    let Some(version) = value["version"].as_str().map(String::from) else {
+        return Ok(OnDisk::Corrupt {
+            why: "it has no \"version\"".into(),
+        });
+    };
+    if let FormatAge::Newer(version) = format_age(&version, INSTANCES_FILE_VERSION) {
+        return Ok(OnDisk::Newer { version, value });
+    }
+    match serde_json::from_value::<InstancesFile>(value) {
+        Ok(file) => Ok(OnDisk::Good { file, bytes }),
+        Err(e) => Ok(OnDisk::Corrupt {
+            why: format!("its content does not match the format: {e}"),
+        }),
+    }
+}

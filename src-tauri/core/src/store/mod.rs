@@ -1,0 +1,34 @@
+//! The files on disk, all in one config folder:
+//!
+//! | file | written by |
+//! | --- | --- |
+//! | `comfyui_instances.json` (format "1.0") and its `.bak` | [`InstanceStore`] |
+//! | `instance_{id}_health.json` | [`HealthHistory`] |
+//! | `comfyui.json` (the single-instance app's), renamed `.migrated` once read | migration, on first start |
+//!
+//! Every write goes through [`atomic_write`], so a crash leaves either the old
+//! file or the new one, never a mix. What a crash or a hand edit can still
+//! leave (a stray temp file, a corrupt file) is repaired on load, and the user
+//! is told in a notice.
+
+mod atomic;
+mod clash;
+mod error;
+mod export;
+mod format;
+mod health_history;
+mod import;
+mod instances;
+mod migration;
+mod recovery;
+
+pub use atomic::atomic_write;
+pub use error::StoreError;
+pub use export::{export, REDACTED_VALUE};
+pub use health_history::{
+    HealthHistory, HealthHistoryFile, HealthSample, HourlyFigures, LoggedError,
+    HEALTH_FILE_VERSION, MAX_ERRORS, MAX_HOURS, MAX_SAMPLES,
+};
+pub use import::{import, ClashPolicy, ImportAction, ImportEntry, ImportError, ImportOutcome};
+pub use instances::{InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME};
+pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};
