@@ -7,6 +7,7 @@ mod heartbeat;
 mod tray;
 
 use crate::paths::AppPaths;
+use storycore_core::manager::{InstanceManager, ManagerOptions};
 use tauri::Manager;
 
 pub use events::emit;
@@ -15,8 +16,13 @@ pub use events::emit;
 pub const MAIN_WINDOW: &str = "main";
 
 /// Builds and runs the Tauri app until the user quits.
-pub fn run(paths: AppPaths) -> Result<(), tauri::Error> {
-    tauri::Builder::default()
+pub fn run(paths: AppPaths) -> Result<(), String> {
+    let (manager, report) = InstanceManager::open(ManagerOptions::new(&paths.config_dir))
+        .map_err(|e| format!("cannot open the instance files: {e}"))?;
+    if let Some(m) = &report.migration {
+        tracing::info!(?m, "single-instance config looked at");
+    }
+    let app = tauri::Builder::default()
         // Must be the first plugin: a second launch hands its arguments to this
         // process and exits before anything else starts.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
@@ -25,13 +31,52 @@ pub fn run(paths: AppPaths) -> Result<(), tauri::Error> {
             events::emit(app, storycore_types::AppEvent::SecondLaunch);
         }))
         .manage(paths)
-        .invoke_handler(tauri::generate_handler![commands::app_info])
-        .setup(|app| {
+        .manage(manager.clone())
+        .manage(report)
+        .invoke_handler(tauri::generate_handler![
+            commands::app::app_info,
+            commands::instances::list_instances,
+            commands::instances::get_instance,
+            commands::instances::create_instance,
+            commands::instances::update_instance,
+            commands::instances::delete_instance,
+            commands::instances::start_instance,
+            commands::instances::stop_instance,
+            commands::instances::pause_instance,
+            commands::instances::resume_instance,
+            commands::instances::restart_instance,
+            commands::instances::set_active_instance,
+            commands::instances::get_active_instance,
+            commands::instances::get_healthy_instance,
+            commands::instances::get_instances_by_load,
+            commands::instances::check_instance_health,
+            commands::instances::get_instance_stats,
+            commands::instances::export_instances,
+            commands::instances::import_instances,
+            commands::instances::startup_notices,
+        ])
+        .setup(move |app| {
             tray::install(app.handle())?;
             heartbeat::spawn(app.handle().clone());
+            events::bridge(app.handle().clone(), manager.subscribe());
+            let m = manager.clone();
+            tauri::async_runtime::spawn(async move {
+                for (id, e) in m.start_auto().await {
+                    tracing::warn!(%id, "autoStart failed: {e}");
+                }
+            });
             Ok(())
         })
-        .run(tauri::generate_context!())
+        .build(tauri::generate_context!())
+        .map_err(|e| e.to_string())?;
+    app.run(|app, event| {
+        if let tauri::RunEvent::Exit = event {
+            // Stop monitors and write health histories before the process ends.
+            let m = app.state::<InstanceManager>().inner().clone();
+            tauri::async_runtime::block_on(m.shutdown());
+        }
+    });
+    Ok(())
 }
 
 /// Shows, un-minimises and focuses the main window.

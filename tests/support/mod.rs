@@ -60,7 +60,15 @@ impl Display {
     pub fn start() -> Self {
         let mut child = Group::spawn(
             Command::new("Xvfb")
-                .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .args([
+                    "-displayfd",
+                    "1",
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null()),
         )
@@ -140,17 +148,23 @@ impl App {
         let port = free_port();
         let native = free_port();
         let mut cmd = Command::new(tauri_driver());
-        cmd.args(["--port", &port.to_string(), "--native-port", &native.to_string()])
-            .env("DISPLAY", &display.name)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-            .env("STORYCORE_CONFIG_DIR", config_dir.path())
-            .env_remove("WAYLAND_DISPLAY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
+        .env("DISPLAY", &display.name)
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .env("STORYCORE_CONFIG_DIR", config_dir.path())
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let driver = Group::spawn(&mut cmd).expect("cannot start tauri-driver: run scripts/test.sh");
+        let driver =
+            Group::spawn(&mut cmd).expect("cannot start tauri-driver: run scripts/test.sh");
 
         let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
             serde_json::json!({"browserName": "wry", "tauri:options": {"application": APP_BIN}}),
@@ -198,7 +212,10 @@ impl App {
             }
             if Instant::now() > deadline {
                 self.save_screenshot().await;
-                panic!("{}: {css} never showed {what}; last text: {last:?}", self.name);
+                panic!(
+                    "{}: {css} never showed {what}; last text: {last:?}",
+                    self.name
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -227,6 +244,29 @@ impl App {
             .send_keys(text)
             .await
             .unwrap();
+    }
+
+    /// Calls a Tauri command from inside the page, exactly as the UI does;
+    /// `Err` carries the command's `ApiError` as JSON.
+    pub async fn invoke(
+        &self,
+        cmd: &str,
+        args: serde_json::Value,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let out = self
+            .client
+            .execute_async(
+                "const [cmd, args, done] = arguments;\
+                 window.__TAURI__.core.invoke(cmd, args)\
+                   .then(v => done({ok: v === undefined ? null : v}), e => done({err: e}));",
+                vec![cmd.into(), args],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: invoke {cmd} failed in WebDriver: {e}", self.name));
+        match out.get("ok") {
+            Some(v) => Ok(v.clone()),
+            None => Err(out.get("err").cloned().unwrap_or(out)),
+        }
     }
 
     /// The webview's own screenshot, saved as target/e2e-screenshots/<name>.png.
@@ -266,3 +306,7 @@ fn tauri_driver() -> PathBuf {
     }
     PathBuf::from("tauri-driver")
 }
+
+/// The ComfyUI stand-in launcher, shared with the core crate's tests.
+#[path = "../../src-tauri/core/tests/support/standin.rs"]
+pub mod standin;

@@ -11,4 +11,6 @@ pub struct AppInfo {
     pub config_dir: String,
     /// Folder of the daily log files.
     pub log_dir: String,
+    /// Folder of per-instance runtime data (temp, user, output folders).
+    pub data_dir: String,
 }

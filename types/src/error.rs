@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn serializes_as_code_and_message() {
-        let e = ApiError::new(ErrorCode::InvalidTransition, "cannot pause a stopped instance");
+        let e = ApiError::new(
+            ErrorCode::InvalidTransition,
+            "cannot pause a stopped instance",
+        );
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(
             v,

@@ -16,9 +16,16 @@ pub enum AppEvent {
     SecondLaunch,
     /// An instance was created, or its config, status, health or stats changed.
     InstanceUpdated(Box<Instance>),
-    InstanceRemoved { id: String },
-    ActiveInstanceChanged { id: Option<String> },
-    HealthChanged { id: String, health: InstanceHealth },
+    InstanceRemoved {
+        id: String,
+    },
+    ActiveInstanceChanged {
+        id: Option<String>,
+    },
+    HealthChanged {
+        id: String,
+        health: InstanceHealth,
+    },
     Alert(Alert),
 }
 

@@ -145,33 +145,75 @@ impl InstanceConfig {
 pub struct InstanceConfigPatch {
     pub name: Option<String>,
     pub port: Option<u32>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gpu_device: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub env_vars: Option<Option<BTreeMap<String, String>>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub custom_nodes_path: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_concurrent_workflows: Option<Option<u32>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_ms: Option<Option<u64>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_queue_monitoring: Option<Option<bool>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_start: Option<Option<bool>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub description: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheme: Option<Option<Scheme>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub comfyui_path: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub python_path: Option<Option<String>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra_args: Option<Option<Vec<String>>>,
-    #[serde(deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub api_key_ref: Option<Option<String>>,
 }
 
@@ -191,7 +233,11 @@ impl InstanceConfigPatch {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
         set!(name, port, host, gpu_device, env_vars, custom_nodes_path);
-        set!(max_concurrent_workflows, timeout_ms, enable_queue_monitoring);
+        set!(
+            max_concurrent_workflows,
+            timeout_ms,
+            enable_queue_monitoring
+        );
         set!(auto_start, description, scheme, comfyui_path, python_path);
         set!(extra_args, api_key_ref);
     }
@@ -281,7 +327,10 @@ mod tests {
         assert!(!c.autostart());
         assert_eq!(c.base_url(), "http://localhost:8188");
         let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json, serde_json::json!({"id": "a", "name": "A", "port": 8188}));
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "a", "name": "A", "port": 8188})
+        );
     }
 
     #[test]
@@ -297,8 +346,7 @@ mod tests {
         let mut c = InstanceConfig::new("a", "A", 8188);
         c.description = Some("old".into());
         let p: InstanceConfigPatch =
-            serde_json::from_value(serde_json::json!({"port": 8190, "description": null}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"port": 8190, "description": null})).unwrap();
         p.apply(&mut c);
         assert_eq!(c.port, 8190);
         assert_eq!(c.description, None);

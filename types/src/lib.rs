@@ -12,6 +12,6 @@ pub use error::{ApiError, ErrorCode, FieldError};
 pub use event::{AppEvent, Heartbeat, APP_EVENT};
 pub use health::{Alert, AlertKind, HealthStatus, InstanceHealth, InstanceStats, SystemStats};
 pub use instance::{
-    Instance, InstanceConfig, InstanceConfigPatch, InstanceStatus, InstancesFile,
-    MigrationResult, Scheme, INSTANCES_FILE_VERSION,
+    Instance, InstanceConfig, InstanceConfigPatch, InstanceStatus, InstancesFile, MigrationResult,
+    Scheme, INSTANCES_FILE_VERSION,
 };

@@ -13,10 +13,23 @@ fn open(dir: &std::path::Path) -> InstanceManager {
 async fn crud_and_active_instance_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let m = open(dir.path());
-    let a = m.create(InstanceConfig::new("", "First", 8188)).await.unwrap();
-    let b = m.create(InstanceConfig::new("", "Second", 8189)).await.unwrap();
-    assert_eq!((a.id.as_str(), b.id.as_str()), ("instance_001", "instance_002"));
-    assert_eq!(m.active_instance().unwrap().id, "instance_001", "default: the first");
+    let a = m
+        .create(InstanceConfig::new("", "First", 8188))
+        .await
+        .unwrap();
+    let b = m
+        .create(InstanceConfig::new("", "Second", 8189))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.id.as_str(), b.id.as_str()),
+        ("instance_001", "instance_002")
+    );
+    assert_eq!(
+        m.active_instance().unwrap().id,
+        "instance_001",
+        "default: the first"
+    );
     m.set_active(Some("instance_002")).await.unwrap();
     m.update(
         "instance_001",
@@ -46,8 +59,12 @@ async fn crud_and_active_instance_survive_a_restart() {
 async fn export_then_import_elsewhere_all_or_nothing() {
     let src = tempfile::tempdir().unwrap();
     let m = open(src.path());
-    m.create(InstanceConfig::new("", "One", 8188)).await.unwrap();
-    m.create(InstanceConfig::new("", "Two", 8189)).await.unwrap();
+    m.create(InstanceConfig::new("", "One", 8188))
+        .await
+        .unwrap();
+    m.create(InstanceConfig::new("", "Two", 8189))
+        .await
+        .unwrap();
     let data = m.export();
 
     let dst = tempfile::tempdir().unwrap();

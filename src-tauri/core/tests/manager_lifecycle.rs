@@ -34,9 +34,11 @@ fn attached(id: &str, name: &str, port: u16) -> InstanceConfig {
 }
 
 async fn wait_status(m: &InstanceManager, id: &str, want: InstanceStatus) {
-    wait_for(Duration::from_secs(10), &format!("{id} to be {want:?}"), || async {
-        (m.get(id).unwrap().status == want).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        &format!("{id} to be {want:?}"),
+        || async { (m.get(id).unwrap().status == want).then_some(()) },
+    )
     .await;
 }
 
@@ -47,9 +49,15 @@ async fn attach_start_pause_resume_stop_with_routing_and_events() {
     let m = open(dir.path());
     let mut events = m.subscribe();
 
-    let inst = m.create(attached("gpu0", "GPU 0", server.port())).await.unwrap();
+    let inst = m
+        .create(attached("gpu0", "GPU 0", server.port()))
+        .await
+        .unwrap();
     assert_eq!(inst.status, InstanceStatus::Stopped);
-    assert!(m.healthy_instance().is_none(), "a stopped instance takes no work");
+    assert!(
+        m.healthy_instance().is_none(),
+        "a stopped instance takes no work"
+    );
 
     // A transition that makes no sense is refused with a sentence.
     let err = m.pause("gpu0").await.unwrap_err();
@@ -62,7 +70,12 @@ async fn attach_start_pause_resume_stop_with_routing_and_events() {
     m.start("gpu0").await.unwrap();
     wait_status(&m, "gpu0", InstanceStatus::Running).await;
     assert_eq!(m.healthy_instance().unwrap().id, "gpu0");
-    assert!(m.start("gpu0").await.unwrap_err().to_string().contains("already running"));
+    assert!(m
+        .start("gpu0")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("already running"));
 
     m.pause("gpu0").await.unwrap();
     assert!(m.healthy_instance().is_none(), "paused takes no new work");
@@ -73,7 +86,11 @@ async fn attach_start_pause_resume_stop_with_routing_and_events() {
     assert!(matches!(refused, ManagerError::Paused { .. }), "{refused}");
 
     m.resume("gpu0").await.unwrap();
-    assert_eq!(m.healthy_instance().unwrap().id, "gpu0", "eligible again at once");
+    assert_eq!(
+        m.healthy_instance().unwrap().id,
+        "gpu0",
+        "eligible again at once"
+    );
     let q = m
         .execute_on_instance("gpu0", |c: ComfyClient| async move { c.queue().await })
         .await
@@ -97,7 +114,15 @@ async fn attach_start_pause_resume_stop_with_routing_and_events() {
     use InstanceStatus as S;
     assert_eq!(
         seen,
-        [S::Stopped, S::Starting, S::Running, S::Paused, S::Running, S::Stopping, S::Stopped]
+        [
+            S::Stopped,
+            S::Starting,
+            S::Running,
+            S::Paused,
+            S::Running,
+            S::Stopping,
+            S::Stopped
+        ]
     );
 }
 
@@ -149,7 +174,14 @@ async fn health_check_on_demand_and_stats() {
     m.record_workflow("a", true, 100.0, None);
     m.record_workflow("a", false, 300.0, Some("boom".into()));
     let s = m.stats("a").unwrap();
-    assert_eq!((s.total_workflows, s.successful_workflows, s.failed_workflows), (2, 1, 1));
+    assert_eq!(
+        (
+            s.total_workflows,
+            s.successful_workflows,
+            s.failed_workflows
+        ),
+        (2, 1, 1)
+    );
     assert_eq!(s.average_response_time, 200.0);
     assert_eq!(s.last_error.as_deref(), Some("boom"));
     m.shutdown().await;
@@ -171,7 +203,10 @@ async fn bad_configs_are_refused_field_by_field_and_nothing_is_saved() {
     let fields: Vec<&str> = api.fields.iter().map(|f| f.field.as_str()).collect();
     assert!(fields.contains(&"name"), "{fields:?}");
     assert!(fields.contains(&"host"), "{fields:?}");
-    assert!(fields.iter().any(|f| f.starts_with("envVars")), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("envVars")),
+        "{fields:?}"
+    );
     assert_eq!(m.list().len(), 1);
     let reopened = open(dir.path());
     assert_eq!(reopened.list().len(), 1);

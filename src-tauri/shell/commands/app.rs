@@ -1,5 +1,3 @@
-//! Tauri commands. Each one is a few lines: read the state, call the owner, map the error.
-
 use crate::paths::AppPaths;
 use storycore_types::{ApiError, AppInfo};
 
@@ -11,5 +9,6 @@ pub fn app_info(paths: tauri::State<'_, AppPaths>) -> Result<AppInfo, ApiError> 
         version: env!("CARGO_PKG_VERSION").into(),
         config_dir: paths.config_dir.display().to_string(),
         log_dir: paths.log_dir.display().to_string(),
+        data_dir: paths.data_dir.display().to_string(),
     })
 }

@@ -60,7 +60,13 @@ mod tests {
     use super::*;
     use storycore_types::{InstanceConfig, SystemStats};
 
-    fn inst(id: &str, status: InstanceStatus, health: HealthStatus, active: u32, max: u32) -> Instance {
+    fn inst(
+        id: &str,
+        status: InstanceStatus,
+        health: HealthStatus,
+        active: u32,
+        max: u32,
+    ) -> Instance {
         let mut c = InstanceConfig::new(id, id, 8188);
         c.max_concurrent_workflows = Some(max);
         let mut i = Instance {
@@ -105,7 +111,10 @@ mod tests {
             inst("half", S::Running, H::Healthy, 1, 2),
             inst("idle", S::Running, H::Healthy, 0, 1),
         ];
-        let order: Vec<&str> = by_load(&fleet, None).iter().map(|i| i.id.as_str()).collect();
+        let order: Vec<&str> = by_load(&fleet, None)
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect();
         assert_eq!(order, ["idle", "half", "busy", "degraded-idle"]);
     }
 

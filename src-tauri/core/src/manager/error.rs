@@ -15,7 +15,11 @@ pub enum ManagerError {
     #[error("instance \"{name}\" is paused and takes no new work: resume it first")]
     Paused { id: String, name: String },
     #[error("instance \"{name}\" is {status}: start it first")]
-    NotRunning { id: String, name: String, status: String },
+    NotRunning {
+        id: String,
+        name: String,
+        status: String,
+    },
     #[error(
         "instance \"{name}\" has a ComfyUI folder, so the app must launch it, and this version \
          cannot launch local processes yet; remove comfyuiPath to attach to a server you started"

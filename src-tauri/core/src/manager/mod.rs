@@ -27,8 +27,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use storycore_types::{
-    AppEvent, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
-    InstanceStats, InstanceStatus, MigrationResult,
+    AppEvent, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth, InstanceStats,
+    InstanceStatus, MigrationResult,
 };
 use tokio::sync::broadcast;
 
@@ -373,8 +373,7 @@ impl InstanceManager {
             .filter(|i| i.config.autostart() && i.status == InstanceStatus::Stopped)
             .map(|i| i.id)
             .collect();
-        let results =
-            futures_util::future::join_all(ids.iter().map(|id| self.start(id))).await;
+        let results = futures_util::future::join_all(ids.iter().map(|id| self.start(id))).await;
         ids.into_iter()
             .zip(results)
             .filter_map(|(id, r)| r.err().map(|e| (id, e)))
@@ -385,7 +384,10 @@ impl InstanceManager {
     pub async fn shutdown(&self) {
         let monitors: Vec<Arc<HealthHandle>> = {
             let mut reg = self.lock();
-            reg.entries.iter_mut().filter_map(|e| e.monitor.take()).collect()
+            reg.entries
+                .iter_mut()
+                .filter_map(|e| e.monitor.take())
+                .collect()
         };
         for m in monitors {
             end_monitor(m).await;
@@ -493,10 +495,13 @@ impl InstanceManager {
         let mut policy = self.inner.options.health.clone();
         policy.watch_queue = config.queue_monitoring();
         let once = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
-        let health = once.check_now().await.map_err(|source| ManagerError::Health {
-            id: id.to_string(),
-            source,
-        });
+        let health = once
+            .check_now()
+            .await
+            .map_err(|source| ManagerError::Health {
+                id: id.to_string(),
+                source,
+            });
         once.shutdown().await;
         let health = health?;
         if let Ok(e) = self.lock().get_mut(id) {

@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{
-    Instance, InstanceConfig, InstanceHealth, InstanceStatus, InstancesFile,
-    INSTANCES_FILE_VERSION,
+    Instance, InstanceConfig, InstanceHealth, InstanceStatus, InstancesFile, INSTANCES_FILE_VERSION,
 };
 
 /// Health histories are written at most this often (and on shutdown).
@@ -87,7 +86,9 @@ impl Entry {
                 }
             }
         }
-        let Some(h) = self.history.as_mut() else { return };
+        let Some(h) = self.history.as_mut() else {
+            return;
+        };
         h.record_sample(HealthSample {
             at: health.last_checked.unwrap_or_else(Utc::now),
             status: health.status,

@@ -1,0 +1,128 @@
+//! The instance manager's API (the seed's `ComfyUIInstanceManager`) for the UI.
+
+use storycore_core::manager::{InstanceManager, StartupReport};
+use storycore_core::store::{ClashPolicy, ImportEntry};
+use storycore_types::{
+    ApiError, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth, InstanceStats,
+    MigrationResult,
+};
+use tauri::State;
+
+type Manager<'a> = State<'a, InstanceManager>;
+type Answer<T> = Result<T, ApiError>;
+
+#[tauri::command]
+pub fn list_instances(m: Manager<'_>) -> Vec<Instance> {
+    m.list()
+}
+
+#[tauri::command]
+pub fn get_instance(m: Manager<'_>, id: String) -> Option<Instance> {
+    m.get(&id)
+}
+
+#[tauri::command]
+pub async fn create_instance(m: Manager<'_>, config: InstanceConfig) -> Answer<Instance> {
+    Ok(m.create(config).await?)
+}
+
+#[tauri::command]
+pub async fn update_instance(
+    m: Manager<'_>,
+    id: String,
+    patch: InstanceConfigPatch,
+) -> Answer<Instance> {
+    Ok(m.update(&id, patch).await?)
+}
+
+#[tauri::command]
+pub async fn delete_instance(m: Manager<'_>, id: String) -> Answer<()> {
+    Ok(m.delete(&id).await?)
+}
+
+#[tauri::command]
+pub async fn start_instance(m: Manager<'_>, id: String) -> Answer<Instance> {
+    Ok(m.start(&id).await?)
+}
+
+#[tauri::command]
+pub async fn stop_instance(m: Manager<'_>, id: String) -> Answer<Instance> {
+    Ok(m.stop(&id).await?)
+}
+
+#[tauri::command]
+pub async fn pause_instance(m: Manager<'_>, id: String) -> Answer<Instance> {
+    Ok(m.pause(&id).await?)
+}
+
+#[tauri::command]
+pub async fn resume_instance(m: Manager<'_>, id: String) -> Answer<Instance> {
+    Ok(m.resume(&id).await?)
+}
+
+#[tauri::command]
+pub async fn restart_instance(m: Manager<'_>, id: String) -> Answer<Instance> {
+    Ok(m.restart(&id).await?)
+}
+
+#[tauri::command]
+pub async fn set_active_instance(m: Manager<'_>, id: Option<String>) -> Answer<()> {
+    Ok(m.set_active(id.as_deref()).await?)
+}
+
+#[tauri::command]
+pub fn get_active_instance(m: Manager<'_>) -> Option<Instance> {
+    m.active_instance()
+}
+
+#[tauri::command]
+pub fn get_healthy_instance(m: Manager<'_>) -> Option<Instance> {
+    m.healthy_instance()
+}
+
+#[tauri::command]
+pub fn get_instances_by_load(m: Manager<'_>) -> Vec<Instance> {
+    m.instances_by_load()
+}
+
+#[tauri::command]
+pub async fn check_instance_health(m: Manager<'_>, id: String) -> Answer<InstanceHealth> {
+    Ok(m.check_health(&id).await?)
+}
+
+#[tauri::command]
+pub fn get_instance_stats(m: Manager<'_>, id: String) -> Answer<InstanceStats> {
+    Ok(m.stats(&id)?)
+}
+
+#[tauri::command]
+pub fn export_instances(m: Manager<'_>) -> String {
+    m.export()
+}
+
+#[tauri::command]
+pub async fn import_instances(
+    m: Manager<'_>,
+    data: String,
+    policy: Option<ClashPolicy>,
+) -> Answer<Vec<ImportEntry>> {
+    Ok(m.import(&data, policy.unwrap_or_default()).await?.entries)
+}
+
+/// What loading the files at start found: repairs, migration, a read-only file.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartupNotices {
+    pub notices: Vec<String>,
+    pub read_only: bool,
+    pub migration: Option<MigrationResult>,
+}
+
+#[tauri::command]
+pub fn startup_notices(report: State<'_, StartupReport>) -> StartupNotices {
+    StartupNotices {
+        notices: report.notices.clone(),
+        read_only: report.read_only,
+        migration: report.migration.clone(),
+    }
+}

@@ -1,0 +1,5 @@
+//! Tauri commands, one file per area. Each command is a few lines: read the
+//! state, call the part that owns the work, map the error to `ApiError`.
+
+pub mod app;
+pub mod instances;
