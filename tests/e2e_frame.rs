@@ -10,11 +10,15 @@ use support::App;
 #[tokio::test(flavor = "multi_thread")]
 async fn frame_renders_toolbar_panel_and_status_line() {
     let app = App::launch("frame_renders", &[]).await;
-    app.wait_text(".toolbar .brand", "the app's name", |t| t == "StoryCore Engine")
-        .await;
-    app.wait_text("#active-instance-switcher", "the switcher placeholder", |t| {
-        t.contains("No active instance")
+    app.wait_text(".toolbar .brand", "the app's name", |t| {
+        t == "StoryCore Engine"
     })
+    .await;
+    app.wait_text(
+        "#active-instance-switcher",
+        "the switcher placeholder",
+        |t| t.contains("No active instance"),
+    )
     .await;
     app.wait_text("#instances-empty", "the empty state", |t| {
         t.contains("No ComfyUI instances yet")
@@ -114,7 +118,10 @@ async fn logs_go_to_a_daily_file_in_the_log_folder() {
         if found.is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "no daily log file with the start line in {logs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no daily log file with the start line in {logs:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.finish().await;

@@ -29,11 +29,17 @@ fn api_error(e: JsValue) -> ApiError {
 
 async fn call<A: Serialize, R: DeserializeOwned>(cmd: &str, args: &A) -> Result<R, ApiError> {
     let args = serde_wasm_bindgen::to_value(args).map_err(|e| {
-        ApiError::new(ErrorCode::Internal, format!("cannot encode {cmd} arguments: {e}"))
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot encode {cmd} arguments: {e}"),
+        )
     })?;
     let v = tauri_invoke(cmd, args).await.map_err(api_error)?;
     serde_wasm_bindgen::from_value(v).map_err(|e| {
-        ApiError::new(ErrorCode::Internal, format!("unexpected answer to {cmd}: {e}"))
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("unexpected answer to {cmd}: {e}"),
+        )
     })
 }
 
@@ -52,12 +58,13 @@ struct EventEnvelope {
 
 /// Calls `handler` with each event the backend sends, for the page's lifetime.
 pub fn on_event(mut handler: impl FnMut(AppEvent) + 'static) {
-    let cb = Closure::<dyn FnMut(JsValue)>::new(move |raw: JsValue| {
-        match serde_wasm_bindgen::from_value::<EventEnvelope>(raw) {
-            Ok(env) => handler(env.payload),
-            Err(e) => web_log(&format!("ignored an event the UI does not know: {e}")),
-        }
-    });
+    let cb =
+        Closure::<dyn FnMut(JsValue)>::new(
+            move |raw: JsValue| match serde_wasm_bindgen::from_value::<EventEnvelope>(raw) {
+                Ok(env) => handler(env.payload),
+                Err(e) => web_log(&format!("ignored an event the UI does not know: {e}")),
+            },
+        );
     wasm_bindgen_futures::spawn_local(async move {
         if let Err(e) = tauri_listen(APP_EVENT, &cb).await {
             web_log(&format!("cannot listen to backend events: {e:?}"));

@@ -28,9 +28,9 @@ pub fn App() -> impl IntoView {
     });
     api::on_event(move |ev| match ev {
         AppEvent::Heartbeat(hb) => state.heartbeat.set(Some(hb)),
-        AppEvent::SecondLaunch => state
-            .notice
-            .set(Some("StoryCore Engine was already running: here it is.".into())),
+        AppEvent::SecondLaunch => state.notice.set(Some(
+            "StoryCore Engine was already running: here it is.".into(),
+        )),
         // Instance events are rendered by the instance panel (its own issue).
         _ => {}
     });
