@@ -5,6 +5,7 @@ pub mod app;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod import;
 pub mod instance;
 
 pub use app::AppInfo;
