@@ -54,6 +54,8 @@ pub fn run(paths: AppPaths) -> Result<(), String> {
             commands::instances::export_instances,
             commands::instances::import_instances,
             commands::instances::startup_notices,
+            commands::instances::test_connection,
+            commands::instances::get_health_history,
         ])
         .setup(move |app| {
             tray::install(app.handle())?;

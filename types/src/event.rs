@@ -1,5 +1,6 @@
 use crate::health::{Alert, InstanceHealth};
 use crate::instance::Instance;
+use crate::job::Job;
 use serde::{Deserialize, Serialize};
 
 /// The one Tauri event name the backend emits on; the payload is an [`AppEvent`].
@@ -27,6 +28,19 @@ pub enum AppEvent {
         health: InstanceHealth,
     },
     Alert(Alert),
+    /// A job was accepted, or its state, instance, outputs or error changed.
+    JobUpdated(Box<Job>),
+    /// A step within the node a job is executing (sent often: not saved).
+    #[serde(rename_all = "camelCase")]
+    JobProgress {
+        job_id: String,
+        node: Option<String>,
+        value: f64,
+        max: f64,
+    },
+    JobRemoved {
+        id: String,
+    },
 }
 
 /// Sent every second while the backend runs: the status line shows it, and a UI

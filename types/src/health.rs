@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Healthy, degraded or unhealthy as in the seed; `unknown` until the first probe.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,4 +83,55 @@ pub struct Alert {
     /// A sentence for the user.
     pub message: String,
     pub at: DateTime<Utc>,
+}
+
+// The content of `instance_{id}_health.json` (written by the store, drawn by the UI).
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSample {
+    pub at: DateTime<Utc>,
+    pub status: HealthStatus,
+    /// Milliseconds.
+    pub response_time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_stats: Option<SystemStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedError {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+/// Performance over one clock hour (UTC), kept longer than the raw samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyFigures {
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    pub samples: u32,
+    /// Milliseconds, over every sample of the hour.
+    pub average_response_time: f64,
+    pub max_response_time: f64,
+    pub degraded_samples: u32,
+    pub unhealthy_samples: u32,
+    /// Errors recorded during the hour (failed probes, crashes).
+    pub failures: u32,
+}
+
+/// The file's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthHistoryFile {
+    pub version: String,
+    pub instance_id: String,
+    #[serde(default)]
+    pub samples: VecDeque<HealthSample>,
+    #[serde(default)]
+    pub errors: VecDeque<LoggedError>,
+    #[serde(default)]
+    pub hourly: VecDeque<HourlyFigures>,
 }

@@ -59,4 +59,3 @@ pub struct ImportEntry {
     /// Things to do after import (secrets to set again).
     pub notes: Vec<String>,
 }
-

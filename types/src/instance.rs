@@ -353,3 +353,39 @@ mod tests {
         assert_eq!(c.name, "A");
     }
 }
+
+/// The editor's "Test Connection" answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionTest {
+    pub outcome: ConnectionOutcome,
+    /// A sentence for the user.
+    pub message: String,
+    /// Milliseconds, when the server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comfyui_version: Option<String>,
+    #[serde(default)]
+    pub devices: Vec<DeviceSummary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionOutcome {
+    Reached,
+    Refused,
+    TimedOut,
+    /// Something answered, but not like ComfyUI, or the address is unusable.
+    Failed,
+}
+
+/// One device a ComfyUI server reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSummary {
+    pub name: String,
+    pub kind: String,
+    pub vram_total: u64,
+    pub vram_free: u64,
+}

@@ -7,12 +7,18 @@ pub mod event;
 pub mod health;
 pub mod import;
 pub mod instance;
+pub mod job;
 
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use event::{AppEvent, Heartbeat, APP_EVENT};
 pub use health::{Alert, AlertKind, HealthStatus, InstanceHealth, InstanceStats, SystemStats};
 pub use instance::{
-    Instance, InstanceConfig, InstanceConfigPatch, InstanceStatus, InstancesFile, MigrationResult,
-    Scheme, INSTANCES_FILE_VERSION,
+    ConnectionOutcome, ConnectionTest, DeviceSummary, Instance, InstanceConfig,
+    InstanceConfigPatch, InstanceStatus, InstancesFile, MigrationResult, Scheme,
+    INSTANCES_FILE_VERSION,
+};
+pub use job::{
+    Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterType,
+    TemplateParameter, WorkflowTemplate,
 };

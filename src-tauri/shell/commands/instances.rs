@@ -1,10 +1,10 @@
 //! The instance manager's API (the seed's `ComfyUIInstanceManager`) for the UI.
 
-use storycore_core::manager::{InstanceManager, StartupReport};
-use storycore_core::store::{ClashPolicy, ImportEntry};
+use storycore_core::manager::{self, InstanceManager, StartupReport};
+use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
 use storycore_types::{
-    ApiError, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth, InstanceStats,
-    MigrationResult,
+    ApiError, ConnectionTest, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
+    InstanceStats, MigrationResult,
 };
 use tauri::State;
 
@@ -125,4 +125,14 @@ pub fn startup_notices(report: State<'_, StartupReport>) -> StartupNotices {
         read_only: report.read_only,
         migration: report.migration.clone(),
     }
+}
+
+#[tauri::command]
+pub async fn test_connection(config: InstanceConfig) -> ConnectionTest {
+    manager::test_connection(&config).await
+}
+
+#[tauri::command]
+pub fn get_health_history(m: Manager<'_>, id: String) -> Answer<HealthHistoryFile> {
+    Ok(m.health_history(&id)?)
 }

@@ -10,10 +10,12 @@
 //! one broadcast channel.
 
 pub mod balance;
+mod connection;
 mod error;
 pub mod lifecycle;
 mod registry;
 
+pub use connection::test_connection;
 pub use error::ManagerError;
 pub use lifecycle::Action;
 
@@ -615,6 +617,17 @@ impl InstanceManager {
         Ok(ImportReport {
             entries: outcome.entries,
         })
+    }
+
+    /// The instance's health history as written so far (plus what is pending).
+    pub fn health_history(&self, id: &str) -> Result<store::HealthHistoryFile, ManagerError> {
+        self.config_of(id)?;
+        self.flush_histories(true);
+        Ok(
+            store::HealthHistory::load(&self.inner.options.config_dir, id)?
+                .data()
+                .clone(),
+        )
     }
 
     fn flush_histories(&self, force: bool) {

@@ -7,10 +7,9 @@ use super::recovery::{file_name, move_aside, remove_stray_partials};
 use super::StoreError;
 use crate::model::validate_id;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use storycore_types::{HealthStatus, SystemStats};
+use storycore_types::HealthStatus;
 
 pub const HEALTH_FILE_VERSION: &str = "1.0";
 /// Probe results kept (at one probe every 5 s, the last 80 minutes or so).
@@ -22,54 +21,7 @@ pub const MAX_HOURS: usize = 24 * 7;
 /// Longer messages are cut: one runaway traceback must not fill the file.
 const MAX_MESSAGE_CHARS: usize = 1000;
 
-/// One probe's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthSample {
-    pub at: DateTime<Utc>,
-    pub status: HealthStatus,
-    /// Milliseconds.
-    pub response_time: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_stats: Option<SystemStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoggedError {
-    pub at: DateTime<Utc>,
-    pub message: String,
-}
-
-/// Performance over one clock hour (UTC), kept longer than the raw samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HourlyFigures {
-    /// Start of the hour.
-    pub hour: DateTime<Utc>,
-    pub samples: u32,
-    /// Milliseconds, over every sample of the hour.
-    pub average_response_time: f64,
-    pub max_response_time: f64,
-    pub degraded_samples: u32,
-    pub unhealthy_samples: u32,
-    /// Errors recorded during the hour (failed probes, crashes).
-    pub failures: u32,
-}
-
-/// The file's content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthHistoryFile {
-    pub version: String,
-    pub instance_id: String,
-    #[serde(default)]
-    pub samples: VecDeque<HealthSample>,
-    #[serde(default)]
-    pub errors: VecDeque<LoggedError>,
-    #[serde(default)]
-    pub hourly: VecDeque<HourlyFigures>,
-}
+pub use storycore_types::health::{HealthHistoryFile, HealthSample, HourlyFigures, LoggedError};
 
 /// One instance's health history, loaded and ready to record into.
 #[derive(Debug, Clone)]
@@ -155,7 +107,7 @@ impl HealthHistory {
 
     pub fn record_sample(&mut self, sample: HealthSample) {
         if let Some(hour) = self.hour_figures(sample.at) {
-            hour.add(&sample);
+            add_to_hour(hour, &sample);
         }
         push_bounded(&mut self.data.samples, sample, MAX_SAMPLES);
     }
@@ -221,7 +173,7 @@ impl HealthHistory {
             None if hourly.len() >= MAX_HOURS => return None,
             _ => {
                 let at_index = pos.map_or(0, |p| p + 1);
-                hourly.insert(at_index, HourlyFigures::new(hour));
+                hourly.insert(at_index, new_hour(hour));
                 if hourly.len() > MAX_HOURS {
                     hourly.pop_front();
                     at_index - 1
@@ -234,30 +186,28 @@ impl HealthHistory {
     }
 }
 
-impl HourlyFigures {
-    fn new(hour: DateTime<Utc>) -> Self {
-        Self {
-            hour,
-            samples: 0,
-            average_response_time: 0.0,
-            max_response_time: 0.0,
-            degraded_samples: 0,
-            unhealthy_samples: 0,
-            failures: 0,
-        }
+fn new_hour(hour: DateTime<Utc>) -> HourlyFigures {
+    HourlyFigures {
+        hour,
+        samples: 0,
+        average_response_time: 0.0,
+        max_response_time: 0.0,
+        degraded_samples: 0,
+        unhealthy_samples: 0,
+        failures: 0,
     }
+}
 
-    fn add(&mut self, sample: &HealthSample) {
-        self.samples += 1;
-        // A running mean: the samples of the hour are not all kept.
-        self.average_response_time +=
-            (sample.response_time - self.average_response_time) / f64::from(self.samples);
-        self.max_response_time = self.max_response_time.max(sample.response_time);
-        match sample.status {
-            HealthStatus::Degraded => self.degraded_samples += 1,
-            HealthStatus::Unhealthy => self.unhealthy_samples += 1,
-            HealthStatus::Healthy | HealthStatus::Unknown => {}
-        }
+fn add_to_hour(h: &mut HourlyFigures, sample: &HealthSample) {
+    h.samples += 1;
+    // A running mean: the samples of the hour are not all kept.
+    h.average_response_time +=
+        (sample.response_time - h.average_response_time) / f64::from(h.samples);
+    h.max_response_time = h.max_response_time.max(sample.response_time);
+    match sample.status {
+        HealthStatus::Degraded => h.degraded_samples += 1,
+        HealthStatus::Unhealthy => h.unhealthy_samples += 1,
+        HealthStatus::Healthy | HealthStatus::Unknown => {}
     }
 }
 

@@ -1,0 +1,239 @@
+//! Jobs: a ComfyUI workflow (API format) the app runs on the fleet, with its
+//! state, progress, outputs and error; and templates (workflows with named
+//! parameters). camelCase on the wire, like the rest of the app's files.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a job may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum JobTarget {
+    /// The instance expected to finish it first.
+    #[default]
+    Auto,
+    /// Whatever instance is active when the job is placed.
+    Active,
+    /// This instance only; the job waits while it cannot take work.
+    Instance { id: String },
+}
+
+/// ```text
+/// queued ──▶ dispatched ──▶ running ──▶ succeeded | failed
+///   ▲  ▲          │            │
+///   │  └──────────┴────────────┘  instance lost / paused / timeout (retry)
+///   │                            └─▶ suspect (ran on two instances that died)
+///   └── retry / release ◀── failed | cancelled | held | suspect
+/// any unfinished ──▶ cancelled
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobState {
+    /// Accepted, waiting in the app for an instance.
+    Queued,
+    /// Written to disk with its instance and prompt id; sent (or being sent).
+    Dispatched,
+    /// The instance started executing it.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Set aside until the user releases it (e.g. its target instance was deleted).
+    Held,
+    /// Was running on two instances that died: not sent again until released.
+    Suspect,
+}
+
+impl JobState {
+    /// No more work will happen on its own.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// Sent to an instance and not finished.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, Self::Dispatched | Self::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Dispatched => "dispatched",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Held => "held",
+            Self::Suspect => "suspect",
+        }
+    }
+}
+
+/// Where the job's execution is, as the instance's `/ws` stream reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    /// The node executing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Step `value` of `max` within that node (samplers report steps).
+    pub value: f64,
+    pub max: f64,
+    /// Nodes ComfyUI took from its cache instead of executing.
+    #[serde(default)]
+    pub cached_nodes: Vec<String>,
+    /// Nodes that finished executing.
+    #[serde(default)]
+    pub executed_nodes: Vec<String>,
+    /// Nodes in the workflow, to turn the lists above into a fraction.
+    pub total_nodes: u32,
+}
+
+/// One output file, downloaded into the job's output folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobOutput {
+    /// The node that produced it.
+    pub node_id: String,
+    /// As ComfyUI names it (`/view?filename=..&subfolder=..&type=..`).
+    pub filename: String,
+    #[serde(default)]
+    pub subfolder: String,
+    /// `output` or `temp`.
+    pub kind: String,
+    /// The local copy.
+    pub path: String,
+}
+
+/// Why a job failed, with ComfyUI's own reasons when it gave any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobError {
+    pub message: String,
+    /// ComfyUI's error type (`prompt_outputs_failed_validation`, `exception_type`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comfy_type: Option<String>,
+    /// Per node, what ComfyUI said (validation errors, or the node that raised).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_errors: Vec<JobNodeError>,
+}
+
+impl JobError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            comfy_type: None,
+            node_errors: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobNodeError {
+    pub node_id: String,
+    #[serde(default)]
+    pub class_type: String,
+    pub message: String,
+    #[serde(default)]
+    pub details: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    /// The API-format workflow: `{node id: {class_type, inputs}}`.
+    pub workflow: Value,
+    pub target: JobTarget,
+    pub state: JobState,
+    /// Times it was sent to an instance.
+    pub attempts: u32,
+    /// The instance it is (or was last) on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Chosen by the app before sending, so a restarted app can ask about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub progress: JobProgress,
+    #[serde(default)]
+    pub outputs: Vec<JobOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// Instances that died while running this job.
+    #[serde(default)]
+    pub instances_killed: Vec<String>,
+    /// The template it was made from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+}
+
+/// The type of a template parameter, for the form the UI draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParameterType {
+    String,
+    Int,
+    Float,
+    Bool,
+}
+
+/// A named value bound to one input of one node of a template's workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateParameter {
+    pub name: String,
+    pub node_id: String,
+    pub input: String,
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    pub default: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A workflow with named parameters: the seed's wizard, made data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowTemplate {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub workflow: Value,
+    pub parameters: Vec<TemplateParameter>,
+    /// Shipped with the app (cannot be deleted or overwritten).
+    #[serde(default)]
+    pub built_in: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_and_state_wire_shapes() {
+        let t = JobTarget::Instance { id: "gpu0".into() };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            serde_json::json!({"kind": "instance", "id": "gpu0"})
+        );
+        assert_eq!(
+            serde_json::to_value(JobTarget::Auto).unwrap(),
+            serde_json::json!({"kind": "auto"})
+        );
+        assert_eq!(
+            serde_json::to_value(JobState::Suspect).unwrap(),
+            serde_json::json!("suspect")
+        );
+        assert!(JobState::Cancelled.is_final() && !JobState::Suspect.is_final());
+    }
+}
