@@ -1,0 +1,163 @@
+//! One ComfyUI server: its HTTP API (`api.rs`) and its `/ws` event stream
+//! (`ws.rs`, messages in `messages.rs`).
+//!
+//! A [`ComfyClient`] is cheap to clone: it holds the server's address, a request
+//! timeout and a handle on the app-wide connection pool.
+
+mod api;
+mod binary;
+mod error;
+mod http;
+pub mod messages;
+mod responses;
+pub mod ws;
+
+pub use error::{ClientError, ComfyErrorBody, ComfyErrorDetail, ErrorBody, NodeError};
+pub use messages::{BinaryFrame, MessageError, WsMessage};
+pub use responses::{
+    Device, HistoryEntry, HistoryStatus, ImageRef, NodeOutput, PromptAccepted, QueueItem,
+    QueueSnapshot, SystemInfo, SystemStatsResponse,
+};
+pub use ws::{WsEvent, WsOptions};
+
+use reqwest::Url;
+use std::time::Duration;
+use storycore_types::InstanceConfig;
+
+/// The default request timeout of a client made from a bare endpoint: the
+/// seed's `timeoutMs` default.
+pub const DEFAULT_TIMEOUT: Duration =
+    Duration::from_millis(storycore_types::instance::DEFAULT_TIMEOUT_MS);
+
+#[derive(Debug, Clone)]
+pub struct ComfyClient {
+    /// `scheme://host:port[/prefix]`, without a trailing slash.
+    base: String,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl ComfyClient {
+    /// A client for an instance of the fleet, with the instance's timeout.
+    pub fn for_instance(config: &InstanceConfig) -> Result<Self, ClientError> {
+        let client = Self::from_endpoint(&config.base_url())?;
+        Ok(client.with_timeout(Duration::from_millis(config.timeout())))
+    }
+
+    /// A client for a bare address such as `http://localhost:8188` (the seed's
+    /// `createComfyUIClient(endpoint)`). A path is kept as a prefix, for servers
+    /// behind a reverse proxy.
+    pub fn from_endpoint(endpoint: &str) -> Result<Self, ClientError> {
+        let bad = |reason: &str| ClientError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: reason.to_string(),
+        };
+        let trimmed = endpoint.trim();
+        if trimmed.is_empty() {
+            return Err(bad("it is empty; expected e.g. http://localhost:8188"));
+        }
+        if !trimmed.contains("://") {
+            return Err(bad(
+                "it has no scheme; write it as http://host:port (e.g. http://localhost:8188)",
+            ));
+        }
+        let url = Url::parse(trimmed).map_err(|e| bad(&format!("{e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(&format!(
+                "the scheme '{}' is not supported; use http or https",
+                url.scheme()
+            )));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(bad("it has no host name"));
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                "it contains credentials; store the API key in the instance's settings instead",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(
+                "it has a query or fragment; give only scheme, host, port and path",
+            ));
+        }
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| bad("it has no port"))?;
+        let path = url.path().trim_end_matches('/');
+        let base = format!("{}://{host}:{port}{path}", url.scheme());
+        Ok(Self {
+            base,
+            http: http::shared_http().clone(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The same server with another per-request timeout (e.g. a short one for
+    /// health probes).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_normalised() {
+        let cases = [
+            ("http://localhost:8188", "http://localhost:8188"),
+            ("http://localhost:8188/", "http://localhost:8188"),
+            (" https://gpu.example.com ", "https://gpu.example.com:443"),
+            ("http://[::1]:8190", "http://[::1]:8190"),
+            ("http://10.0.0.2:8188/comfy/", "http://10.0.0.2:8188/comfy"),
+        ];
+        for (input, want) in cases {
+            let c = ComfyClient::from_endpoint(input).unwrap();
+            assert_eq!(c.base_url(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_say_why() {
+        let cases = [
+            ("", "empty"),
+            ("localhost:8188", "no scheme"),
+            ("ftp://localhost:8188", "'ftp' is not supported"),
+            ("http://user:pw@localhost:8188", "credentials"),
+            ("http://localhost:8188/?x=1", "query"),
+            ("http://localhost:99999", "invalid port"),
+        ];
+        for (input, want) in cases {
+            let e = ComfyClient::from_endpoint(input).unwrap_err();
+            assert!(matches!(e, ClientError::InvalidEndpoint { .. }), "{input}");
+            assert!(e.to_string().contains(want), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn instance_config_gives_url_and_timeout() {
+        let mut c = InstanceConfig::new("a", "A", 8190);
+        c.host = Some("127.0.0.1".into());
+        c.timeout_ms = Some(1500);
+        let client = ComfyClient::for_instance(&c).unwrap();
+        assert_eq!(client.base_url(), "http://127.0.0.1:8190");
+        assert_eq!(client.timeout(), Duration::from_millis(1500));
+    }
+}

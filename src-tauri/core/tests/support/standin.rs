@@ -1,0 +1,204 @@
+//! Launches the ComfyUI stand-in exactly as the app launches ComfyUI
+//! (`<bin> main.py --listen 127.0.0.1 --port P --disable-auto-launch`, working
+//! directory = a folder holding `main.py`), in its own process group, killed on
+//! drop. The binary is built once per test process so `cargo test -p
+//! storycore-core` alone is enough.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Path of the stand-in binary, building it on first use.
+pub fn standin_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // This file is also compiled into the root package's tests (#[path]):
+        // find the workspace root by its Cargo.lock rather than a fixed depth.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let workspace = manifest
+            .ancestors()
+            .find(|d| d.join("Cargo.lock").is_file())
+            .expect("a Cargo.lock above the package")
+            .to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "comfyui-standin"])
+            .current_dir(&workspace)
+            .status()
+            .expect("running cargo to build comfyui-standin");
+        assert!(status.success(), "cargo build -p comfyui-standin failed");
+        let bin = target.join("debug").join("comfyui-standin");
+        assert!(bin.is_file(), "no stand-in binary at {}", bin.display());
+        bin
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a race is possible and the
+/// launcher retries).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+#[derive(Default, Clone)]
+pub struct StandInBuilder {
+    env: Vec<(String, String)>,
+    port: Option<u16>,
+    wait_ready: bool,
+}
+
+impl StandInBuilder {
+    /// A `STANDIN_*` behaviour switch, e.g. `("STANDIN_SYSTEM_STATS_500", "1")`.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Use this port (e.g. to restart a server where a client expects it).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Do not wait for `/system_stats` to answer 200 (for servers that never will).
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    pub fn start(self) -> StandIn {
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = self.port.unwrap_or_else(free_port);
+            let dir = tempfile::tempdir().expect("temp folder for the stand-in");
+            std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in\n").unwrap();
+            let log = std::fs::File::create(dir.path().join("standin.log")).unwrap();
+            let mut cmd = Command::new(standin_binary());
+            cmd.args(["main.py", "--listen", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .arg("--disable-auto-launch")
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            for (k, v) in &self.env {
+                cmd.env(k, v);
+            }
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+            let child = cmd.spawn().expect("spawning the stand-in");
+            let mut s = StandIn { child, port, dir };
+            if !self.wait_ready {
+                return s;
+            }
+            match s.wait_ready(READY_TIMEOUT) {
+                Ok(()) => return s,
+                Err(e) => last_err = e,
+            }
+            // Port taken between free_port() and bind, or a slow start: retry once more.
+            if self.port.is_some() {
+                break;
+            }
+        }
+        panic!("the stand-in did not become ready: {last_err}");
+    }
+}
+
+pub struct StandIn {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    pub fn builder() -> StandInBuilder {
+        StandInBuilder {
+            wait_ready: true,
+            ..StandInBuilder::default()
+        }
+    }
+
+    /// A ready stand-in with default behaviour.
+    pub fn start() -> StandIn {
+        Self::builder().start()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn folder(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("standin.log")).unwrap_or_default()
+    }
+
+    /// Kills the whole process group at once and reaps it: a crash, not a stop.
+    pub fn kill(&mut self) {
+        let pgid = self.child.id() as i32;
+        // SAFETY: plain syscall on a process group this struct created.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("it exited with {status}; log:\n{}", self.log()));
+            }
+            if http_status(self.port, "/system_stats") == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!("no 200 from /system_stats within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The status code of a plain GET, or None when nothing answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
