@@ -7,10 +7,16 @@
 //! | `store` | the files: instances, health history, backup, export/import, migration |
 //! | `client` | one ComfyUI server: HTTP and the `/ws` event stream |
 //! | `health` | probe loops, healthy/degraded/unhealthy, alerts |
+//! | `dispatch` | the durable job queue: placement, failover, progress, outputs, templates |
 //! | `manager` | the registry of instances, the lifecycle, the public API |
+//! | `supervisor` | one local ComfyUI process: launch spec, isolation, logs, stop, restart |
+//! | `telemetry` | GPUs (NVML) and process trees (sysinfo): CPU, RAM, VRAM |
 
 pub mod client;
+pub mod dispatch;
 pub mod health;
 pub mod manager;
 pub mod model;
 pub mod store;
+pub mod supervisor;
+pub mod telemetry;
