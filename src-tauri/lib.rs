@@ -3,6 +3,7 @@
 
 pub mod logging;
 pub mod paths;
+pub mod settings;
 pub mod shell;
 
 use std::process::ExitCode;
@@ -29,7 +30,14 @@ pub fn run() -> ExitCode {
         log_dir = %paths.log_dir.display(),
         "starting"
     );
-    match shell::run(paths) {
+    let settings = match settings::EnvSettings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("storycore-engine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match shell::run(paths, settings) {
         Ok(()) => {
             tracing::info!("exited");
             ExitCode::SUCCESS

@@ -7,6 +7,7 @@ mod heartbeat;
 mod tray;
 
 use crate::paths::AppPaths;
+use crate::settings::EnvSettings;
 use storycore_core::manager::{InstanceManager, ManagerOptions};
 use tauri::Manager;
 
@@ -16,8 +17,13 @@ pub use events::emit;
 pub const MAIN_WINDOW: &str = "main";
 
 /// Builds and runs the Tauri app until the user quits.
-pub fn run(paths: AppPaths) -> Result<(), String> {
-    let (manager, report) = InstanceManager::open(ManagerOptions::new(&paths.config_dir))
+pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
+    let mut options = ManagerOptions::new(&paths.config_dir);
+    if let Some(every) = settings.health_interval {
+        options.health.interval = every;
+        options.health.resource_interval = options.health.resource_interval.min(every);
+    }
+    let (manager, report) = InstanceManager::open(options)
         .map_err(|e| format!("cannot open the instance files: {e}"))?;
     if let Some(m) = &report.migration {
         tracing::info!(?m, "single-instance config looked at");

@@ -271,7 +271,12 @@ impl App {
 
     /// The webview's own screenshot, saved as target/e2e-screenshots/<name>.png.
     pub async fn save_screenshot(&self) {
-        let path = screenshot_dir().join(format!("{}.png", self.name));
+        self.save_screenshot_as(&self.name.clone()).await
+    }
+
+    /// A screenshot under another name (several per test).
+    pub async fn save_screenshot_as(&self, name: &str) {
+        let path = screenshot_dir().join(format!("{name}.png"));
         // WebKit paints asynchronously: let two frames pass so the picture shows
         // the page as the test last saw it, not an older paint.
         let _ = self

@@ -12,7 +12,10 @@ pub mod job;
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use event::{AppEvent, Heartbeat, APP_EVENT};
-pub use health::{Alert, AlertKind, HealthStatus, InstanceHealth, InstanceStats, SystemStats};
+pub use health::{
+    Alert, AlertKind, HealthHistoryFile, HealthSample, HealthStatus, InstanceHealth, InstanceStats,
+    SystemStats,
+};
 pub use instance::{
     ConnectionOutcome, ConnectionTest, DeviceSummary, Instance, InstanceConfig,
     InstanceConfigPatch, InstanceStatus, InstancesFile, MigrationResult, Scheme,

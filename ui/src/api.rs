@@ -2,7 +2,11 @@
 //! for the event stream. Components never name a command or an event themselves.
 
 use serde::{de::DeserializeOwned, Serialize};
-use storycore_types::{ApiError, AppEvent, AppInfo, ErrorCode, APP_EVENT};
+use serde_json::json;
+use storycore_types::{
+    ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
+    InstanceConfig, InstanceConfigPatch, APP_EVENT,
+};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -28,12 +32,15 @@ fn api_error(e: JsValue) -> ApiError {
 }
 
 async fn call<A: Serialize, R: DeserializeOwned>(cmd: &str, args: &A) -> Result<R, ApiError> {
-    let args = serde_wasm_bindgen::to_value(args).map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("cannot encode {cmd} arguments: {e}"),
-        )
-    })?;
+    // Plain JS objects (not `Map`s) for maps such as envVars, as Tauri expects.
+    let args = args
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot encode {cmd} arguments: {e}"),
+            )
+        })?;
     let v = tauri_invoke(cmd, args).await.map_err(api_error)?;
     serde_wasm_bindgen::from_value(v).map_err(|e| {
         ApiError::new(
@@ -49,6 +56,77 @@ struct NoArgs {}
 /// Version and the folders the app uses.
 pub async fn app_info() -> Result<AppInfo, ApiError> {
     call("app_info", &NoArgs {}).await
+}
+
+pub async fn list_instances() -> Result<Vec<Instance>, ApiError> {
+    call("list_instances", &NoArgs {}).await
+}
+
+pub async fn active_instance() -> Result<Option<Instance>, ApiError> {
+    call("get_active_instance", &NoArgs {}).await
+}
+
+pub async fn create_instance(config: &InstanceConfig) -> Result<Instance, ApiError> {
+    call("create_instance", &json!({ "config": config })).await
+}
+
+pub async fn update_instance(id: &str, patch: &InstanceConfigPatch) -> Result<Instance, ApiError> {
+    call("update_instance", &json!({ "id": id, "patch": patch })).await
+}
+
+pub async fn delete_instance(id: &str) -> Result<(), ApiError> {
+    call::<_, Option<()>>("delete_instance", &json!({ "id": id }))
+        .await
+        .map(|_| ())
+}
+
+/// A lifecycle action on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Start,
+    Stop,
+    Pause,
+    Resume,
+    Restart,
+}
+
+impl Lifecycle {
+    pub fn label(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "Start",
+            Lifecycle::Stop => "Stop",
+            Lifecycle::Pause => "Pause",
+            Lifecycle::Resume => "Resume",
+            Lifecycle::Restart => "Restart",
+        }
+    }
+    fn command(self) -> &'static str {
+        match self {
+            Lifecycle::Start => "start_instance",
+            Lifecycle::Stop => "stop_instance",
+            Lifecycle::Pause => "pause_instance",
+            Lifecycle::Resume => "resume_instance",
+            Lifecycle::Restart => "restart_instance",
+        }
+    }
+}
+
+pub async fn lifecycle(action: Lifecycle, id: &str) -> Result<Instance, ApiError> {
+    call(action.command(), &json!({ "id": id })).await
+}
+
+pub async fn set_active_instance(id: Option<&str>) -> Result<(), ApiError> {
+    call::<_, Option<()>>("set_active_instance", &json!({ "id": id }))
+        .await
+        .map(|_| ())
+}
+
+pub async fn test_connection(config: &InstanceConfig) -> Result<ConnectionTest, ApiError> {
+    call("test_connection", &json!({ "config": config })).await
+}
+
+pub async fn health_history(id: &str) -> Result<HealthHistoryFile, ApiError> {
+    call("get_health_history", &json!({ "id": id })).await
 }
 
 #[derive(serde::Deserialize)]

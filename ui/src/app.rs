@@ -1,16 +1,14 @@
 use crate::api;
-use crate::components::{main_panel::MainPanel, status_line::StatusLine, toolbar::Toolbar};
+use crate::components::{
+    active_instance_switcher::ShortcutKeys, alert_toasts::AlertToasts,
+    confirm_delete_dialog::ConfirmDeleteDialog, instance_editor_dialog::InstanceEditorDialog,
+    instance_panel::InstancePanel, status_line::StatusLine, toolbar::Toolbar,
+};
+pub use crate::state::BackendState;
+use crate::state::Fleet;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use storycore_types::{AppEvent, AppInfo, Heartbeat};
-
-/// What the backend has told the UI, shared with every component through context.
-#[derive(Clone, Copy)]
-pub struct BackendState {
-    pub info: RwSignal<Option<Result<AppInfo, String>>>,
-    pub heartbeat: RwSignal<Option<Heartbeat>>,
-    pub notice: RwSignal<Option<String>>,
-}
+use storycore_types::AppEvent;
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -19,27 +17,47 @@ pub fn App() -> impl IntoView {
         heartbeat: RwSignal::new(None),
         notice: RwSignal::new(None),
     };
+    let fleet = Fleet::new();
     provide_context(state);
+    provide_context(fleet);
 
+    // Subscribe first, then load: an event that arrives in between is applied
+    // to the list the load then replaces with a newer answer.
+    api::on_event(move |ev| match &ev {
+        AppEvent::Heartbeat(hb) => state.heartbeat.set(Some(hb.clone())),
+        AppEvent::SecondLaunch => state.notice.set(Some(
+            "StoryCore Engine was already running: here it is.".into(),
+        )),
+        other => fleet.apply(other),
+    });
     spawn_local(async move {
         state
             .info
             .set(Some(api::app_info().await.map_err(|e| e.message)));
     });
-    api::on_event(move |ev| match ev {
-        AppEvent::Heartbeat(hb) => state.heartbeat.set(Some(hb)),
-        AppEvent::SecondLaunch => state.notice.set(Some(
-            "StoryCore Engine was already running: here it is.".into(),
-        )),
-        // Instance events are rendered by the instance panel (its own issue).
-        _ => {}
+    spawn_local(async move {
+        match api::list_instances().await {
+            Ok(list) => fleet.instances.set(list),
+            Err(e) => fleet.error.set(Some(e.message)),
+        }
+        if let Ok(active) = api::active_instance().await {
+            fleet.active.set(active.map(|i| i.id));
+        }
     });
 
     view! {
         <div class="frame">
             <Toolbar/>
-            <MainPanel/>
+            <InstancePanel/>
             <StatusLine/>
         </div>
+        <ShortcutKeys/>
+        <AlertToasts/>
+        <Show when=move || fleet.editor.with(Option::is_some)>
+            <InstanceEditorDialog/>
+        </Show>
+        <Show when=move || fleet.confirm_delete.with(Option::is_some)>
+            <ConfirmDeleteDialog/>
+        </Show>
     }
 }

@@ -4,6 +4,8 @@
 pub mod api;
 mod app;
 mod components;
+mod format;
+mod state;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

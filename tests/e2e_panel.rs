@@ -1,0 +1,173 @@
+//! The instance panel in the real webview against real stand-in servers: add
+//! through the editor (bad input first), start, watch health, switch the active
+//! instance with Ctrl+2, search, see a killed server fail, delete.
+
+mod support;
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::Locator;
+use std::time::Duration;
+use support::standin::StandIn;
+use support::App;
+
+async fn fill(app: &App, css: &str, text: &str) {
+    let el = app.client.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    if !text.is_empty() {
+        el.send_keys(text).await.unwrap();
+    }
+}
+
+async fn card_text(app: &App, id: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    app.wait_text(&format!(".instance-card[data-id='{id}']"), what, pred)
+        .await
+}
+
+async fn add_instance(app: &App, name: &str, port: u16) {
+    app.click("#add-instance").await;
+    app.wait_text("#instance-editor h2", "the editor", |t| t == "Add instance")
+        .await;
+    fill(app, "#editor-name", name).await;
+    fill(app, "#editor-host", "127.0.0.1").await;
+    fill(app, "#editor-port", &port.to_string()).await;
+    app.click("#editor-test").await;
+    app.wait_text("#test-connection-result", "a reached server", |t| {
+        t.contains("answered") && t.contains("ComfyUI")
+    })
+    .await;
+    app.click("#editor-save").await;
+    app.wait_text(".instance-grid", "the new card", |t| t.contains(name))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_start_switch_search_fail_and_delete() {
+    let mut first = StandIn::start();
+    let second = StandIn::start();
+    let app = App::launch("panel", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    app.wait_text("#instances-empty", "the first-run empty state", |t| {
+        t.contains("Add a local ComfyUI folder")
+    })
+    .await;
+
+    // Bad input: every problem shows next to its field and nothing is saved.
+    app.click("#empty-add").await;
+    fill(&app, "#editor-name", "").await;
+    fill(&app, "#editor-host", "http://bad host/").await;
+    fill(&app, "#editor-port", "0").await;
+    app.click("#editor-save").await;
+    for field in ["name", "host", "port"] {
+        app.wait_text(
+            &format!(".field-error[data-field='{field}']"),
+            "a field error",
+            |t| !t.trim().is_empty(),
+        )
+        .await;
+    }
+    app.save_screenshot_as("editor_with_errors").await;
+    assert!(
+        !app.config_dir
+            .path()
+            .join("comfyui_instances.json")
+            .exists(),
+        "a refused config must not be saved"
+    );
+    app.click("#editor-cancel").await;
+
+    add_instance(&app, "GPU 0", first.port()).await;
+    add_instance(&app, "GPU 1", second.port()).await;
+
+    // Start both from their cards and watch them become running and healthy.
+    for id in ["instance_001", "instance_002"] {
+        app.click(&format!(
+            ".instance-card[data-id='{id}'] [data-action='start']"
+        ))
+        .await;
+        card_text(&app, id, "running and healthy", |t| {
+            t.contains("running") && t.contains("healthy") && !t.contains("unhealthy")
+        })
+        .await;
+    }
+
+    // Ctrl+2 makes the second instance active: toolbar and saved file agree.
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down {
+            value: Key::Control.into(),
+        })
+        .then(KeyAction::Down { value: '2' })
+        .then(KeyAction::Up { value: '2' })
+        .then(KeyAction::Up {
+            value: Key::Control.into(),
+        });
+    app.client.perform_actions(keys).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = app
+            .client
+            .find(Locator::Css("#active-instance-select"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        if v.as_deref() == Some("instance_002") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Ctrl+2 did not switch: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let saved =
+        std::fs::read_to_string(app.config_dir.path().join("comfyui_instances.json")).unwrap();
+    assert!(
+        saved.contains("\"activeInstanceId\": \"instance_002\""),
+        "{saved}"
+    );
+
+    // Select a card to see its details.
+    app.click(".instance-card[data-id='instance_001'] .card-name")
+        .await;
+    app.wait_text("#details-name", "the details view", |t| t == "GPU 0")
+        .await;
+    let points = app.attr("#response-sparkline", "data-points").await;
+    assert!(points.is_some());
+    app.save_screenshot_as("details").await;
+
+    // Search narrows the grid.
+    app.type_into("#instance-search", "GPU 1").await;
+    app.wait_text(".instance-grid", "only GPU 1", |t| {
+        t.contains("GPU 1") && !t.contains("GPU 0")
+    })
+    .await;
+    fill(&app, "#instance-search", "no such box").await;
+    app.wait_text("#no-match", "the no-match line", |t| {
+        t.contains("no such box")
+    })
+    .await;
+    fill(&app, "#instance-search", "").await;
+
+    // A killed server: its card shows the failure.
+    first.kill();
+    card_text(&app, "instance_001", "the failure", |t| {
+        t.contains("unhealthy") || t.contains("degraded")
+    })
+    .await;
+    app.save_screenshot_as("panel").await;
+
+    // Delete asks, says what goes, then removes the card.
+    app.click(".instance-card[data-id='instance_002'] .menu-button")
+        .await;
+    app.click(".instance-card[data-id='instance_002'] [data-action='delete']")
+        .await;
+    app.wait_text("#confirm-delete", "the confirmation", |t| {
+        t.contains("Delete") && t.contains("GPU 1") && t.contains("health history")
+    })
+    .await;
+    app.click("#confirm-delete-ok").await;
+    app.wait_text(".instance-grid", "GPU 1 gone", |t| !t.contains("GPU 1"))
+        .await;
+    app.finish().await;
+}

@@ -1,0 +1,127 @@
+use super::instance_health_indicator::InstanceHealthIndicator;
+use crate::api::{self, Lifecycle};
+use crate::format::{bytes, duration_ms, millis};
+use crate::state::{run_action, EditorMode, Fleet};
+use leptos::prelude::*;
+use storycore_types::{Instance, InstanceStatus};
+
+/// Launched by the app (has a ComfyUI folder) rather than attached.
+pub fn is_local(i: &Instance) -> bool {
+    i.config.comfyui_path.is_some()
+}
+
+/// The actions that make sense in a state (the backend refuses the others).
+fn actions(s: InstanceStatus) -> &'static [Lifecycle] {
+    use Lifecycle::*;
+    match s {
+        InstanceStatus::Stopped => &[Start],
+        InstanceStatus::Starting => &[Stop],
+        InstanceStatus::Running => &[Pause, Stop, Restart],
+        InstanceStatus::Paused => &[Resume, Stop, Restart],
+        InstanceStatus::Stopping => &[],
+        InstanceStatus::Error => &[Restart, Stop],
+    }
+}
+
+#[component]
+pub fn InstanceCard(id: String) -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let inst = {
+        let id = id.clone();
+        Memo::new(move |_| fleet.get(&id))
+    };
+    let menu_open = RwSignal::new(false);
+    let id_for_select = id.clone();
+    let selected = {
+        let id = id.clone();
+        Signal::derive(move || fleet.selected.get().as_deref() == Some(id.as_str()))
+    };
+    let active = {
+        let id = id.clone();
+        Signal::derive(move || fleet.active.get().as_deref() == Some(id.as_str()))
+    };
+    let status = Signal::derive(move || inst.get().map(|i| i.status).unwrap_or_default());
+    let health = Signal::derive(move || inst.get().map(|i| i.health.status).unwrap_or_default());
+    let act = {
+        let id = id.clone();
+        move |a: Lifecycle| {
+            let id = id.clone();
+            run_action(
+                fleet,
+                async move { api::lifecycle(a, &id).await.map(|_| ()) },
+            )
+        }
+    };
+    let menu_item = {
+        let id = id.clone();
+        move |label: &'static str, key: &'static str| {
+            let id = id.clone();
+            view! {
+                <button class="menu-item" data-action=key on:click=move |ev| {
+                    ev.stop_propagation();
+                    menu_open.set(false);
+                    match key {
+                        "edit" => fleet.editor.set(Some(EditorMode::Edit(id.clone()))),
+                        "duplicate" => fleet.editor.set(Some(EditorMode::Duplicate(id.clone()))),
+                        "delete" => fleet.confirm_delete.set(Some(id.clone())),
+                        _ => {}
+                    }
+                }>{label}</button>
+            }
+        }
+    };
+    view! {
+        <div
+            class=move || format!("instance-card{}{}", if selected.get() { " selected" } else { "" },
+                if active.get() { " active" } else { "" })
+            data-id=id.clone()
+            on:click=move |_| fleet.selected.set(Some(id_for_select.clone()))
+        >
+            {move || inst.get().map(|i| {
+                let stats = i.health.system_stats.clone().unwrap_or_default();
+                view! {
+                    <div class="card-head">
+                        <span class="card-name">{i.name.clone()}</span>
+                        <Show when=move || active.get()><span class="active-mark" title="Active instance">"active"</span></Show>
+                        <span class="spacer"></span>
+                        <InstanceHealthIndicator status=status health=health/>
+                    </div>
+                    <div class="card-info">
+                        <span class="card-url">{format!("{}:{}", i.config.host(), i.config.port)}</span>
+                        <span>{format!("GPU {}", i.config.gpu_device.clone().unwrap_or_else(|| "default".into()))}</span>
+                        <span>{if is_local(&i) { "local" } else { "remote" }}</span>
+                    </div>
+                    <div class="card-metrics">
+                        <span title="Response time">{if i.health.last_checked.is_some() { millis(i.health.response_time) } else { "-".into() }}</span>
+                        <span title="Active workflows">{format!("{} active", stats.active_workflows)}</span>
+                        <span title="VRAM in use">{match (stats.vram_used_bytes, stats.vram_total_bytes) {
+                            (Some(u), Some(t)) => format!("VRAM {} / {}", bytes(u), bytes(t)),
+                            _ => "VRAM -".into(),
+                        }}</span>
+                        <span title="Uptime">{format!("up {}", duration_ms(i.stats.uptime))}</span>
+                    </div>
+                    {i.status_reason.clone().map(|r| view! { <div class="card-reason">{r}</div> })}
+                }
+            })}
+            <div class="card-actions" on:click=|ev| ev.stop_propagation()>
+                {move || actions(status.get()).iter().map(|a| {
+                    let a = *a;
+                    let act = act.clone();
+                    view! {
+                        <button class="quick-action" data-action=a.label().to_lowercase()
+                            on:click=move |_| act(a)>{a.label()}</button>
+                    }
+                }).collect_view()}
+                <span class="spacer"></span>
+                <button class="menu-button" title="More" on:click=move |_| menu_open.update(|o| *o = !*o)>"\u{22ef}"</button>
+                <Show when=move || menu_open.get()>
+                    <div class="context-menu">
+                        {menu_item("Edit", "edit")}
+                        {menu_item("Duplicate", "duplicate")}
+                        {menu_item("Delete", "delete")}
+                    </div>
+                </Show>
+            </div>
+        </div>
+    }
+}

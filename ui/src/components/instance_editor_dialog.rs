@@ -1,0 +1,310 @@
+use crate::api;
+use crate::format::bytes;
+use crate::state::{EditorMode, Fleet};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use std::collections::BTreeMap;
+use storycore_types::{
+    ConnectionOutcome, ConnectionTest, FieldError, InstanceConfig, InstanceConfigPatch, Scheme,
+};
+
+/// The editor's fields as the user types them.
+#[derive(Clone, Copy)]
+struct Form {
+    name: RwSignal<String>,
+    description: RwSignal<String>,
+    host: RwSignal<String>,
+    port: RwSignal<String>,
+    https: RwSignal<bool>,
+    gpu: RwSignal<String>,
+    env: RwSignal<String>,
+    comfyui_path: RwSignal<String>,
+    python_path: RwSignal<String>,
+    custom_nodes: RwSignal<String>,
+    max_concurrent: RwSignal<String>,
+    timeout: RwSignal<String>,
+    queue_monitoring: RwSignal<bool>,
+    auto_start: RwSignal<bool>,
+}
+
+fn text(s: RwSignal<String>) -> Option<String> {
+    let v = s.get_untracked().trim().to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+impl Form {
+    fn from_config(c: &InstanceConfig) -> Self {
+        let env = c
+            .env_vars
+            .as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        Self {
+            name: RwSignal::new(c.name.clone()),
+            description: RwSignal::new(c.description.clone().unwrap_or_default()),
+            host: RwSignal::new(c.host().to_string()),
+            port: RwSignal::new(c.port.to_string()),
+            https: RwSignal::new(c.scheme() == Scheme::Https),
+            gpu: RwSignal::new(c.gpu_device.clone().unwrap_or_default()),
+            env: RwSignal::new(env),
+            comfyui_path: RwSignal::new(c.comfyui_path.clone().unwrap_or_default()),
+            python_path: RwSignal::new(c.python_path.clone().unwrap_or_default()),
+            custom_nodes: RwSignal::new(c.custom_nodes_path.clone().unwrap_or_default()),
+            max_concurrent: RwSignal::new(c.max_concurrent().to_string()),
+            timeout: RwSignal::new(c.timeout().to_string()),
+            queue_monitoring: RwSignal::new(c.queue_monitoring()),
+            auto_start: RwSignal::new(c.autostart()),
+        }
+    }
+
+    /// The config the fields describe; numbers and env lines that cannot even
+    /// be read are reported here, everything else by the backend.
+    fn to_config(self, id: &str) -> Result<InstanceConfig, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut number = |field: &str, s: RwSignal<String>| -> u64 {
+            match s.get_untracked().trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    errors.push(FieldError::new(field, "Enter a whole number."));
+                    0
+                }
+            }
+        };
+        let port = number("port", self.port);
+        let max = number("maxConcurrentWorkflows", self.max_concurrent);
+        let timeout = number("timeoutMs", self.timeout);
+        let mut env = BTreeMap::new();
+        for (n, line) in self.env.get_untracked().lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match line.split_once('=') {
+                Some((k, v)) => {
+                    env.insert(k.trim().to_string(), v.to_string());
+                }
+                None => errors.push(FieldError::new(
+                    "envVars",
+                    format!("Line {}: write NAME=value.", n + 1),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut c = InstanceConfig::new(
+            id,
+            self.name.get_untracked().trim(),
+            port.min(u32::MAX as u64) as u32,
+        );
+        c.description = text(self.description);
+        c.host = text(self.host);
+        c.scheme = self.https.get_untracked().then_some(Scheme::Https);
+        c.gpu_device = text(self.gpu);
+        c.env_vars = (!env.is_empty()).then_some(env);
+        c.comfyui_path = text(self.comfyui_path);
+        c.python_path = text(self.python_path);
+        c.custom_nodes_path = text(self.custom_nodes);
+        c.max_concurrent_workflows = Some(max.min(u32::MAX as u64) as u32);
+        c.timeout_ms = Some(timeout);
+        c.enable_queue_monitoring = Some(self.queue_monitoring.get_untracked());
+        c.auto_start = Some(self.auto_start.get_untracked());
+        Ok(c)
+    }
+}
+
+fn patch_of(c: InstanceConfig) -> InstanceConfigPatch {
+    InstanceConfigPatch {
+        name: Some(c.name),
+        port: Some(c.port),
+        host: Some(c.host),
+        gpu_device: Some(c.gpu_device),
+        env_vars: Some(c.env_vars),
+        custom_nodes_path: Some(c.custom_nodes_path),
+        max_concurrent_workflows: Some(c.max_concurrent_workflows),
+        timeout_ms: Some(c.timeout_ms),
+        enable_queue_monitoring: Some(c.enable_queue_monitoring),
+        auto_start: Some(c.auto_start),
+        description: Some(c.description),
+        scheme: Some(c.scheme),
+        comfyui_path: Some(c.comfyui_path),
+        python_path: Some(c.python_path),
+        extra_args: None,
+        api_key_ref: None,
+    }
+}
+
+/// Add and edit, in the seed's sections, with the backend's field errors next
+/// to each field. Nothing is saved while the backend reports errors.
+#[component]
+pub fn InstanceEditorDialog() -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let mode = fleet.editor.get_untracked().unwrap_or(EditorMode::New);
+    let next_port = fleet
+        .instances
+        .with_untracked(|l| l.iter().map(|i| i.config.port).max().map(|p| p + 1))
+        .unwrap_or(8188);
+    let (title, edit_id, start) = match &mode {
+        EditorMode::New => ("Add instance", None, InstanceConfig::new("", "", next_port)),
+        EditorMode::Edit(id) => (
+            "Edit instance",
+            Some(id.clone()),
+            fleet
+                .get(id)
+                .map(|i| i.config)
+                .unwrap_or_else(|| InstanceConfig::new("", "", next_port)),
+        ),
+        EditorMode::Duplicate(id) => {
+            let mut c = fleet
+                .get(id)
+                .map(|i| i.config)
+                .unwrap_or_else(|| InstanceConfig::new("", "", next_port));
+            c.id = String::new();
+            c.name = format!("{} (copy)", c.name);
+            c.port = next_port;
+            ("Duplicate instance", None, c)
+        }
+    };
+    let form = Form::from_config(&start);
+    let errors = RwSignal::new(Vec::<FieldError>::new());
+    let general = RwSignal::new(None::<String>);
+    let saving = RwSignal::new(false);
+    let test = RwSignal::new(None::<Result<ConnectionTest, String>>);
+    let error_for = move |field: &'static str| {
+        move || {
+            errors.with(|v| {
+                v.iter()
+                    .filter(|e| e.field == field || e.field.starts_with(&format!("{field}.")))
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        }
+    };
+    let field_error = move |field: &'static str| {
+        view! { <span class="field-error" data-field=field>{error_for(field)}</span> }
+    };
+    let input = move |id: &'static str,
+                      label: &'static str,
+                      sig: RwSignal<String>,
+                      field: &'static str,
+                      placeholder: &'static str| {
+        view! {
+            <label class="field">
+                <span>{label}</span>
+                <input id=id prop:value=move || sig.get() placeholder=placeholder
+                    class:invalid=move || !error_for(field)().is_empty()
+                    on:input=move |ev| sig.set(event_target_value(&ev))/>
+                {field_error(field)}
+            </label>
+        }
+    };
+    let check = |id: &'static str, label: &'static str, sig: RwSignal<bool>| {
+        view! {
+            <label class="check">
+                <input id=id type="checkbox" prop:checked=move || sig.get()
+                    on:change=move |ev| sig.set(event_target_checked(&ev))/>
+                {label}
+            </label>
+        }
+    };
+    let edit_id2 = edit_id.clone();
+    let save = move |_| {
+        let config = match form.to_config(edit_id2.as_deref().unwrap_or("")) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.set(e);
+                general.set(Some("Fix the fields marked in red.".into()));
+                return;
+            }
+        };
+        let edit_id = edit_id2.clone();
+        saving.set(true);
+        spawn_local(async move {
+            let result = match &edit_id {
+                Some(id) => api::update_instance(id, &patch_of(config)).await,
+                None => api::create_instance(&config).await,
+            };
+            saving.set(false);
+            match result {
+                Ok(_) => fleet.editor.set(None),
+                Err(e) => {
+                    general.set(Some(e.message));
+                    errors.set(e.fields);
+                }
+            }
+        });
+    };
+    let test_connection = move |_| {
+        let Ok(config) = form.to_config("test") else {
+            test.set(Some(Err("Fix the fields marked in red first.".into())));
+            return;
+        };
+        test.set(None);
+        spawn_local(async move {
+            test.set(Some(
+                api::test_connection(&config).await.map_err(|e| e.message),
+            ));
+        });
+    };
+    view! {
+        <div class="modal-backdrop">
+            <div class="dialog editor" id="instance-editor" role="dialog">
+                <h2>{title}</h2>
+                <fieldset>
+                    <legend>"Basic settings"</legend>
+                    {input("editor-name", "Name", form.name, "name", "GPU 0")}
+                    {input("editor-description", "Description", form.description, "description", "what it is for")}
+                    {input("editor-host", "Host", form.host, "host", "localhost")}
+                    {input("editor-port", "Port", form.port, "port", "8188")}
+                    {check("editor-https", "HTTPS (behind a proxy)", form.https)}
+                </fieldset>
+                <fieldset>
+                    <legend>"Resources"</legend>
+                    {input("editor-gpu", "GPU device (index, cuda:N, cpu or auto)", form.gpu, "gpuDevice", "auto")}
+                    <label class="field">
+                        <span>"Environment variables (one NAME=value per line)"</span>
+                        <textarea id="editor-env" prop:value=move || form.env.get()
+                            on:input=move |ev| form.env.set(event_target_value(&ev))></textarea>
+                        {field_error("envVars")}
+                    </label>
+                    {input("editor-comfyui-path", "ComfyUI folder (local instances)", form.comfyui_path, "comfyuiPath", "/home/me/ComfyUI")}
+                    {input("editor-python-path", "Python interpreter", form.python_path, "pythonPath", "/home/me/ComfyUI/venv/bin/python")}
+                    {input("editor-custom-nodes", "Custom nodes folder", form.custom_nodes, "customNodesPath", "")}
+                    {input("editor-max-concurrent", "Max concurrent workflows", form.max_concurrent, "maxConcurrentWorkflows", "1")}
+                </fieldset>
+                <fieldset>
+                    <legend>"Runtime"</legend>
+                    {input("editor-timeout", "Timeout (ms)", form.timeout, "timeoutMs", "300000")}
+                    {check("editor-queue-monitoring", "Enable queue monitoring", form.queue_monitoring)}
+                    {check("editor-auto-start", "Start when the app starts", form.auto_start)}
+                </fieldset>
+                <div class="test-connection">
+                    <button id="editor-test" on:click=test_connection>"Test connection"</button>
+                    <span id="test-connection-result">
+                        {move || test.get().map(|r| match r {
+                            Ok(t) => {
+                                let cls = if t.outcome == ConnectionOutcome::Reached { "ok" } else { "error" };
+                                let devices = t.devices.iter()
+                                    .map(|d| format!("{} ({} free of {})", d.name, bytes(d.vram_free), bytes(d.vram_total)))
+                                    .collect::<Vec<_>>().join(", ");
+                                view! { <span class=cls>{t.message}{(!devices.is_empty()).then(|| format!(" \u{2014} {devices}"))}</span> }.into_any()
+                            }
+                            Err(e) => view! { <span class="error">{e}</span> }.into_any(),
+                        })}
+                    </span>
+                </div>
+                <p class="error" id="editor-error">{move || general.get().unwrap_or_default()}</p>
+                <div class="dialog-buttons">
+                    <button id="editor-cancel" on:click=move |_| fleet.editor.set(None)>"Cancel"</button>
+                    <button class="primary" id="editor-save" disabled=move || saving.get() on:click=save>"Save"</button>
+                </div>
+            </div>
+        </div>
+    }
+}

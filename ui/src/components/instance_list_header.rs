@@ -1,0 +1,91 @@
+use crate::state::{EditorMode, Fleet};
+use leptos::prelude::*;
+use storycore_types::Instance;
+
+/// Search text, filters and layout, shared by the header and the grid.
+#[derive(Clone, Copy)]
+pub struct Filters {
+    pub query: RwSignal<String>,
+    pub status: RwSignal<String>,
+    pub health: RwSignal<String>,
+    pub location: RwSignal<String>,
+    pub list_layout: RwSignal<bool>,
+}
+
+impl Filters {
+    pub fn new() -> Self {
+        Self {
+            query: RwSignal::new(String::new()),
+            status: RwSignal::new(String::new()),
+            health: RwSignal::new(String::new()),
+            location: RwSignal::new(String::new()),
+            list_layout: RwSignal::new(false),
+        }
+    }
+
+    /// Search by name, description, host and port; filter by status, health,
+    /// GPU text and local/remote.
+    pub fn matches(&self, i: &Instance) -> bool {
+        let q = self.query.get().trim().to_lowercase();
+        let text = format!(
+            "{} {} {}:{} {}",
+            i.name,
+            i.config.description.as_deref().unwrap_or(""),
+            i.config.host(),
+            i.config.port,
+            i.config.gpu_device.as_deref().unwrap_or("")
+        )
+        .to_lowercase();
+        let status = self.status.get();
+        let health = self.health.get();
+        let location = self.location.get();
+        let local = crate::components::instance_card::is_local(i);
+        (q.is_empty() || text.contains(&q))
+            && (status.is_empty() || i.status.as_str() == status)
+            && (health.is_empty() || crate::format::health_label(i.health.status) == health)
+            && (location.is_empty() || (location == "local") == local)
+    }
+}
+
+#[component]
+pub fn InstanceListHeader(filters: Filters) -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let select = |id: &'static str,
+                  sig: RwSignal<String>,
+                  all: &'static str,
+                  opts: &'static [&'static str]| {
+        view! {
+            <select id=id on:change=move |ev| sig.set(event_target_value(&ev))>
+                <option value="">{all}</option>
+                {opts.iter().map(|o| view! { <option value=*o>{*o}</option> }).collect_view()}
+            </select>
+        }
+    };
+    view! {
+        <div class="panel-header">
+            <h1>"Instances"</h1>
+            <input
+                id="instance-search"
+                type="search"
+                placeholder="Search name, description, host, port"
+                prop:value=move || filters.query.get()
+                on:input=move |ev| filters.query.set(event_target_value(&ev))
+                on:change=move |ev| filters.query.set(event_target_value(&ev))
+            />
+            {select("filter-status", filters.status, "any status",
+                &["running", "starting", "paused", "stopped", "stopping", "error"])}
+            {select("filter-health", filters.health, "any health",
+                &["healthy", "degraded", "unhealthy", "not checked"])}
+            {select("filter-location", filters.location, "local and remote", &["local", "remote"])}
+            <button id="layout-toggle" title="Grid or list"
+                on:click=move |_| filters.list_layout.update(|l| *l = !*l)>
+                {move || if filters.list_layout.get() { "Grid" } else { "List" }}
+            </button>
+            <span class="spacer"></span>
+            <button class="primary" id="add-instance"
+                on:click=move |_| fleet.editor.set(Some(EditorMode::New))>
+                "+ Add instance"
+            </button>
+        </div>
+    }
+}
