@@ -19,6 +19,7 @@ pub const MAIN_WINDOW: &str = "main";
 /// Builds and runs the Tauri app until the user quits.
 pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     let mut options = ManagerOptions::new(&paths.config_dir);
+    options.data_dir = paths.data_dir.clone();
     if let Some(every) = settings.health_interval {
         options.health.interval = every;
         options.health.resource_interval = options.health.resource_interval.min(every);
@@ -62,6 +63,8 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::startup_notices,
             commands::instances::test_connection,
             commands::instances::get_health_history,
+            commands::instances::get_instance_log,
+            commands::instances::export_instance_log,
         ])
         .setup(move |app| {
             tray::install(app.handle())?;

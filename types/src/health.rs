@@ -73,6 +73,10 @@ pub enum AlertKind {
     ResourceHigh { resource: String, percent: f64 },
     /// No answer for over 30 s.
     NoAnswer { seconds: u64 },
+    /// A local ComfyUI process exited without being asked (it may be restarted).
+    Crashed { summary: String },
+    /// A local ComfyUI crashed too often: the app stopped restarting it.
+    GaveUp { starts: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

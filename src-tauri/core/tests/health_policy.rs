@@ -150,6 +150,8 @@ fn kinds(alerts: &[(usize, AlertKind)]) -> Vec<(usize, &'static str)> {
                 AlertKind::HighErrorRate { .. } => "error-rate",
                 AlertKind::ResourceHigh { .. } => "resource",
                 AlertKind::NoAnswer { .. } => "no-answer",
+                AlertKind::Crashed { .. } => "crashed",
+                AlertKind::GaveUp { .. } => "gave-up",
             };
             (*i, k)
         })

@@ -211,24 +211,3 @@ async fn bad_configs_are_refused_field_by_field_and_nothing_is_saved() {
     let reopened = open(dir.path());
     assert_eq!(reopened.list().len(), 1);
 }
-
-#[tokio::test]
-async fn local_launch_is_refused_clearly_until_the_supervisor_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = open(dir.path());
-    let mut c = attached("loc", "Local", 8190);
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("main.py"), "").unwrap();
-    c.comfyui_path = Some(folder.path().canonicalize().unwrap().display().to_string());
-    c.python_path = Some(
-        std::fs::canonicalize("/bin/sh")
-            .unwrap()
-            .display()
-            .to_string(),
-    );
-    m.create(c).await.unwrap();
-    let err = m.start("loc").await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::InvalidInput);
-    assert!(err.to_string().contains("remove comfyuiPath"), "{err}");
-    assert_eq!(m.get("loc").unwrap().status, InstanceStatus::Stopped);
-}

@@ -136,3 +136,15 @@ pub async fn test_connection(config: InstanceConfig) -> ConnectionTest {
 pub fn get_health_history(m: Manager<'_>, id: String) -> Answer<HealthHistoryFile> {
     Ok(m.health_history(&id)?)
 }
+
+/// The last `lines` lines a local instance's ComfyUI wrote.
+#[tauri::command]
+pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Answer<Vec<String>> {
+    Ok(m.log_tail(&id, lines.unwrap_or(200).min(5000))?)
+}
+
+/// The whole log of a local instance, rotated files included, oldest first.
+#[tauri::command]
+pub fn export_instance_log(m: Manager<'_>, id: String) -> Answer<String> {
+    Ok(m.export_log(&id)?)
+}

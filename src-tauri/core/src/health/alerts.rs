@@ -111,5 +111,11 @@ pub fn describe(
         AlertKind::NoAnswer { seconds } => format!(
             "Instance '{instance_id}' ({url}) has not answered for {seconds} s.{cause}"
         ),
+        AlertKind::Crashed { summary } => {
+            format!("Instance '{instance_id}' ({url}) crashed: {summary}")
+        }
+        AlertKind::GaveUp { starts } => format!(
+            "Instance '{instance_id}' ({url}) crashed {starts} times in a row: the app stopped restarting it. Check its log, then restart it by hand.{cause}"
+        ),
     }
 }

@@ -1,6 +1,7 @@
 use crate::client::ClientError;
 use crate::health::HealthError;
 use crate::store::{ImportEntry, ImportError, StoreError};
+use crate::supervisor::SupervisorError;
 use storycore_types::{ApiError, ErrorCode, FieldError};
 
 /// Everything the manager can refuse or fail at, with the instance it concerns.
@@ -20,11 +21,15 @@ pub enum ManagerError {
         name: String,
         status: String,
     },
-    #[error(
-        "instance \"{name}\" has a ComfyUI folder, so the app must launch it, and this version \
-         cannot launch local processes yet; remove comfyuiPath to attach to a server you started"
-    )]
-    LocalLaunchUnsupported { id: String, name: String },
+    #[error("{source}")]
+    Launch {
+        id: String,
+        /// Boxed: launch errors are large and every manager `Result` carries one.
+        #[source]
+        source: Box<SupervisorError>,
+    },
+    #[error("instance \"{id}\": cannot read its log: {detail}")]
+    Log { id: String, detail: String },
     #[error(
         "comfyui_instances.json was written by a newer StoryCore Engine: this version shows it \
          but will not change it; update the app"
@@ -56,7 +61,17 @@ impl ManagerError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::NotFound { .. } => ErrorCode::NotFound,
-            Self::Invalid { .. } | Self::LocalLaunchUnsupported { .. } => ErrorCode::InvalidInput,
+            Self::Invalid { .. } => ErrorCode::InvalidInput,
+            Self::Launch { source, .. } => match source.as_ref() {
+                SupervisorError::NotLaunchable { .. } | SupervisorError::InvalidLaunch { .. } => {
+                    ErrorCode::InvalidInput
+                }
+                SupervisorError::PortInUse { .. }
+                | SupervisorError::ComfyUiAlreadyRunning { .. }
+                | SupervisorError::StartLimit { .. } => ErrorCode::Conflict,
+                _ => ErrorCode::Io,
+            },
+            Self::Log { .. } => ErrorCode::Io,
             Self::Transition { .. } | Self::Paused { .. } | Self::NotRunning { .. } => {
                 ErrorCode::InvalidTransition
             }
@@ -74,6 +89,11 @@ impl From<ManagerError> for ApiError {
         let mut api = ApiError::new(e.code(), e.to_string());
         match e {
             ManagerError::Invalid { fields } => api.fields = fields,
+            ManagerError::Launch { source, .. } => {
+                if let SupervisorError::InvalidLaunch { problems, .. } = *source {
+                    api.fields = problems;
+                }
+            }
             ManagerError::Import { entries, .. } => {
                 for entry in entries {
                     for f in entry.errors {

@@ -13,6 +13,7 @@ pub mod balance;
 mod connection;
 mod error;
 pub mod lifecycle;
+mod local;
 mod registry;
 
 pub use connection::test_connection;
@@ -23,11 +24,13 @@ use crate::client::{ClientError, ComfyClient};
 use crate::health::{HealthHandle, HealthMonitor, HealthPolicy};
 use crate::model::validate_config;
 use crate::store::{self, ClashPolicy, ImportEntry, InstanceStore, Loaded};
+use crate::supervisor::SupervisorOptions;
 use chrono::Utc;
 use registry::{Entry, Registry};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 use storycore_types::{
     AppEvent, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth, InstanceStats,
     InstanceStatus, MigrationResult,
@@ -42,15 +45,27 @@ pub const EVENT_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
     pub config_dir: PathBuf,
+    /// Per-instance runtime folders of local instances (temp, user, output, logs).
+    pub data_dir: PathBuf,
     /// Health thresholds and intervals for every monitored instance.
     pub health: HealthPolicy,
+    /// Restart policy, stop grace and log limits of local processes.
+    pub supervisor: SupervisorOptions,
+    /// A running local instance unhealthy for this long is restarted.
+    pub unhealthy_restart_after: Duration,
 }
 
 impl ManagerOptions {
+    /// Options with the seed's defaults; the data folder is `<config>/data`
+    /// until the caller sets it.
     pub fn new(config_dir: impl Into<PathBuf>) -> Self {
+        let config_dir = config_dir.into();
         Self {
-            config_dir: config_dir.into(),
+            data_dir: config_dir.join("data"),
+            config_dir,
             health: HealthPolicy::default(),
+            supervisor: SupervisorOptions::default(),
+            unhealthy_restart_after: Duration::from_secs(60),
         }
     }
 }
@@ -209,7 +224,7 @@ impl InstanceManager {
     /// The seed's `deleteInstance`: ends monitoring, forgets the instance and
     /// its health history.
     pub async fn delete(&self, id: &str) -> Result<(), ManagerError> {
-        let (monitor, active_changed) = {
+        let (mut entry, active_changed) = {
             let mut reg = self.lock();
             reg.writable()?;
             let pos = reg.position(id)?;
@@ -218,9 +233,12 @@ impl InstanceManager {
             if active_changed {
                 reg.active = None;
             }
-            (entry.monitor, active_changed)
+            (entry, active_changed)
         };
-        drop(monitor); // the last handle: cancels the monitor
+        if let Some(p) = entry.process.take() {
+            local::end_process(p).await;
+        }
+        drop(entry); // the last monitor handle: cancels the monitor
         self.save().await?;
         if let Err(e) = store::HealthHistory::remove(&self.inner.options.config_dir, id) {
             tracing::warn!("could not remove the health history of {id}: {e}");
@@ -298,13 +316,13 @@ impl InstanceManager {
     /// monitoring; it becomes `running` at the first answer of the server.
     pub async fn start(&self, id: &str) -> Result<Instance, ManagerError> {
         let config = self.config_of(id)?;
-        if config.is_local_launch() {
-            return Err(ManagerError::LocalLaunchUnsupported {
-                id: id.to_string(),
-                name: config.name,
-            });
-        }
         let inst = self.transition(id, Action::Start)?;
+        if config.is_local_launch() {
+            if let Err(e) = self.launch_local(id, &config).await {
+                self.fail(id, &e.to_string());
+                return Err(e);
+            }
+        }
         if let Err(e) = self.start_monitor(id, &config) {
             self.fail(id, &e.to_string());
             return Err(e);
@@ -319,7 +337,14 @@ impl InstanceManager {
         if status == InstanceStatus::Error {
             return Ok(inst); // error --stop--> stopped directly: nothing runs
         }
-        let monitor = self.lock().get_mut(id)?.monitor.take();
+        let (process, monitor) = {
+            let mut reg = self.lock();
+            let e = reg.get_mut(id)?;
+            (e.process.take(), e.monitor.take())
+        };
+        if let Some(p) = process {
+            local::end_process(p).await;
+        }
         if let Some(m) = monitor {
             end_monitor(m).await;
         }
@@ -340,13 +365,18 @@ impl InstanceManager {
     /// Starts again: from `error`, or (stop then start) from running/paused.
     pub async fn restart(&self, id: &str) -> Result<Instance, ManagerError> {
         let config = self.config_of(id)?;
-        if config.is_local_launch() {
-            return Err(ManagerError::LocalLaunchUnsupported {
-                id: id.to_string(),
-                name: config.name,
-            });
-        }
         let inst = self.transition(id, Action::Restart)?;
+        if config.is_local_launch() {
+            // A fresh supervisor: a user's restart also clears the start limit.
+            let old = self.lock().get_mut(id)?.process.take();
+            if let Some(p) = old {
+                local::end_process(p).await;
+            }
+            if let Err(e) = self.launch_local(id, &config).await {
+                self.fail(id, &e.to_string());
+                return Err(e);
+            }
+        }
         self.start_monitor(id, &config)?;
         Ok(inst)
     }
@@ -382,8 +412,17 @@ impl InstanceManager {
             .collect()
     }
 
-    /// Ends every monitor (on app exit) and writes the health histories.
+    /// Stops every process the app launched, ends every monitor (on app exit)
+    /// and writes the health histories.
     pub async fn shutdown(&self) {
+        let processes: Vec<_> = {
+            let mut reg = self.lock();
+            reg.entries
+                .iter_mut()
+                .filter_map(|e| e.process.take())
+                .collect()
+        };
+        futures_util::future::join_all(processes.into_iter().map(local::end_process)).await;
         let monitors: Vec<Arc<HealthHandle>> = {
             let mut reg = self.lock();
             reg.entries
@@ -684,6 +723,7 @@ async fn watch_health(
             let mut reg = manager.lock();
             let Ok(e) = reg.get_mut(&id) else { return };
             e.instance.health = health.clone();
+            e.note_health(&health);
             e.record_history(&manager.inner.options.config_dir, &health);
             // The last probe got an answer (a degraded status may also mean
             // "failed once or twice", which is no sign of life).
@@ -693,6 +733,7 @@ async fn watch_health(
         if promoted {
             let _ = manager.transition(&id, Action::Ready);
         }
+        local::restart_if_hung(&manager, &id).await;
         manager.flush_histories(false);
     }
 }

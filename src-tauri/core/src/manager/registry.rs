@@ -4,12 +4,14 @@
 use super::{not_found, ManagerError};
 use crate::health::HealthHandle;
 use crate::store::{HealthHistory, HealthSample};
+use crate::supervisor::SupervisorHandle;
 use chrono::Utc;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{
-    Instance, InstanceConfig, InstanceHealth, InstanceStatus, InstancesFile, INSTANCES_FILE_VERSION,
+    HealthStatus, Instance, InstanceConfig, InstanceHealth, InstanceStatus, InstancesFile,
+    INSTANCES_FILE_VERSION,
 };
 
 /// Health histories are written at most this often (and on shutdown).
@@ -24,7 +26,10 @@ pub(super) struct Registry {
 pub(super) struct Entry {
     pub instance: Instance,
     pub monitor: Option<Arc<HealthHandle>>,
+    /// The supervisor of a local instance's process.
+    pub process: Option<Arc<SupervisorHandle>>,
     running_since: Option<Instant>,
+    unhealthy_since: Option<Instant>,
     history: Option<HealthHistory>,
     history_dirty: bool,
     last_flush: Instant,
@@ -49,7 +54,9 @@ impl Entry {
         Self {
             instance,
             monitor: None,
+            process: None,
             running_since: None,
+            unhealthy_since: None,
             history: None,
             history_dirty: false,
             last_flush: Instant::now(),
@@ -74,6 +81,23 @@ impl Entry {
             _ => self.running_since = None,
         }
         self.instance.status = to;
+    }
+
+    /// Tracks how long the instance has been unhealthy.
+    pub fn note_health(&mut self, health: &InstanceHealth) {
+        if health.status == HealthStatus::Unhealthy {
+            self.unhealthy_since.get_or_insert_with(Instant::now);
+        } else {
+            self.unhealthy_since = None;
+        }
+    }
+
+    pub fn unhealthy_for(&self) -> Option<Duration> {
+        self.unhealthy_since.map(|t| t.elapsed())
+    }
+
+    pub fn clear_unhealthy(&mut self) {
+        self.unhealthy_since = None;
     }
 
     pub fn record_history(&mut self, dir: &Path, health: &InstanceHealth) {

@@ -1,0 +1,187 @@
+//! Instances the app launches itself: the manager's side of the supervisor.
+//! A supervisor owns the process; this file maps its events onto the
+//! lifecycle (`Exited` unasked -> error, a restart -> starting, `GaveUp` ->
+//! error plus an alert) and restarts a process that stays unhealthy.
+
+use super::{Action, InstanceManager, ManagerError};
+use crate::supervisor::{GpuPinning, LaunchContext, SupervisorEvent, SupervisorHandle};
+use crate::telemetry;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Arc;
+use storycore_types::{Alert, AlertKind, AppEvent, InstanceConfig, InstanceStatus};
+use tokio::sync::broadcast::error::RecvError;
+
+impl InstanceManager {
+    /// Launches the process of a local instance (already moved to `starting`).
+    pub(super) async fn launch_local(
+        &self,
+        id: &str,
+        config: &InstanceConfig,
+    ) -> Result<(), ManagerError> {
+        let ctx = self.launch_context(id);
+        let options = self.inner.options.supervisor;
+        let handle = SupervisorHandle::launch(config, &ctx, options)
+            .await
+            .map_err(|source| ManagerError::Launch {
+                id: id.to_string(),
+                source: Box::new(source),
+            })?;
+        let events = handle.subscribe();
+        let handle = Arc::new(handle);
+        self.lock().get_mut(id)?.process = Some(handle);
+        tokio::spawn(follow_process(
+            Arc::downgrade(&self.inner),
+            id.to_string(),
+            events,
+        ));
+        Ok(())
+    }
+
+    fn launch_context(&self, id: &str) -> LaunchContext {
+        let mut ctx = LaunchContext::new(self.inner.options.data_dir.clone());
+        ctx.gpus = telemetry::list_gpus();
+        // Instances already on each GPU, for `auto`.
+        let mut per_gpu: HashMap<u32, usize> = HashMap::new();
+        for e in &self.lock().entries {
+            if e.instance.id == id {
+                continue;
+            }
+            if let Some(GpuPinning::Gpu(g)) = e.process.as_ref().map(|p| p.spec().gpu) {
+                *per_gpu.entry(g).or_default() += 1;
+            }
+        }
+        ctx.instances_per_gpu = per_gpu;
+        ctx
+    }
+
+    /// The pid of a local instance's ComfyUI process (the leader of its group).
+    pub fn process_pid(&self, id: &str) -> Option<u32> {
+        self.lock().get(id)?.process.as_ref()?.pid()
+    }
+
+    /// The last lines the instance's process wrote (empty for attached ones).
+    pub fn log_tail(&self, id: &str, lines: usize) -> Result<Vec<String>, ManagerError> {
+        let reg = self.lock();
+        let e = reg.get(id).ok_or_else(|| super::not_found(id))?;
+        Ok(e.process
+            .as_ref()
+            .map(|p| p.log().tail(lines))
+            .unwrap_or_default())
+    }
+
+    /// The whole log of the instance's process, all rotated files in order.
+    pub fn export_log(&self, id: &str) -> Result<String, ManagerError> {
+        let process = self
+            .lock()
+            .get(id)
+            .ok_or_else(|| super::not_found(id))?
+            .process
+            .clone();
+        match process {
+            Some(p) => p.log().export().map_err(|e| ManagerError::Log {
+                id: id.to_string(),
+                detail: e.to_string(),
+            }),
+            None => Ok(String::new()),
+        }
+    }
+
+    fn alert(&self, id: &str, kind: AlertKind) {
+        let url = self
+            .get(id)
+            .map(|i| i.config.base_url())
+            .unwrap_or_default();
+        let message = crate::health::describe_alert(&kind, id, &url, None);
+        tracing::warn!("{message}");
+        self.emit(AppEvent::Alert(Alert {
+            instance_id: id.to_string(),
+            kind,
+            message,
+            at: Utc::now(),
+        }));
+    }
+}
+
+/// Ends a process handle: stops the process unless a caller still holds it.
+pub(super) async fn end_process(p: Arc<SupervisorHandle>) {
+    if let Err(e) = p.stop().await {
+        tracing::debug!("stopping a process that had already ended: {e}");
+    }
+}
+
+async fn follow_process(
+    inner: std::sync::Weak<super::Inner>,
+    id: String,
+    mut events: tokio::sync::broadcast::Receiver<SupervisorEvent>,
+) {
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let m = InstanceManager { inner };
+        match ev {
+            SupervisorEvent::Exited {
+                asked: false,
+                summary,
+                last_lines,
+                ..
+            } => {
+                let tail = last_lines.iter().rev().take(3).rev().cloned();
+                let reason = std::iter::once(summary.clone())
+                    .chain(tail)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                m.fail(&id, &reason);
+                m.alert(&id, AlertKind::Crashed { summary });
+            }
+            SupervisorEvent::Spawned { start, .. } if start > 1 => {
+                // A restart by the policy: error -> starting; the health
+                // monitor makes it running when it answers.
+                let _ = m.transition(&id, Action::Restart);
+            }
+            SupervisorEvent::SpawnFailed { message } => m.fail(&id, &message),
+            SupervisorEvent::GaveUp { starts, .. } => {
+                m.fail(
+                    &id,
+                    &format!("crashed {starts} times: the app stopped restarting it"),
+                );
+                m.alert(
+                    &id,
+                    AlertKind::GaveUp {
+                        starts: starts as u32,
+                    },
+                );
+            }
+            SupervisorEvent::Stopped | SupervisorEvent::Detached { .. } => return,
+            _ => {}
+        }
+    }
+}
+
+/// Restarts a local process that has been unhealthy for longer than allowed
+/// (a hung ComfyUI: port open, no answers). Counts toward the start limit.
+pub(super) async fn restart_if_hung(m: &InstanceManager, id: &str) {
+    let process = {
+        let mut reg = m.lock();
+        let Ok(e) = reg.get_mut(id) else { return };
+        let due = e.instance.status == InstanceStatus::Running
+            && e.unhealthy_for() >= Some(m.inner.options.unhealthy_restart_after);
+        if !due {
+            return;
+        }
+        e.clear_unhealthy();
+        e.process.clone()
+    };
+    let Some(p) = process else { return };
+    tracing::warn!(%id, "unhealthy for too long: restarting its process");
+    if m.transition(id, Action::Restart).is_ok() {
+        if let Err(e) = p.restart().await {
+            m.fail(id, &e.to_string());
+            m.alert(id, AlertKind::GaveUp { starts: 0 });
+        }
+    }
+}

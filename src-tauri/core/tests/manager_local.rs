@@ -1,0 +1,191 @@
+//! Local instances through the manager: the stand-in is launched exactly as
+//! ComfyUI would be (`<python> main.py <flags>` in the ComfyUI folder; only the
+//! executable differs), crashes are noticed and restarted, a hung server is
+//! restarted, a taken port is refused, and nothing outlives a stop or shutdown.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use storycore_core::health::HealthPolicy;
+use storycore_core::manager::{InstanceManager, ManagerOptions};
+use storycore_core::supervisor::{group_alive, RestartOptions, SupervisorOptions};
+use storycore_types::{AlertKind, AppEvent, ErrorCode, InstanceConfig, InstanceStatus};
+use support::standin::{free_port, standin_binary};
+use support::wait_for;
+
+struct Fixture {
+    m: InstanceManager,
+    comfy: tempfile::TempDir,
+    _config: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+fn fixture(max_starts: usize) -> Fixture {
+    let config = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let comfy = tempfile::tempdir().unwrap();
+    std::fs::write(comfy.path().join("main.py"), "# ComfyUI stand-in folder\n").unwrap();
+    let mut o = ManagerOptions::new(config.path());
+    o.data_dir = data.path().to_path_buf();
+    o.health = HealthPolicy {
+        interval: Duration::from_millis(150),
+        resource_interval: Duration::from_millis(150),
+        starting_interval: Duration::from_millis(50),
+        probe_timeout: Duration::from_millis(400),
+        ..HealthPolicy::default()
+    };
+    o.supervisor = SupervisorOptions {
+        restart: RestartOptions {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            max_starts,
+            ..RestartOptions::default()
+        },
+        stop_grace: Duration::from_secs(3),
+        ..SupervisorOptions::default()
+    };
+    o.unhealthy_restart_after = Duration::from_millis(600);
+    Fixture {
+        m: InstanceManager::open(o).unwrap().0,
+        comfy,
+        _config: config,
+        data,
+    }
+}
+
+fn local(f: &Fixture, id: &str, port: u16, env: &[(&str, &str)]) -> InstanceConfig {
+    let mut c = InstanceConfig::new(id, id, port as u32);
+    c.comfyui_path = Some(f.comfy.path().canonicalize().unwrap().display().to_string());
+    c.python_path = Some(
+        standin_binary()
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string(),
+    );
+    c.gpu_device = Some("cpu".into());
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.env_vars = (!env.is_empty()).then_some(env);
+    c
+}
+
+async fn wait_status(m: &InstanceManager, id: &str, want: InstanceStatus) {
+    wait_for(
+        Duration::from_secs(15),
+        &format!("{id} {want:?}"),
+        || async { (m.get(id).unwrap().status == want).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn start_stop_and_shutdown_leave_no_process_and_isolate_temp() {
+    let f = fixture(5);
+    let (pa, pb) = (free_port(), free_port());
+    f.m.create(local(&f, "a", pa, &[])).await.unwrap();
+    f.m.create(local(&f, "b", pb, &[])).await.unwrap();
+    f.m.start("a").await.unwrap();
+    wait_status(&f.m, "a", InstanceStatus::Running).await;
+    let pid_a = f.m.process_pid("a").unwrap();
+
+    // Instance a's temp folder holds a marker; b starts from the same ComfyUI
+    // folder and must not wipe it (each has its own temp under the data folder).
+    let temp_a = f.data.path().join("instances/a/temp");
+    std::fs::create_dir_all(temp_a.join("temp")).unwrap();
+    std::fs::write(temp_a.join("temp/marker.png"), b"x").unwrap();
+    f.m.start("b").await.unwrap();
+    wait_status(&f.m, "b", InstanceStatus::Running).await;
+    assert!(temp_a.join("temp/marker.png").exists(), "b wiped a's temp");
+    let tail = f.m.log_tail("a", 50).unwrap().join("\n");
+    assert!(tail.contains("To see the GUI go to"), "{tail}");
+
+    f.m.stop("a").await.unwrap();
+    assert_eq!(f.m.get("a").unwrap().status, InstanceStatus::Stopped);
+    assert!(!group_alive(pid_a), "a's process group outlived stop");
+
+    let pid_b = f.m.process_pid("b").unwrap();
+    f.m.shutdown().await;
+    assert!(!group_alive(pid_b), "b's process group outlived shutdown");
+}
+
+#[tokio::test]
+async fn a_crash_is_noticed_restarted_and_the_start_limit_ends_in_error_with_an_alert() {
+    let f = fixture(3);
+    let mut events = f.m.subscribe();
+    let port = free_port();
+    f.m.create(local(
+        &f,
+        "c",
+        port,
+        &[
+            ("STANDIN_CRASH_AFTER_MS", "400"),
+            ("STANDIN_CRASH_SIGNAL", "KILL"),
+        ],
+    ))
+    .await
+    .unwrap();
+    f.m.start("c").await.unwrap();
+    let mut crashes = 0;
+    let gave_up = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(AppEvent::Alert(a)) if a.instance_id == "c" => match a.kind {
+                    AlertKind::Crashed { .. } => crashes += 1,
+                    AlertKind::GaveUp { starts } => break starts,
+                    _ => {}
+                },
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no GaveUp alert within 30 s");
+    assert_eq!(gave_up, 3);
+    assert_eq!(crashes, 3);
+    let i = f.m.get("c").unwrap();
+    assert_eq!(i.status, InstanceStatus::Error);
+    assert!(i.status_reason.unwrap().contains("stopped restarting"));
+    f.m.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_server_is_restarted() {
+    let f = fixture(5);
+    let port = free_port();
+    f.m.create(local(&f, "h", port, &[("STANDIN_HANG_AFTER_MS", "800")]))
+        .await
+        .unwrap();
+    f.m.start("h").await.unwrap();
+    wait_status(&f.m, "h", InstanceStatus::Running).await;
+    let first = f.m.process_pid("h").unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "a new process after the hang",
+        || async { f.m.process_pid("h").filter(|p| *p != first) },
+    )
+    .await;
+    f.m.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_taken_port_is_refused_with_a_clear_error() {
+    let f = fixture(5);
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    f.m.create(local(&f, "p", port, &[])).await.unwrap();
+    let err = f.m.start("p").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&port.to_string()) && msg.contains("already in use"),
+        "{msg}"
+    );
+    let i = f.m.get("p").unwrap();
+    assert_eq!(i.status, InstanceStatus::Error);
+    assert!(f.m.process_pid("p").is_none());
+}
