@@ -1,0 +1,115 @@
+//! Follows the manager's events: an instance that errors, stops, vanishes or
+//! turns unhealthy gives its jobs back to the queue; a paused instance has its
+//! not-yet-started prompts taken back; an instance back at work wakes the
+//! scheduler.
+
+use super::shared::Shared;
+use crate::client::ComfyClient;
+use std::sync::Arc;
+use std::time::Duration;
+use storycore_types::{AppEvent, HealthStatus, InstanceStatus, JobState};
+use tokio::sync::broadcast::error::RecvError;
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut events: tokio::sync::broadcast::Receiver<AppEvent>,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(AppEvent::InstanceUpdated(inst)) => match inst.status {
+                InstanceStatus::Paused => {
+                    let s = shared.clone();
+                    shared.tasks.spawn(take_back(s, inst.id.clone()));
+                }
+                InstanceStatus::Error => shared.instance_lost(&inst.id, "failed"),
+                InstanceStatus::Stopping | InstanceStatus::Stopped => {
+                    shared.instance_lost(&inst.id, "was stopped")
+                }
+                _ => shared.wake.notify_one(),
+            },
+            Ok(AppEvent::HealthChanged { id, health }) => {
+                if health.status == HealthStatus::Unhealthy {
+                    shared.instance_lost(&id, "became unhealthy");
+                } else {
+                    shared.wake.notify_one();
+                }
+            }
+            Ok(AppEvent::InstanceRemoved { id }) => {
+                shared.instance_lost(&id, "was deleted");
+                shared.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => shared.wake.notify_one(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Deletes the paused instance's not-yet-started prompts from its queue and
+/// puts their jobs back in the app's queue (to run elsewhere, or there after
+/// resume). A prompt that started meanwhile, or already ended, stays.
+pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
+    let waiting: Vec<(String, String)> = {
+        let st = shared.lock();
+        st.jobs
+            .iter()
+            .filter(|(_, e)| e.job.state == JobState::Dispatched)
+            .filter_map(|(id, e)| {
+                let a = e.attempt.as_ref()?;
+                (a.instance_id == instance_id).then(|| (id.clone(), a.prompt_id.clone()))
+            })
+            .collect()
+    };
+    if waiting.is_empty() {
+        return;
+    }
+    let Some(inst) = shared.manager.get(&instance_id) else {
+        return;
+    };
+    let Ok(client) = ComfyClient::for_instance(&inst.config) else {
+        return;
+    };
+    let client = client.with_timeout(Duration::from_secs(5));
+    let prompts: Vec<String> = waiting.iter().map(|(_, p)| p.clone()).collect();
+    if let Err(e) = client.delete_from_queue(&prompts).await {
+        tracing::warn!(instance = %instance_id, "taking back queued prompts: {e}");
+        return;
+    }
+    let Ok(queue) = client.queue().await else {
+        return;
+    };
+    for (job_id, prompt_id) in waiting {
+        if queue.contains(&prompt_id) {
+            continue; // started before the delete arrived
+        }
+        if !matches!(client.history(&prompt_id).await, Ok(None)) {
+            continue; // ended (its runner collects it), or unknown: leave it
+        }
+        let taken = {
+            let mut st = shared.lock();
+            match st.jobs.get_mut(&job_id) {
+                Some(e)
+                    if e.attempt.as_ref().map(|a| a.prompt_id.as_str())
+                        == Some(prompt_id.as_str()) =>
+                {
+                    shared.requeue(
+                        e,
+                        false,
+                        Some(format!(
+                            "taken back from instance \"{instance_id}\" when it was paused"
+                        )),
+                    );
+                    true
+                }
+                _ => false,
+            }
+        };
+        if taken {
+            shared.log_taken_back(&instance_id, &job_id, &prompt_id);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! One `/ws` connection per instance the queue sends work to, with the app's
+//! client id: its messages become job progress, typed events, and a poke to
+//! the job's runner when the prompt ends. The socket is a fast path only; the
+//! runner's `/history` polls decide the outcome.
+
+use super::runner;
+use super::shared::Shared;
+use crate::client::{ComfyClient, WsEvent, WsMessage, WsOptions};
+use std::sync::Arc;
+use std::time::Instant;
+use storycore_types::AppEvent;
+
+pub(crate) fn ensure(shared: &Arc<Shared>, instance_id: &str, client: &ComfyClient) {
+    if !shared.lock().followers.insert(instance_id.to_string()) {
+        return;
+    }
+    let opts = WsOptions::new(Shared::client_id(instance_id));
+    let mut rx = client.open_events(opts, shared.cancel.child_token());
+    let shared = shared.clone();
+    let instance_id = instance_id.to_string();
+    shared.clone().tasks.spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let WsEvent::Message(m) = ev {
+                on_message(&shared, &instance_id, m);
+            }
+        }
+        shared.lock().followers.remove(&instance_id);
+    });
+}
+
+fn on_message(shared: &Shared, instance_id: &str, m: WsMessage) {
+    let Some(prompt_id) = m.prompt_id().map(str::to_string) else {
+        return;
+    };
+    let job_id = {
+        let st = shared.lock();
+        st.jobs
+            .iter()
+            .find(|(_, e)| {
+                e.attempt
+                    .as_ref()
+                    .is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
+            })
+            .map(|(id, _)| id.clone())
+    };
+    let Some(job_id) = job_id else { return };
+    match m {
+        WsMessage::ExecutionStart(_) => runner::mark_running(shared, &job_id, &prompt_id),
+        WsMessage::ExecutionCached(c) => {
+            touch(shared, &job_id, |job| {
+                job.progress.cached_nodes.extend(c.nodes);
+                true
+            });
+        }
+        WsMessage::Executing(x) => match x.node {
+            Some(node) => {
+                runner::mark_running(shared, &job_id, &prompt_id);
+                touch(shared, &job_id, |job| {
+                    job.progress.node = Some(node.clone());
+                    job.progress.value = 0.0;
+                    job.progress.max = 0.0;
+                    false
+                });
+                shared.emit(AppEvent::JobProgress {
+                    job_id: job_id.clone(),
+                    node: Some(node),
+                    value: 0.0,
+                    max: 0.0,
+                });
+            }
+            None => poke(shared, &job_id),
+        },
+        WsMessage::Progress(p) => {
+            touch(shared, &job_id, |job| {
+                job.progress.value = p.value;
+                job.progress.max = p.max;
+                if p.node.is_some() {
+                    job.progress.node = p.node.clone();
+                }
+                false
+            });
+            shared.emit(AppEvent::JobProgress {
+                job_id,
+                node: p.node,
+                value: p.value,
+                max: p.max,
+            });
+        }
+        WsMessage::Executed(x) => {
+            touch(shared, &job_id, |job| {
+                if !job.progress.executed_nodes.contains(&x.node) {
+                    job.progress.executed_nodes.push(x.node.clone());
+                }
+                true
+            });
+        }
+        WsMessage::ExecutionSuccess(_)
+        | WsMessage::ExecutionError(_)
+        | WsMessage::ExecutionInterrupted(_) => poke(shared, &job_id),
+        _ => {}
+    }
+}
+
+/// Updates the job's progress in memory (not on disk: progress is redone by a
+/// restarted app) and, when `f` says so, tells the listeners.
+fn touch(shared: &Shared, job_id: &str, f: impl FnOnce(&mut storycore_types::Job) -> bool) {
+    let mut st = shared.lock();
+    let Some(e) = st.jobs.get_mut(job_id) else {
+        return;
+    };
+    if let Some(a) = e.attempt.as_mut() {
+        a.last_progress = Instant::now();
+    }
+    if f(&mut e.job) {
+        e.job.updated_at = chrono::Utc::now();
+        shared.emit(AppEvent::JobUpdated(Box::new(e.job.clone())));
+    }
+}
+
+fn poke(shared: &Shared, job_id: &str) {
+    let st = shared.lock();
+    if let Some(a) = st.jobs.get(job_id).and_then(|e| e.attempt.as_ref()) {
+        a.done.notify_one();
+    }
+}

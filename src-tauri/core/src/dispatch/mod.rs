@@ -1,0 +1,432 @@
+//! The job queue (the seed's WizardService, for a fleet): workflows submitted
+//! by the user or any part of the app run on the instance expected to finish
+//! them first, survive crashes of an instance and of the app, report their
+//! progress as events and keep their outputs.
+//!
+//! | file | concern |
+//! | --- | --- |
+//! | `workflow.rs` | checking a workflow's shape; ComfyUI's refusals as job errors |
+//! | `placement.rs` | the pure placement policy (and the ones it is compared to) |
+//! | `speed.rs` | each instance's moving-average seconds per unit of work |
+//! | `journal.rs` | one file per job, written before the job is sent |
+//! | `scheduler.rs` | places queued jobs, starts their runners |
+//! | `runner.rs` | one attempt: send, follow, time out, finish |
+//! | `follower.rs` | one `/ws` stream per instance: progress and end-of-prompt |
+//! | `failover.rs` | instance lost / paused / back, from the manager's events |
+//! | `outputs.rs` | images fetched through `/view` into the job's folder |
+//! | `instance_log.rs` | `instance_{id}_workflows.json` |
+//! | `templates.rs` | workflows with named parameters; the built-in smoke test |
+//!
+//! Nothing accepted is lost: a job is on disk before `POST /prompt`, with a
+//! prompt id chosen here; [`JobQueue::open`] asks each instance about the jobs
+//! a previous run left in flight (`/queue`, `/history/{id}`) and follows,
+//! collects or queues them again.
+
+mod error;
+mod failover;
+mod follower;
+pub mod instance_log;
+mod journal;
+pub mod outputs;
+pub mod placement;
+mod runner;
+mod scheduler;
+mod shared;
+pub mod speed;
+pub mod templates;
+pub mod workflow;
+
+pub use error::DispatchError;
+pub use journal::JOBS_FOLDER;
+pub use placement::Policy;
+pub use templates::TemplateStore;
+
+use crate::manager::InstanceManager;
+use chrono::Utc;
+use serde_json::{Map, Value};
+use shared::{Attempt, Entry, QueueState, Shared};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storycore_types::{AppEvent, Job, JobProgress, JobState, JobTarget};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The queue's knobs; the defaults suit a real fleet, tests shorten them.
+#[derive(Debug, Clone)]
+pub struct DispatchOptions {
+    pub policy: Policy,
+    /// Between `/queue` + `/history` checks of a job in flight (the `/ws`
+    /// stream usually reports the end sooner).
+    pub poll_interval: Duration,
+    /// Per HTTP request of the queue (not the job's own `timeoutMs`).
+    pub request_timeout: Duration,
+    /// A running job with no progress message for this long is stalled.
+    pub stall_after: Option<Duration>,
+    /// Times a timed-out job is sent again before it fails (0: fail at once).
+    pub timeout_retries: u32,
+    /// Sends of one job before it fails (instance errors, take-backs).
+    pub max_attempts: u32,
+    /// Failed checks in a row after which a job's instance counts as lost.
+    pub lost_after_failures: u32,
+    /// No new work to an instance for this long after it failed to answer.
+    pub cooldown: Duration,
+    /// Seconds per unit of work assumed before any instance was measured.
+    pub initial_secs_per_unit: f64,
+}
+
+impl Default for DispatchOptions {
+    fn default() -> Self {
+        Self {
+            policy: Policy::EarliestFinish,
+            poll_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+            stall_after: Some(Duration::from_secs(600)),
+            timeout_retries: 0,
+            max_attempts: 5,
+            lost_after_failures: 3,
+            cooldown: Duration::from_secs(5),
+            initial_secs_per_unit: 0.5,
+        }
+    }
+}
+
+/// What opening the queue found, for the user.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub notices: Vec<String>,
+    /// Jobs left in flight by a previous run, now followed again.
+    pub followed: usize,
+    pub queued: usize,
+}
+
+/// A cheap-to-clone handle on the job queue.
+#[derive(Clone)]
+pub struct JobQueue {
+    shared: Arc<Shared>,
+}
+
+impl JobQueue {
+    /// Opens the queue kept in `dir` (jobs/, outputs/, templates/,
+    /// instance_{id}_workflows.json), picks up what a previous run left, and
+    /// starts placing work. Must be called within a Tokio runtime.
+    pub fn open(
+        manager: InstanceManager,
+        dir: impl Into<PathBuf>,
+        options: DispatchOptions,
+    ) -> Result<(Self, Recovered), DispatchError> {
+        let dir = dir.into();
+        let journal = journal::Journal::open(&dir)?;
+        let replayed = journal.replay()?;
+        let cancel = CancellationToken::new();
+        let mut report = Recovered {
+            notices: replayed.notices,
+            ..Recovered::default()
+        };
+        let mut jobs = HashMap::new();
+        let mut order = Vec::new();
+        let mut follow = Vec::new();
+        for job in replayed.jobs {
+            let work = workflow::estimate_work(&job.workflow);
+            let attempt = match (&job.state, &job.instance_id, &job.prompt_id) {
+                (JobState::Dispatched | JobState::Running, Some(i), Some(p)) => {
+                    follow.push(job.id.clone());
+                    Some(Attempt::new(i.clone(), p.clone(), &cancel))
+                }
+                _ => None,
+            };
+            let mut job = job;
+            if attempt.is_none() && job.state.is_in_flight() {
+                job.state = JobState::Queued; // in flight without a prompt id: never sent
+            }
+            if job.state == JobState::Queued {
+                report.queued += 1;
+            }
+            order.push(job.id.clone());
+            jobs.insert(
+                job.id.clone(),
+                Entry {
+                    job,
+                    work,
+                    queued_at: Instant::now(),
+                    submit_to_post: None,
+                    attempt,
+                },
+            );
+        }
+        report.followed = follow.len();
+        let events = manager.subscribe();
+        let shared = Arc::new(Shared {
+            manager,
+            dir,
+            journal,
+            state: Mutex::new(QueueState {
+                jobs,
+                order,
+                speeds: speed::SpeedBook::new(options.initial_secs_per_unit),
+                planner: placement::Planner::new(options.policy),
+                cooldown: HashMap::new(),
+                followers: HashSet::new(),
+            }),
+            options,
+            wake: Notify::new(),
+            cancel,
+            tasks: TaskTracker::new(),
+            logs: Mutex::new(()),
+        });
+        for id in follow {
+            shared
+                .tasks
+                .spawn(runner::run(shared.clone(), id, runner::Mode::Follow));
+        }
+        shared.tasks.spawn(failover::run(shared.clone(), events));
+        shared.tasks.spawn(scheduler::run(shared.clone()));
+        shared.wake.notify_one();
+        Ok((Self { shared }, report))
+    }
+
+    /// Accepts a workflow (API format) for `target`. It is on disk when this
+    /// returns. A workflow of the wrong shape is refused here; ComfyUI's own
+    /// refusals (unknown node, missing input) become the job's error.
+    pub fn submit(&self, workflow: Value, target: JobTarget) -> Result<Job, DispatchError> {
+        self.submit_tagged(workflow, target, None)
+    }
+
+    /// [`submit`](Self::submit) for a template with parameter values.
+    pub fn submit_template(
+        &self,
+        template: &storycore_types::WorkflowTemplate,
+        values: &Map<String, Value>,
+        target: JobTarget,
+    ) -> Result<Job, DispatchError> {
+        let wf = templates::render(template, values)?;
+        self.submit_tagged(wf, target, Some(template.id.clone()))
+    }
+
+    fn submit_tagged(
+        &self,
+        workflow: Value,
+        target: JobTarget,
+        template_id: Option<String>,
+    ) -> Result<Job, DispatchError> {
+        if self.shared.cancel.is_cancelled() {
+            return Err(DispatchError::ShutDown);
+        }
+        workflow::check_workflow(&workflow)?;
+        if let JobTarget::Instance { id } = &target {
+            if self.shared.manager.get(id).is_none() {
+                return Err(DispatchError::UnknownInstance { id: id.clone() });
+            }
+        }
+        let now = Utc::now();
+        let mut job = Job {
+            id: uuid::Uuid::new_v4().to_string(),
+            progress: JobProgress {
+                total_nodes: workflow::node_count(&workflow),
+                ..JobProgress::default()
+            },
+            workflow,
+            target,
+            state: JobState::Queued,
+            attempts: 0,
+            instance_id: None,
+            prompt_id: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            outputs: Vec::new(),
+            error: None,
+            instances_killed: Vec::new(),
+            template_id,
+        };
+        let work = workflow::estimate_work(&job.workflow);
+        {
+            let mut st = self.shared.lock();
+            // Accepted means on disk: refuse rather than hold it only in memory.
+            job.updated_at = Utc::now();
+            self.shared.journal.write(&job)?;
+            self.shared
+                .emit(AppEvent::JobUpdated(Box::new(job.clone())));
+            st.order.push(job.id.clone());
+            st.jobs.insert(
+                job.id.clone(),
+                Entry {
+                    job: job.clone(),
+                    work,
+                    queued_at: Instant::now(),
+                    submit_to_post: None,
+                    attempt: None,
+                },
+            );
+        }
+        self.shared.wake.notify_one();
+        Ok(job)
+    }
+
+    /// Cancels a job that has not finished; one in flight is deleted from its
+    /// instance's queue and interrupted there.
+    pub async fn cancel(&self, id: &str) -> Result<Job, DispatchError> {
+        let (job, attempt) = {
+            let mut st = self.shared.lock();
+            let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
+            if e.job.state.is_final() {
+                return Err(wrong_state(e, "cancelling", "not finished"));
+            }
+            let attempt = e.attempt.take();
+            if let Some(a) = &attempt {
+                a.token.cancel();
+            }
+            e.job.state = JobState::Cancelled;
+            e.job.finished_at = Some(Utc::now());
+            e.job.progress.node = None;
+            self.shared.persist(&mut e.job);
+            (e.job.clone(), attempt)
+        };
+        self.shared.wake.notify_one();
+        if let Some(a) = attempt {
+            if let Some(inst) = self.shared.manager.get(&a.instance_id) {
+                if let Ok(client) = crate::client::ComfyClient::for_instance(&inst.config) {
+                    let client = client.with_timeout(self.shared.options.request_timeout);
+                    let ids = [a.prompt_id.clone()];
+                    if let Err(e) = client.delete_from_queue(&ids).await {
+                        tracing::warn!(job = %id, "cancel: deleting from the queue: {e}");
+                    }
+                    if let Err(e) = client.interrupt(Some(&a.prompt_id)).await {
+                        tracing::warn!(job = %id, "cancel: interrupting: {e}");
+                    }
+                }
+            }
+            self.shared.log_finished(&a.instance_id, &job);
+        }
+        Ok(job)
+    }
+
+    /// Queues a failed or cancelled job again (a new attempt, a new prompt id).
+    pub fn retry(&self, id: &str) -> Result<Job, DispatchError> {
+        self.requeue_by_user(id, "retrying", "failed or cancelled", |s| {
+            matches!(s, JobState::Failed | JobState::Cancelled)
+        })
+    }
+
+    /// Lets a suspect or held job run again.
+    pub fn release(&self, id: &str) -> Result<Job, DispatchError> {
+        self.requeue_by_user(id, "releasing", "suspect or held", |s| {
+            matches!(s, JobState::Suspect | JobState::Held)
+        })
+    }
+
+    fn requeue_by_user(
+        &self,
+        id: &str,
+        action: &'static str,
+        allowed: &'static str,
+        ok: impl Fn(JobState) -> bool,
+    ) -> Result<Job, DispatchError> {
+        let job = {
+            let mut st = self.shared.lock();
+            let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
+            if !ok(e.job.state) {
+                return Err(wrong_state(e, action, allowed));
+            }
+            let j = &mut e.job;
+            j.state = JobState::Queued;
+            j.error = None;
+            j.outputs.clear();
+            j.prompt_id = None;
+            j.started_at = None;
+            j.finished_at = None;
+            j.attempts = 0;
+            j.progress = JobProgress {
+                total_nodes: j.progress.total_nodes,
+                ..JobProgress::default()
+            };
+            e.queued_at = Instant::now();
+            self.shared.persist(&mut e.job);
+            e.job.clone()
+        };
+        self.shared.wake.notify_one();
+        Ok(job)
+    }
+
+    /// Forgets a finished job (its file and its outputs).
+    pub fn remove(&self, id: &str) -> Result<(), DispatchError> {
+        {
+            let mut st = self.shared.lock();
+            let e = st.jobs.get(id).ok_or_else(|| not_found(id))?;
+            if !e.job.state.is_final() {
+                return Err(wrong_state(e, "removing", "finished (cancel it first)"));
+            }
+            self.shared.journal.remove(id)?;
+            st.jobs.remove(id);
+            st.order.retain(|j| j != id);
+        }
+        let _ = std::fs::remove_dir_all(outputs::job_folder(&self.shared.dir, id));
+        self.shared
+            .emit(AppEvent::JobRemoved { id: id.to_string() });
+        Ok(())
+    }
+
+    /// Every job, in submission order.
+    pub fn list(&self) -> Vec<Job> {
+        let st = self.shared.lock();
+        st.order
+            .iter()
+            .filter_map(|id| st.jobs.get(id).map(|e| e.job.clone()))
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Job> {
+        self.shared.lock().jobs.get(id).map(|e| e.job.clone())
+    }
+
+    /// Time from the job's submission (or its last requeue) to the moment its
+    /// `POST /prompt` was sent: the app's dispatch overhead, when the fleet had room.
+    pub fn submit_to_post(&self, id: &str) -> Option<Duration> {
+        self.shared
+            .lock()
+            .jobs
+            .get(id)
+            .and_then(|e| e.submit_to_post)
+    }
+
+    /// The measured seconds per unit of work of an instance, if measured.
+    pub fn secs_per_unit(&self, instance_id: &str) -> Option<f64> {
+        let st = self.shared.lock();
+        st.speeds
+            .measured(instance_id)
+            .then(|| st.speeds.secs_per_unit(instance_id))
+    }
+
+    /// The templates kept with this queue.
+    pub fn templates(&self) -> TemplateStore {
+        TemplateStore::new(&self.shared.dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Stops placing and following (jobs in flight stay on disk as they are,
+    /// and the next [`open`](Self::open) picks them up) and waits for the tasks.
+    pub async fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+}
+
+fn not_found(id: &str) -> DispatchError {
+    DispatchError::NotFound { id: id.to_string() }
+}
+
+fn wrong_state(e: &Entry, action: &'static str, allowed: &'static str) -> DispatchError {
+    DispatchError::WrongState {
+        id: e.job.id.clone(),
+        state: e.job.state,
+        action,
+        allowed,
+    }
+}

@@ -1,0 +1,327 @@
+//! One attempt of one job on one instance: send it (unless following a prompt
+//! sent before an app restart), then follow it to its end. The `/ws` follower
+//! reports progress and pokes the runner when the prompt ends; the runner
+//! itself asks `/queue` then `/history/{prompt_id}`, which also covers a
+//! dropped socket. Asking in that order leaves no gap: ComfyUI moves a prompt
+//! from its running list into its history in one step.
+
+use super::follower;
+use super::outputs;
+use super::shared::Shared;
+use super::workflow;
+use crate::client::{ClientError, ComfyClient, HistoryEntry};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storycore_types::{JobError, JobState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `POST /prompt`, then follow.
+    Submit,
+    /// Already sent (found dispatched or running after a restart): follow.
+    Follow,
+}
+
+/// After the follower says "ended", ask again this quickly for a while: the
+/// history entry lands a moment after the last `/ws` message.
+const QUICK_POLL: Duration = Duration::from_millis(25);
+const QUICK_POLLS: u32 = 40;
+
+pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode) {
+    let Some((instance_id, prompt_id, workflow, token, done)) = ({
+        let st = shared.lock();
+        st.jobs.get(&job_id).and_then(|e| {
+            e.attempt.as_ref().map(|a| {
+                (
+                    a.instance_id.clone(),
+                    a.prompt_id.clone(),
+                    e.job.workflow.clone(),
+                    a.token.clone(),
+                    a.done.clone(),
+                )
+            })
+        })
+    }) else {
+        return;
+    };
+    let requeue = |died: bool, note: String| {
+        let mut st = shared.lock();
+        if let Some(e) = st.jobs.get_mut(&job_id) {
+            if e.attempt.as_ref().map(|a| &a.prompt_id) == Some(&prompt_id) {
+                shared.requeue(e, died, Some(note));
+            }
+        }
+    };
+    let Some(instance) = shared.manager.get(&instance_id) else {
+        requeue(
+            false,
+            format!("instance \"{instance_id}\" no longer exists"),
+        );
+        return;
+    };
+    let timeout = Duration::from_millis(instance.config.timeout());
+    let client = match ComfyClient::for_instance(&instance.config) {
+        // Polls must fail fast; the job's own timeout is enforced below.
+        Ok(c) => c.with_timeout(shared.options.request_timeout),
+        Err(e) => {
+            fail(&shared, &job_id, &prompt_id, JobError::new(e.to_string()));
+            return;
+        }
+    };
+    follower::ensure(&shared, &instance_id, &client);
+
+    if mode == Mode::Submit {
+        {
+            let mut st = shared.lock();
+            if let Some(e) = st.jobs.get_mut(&job_id) {
+                e.submit_to_post = Some(e.queued_at.elapsed());
+            }
+        }
+        let client_id = Shared::client_id(&instance_id);
+        let sent = tokio::select! {
+            _ = token.cancelled() => return,
+            r = client.submit_prompt(workflow, &prompt_id, &client_id) => r,
+        };
+        match sent {
+            Ok(_) => {}
+            Err(e) if workflow::is_rejection(&e) => {
+                let err = match e.comfy_body() {
+                    Some(body) => workflow::rejection_error(body, &instance_id),
+                    None => JobError::new(e.to_string()),
+                };
+                fail(&shared, &job_id, &prompt_id, err);
+                return;
+            }
+            Err(e) => {
+                cool_down(&shared, &instance_id);
+                requeue(false, e.to_string());
+                return;
+            }
+        }
+    }
+
+    let mut failures = 0u32;
+    let mut quick = if mode == Mode::Follow { 1 } else { 0 };
+    loop {
+        let wait = if quick > 0 {
+            quick -= 1;
+            QUICK_POLL
+        } else {
+            shared.options.poll_interval
+        };
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = done.notified() => quick = QUICK_POLLS,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if let Some(why) = overdue(&shared, &job_id, &prompt_id, timeout) {
+            time_out(&shared, &client, &job_id, &prompt_id, &instance_id, why).await;
+            return;
+        }
+        let step = tokio::select! {
+            _ = token.cancelled() => return,
+            s = check(&shared, &client, &job_id, &prompt_id) => s,
+        };
+        match step {
+            Ok(None) => failures = 0,
+            Ok(Some(entry)) => {
+                match outputs::fetch(&shared, &client, &job_id, &entry).await {
+                    Ok(files) => {
+                        finish(&shared, &job_id, &prompt_id, &instance_id, &entry, files);
+                        return;
+                    }
+                    // The files stay on the instance: try again at the next poll.
+                    Err(e) => tracing::warn!(job = %job_id, "fetching outputs: {e}"),
+                }
+            }
+            Err(Gone) => {
+                let died = shared
+                    .lock()
+                    .jobs
+                    .get(&job_id)
+                    .is_some_and(|e| e.job.state == JobState::Running);
+                requeue(
+                    died,
+                    format!("prompt {prompt_id} vanished from instance \"{instance_id}\""),
+                );
+                return;
+            }
+            Err(Unanswered(e)) => {
+                failures += 1;
+                if failures >= shared.options.lost_after_failures {
+                    shared.instance_lost(&instance_id, &format!("stopped answering ({e})"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum CheckError {
+    /// Neither queued, running nor in the history: lost (restart, deleted).
+    Gone,
+    Unanswered(ClientError),
+}
+use CheckError::{Gone, Unanswered};
+
+/// `Ok(None)`: still queued or running; `Ok(Some)`: ended.
+async fn check(
+    shared: &Shared,
+    client: &ComfyClient,
+    job_id: &str,
+    prompt_id: &str,
+) -> Result<Option<HistoryEntry>, CheckError> {
+    let q = client.queue().await.map_err(Unanswered)?;
+    if q.running.iter().any(|i| i.prompt_id == prompt_id) {
+        mark_running(shared, job_id, prompt_id);
+    }
+    if q.contains(prompt_id) {
+        return Ok(None);
+    }
+    match client.history(prompt_id).await.map_err(Unanswered)? {
+        Some(entry) => Ok(Some(entry)),
+        None => Err(Gone),
+    }
+}
+
+pub(crate) fn mark_running(shared: &Shared, job_id: &str, prompt_id: &str) {
+    let mut st = shared.lock();
+    let Some(e) = st.jobs.get_mut(job_id) else {
+        return;
+    };
+    let Some(a) = e.attempt.as_mut().filter(|a| a.prompt_id == prompt_id) else {
+        return;
+    };
+    if e.job.state != JobState::Dispatched {
+        return;
+    }
+    a.started.get_or_insert_with(Instant::now);
+    a.last_progress = Instant::now();
+    e.job.state = JobState::Running;
+    e.job.started_at.get_or_insert_with(Utc::now);
+    shared.persist(&mut e.job);
+}
+
+/// Past the instance's `timeoutMs` (counted from the start of execution, or
+/// from sending while it waits in the instance's queue), or no progress for
+/// `stall_after` while running.
+fn overdue(shared: &Shared, job_id: &str, prompt_id: &str, timeout: Duration) -> Option<String> {
+    let st = shared.lock();
+    let a = st.jobs.get(job_id)?.attempt.as_ref()?;
+    if a.prompt_id != prompt_id {
+        return None;
+    }
+    let since = a.started.unwrap_or(a.dispatched);
+    if since.elapsed() > timeout {
+        return Some(format!("timed out after {} ms", timeout.as_millis()));
+    }
+    match shared.options.stall_after {
+        Some(stall) if a.started.is_some() && a.last_progress.elapsed() > stall => {
+            Some(format!("stalled: no progress for {} ms", stall.as_millis()))
+        }
+        _ => None,
+    }
+}
+
+async fn time_out(
+    shared: &Shared,
+    client: &ComfyClient,
+    job_id: &str,
+    prompt_id: &str,
+    instance_id: &str,
+    why: String,
+) {
+    tracing::warn!(job = %job_id, instance = %instance_id, "{why}: interrupting");
+    // Stop it there first, so a retry elsewhere never runs beside it.
+    let ids = [prompt_id.to_string()];
+    let _ = client.delete_from_queue(&ids).await;
+    let _ = client.interrupt(Some(prompt_id)).await;
+    let note = format!("{why} on instance \"{instance_id}\"; it was interrupted");
+    let mut st = shared.lock();
+    let Some(e) = st.jobs.get_mut(job_id) else {
+        return;
+    };
+    if e.attempt.as_ref().map(|a| a.prompt_id.as_str()) != Some(prompt_id) {
+        return;
+    }
+    if e.job.attempts <= shared.options.timeout_retries {
+        shared.requeue(e, false, Some(note));
+    } else {
+        e.attempt = None;
+        e.job.state = JobState::Failed;
+        e.job.finished_at = Some(Utc::now());
+        e.job.error = Some(JobError::new(note));
+        shared.persist(&mut e.job);
+        let job = e.job.clone();
+        drop(st);
+        shared.wake.notify_one();
+        shared.log_finished(instance_id, &job);
+    }
+}
+
+fn cool_down(shared: &Shared, instance_id: &str) {
+    shared.lock().cooldown.insert(
+        instance_id.to_string(),
+        Instant::now() + shared.options.cooldown,
+    );
+}
+
+fn fail(shared: &Shared, job_id: &str, prompt_id: &str, err: JobError) {
+    let job = shared.with_attempt(job_id, prompt_id, |e| {
+        e.attempt = None;
+        e.job.state = JobState::Failed;
+        e.job.finished_at = Some(Utc::now());
+        e.job.error = Some(err);
+    });
+    shared.wake.notify_one();
+    if let (Some(job), Some(i)) = (
+        job.as_ref(),
+        job.as_ref().and_then(|j| j.instance_id.clone()),
+    ) {
+        shared.log_finished(&i, job);
+    }
+}
+
+fn finish(
+    shared: &Shared,
+    job_id: &str,
+    prompt_id: &str,
+    instance_id: &str,
+    entry: &HistoryEntry,
+    files: Vec<storycore_types::JobOutput>,
+) {
+    let ok = entry.succeeded();
+    let mut measure = None;
+    let job = shared.with_attempt(job_id, prompt_id, |e| {
+        let a = e.attempt.take().expect("checked by with_attempt");
+        let ran = a.started.unwrap_or(a.dispatched).elapsed();
+        measure = Some((ran, e.work));
+        e.job.finished_at = Some(Utc::now());
+        e.job.progress.node = None;
+        if ok {
+            e.job.state = JobState::Succeeded;
+            e.job.error = None;
+            e.job.outputs = files;
+        } else {
+            e.job.state = JobState::Failed;
+            e.job.error = Some(workflow::execution_error(entry, instance_id));
+        }
+    });
+    let Some(job) = job else { return };
+    let (ran, work) = measure.unwrap_or_default();
+    if ok {
+        shared
+            .lock()
+            .speeds
+            .record(instance_id, ran.as_secs_f64(), work);
+    }
+    shared.wake.notify_one();
+    shared.manager.record_workflow(
+        instance_id,
+        ok,
+        ran.as_secs_f64() * 1000.0,
+        job.error.as_ref().map(|e| e.message.clone()),
+    );
+    shared.log_finished(instance_id, &job);
+}

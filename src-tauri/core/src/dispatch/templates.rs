@@ -1,0 +1,283 @@
+//! Templates: an API-format workflow with named parameters bound to node
+//! inputs. Import a workflow, mark parameters, save, run with values. Kept as
+//! `<dir>/templates/<id>.json`; the built-in smoke test ships in the code.
+
+use super::workflow::check_workflow;
+use super::DispatchError;
+use crate::store::{atomic_write, StoreError};
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use storycore_types::{ParameterType, TemplateParameter, WorkflowTemplate};
+
+pub const SMOKE_TEST_ID: &str = "builtin-smoke-test";
+pub const TEMPLATES_FOLDER: &str = "templates";
+
+fn err(id: &str, reason: impl Into<String>) -> DispatchError {
+    DispatchError::Template {
+        id: id.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs on any ComfyUI, with no model files: an empty image, saved.
+pub fn smoke_test_template() -> WorkflowTemplate {
+    let p =
+        |name: &str, node: &str, input: &str, kind, default: Value, d: &str| TemplateParameter {
+            name: name.into(),
+            node_id: node.into(),
+            input: input.into(),
+            kind,
+            default,
+            description: Some(d.into()),
+        };
+    WorkflowTemplate {
+        id: SMOKE_TEST_ID.into(),
+        name: "Smoke test (no models needed)".into(),
+        description: Some("Makes a plain image and saves it: proves an instance runs work.".into()),
+        workflow: json!({
+            "1": {"class_type": "EmptyImage",
+                  "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "SaveImage",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "storycore_smoke"}}
+        }),
+        parameters: vec![
+            p(
+                "width",
+                "1",
+                "width",
+                ParameterType::Int,
+                json!(512),
+                "Image width in pixels",
+            ),
+            p(
+                "height",
+                "1",
+                "height",
+                ParameterType::Int,
+                json!(512),
+                "Image height in pixels",
+            ),
+            p(
+                "color",
+                "1",
+                "color",
+                ParameterType::Int,
+                json!(0),
+                "Colour as 0xRRGGBB",
+            ),
+            p(
+                "filenamePrefix",
+                "2",
+                "filename_prefix",
+                ParameterType::String,
+                json!("storycore_smoke"),
+                "Output file name prefix",
+            ),
+        ],
+        built_in: true,
+    }
+}
+
+/// A template without parameters from a workflow file's text.
+pub fn from_workflow_json(
+    id: &str,
+    name: &str,
+    text: &str,
+) -> Result<WorkflowTemplate, DispatchError> {
+    check_id(id)?;
+    let workflow = super::workflow::parse_workflow(text)?;
+    Ok(WorkflowTemplate {
+        id: id.into(),
+        name: name.trim().into(),
+        description: None,
+        workflow,
+        parameters: Vec::new(),
+        built_in: false,
+    })
+}
+
+/// Binds `name` to `input` of node `node_id`; its default is the workflow's
+/// current value, its type that value's unless given.
+pub fn mark_parameter(
+    t: &mut WorkflowTemplate,
+    name: &str,
+    node_id: &str,
+    input: &str,
+    kind: Option<ParameterType>,
+) -> Result<(), DispatchError> {
+    if name.trim().is_empty() {
+        return Err(err(&t.id, "a parameter needs a name"));
+    }
+    if t.parameters.iter().any(|p| p.name == name) {
+        return Err(err(
+            &t.id,
+            format!("there is already a parameter named \"{name}\""),
+        ));
+    }
+    let current = t
+        .workflow
+        .get(node_id)
+        .ok_or_else(|| err(&t.id, format!("the workflow has no node \"{node_id}\"")))?
+        .pointer(&format!("/inputs/{input}"))
+        .ok_or_else(|| {
+            err(
+                &t.id,
+                format!("node \"{node_id}\" has no input \"{input}\""),
+            )
+        })?
+        .clone();
+    if current.is_array() {
+        return Err(err(
+            &t.id,
+            format!(
+                "input \"{input}\" of node \"{node_id}\" is a link to another node, not a value"
+            ),
+        ));
+    }
+    let inferred = type_of(&current)
+        .ok_or_else(|| err(&t.id, format!("input \"{input}\" holds no plain value")))?;
+    let kind = kind.unwrap_or(inferred);
+    if !fits(kind, &current) {
+        return Err(err(
+            &t.id,
+            format!("the current value {current} is not a {kind:?}"),
+        ));
+    }
+    t.parameters.push(TemplateParameter {
+        name: name.into(),
+        node_id: node_id.into(),
+        input: input.into(),
+        kind,
+        default: current,
+        description: None,
+    });
+    Ok(())
+}
+
+/// The workflow with `values` (by parameter name) filled in; missing ones
+/// take their default. Unknown names and wrong types are refused.
+pub fn render(t: &WorkflowTemplate, values: &Map<String, Value>) -> Result<Value, DispatchError> {
+    for k in values.keys() {
+        if !t.parameters.iter().any(|p| &p.name == k) {
+            return Err(err(&t.id, format!("it has no parameter \"{k}\"")));
+        }
+    }
+    let mut wf = t.workflow.clone();
+    for p in &t.parameters {
+        let v = values.get(&p.name).unwrap_or(&p.default);
+        if !fits(p.kind, v) {
+            return Err(err(
+                &t.id,
+                format!("parameter \"{}\" must be a {:?}, got {v}", p.name, p.kind),
+            ));
+        }
+        let slot = wf
+            .get_mut(&p.node_id)
+            .and_then(|n| n.get_mut("inputs"))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| {
+                err(
+                    &t.id,
+                    format!("parameter \"{}\" points at a missing node", p.name),
+                )
+            })?;
+        slot.insert(p.input.clone(), v.clone());
+    }
+    Ok(wf)
+}
+
+fn type_of(v: &Value) -> Option<ParameterType> {
+    Some(match v {
+        Value::String(_) => ParameterType::String,
+        Value::Bool(_) => ParameterType::Bool,
+        Value::Number(n) if n.is_i64() || n.is_u64() => ParameterType::Int,
+        Value::Number(_) => ParameterType::Float,
+        _ => return None,
+    })
+}
+
+fn fits(kind: ParameterType, v: &Value) -> bool {
+    match kind {
+        ParameterType::String => v.is_string(),
+        ParameterType::Bool => v.is_boolean(),
+        ParameterType::Int => v.is_i64() || v.is_u64(),
+        ParameterType::Float => v.is_number(),
+    }
+}
+
+fn check_id(id: &str) -> Result<(), DispatchError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(err(id, "an id is 1-64 letters, digits, - or _"))
+    }
+}
+
+/// The saved templates of `<dir>/templates/`, plus the built-in ones.
+#[derive(Debug, Clone)]
+pub struct TemplateStore {
+    dir: PathBuf,
+}
+
+impl TemplateStore {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            dir: root.join(TEMPLATES_FOLDER),
+        }
+    }
+
+    pub fn list(&self) -> Vec<WorkflowTemplate> {
+        let mut out = vec![smoke_test_template()];
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let mut saved: Vec<WorkflowTemplate> = entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .filter_map(|b| serde_json::from_slice(&b).ok())
+                .collect();
+            saved.sort_by(|a, b| a.name.cmp(&b.name));
+            out.extend(saved);
+        }
+        out
+    }
+
+    pub fn get(&self, id: &str) -> Option<WorkflowTemplate> {
+        self.list().into_iter().find(|t| t.id == id)
+    }
+
+    pub fn save(&self, t: &WorkflowTemplate) -> Result<(), DispatchError> {
+        check_id(&t.id)?;
+        if t.built_in || t.id == SMOKE_TEST_ID {
+            return Err(err(
+                &t.id,
+                "built-in templates cannot be overwritten; save a copy under another id",
+            ));
+        }
+        check_workflow(&t.workflow)?;
+        render(t, &Map::new())?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::CreateDir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.dir.join(format!("{}.json", t.id));
+        let bytes = serde_json::to_vec_pretty(t).map_err(|source| StoreError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(atomic_write(&path, &bytes)?)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), DispatchError> {
+        check_id(id)?;
+        if id == SMOKE_TEST_ID {
+            return Err(err(id, "built-in templates cannot be deleted"));
+        }
+        let path = self.dir.join(format!("{id}.json"));
+        std::fs::remove_file(&path).map_err(|source| DispatchError::Read { path, source })
+    }
+}
