@@ -37,11 +37,13 @@ def rounded_box(x, y, x0, y0, x1, y1, r):
     return max(0.0, min(1.0, 0.5 - d))
 
 
-def draw(size, tray=False):
+GREEN, AMBER, RED, GREY = (60, 200, 110), (245, 180, 40), (220, 60, 60), (150, 150, 160)
+
+
+def draw(size, tray=False, lights=(GREEN, GREEN, AMBER)):
     px = [0] * (size * size * 4)
     s = size / 64.0  # design grid is 64x64
     bars = [(14, 22), (28, 36), (42, 50)]
-    lights = [(60, 200, 110), (60, 200, 110), (245, 180, 40)]
     for j in range(size):
         for i in range(size):
             x, y = (i + 0.5) / s, (j + 0.5) / s
@@ -67,4 +69,9 @@ os.makedirs(OUT, exist_ok=True)
 for name, size in [("32x32.png", 32), ("128x128.png", 128), ("128x128@2x.png", 256), ("icon.png", 512)]:
     png(os.path.join(OUT, name), size, draw(size))
 png(os.path.join(OUT, "tray.png"), 64, draw(64, tray=True))
+# The tray follows the fleet's worst health: all well, one degraded, one down, nothing running.
+png(os.path.join(OUT, "tray-healthy.png"), 64, draw(64, tray=True, lights=(GREEN, GREEN, GREEN)))
+png(os.path.join(OUT, "tray-degraded.png"), 64, draw(64, tray=True, lights=(GREEN, GREEN, AMBER)))
+png(os.path.join(OUT, "tray-unhealthy.png"), 64, draw(64, tray=True, lights=(GREEN, AMBER, RED)))
+png(os.path.join(OUT, "tray-idle.png"), 64, draw(64, tray=True, lights=(GREY, GREY, GREY)))
 print("icons written to", os.path.normpath(OUT))

@@ -18,7 +18,7 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
   build-essential file patchelf pkg-config curl
   # tests: headless display, WebDriver for WebKitGTK, D-Bus session, screenshots
-  webkit2gtk-driver xvfb xauth dbus dbus-x11 imagemagick python3-dbus x11-utils
+  webkit2gtk-driver xvfb xauth dbus dbus-x11 imagemagick python3-dbus python3-gi x11-utils
 )
 
 missing=()
@@ -57,7 +57,9 @@ else
   say "wasm-bindgen-cli $WASM_BINDGEN_VERSION: present"
 fi
 
-if [ "$(tauri-driver --version 2>/dev/null | awk '{print $2}')" != "$TAURI_DRIVER_VERSION" ]; then
+# tauri-driver has no --version: ask cargo what it installed.
+if ! cargo install --list 2>/dev/null | grep -q "^tauri-driver v$TAURI_DRIVER_VERSION:" \
+   || ! command -v tauri-driver >/dev/null 2>&1; then
   say "installing tauri-driver $TAURI_DRIVER_VERSION (about 1 minute)"
   cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked --force
 else

@@ -1,6 +1,7 @@
 //! StoryCore Engine's backend. The parts are plain Rust modules that tests can use
 //! without a window; `shell` is the thin Tauri layer on top of them.
 
+pub mod app_settings;
 pub mod logging;
 pub mod paths;
 pub mod settings;

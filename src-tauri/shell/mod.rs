@@ -4,8 +4,10 @@
 mod commands;
 mod events;
 mod heartbeat;
+mod notifier;
 mod tray;
 
+use crate::app_settings::{self, SettingsStore};
 use crate::paths::AppPaths;
 use crate::settings::EnvSettings;
 use storycore_core::manager::{InstanceManager, ManagerOptions};
@@ -24,8 +26,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         options.health.interval = every;
         options.health.resource_interval = options.health.resource_interval.min(every);
     }
-    let (manager, report) = InstanceManager::open(options)
+    let (manager, mut report) = InstanceManager::open(options)
         .map_err(|e| format!("cannot open the instance files: {e}"))?;
+    let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
+    if let Some(n) = notice {
+        tracing::warn!("{n}");
+        report.notices.push(n);
+    }
     if let Some(m) = &report.migration {
         tracing::info!(?m, "single-instance config looked at");
     }
@@ -37,6 +44,8 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             show_main_window(app);
             events::emit(app, storycore_types::AppEvent::SecondLaunch);
         }))
+        .plugin(tauri_plugin_notification::init())
+        .manage(settings_store)
         .manage(paths)
         .manage(manager.clone())
         .manage(report)
@@ -65,9 +74,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::get_health_history,
             commands::instances::get_instance_log,
             commands::instances::export_instance_log,
+            app_settings::get_settings,
+            app_settings::set_settings,
+            tray::tray_menu,
         ])
         .setup(move |app| {
-            tray::install(app.handle())?;
+            tray::install(app.handle(), manager.clone())?;
+            notifier::spawn(app.handle().clone(), manager.subscribe());
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());
             let m = manager.clone();

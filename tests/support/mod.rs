@@ -246,6 +246,33 @@ impl App {
             .unwrap();
     }
 
+    /// Starts a notification server on this app's private session bus; returns
+    /// it (killed on drop) and the file where each received `Notify` lands.
+    pub fn notification_server(&self) -> (Group, PathBuf) {
+        let out = self.config_dir.path().join("notifications.jsonl");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/notification_server.py");
+        let mut child = Group::spawn(
+            Command::new("/usr/bin/python3")
+                .arg(script)
+                .arg(&out)
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .expect("cannot start the notification server (needs python3-dbus: run scripts/test.sh)");
+        let mut line = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the notification server did not start"
+        );
+        (child, out)
+    }
+
     /// Calls a Tauri command from inside the page, exactly as the UI does;
     /// `Err` carries the command's `ApiError` as JSON.
     pub async fn invoke(

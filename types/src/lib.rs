@@ -8,6 +8,7 @@ pub mod health;
 pub mod import;
 pub mod instance;
 pub mod job;
+pub mod settings;
 
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
@@ -25,3 +26,4 @@ pub use job::{
     Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterType,
     TemplateParameter, WorkflowTemplate,
 };
+pub use settings::{AppSettings, NotificationSettings, TrayItem};

@@ -1,0 +1,81 @@
+//! `settings.json` in the config folder: the app's own settings (which alerts
+//! notify). Written atomically; a missing file means the defaults; a broken
+//! one is reported and the defaults used, never overwritten silently.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use storycore_core::store::atomic_write;
+use storycore_types::{ApiError, AppSettings, ErrorCode};
+
+pub const SETTINGS_FILE: &str = "settings.json";
+
+pub struct SettingsStore {
+    path: PathBuf,
+    current: Mutex<AppSettings>,
+}
+
+impl SettingsStore {
+    pub fn load(config_dir: &std::path::Path) -> (Self, Option<String>) {
+        let path = config_dir.join(SETTINGS_FILE);
+        let (current, notice) = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (AppSettings::default(), None),
+            Err(e) => (
+                AppSettings::default(),
+                Some(format!(
+                    "cannot read {}: {e}; using default settings",
+                    path.display()
+                )),
+            ),
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(s) => (s, None),
+                Err(e) => (
+                    AppSettings::default(),
+                    Some(format!(
+                        "{} is not valid ({e}); using default settings until you save new ones",
+                        path.display()
+                    )),
+                ),
+            },
+        };
+        (
+            Self {
+                path,
+                current: Mutex::new(current),
+            },
+            notice,
+        )
+    }
+
+    pub fn get(&self) -> AppSettings {
+        self.current.lock().unwrap().clone()
+    }
+
+    pub fn set(&self, s: AppSettings) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec_pretty(&s).expect("settings serialize");
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Io,
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
+        }
+        atomic_write(&self.path, &bytes)
+            .map_err(|e| ApiError::new(ErrorCode::Io, e.to_string()))?;
+        *self.current.lock().unwrap() = s;
+        Ok(())
+    }
+}
+
+#[tauri::command]
+pub fn get_settings(store: tauri::State<'_, SettingsStore>) -> AppSettings {
+    store.get()
+}
+
+#[tauri::command]
+pub fn set_settings(
+    store: tauri::State<'_, SettingsStore>,
+    settings: AppSettings,
+) -> Result<(), ApiError> {
+    store.set(settings)
+}
