@@ -10,6 +10,7 @@ mod tray;
 use crate::app_settings::{self, SettingsStore};
 use crate::paths::AppPaths;
 use crate::settings::EnvSettings;
+use storycore_core::dispatch::{DispatchOptions, JobQueue};
 use storycore_core::manager::{InstanceManager, ManagerOptions};
 use tauri::Manager;
 
@@ -29,6 +30,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     let (manager, mut report) = InstanceManager::open(options)
         .map_err(|e| format!("cannot open the instance files: {e}"))?;
     let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
+    let config_dir = paths.config_dir.clone();
     if let Some(n) = notice {
         tracing::warn!("{n}");
         report.notices.push(n);
@@ -77,10 +79,28 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             app_settings::get_settings,
             app_settings::set_settings,
             tray::tray_menu,
+            commands::jobs::list_jobs,
+            commands::jobs::submit_workflow,
+            commands::jobs::submit_template,
+            commands::jobs::list_templates,
+            commands::jobs::cancel_job,
+            commands::jobs::retry_job,
+            commands::jobs::release_job,
+            commands::jobs::remove_job,
         ])
         .setup(move |app| {
             tray::install(app.handle(), manager.clone())?;
             notifier::spawn(app.handle().clone(), manager.subscribe());
+            // The job queue spawns its tasks on Tauri's runtime; jobs left in
+            // flight by a previous run are looked up on their instances now.
+            let (queue, recovered) = tauri::async_runtime::block_on(async {
+                JobQueue::open(manager.clone(), &config_dir, DispatchOptions::default())
+            })
+            .map_err(|e| format!("cannot open the job queue: {e}"))?;
+            for n in &recovered.notices {
+                tracing::warn!("{n}");
+            }
+            app.manage(queue);
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());
             let m = manager.clone();
@@ -95,9 +115,16 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     app.run(|app, event| {
         if let tauri::RunEvent::Exit = event {
-            // Stop monitors and write health histories before the process ends.
+            // Keep jobs on disk, stop what the app launched, write health
+            // histories, before the process ends.
             let m = app.state::<InstanceManager>().inner().clone();
-            tauri::async_runtime::block_on(m.shutdown());
+            let q = app.try_state::<JobQueue>().map(|q| q.inner().clone());
+            tauri::async_runtime::block_on(async move {
+                if let Some(q) = q {
+                    q.shutdown().await;
+                }
+                m.shutdown().await;
+            });
         }
     });
     Ok(())

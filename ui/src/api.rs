@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
-    InstanceConfig, InstanceConfigPatch, APP_EVENT,
+    InstanceConfig, InstanceConfigPatch, Job, JobTarget, WorkflowTemplate, APP_EVENT,
 };
 use wasm_bindgen::prelude::*;
 
@@ -160,4 +160,39 @@ fn web_log(msg: &str) {
 extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn web_sys_console_error(s: &str);
+}
+
+pub async fn list_jobs() -> Result<Vec<Job>, ApiError> {
+    call("list_jobs", &NoArgs {}).await
+}
+
+pub async fn list_templates() -> Result<Vec<WorkflowTemplate>, ApiError> {
+    call("list_templates", &NoArgs {}).await
+}
+
+pub async fn submit_template(
+    template_id: &str,
+    values: &serde_json::Map<String, serde_json::Value>,
+    target: &JobTarget,
+) -> Result<Job, ApiError> {
+    call(
+        "submit_template",
+        &json!({ "templateId": template_id, "values": values, "target": target }),
+    )
+    .await
+}
+
+pub async fn submit_workflow(workflow: &str, target: &JobTarget) -> Result<Job, ApiError> {
+    call(
+        "submit_workflow",
+        &json!({ "workflow": workflow, "target": target }),
+    )
+    .await
+}
+
+/// `cancel_job`, `retry_job` or `release_job`.
+pub async fn job_action(command: &'static str, id: &str) -> Result<(), ApiError> {
+    call::<_, Job>(command, &json!({ "id": id }))
+        .await
+        .map(|_| ())
 }

@@ -3,9 +3,10 @@ use crate::components::{
     active_instance_switcher::ShortcutKeys, alert_toasts::AlertToasts,
     confirm_delete_dialog::ConfirmDeleteDialog, instance_editor_dialog::InstanceEditorDialog,
     instance_panel::InstancePanel, status_line::StatusLine, toolbar::Toolbar,
+    workflows_view::WorkflowsView,
 };
 pub use crate::state::BackendState;
-use crate::state::Fleet;
+use crate::state::{Fleet, MainView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use storycore_types::AppEvent;
@@ -43,12 +44,18 @@ pub fn App() -> impl IntoView {
         if let Ok(active) = api::active_instance().await {
             fleet.active.set(active.map(|i| i.id));
         }
+        if let Ok(jobs) = api::list_jobs().await {
+            fleet.jobs.set(jobs);
+        }
     });
 
     view! {
         <div class="frame">
             <Toolbar/>
-            <InstancePanel/>
+            <Show when=move || fleet.view.get() == MainView::Instances
+                fallback=|| view! { <WorkflowsView/> }>
+                <InstancePanel/>
+            </Show>
             <StatusLine/>
         </div>
         <ShortcutKeys/>

@@ -2,7 +2,14 @@
 //! commands' answers and the backend's events write here: the UI never polls.
 
 use leptos::prelude::*;
-use storycore_types::{Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth};
+use storycore_types::{Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job};
+
+/// Which main view the toolbar shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainView {
+    Instances,
+    Workflows,
+}
 
 /// What the editor dialog is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +40,8 @@ pub struct Fleet {
     pub error: RwSignal<Option<String>>,
     /// Health samples pushed by events since the details view loaded its history.
     pub live_health: RwSignal<Vec<(String, InstanceHealth)>>,
+    pub jobs: RwSignal<Vec<Job>>,
+    pub view: RwSignal<MainView>,
 }
 
 /// Most alerts kept on screen.
@@ -51,6 +60,8 @@ impl Fleet {
             alerts: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             live_health: RwSignal::new(Vec::new()),
+            jobs: RwSignal::new(Vec::new()),
+            view: RwSignal::new(MainView::Instances),
         }
     }
 
@@ -95,9 +106,27 @@ impl Fleet {
                     v.remove(0);
                 }
             }),
+            AppEvent::JobUpdated(j) => {
+                self.jobs
+                    .update(|l| match l.iter_mut().find(|x| x.id == j.id) {
+                        Some(x) => *x = (**j).clone(),
+                        None => l.push((**j).clone()),
+                    })
+            }
+            AppEvent::JobRemoved { id } => self.jobs.update(|l| l.retain(|x| &x.id != id)),
+            AppEvent::JobProgress {
+                job_id,
+                node,
+                value,
+                max,
+            } => self.jobs.update(|l| {
+                if let Some(j) = l.iter_mut().find(|x| &x.id == job_id) {
+                    j.progress.node = node.clone();
+                    j.progress.value = *value;
+                    j.progress.max = *max;
+                }
+            }),
             AppEvent::Heartbeat(_) | AppEvent::SecondLaunch => {}
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
 }

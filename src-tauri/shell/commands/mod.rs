@@ -3,3 +3,4 @@
 
 pub mod app;
 pub mod instances;
+pub mod jobs;

@@ -23,6 +23,7 @@ pub fn ActiveInstanceSwitcher() -> impl IntoView {
             >
                 <select id="active-instance-select" on:change=on_change
                     prop:value=move || fleet.active.get().unwrap_or_default()>
+                    <option value="">"No active instance: the best one is used"</option>
                     {move || fleet.instances.get().into_iter().enumerate().map(|(n, i)| {
                         let label = format!(
                             "{}{} \u{b7} {} \u{b7} {}",

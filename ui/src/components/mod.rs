@@ -14,3 +14,4 @@ pub mod instance_panel;
 pub mod sparkline;
 pub mod status_line;
 pub mod toolbar;
+pub mod workflows_view;

@@ -1,14 +1,24 @@
 use super::about_dialog::AboutDialog;
 use super::active_instance_switcher::ActiveInstanceSwitcher;
+use crate::state::{Fleet, MainView};
 use leptos::prelude::*;
 
-/// The top bar: the app's name, the active-instance switcher, and About.
+/// The top bar: the app's name, the views, the active-instance switcher, About.
 #[component]
 pub fn Toolbar() -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
     let about_open = RwSignal::new(false);
+    let tab = move |v: MainView, id: &'static str, label: &'static str| {
+        view! {
+            <button id=id class:current=move || fleet.view.get() == v
+                on:click=move |_| fleet.view.set(v)>{label}</button>
+        }
+    };
     view! {
         <header class="toolbar" id="toolbar">
             <span class="brand">"StoryCore Engine"</span>
+            {tab(MainView::Instances, "tab-instances", "Instances")}
+            {tab(MainView::Workflows, "tab-workflows", "Workflows")}
             <ActiveInstanceSwitcher/>
             <span class="spacer"></span>
             <button id="about-button" on:click=move |_| about_open.update(|o| *o = !*o)>

@@ -1,0 +1,70 @@
+//! The job queue (the seed's WizardService, for a fleet) for the UI: submit a
+//! workflow or a template, follow, cancel, retry, release.
+
+use serde_json::{Map, Value};
+use storycore_core::dispatch::JobQueue;
+use storycore_types::{ApiError, ErrorCode, Job, JobTarget, WorkflowTemplate};
+use tauri::State;
+
+type Queue<'a> = State<'a, JobQueue>;
+type Answer<T> = Result<T, ApiError>;
+
+#[tauri::command]
+pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
+    q.list()
+}
+
+/// `workflow` is the text of an API-format workflow (ComfyUI's "Save (API)").
+#[tauri::command]
+pub fn submit_workflow(q: Queue<'_>, workflow: String, target: Option<JobTarget>) -> Answer<Job> {
+    let value: Value = serde_json::from_str(&workflow).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "the workflow is not valid JSON ({e}); export it from ComfyUI with \"Save (API)\""
+            ),
+        )
+    })?;
+    Ok(q.submit(value, target.unwrap_or_default())?)
+}
+
+#[tauri::command]
+pub fn submit_template(
+    q: Queue<'_>,
+    template_id: String,
+    values: Map<String, Value>,
+    target: Option<JobTarget>,
+) -> Answer<Job> {
+    let t = q.templates().get(&template_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no template with id \"{template_id}\""),
+        )
+    })?;
+    Ok(q.submit_template(&t, &values, target.unwrap_or_default())?)
+}
+
+#[tauri::command]
+pub fn list_templates(q: Queue<'_>) -> Vec<WorkflowTemplate> {
+    q.templates().list()
+}
+
+#[tauri::command]
+pub async fn cancel_job(q: Queue<'_>, id: String) -> Answer<Job> {
+    Ok(q.cancel(&id).await?)
+}
+
+#[tauri::command]
+pub fn retry_job(q: Queue<'_>, id: String) -> Answer<Job> {
+    Ok(q.retry(&id)?)
+}
+
+#[tauri::command]
+pub fn release_job(q: Queue<'_>, id: String) -> Answer<Job> {
+    Ok(q.release(&id)?)
+}
+
+#[tauri::command]
+pub fn remove_job(q: Queue<'_>, id: String) -> Answer<()> {
+    Ok(q.remove(&id)?)
+}

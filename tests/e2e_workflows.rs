@@ -1,0 +1,48 @@
+//! The Workflows view: run the built-in smoke-test template on the fleet and
+//! see the job succeed with its output; a bad workflow is refused with a reason.
+
+mod support;
+
+use serde_json::json;
+use support::standin::StandIn;
+use support::App;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
+    let server = StandIn::start();
+    let app = App::launch("workflows", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    app.invoke(
+        "create_instance",
+        json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
+    )
+    .await
+    .unwrap();
+    app.invoke("start_instance", json!({"id": "instance_001"}))
+        .await
+        .unwrap();
+    app.wait_text(".instance-card[data-id='instance_001']", "running", |t| {
+        t.contains("running") && t.contains("healthy")
+    })
+    .await;
+
+    app.click("#tab-workflows").await;
+    app.wait_text("#template-select", "the built-in template", |t| {
+        !t.trim().is_empty()
+    })
+    .await;
+    app.click("#run-template").await;
+    app.wait_text("#job-list", "a succeeded job with its output", |t| {
+        t.contains("succeeded") && t.contains("GPU 0") && t.contains(".png")
+    })
+    .await;
+
+    app.type_into("#workflow-json", "{not json").await;
+    app.click("#run-workflow").await;
+    app.wait_text("#action-error", "the refusal", |t| {
+        t.contains("not valid JSON")
+    })
+    .await;
+    app.finish().await;
+}
