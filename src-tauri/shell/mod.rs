@@ -76,6 +76,8 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::get_health_history,
             commands::instances::get_instance_log,
             commands::instances::export_instance_log,
+            commands::instances::suggest_port,
+            commands::instances::list_gpus,
             app_settings::get_settings,
             app_settings::set_settings,
             tray::tray_menu,

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod error;
 pub mod event;
+pub mod gpu;
 pub mod health;
 pub mod import;
 pub mod instance;
@@ -13,6 +14,7 @@ pub mod settings;
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
 pub use event::{AppEvent, Heartbeat, APP_EVENT};
+pub use gpu::{GpuInfo, GpuList};
 pub use health::{
     Alert, AlertKind, HealthHistoryFile, HealthSample, HealthStatus, InstanceHealth, InstanceStats,
     SystemStats,

@@ -196,3 +196,21 @@ pub async fn job_action(command: &'static str, id: &str) -> Result<(), ApiError>
         .await
         .map(|_| ())
 }
+
+pub async fn suggest_port(host: &str, start: u16) -> Result<Option<u16>, ApiError> {
+    call("suggest_port", &json!({ "host": host, "start": start })).await
+}
+
+pub async fn list_gpus() -> Result<storycore_types::GpuList, ApiError> {
+    call("list_gpus", &NoArgs {}).await
+}
+
+pub async fn get_settings() -> Result<storycore_types::AppSettings, ApiError> {
+    call("get_settings", &NoArgs {}).await
+}
+
+pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(), ApiError> {
+    call::<_, Option<()>>("set_settings", &json!({ "settings": settings }))
+        .await
+        .map(|_| ())
+}

@@ -100,6 +100,16 @@ async fn start_stop_and_shutdown_leave_no_process_and_isolate_temp() {
     f.m.start("b").await.unwrap();
     wait_status(&f.m, "b", InstanceStatus::Running).await;
     assert!(temp_a.join("temp/marker.png").exists(), "b wiped a's temp");
+    // The process tree's own figures (sysinfo) join the health's system stats.
+    wait_for(
+        Duration::from_secs(10),
+        "process RAM in the stats",
+        || async {
+            let s = f.m.get("a").unwrap().health.system_stats?;
+            (s.memory_usage > 0.0).then_some(())
+        },
+    )
+    .await;
     let tail = f.m.log_tail("a", 50).unwrap().join("\n");
     assert!(tail.contains("To see the GUI go to"), "{tail}");
 

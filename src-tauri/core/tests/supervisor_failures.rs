@@ -4,30 +4,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use storycore_core::supervisor::{
     group_alive, ExitCause, LaunchContext, ProcessState, RestartOptions, RestartPolicy,
     SupervisorError, SupervisorEvent, SupervisorHandle, SupervisorOptions,
 };
 use storycore_types::InstanceConfig;
-use support::standin::{free_port, standin_binary, StandIn};
+use support::standin::{comfyui_folder, free_port, local_config, StandIn};
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(20);
-
-fn comfyui_folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in\n").unwrap();
-    dir
-}
-
-fn local_config(id: &str, comfyui: &Path, port: u16) -> InstanceConfig {
-    let mut c = InstanceConfig::new(id, id, port.into());
-    c.comfyui_path = Some(comfyui.display().to_string());
-    c.python_path = Some(standin_binary().display().to_string());
-    c
-}
 
 fn fast_restarts(max_starts: usize) -> SupervisorOptions {
     SupervisorOptions {

@@ -4,30 +4,16 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::Duration;
 use storycore_core::supervisor::{
     build_launch_spec, GpuPinning, LaunchContext, SupervisorHandle, SupervisorOptions,
 };
 use storycore_core::telemetry::GpuInfo;
 use storycore_types::InstanceConfig;
-use support::standin::{free_port, standin_binary};
+use support::standin::{comfyui_folder, free_port, local_config};
 use support::wait_for;
 
 const T: Duration = Duration::from_secs(20);
-
-fn comfyui_folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in\n").unwrap();
-    dir
-}
-
-fn local_config(id: &str, comfyui: &Path, port: u16) -> InstanceConfig {
-    let mut c = InstanceConfig::new(id, id, port.into());
-    c.comfyui_path = Some(comfyui.display().to_string());
-    c.python_path = Some(standin_binary().display().to_string());
-    c
-}
 
 async fn device_name(port: u16) -> String {
     wait_for(T, "/system_stats", || async {

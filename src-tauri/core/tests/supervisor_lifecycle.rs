@@ -4,31 +4,16 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 use storycore_core::supervisor::{
     find_adoptable, group_alive, stop_adopted, LaunchContext, ProcessState, SupervisorEvent,
     SupervisorHandle, SupervisorOptions,
 };
-use storycore_types::InstanceConfig;
-use support::standin::{free_port, standin_binary};
+use support::standin::{comfyui_folder, free_port, local_config};
 use support::wait_for;
 use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(20);
-
-fn comfyui_folder() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in\n").unwrap();
-    dir
-}
-
-fn local_config(id: &str, comfyui: &Path, port: u16) -> InstanceConfig {
-    let mut c = InstanceConfig::new(id, id, port.into());
-    c.comfyui_path = Some(comfyui.display().to_string());
-    c.python_path = Some(standin_binary().display().to_string());
-    c
-}
 
 async fn system_stats(port: u16) -> Option<serde_json::Value> {
     let r = reqwest::get(format!("http://127.0.0.1:{port}/system_stats"))

@@ -148,3 +148,23 @@ pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Ans
 pub fn export_instance_log(m: Manager<'_>, id: String) -> Answer<String> {
     Ok(m.export_log(&id)?)
 }
+
+/// The next free port from `start` on `host` (the editor's suggestion).
+#[tauri::command]
+pub fn suggest_port(host: Option<String>, start: Option<u16>) -> Option<u16> {
+    storycore_core::supervisor::suggest_free_port(
+        host.as_deref().unwrap_or("127.0.0.1"),
+        start.unwrap_or(8188),
+    )
+}
+
+/// The GPUs NVML lists, or why there are none.
+#[tauri::command]
+pub fn list_gpus() -> storycore_types::GpuList {
+    storycore_types::GpuList {
+        gpus: storycore_core::telemetry::list_gpus(),
+        unavailable: storycore_core::telemetry::nvml_status().map(|why| {
+            format!("No NVIDIA GPU found ({why}); instances use ComfyUI's default device.")
+        }),
+    }
+}

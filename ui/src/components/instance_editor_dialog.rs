@@ -171,6 +171,26 @@ pub fn InstanceEditorDialog() -> impl IntoView {
         }
     };
     let form = Form::from_config(&start);
+    let gpus = RwSignal::new(None::<storycore_types::GpuList>);
+    spawn_local(async move {
+        if let Ok(list) = api::list_gpus().await {
+            gpus.set(Some(list));
+        }
+    });
+    let suggest = move |_| {
+        let host = form.host.get_untracked();
+        let from = form
+            .port
+            .get_untracked()
+            .trim()
+            .parse::<u16>()
+            .unwrap_or(8188);
+        spawn_local(async move {
+            if let Ok(Some(p)) = api::suggest_port(&host, from).await {
+                form.port.set(p.to_string());
+            }
+        });
+    };
     let errors = RwSignal::new(Vec::<FieldError>::new());
     let general = RwSignal::new(None::<String>);
     let saving = RwSignal::new(false);
@@ -262,11 +282,20 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                     {input("editor-description", "Description", form.description, "description", "what it is for")}
                     {input("editor-host", "Host", form.host, "host", "localhost")}
                     {input("editor-port", "Port", form.port, "port", "8188")}
+                    <button id="editor-suggest-port" on:click=suggest>"Use the next free port"</button>
                     {check("editor-https", "HTTPS (behind a proxy)", form.https)}
                 </fieldset>
                 <fieldset>
                     <legend>"Resources"</legend>
                     {input("editor-gpu", "GPU device (index, cuda:N, cpu or auto)", form.gpu, "gpuDevice", "auto")}
+                    <p class="muted" id="editor-gpu-hint">
+                        {move || gpus.get().map(|g| match g.unavailable {
+                            Some(why) => why,
+                            None => g.gpus.iter()
+                                .map(|d| format!("{}: {} ({} free of {})", d.index, d.name, bytes(d.memory_free_bytes), bytes(d.memory_total_bytes)))
+                                .collect::<Vec<_>>().join("; "),
+                        })}
+                    </p>
                     <label class="field">
                         <span>"Environment variables (one NAME=value per line)"</span>
                         <textarea id="editor-env" prop:value=move || form.env.get()

@@ -1,5 +1,6 @@
 use super::about_dialog::AboutDialog;
 use super::active_instance_switcher::ActiveInstanceSwitcher;
+use super::settings_dialog::SettingsDialog;
 use crate::state::{Fleet, MainView};
 use leptos::prelude::*;
 
@@ -8,6 +9,7 @@ use leptos::prelude::*;
 pub fn Toolbar() -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let about_open = RwSignal::new(false);
+    let settings_open = RwSignal::new(false);
     let tab = move |v: MainView, id: &'static str, label: &'static str| {
         view! {
             <button id=id class:current=move || fleet.view.get() == v
@@ -21,10 +23,16 @@ pub fn Toolbar() -> impl IntoView {
             {tab(MainView::Workflows, "tab-workflows", "Workflows")}
             <ActiveInstanceSwitcher/>
             <span class="spacer"></span>
+            <button id="settings-button" on:click=move |_| settings_open.update(|o| *o = !*o)>
+                "Settings"
+            </button>
             <button id="about-button" on:click=move |_| about_open.update(|o| *o = !*o)>
                 "About"
             </button>
         </header>
+        <Show when=move || settings_open.get()>
+            <SettingsDialog on_close=Callback::new(move |_| settings_open.set(false))/>
+        </Show>
         <Show when=move || about_open.get()>
             <AboutDialog on_close=Callback::new(move |_| about_open.set(false))/>
         </Show>

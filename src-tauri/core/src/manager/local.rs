@@ -9,7 +9,7 @@ use crate::telemetry;
 use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
-use storycore_types::{Alert, AlertKind, AppEvent, InstanceConfig, InstanceStatus};
+use storycore_types::{Alert, AlertKind, AppEvent, InstanceConfig, InstanceHealth, InstanceStatus};
 use tokio::sync::broadcast::error::RecvError;
 
 impl InstanceManager {
@@ -100,6 +100,34 @@ impl InstanceManager {
             message,
             at: Utc::now(),
         }));
+    }
+}
+
+/// Adds the CPU and RAM of a local instance's process tree (sysinfo) and its
+/// GPU memory (NVML, where the driver tells) to the health's system stats.
+pub(super) fn add_process_figures(m: &InstanceManager, id: &str, health: &mut InstanceHealth) {
+    let (pid, mut sampler) = {
+        let mut reg = m.lock();
+        let Ok(e) = reg.get_mut(id) else { return };
+        let Some(pid) = e.process.as_ref().and_then(|p| p.pid()) else {
+            return;
+        };
+        (pid, e.sampler.take().unwrap_or_default())
+    };
+    let usage = sampler.sample(pid);
+    if let Ok(e) = m.lock().get_mut(id) {
+        e.sampler = Some(sampler);
+    }
+    let Some(usage) = usage else { return };
+    let stats = health.system_stats.get_or_insert_with(Default::default);
+    stats.cpu_usage = usage.cpu_percent;
+    stats.memory_usage = usage.memory_percent();
+    let gpu = telemetry::gpu_usage_of(&usage.pids);
+    if let Some(bytes) = gpu.memory_bytes {
+        stats.vram_used_bytes = Some(bytes);
+    }
+    if let Some(u) = gpu.utilization_percent {
+        stats.gpu_usage = Some(f64::from(u));
     }
 }
 

@@ -716,9 +716,10 @@ async fn watch_health(
     mut watch: tokio::sync::watch::Receiver<InstanceHealth>,
 ) {
     while watch.changed().await.is_ok() {
-        let health = watch.borrow_and_update().clone();
+        let mut health = watch.borrow_and_update().clone();
         let Some(inner) = inner.upgrade() else { return };
         let manager = InstanceManager { inner };
+        local::add_process_figures(&manager, &id, &mut health);
         let promoted = {
             let mut reg = manager.lock();
             let Ok(e) = reg.get_mut(&id) else { return };

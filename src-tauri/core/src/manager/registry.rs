@@ -5,6 +5,7 @@ use super::{not_found, ManagerError};
 use crate::health::HealthHandle;
 use crate::store::{HealthHistory, HealthSample};
 use crate::supervisor::SupervisorHandle;
+use crate::telemetry::ProcessTreeSampler;
 use chrono::Utc;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub(super) struct Entry {
     pub monitor: Option<Arc<HealthHandle>>,
     /// The supervisor of a local instance's process.
     pub process: Option<Arc<SupervisorHandle>>,
+    /// CPU/RAM of the local process tree (keeps state between samples).
+    pub sampler: Option<ProcessTreeSampler>,
     running_since: Option<Instant>,
     unhealthy_since: Option<Instant>,
     history: Option<HealthHistory>,
@@ -55,6 +58,7 @@ impl Entry {
             instance,
             monitor: None,
             process: None,
+            sampler: None,
             running_since: None,
             unhealthy_since: None,
             history: None,

@@ -10,20 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-/// One GPU as NVML lists it. `index` is NVML's (PCI bus order), the order the
-/// supervisor makes CUDA use too (`CUDA_DEVICE_ORDER=PCI_BUS_ID`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GpuInfo {
-    pub index: u32,
-    pub name: String,
-    pub uuid: String,
-    pub memory_total_bytes: u64,
-    pub memory_free_bytes: u64,
-    /// Percent of the last sample period a kernel ran; None where the driver does not say.
-    pub utilization_percent: Option<u32>,
-    pub temperature_celsius: Option<u32>,
-}
+pub use storycore_types::GpuInfo;
 
 /// The GPU share of a set of processes (an instance's process tree).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -202,3 +202,19 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+/// A "ComfyUI folder" for a local instance: a temp folder holding `main.py`.
+pub fn comfyui_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in\n").unwrap();
+    dir
+}
+
+/// A local instance whose "Python" is the stand-in: the app launches it as
+/// `<stand-in> main.py <flags>` in `comfyui`, exactly as it launches ComfyUI.
+pub fn local_config(id: &str, comfyui: &Path, port: u16) -> storycore_types::InstanceConfig {
+    let mut c = storycore_types::InstanceConfig::new(id, id, port.into());
+    c.comfyui_path = Some(comfyui.display().to_string());
+    c.python_path = Some(standin_binary().display().to_string());
+    c
+}

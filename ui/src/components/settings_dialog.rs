@@ -1,0 +1,70 @@
+use crate::api;
+use crate::state::{run_action, Fleet};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use storycore_types::{AppSettings, NotificationSettings};
+
+type Flag = fn(&mut NotificationSettings) -> &mut bool;
+
+/// Which alerts become OS notifications; saved at once to settings.json.
+#[component]
+pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let settings = RwSignal::new(None::<AppSettings>);
+    spawn_local(async move {
+        match api::get_settings().await {
+            Ok(s) => settings.set(Some(s)),
+            Err(e) => fleet.error.set(Some(e.message)),
+        }
+    });
+    let rows: [(&'static str, &'static str, Flag); 7] = [
+        (
+            "notify-became-unhealthy",
+            "An instance became unhealthy",
+            |n| &mut n.became_unhealthy,
+        ),
+        ("notify-recovered", "An instance recovered", |n| {
+            &mut n.recovered
+        }),
+        ("notify-crashed", "A local ComfyUI crashed", |n| {
+            &mut n.crashed
+        }),
+        (
+            "notify-gave-up",
+            "A local ComfyUI keeps crashing (no more restarts)",
+            |n| &mut n.gave_up,
+        ),
+        ("notify-error-rate", "Many errors within a minute", |n| {
+            &mut n.high_error_rate
+        }),
+        ("notify-resource", "A resource above 90%", |n| {
+            &mut n.resource_high
+        }),
+        ("notify-no-answer", "No answer for over 30 s", |n| {
+            &mut n.no_answer
+        }),
+    ];
+    view! {
+        <div class="dialog about" id="settings-dialog" role="dialog">
+            <h2>"Notifications"</h2>
+            <p class="muted">"Shown at most once a minute per instance and kind."</p>
+            <Show when=move || settings.with(Option::is_some)>
+                {rows.into_iter().map(|(id, label, flag)| view! {
+                    <label class="check">
+                        <input id=id type="checkbox"
+                            prop:checked=move || settings.with(|s| s.clone().map(|mut s| *flag(&mut s.notifications)).unwrap_or(true))
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                let Some(mut s) = settings.get_untracked() else { return };
+                                *flag(&mut s.notifications) = on;
+                                settings.set(Some(s.clone()));
+                                run_action(fleet, async move { api::set_settings(&s).await });
+                            }/>
+                        {label}
+                    </label>
+                }).collect_view()}
+            </Show>
+            <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
+        </div>
+    }
+}
