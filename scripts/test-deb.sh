@@ -34,7 +34,7 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$work/bus" ] && break; sleep 0.1; done
 export DBUS_SESSION_BUS_ADDRESS="$(head -n1 "$work/bus")"
 
-STORYCORE_CONFIG_DIR="$work/config" STORYCORE_LOG=debug setsid "$prog" >"$work/app.log" 2>&1 &
+STORYCORE_CONFIG_DIR="$work/config" STORYCORE_DATA_DIR="$work/data" STORYCORE_LOG=debug setsid "$prog" >"$work/app.log" 2>&1 &
 pids+=($!)
 
 # The window exists, and the WASM UI inside it asked the backend for app_info.

@@ -20,6 +20,7 @@ fn a_bad_log_filter_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(APP_BIN)
         .env("STORYCORE_CONFIG_DIR", dir.path())
+        .env("STORYCORE_DATA_DIR", dir.path())
         .env("STORYCORE_LOG", "info,[[[")
         .output()
         .unwrap();

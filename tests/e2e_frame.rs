@@ -75,6 +75,7 @@ async fn second_launch_focuses_the_running_window_and_exits() {
         .env("DISPLAY", &app.display.name)
         .env("DBUS_SESSION_BUS_ADDRESS", &app.bus.address)
         .env("STORYCORE_CONFIG_DIR", app.config_dir.path())
+        .env("STORYCORE_DATA_DIR", app.config_dir.path().join("data"))
         .output()
         .unwrap();
     assert!(

@@ -171,3 +171,38 @@ async fn add_start_switch_search_fail_and_delete() {
         .await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_instance_starts_from_its_card_and_shows_its_log() {
+    let comfy = support::standin::comfyui_folder();
+    let app = App::launch("local_instance", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    let port = support::standin::free_port();
+    let python = support::standin::standin_binary().canonicalize().unwrap();
+    let folder = comfy.path().canonicalize().unwrap();
+    app.invoke(
+        "create_instance",
+        serde_json::json!({"config": {"id": "", "name": "Local", "port": port,
+            "comfyuiPath": folder, "pythonPath": python, "gpuDevice": "cpu"}}),
+    )
+    .await
+    .unwrap();
+    app.click(".instance-card[data-id='instance_001'] [data-action='start']")
+        .await;
+    card_text(&app, "instance_001", "running and healthy", |t| {
+        t.contains("running") && t.contains("healthy") && !t.contains("unhealthy")
+    })
+    .await;
+    app.click(".instance-card[data-id='instance_001'] .card-name")
+        .await;
+    app.wait_text("#details-log", "ComfyUI's own output", |t| {
+        t.contains("To see the GUI go to")
+    })
+    .await;
+    app.save_screenshot_as("details_local").await;
+    app.click(".instance-card[data-id='instance_001'] [data-action='stop']")
+        .await;
+    card_text(&app, "instance_001", "stopped", |t| t.contains("stopped")).await;
+    app.finish().await;
+}

@@ -38,6 +38,15 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
     })
     .await;
 
+    app.click("#tab-instances").await;
+    app.click(".instance-card[data-id='instance_001'] .card-name")
+        .await;
+    app.wait_text("#details-jobs", "the finished job", |t| {
+        t == "0 running, 1 finished"
+    })
+    .await;
+    app.click("#tab-workflows").await;
+
     app.type_into("#workflow-json", "{not json").await;
     app.click("#run-workflow").await;
     app.wait_text("#action-error", "the refusal", |t| {

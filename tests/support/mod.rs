@@ -157,6 +157,8 @@ impl App {
         .env("DISPLAY", &display.name)
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .env("STORYCORE_CONFIG_DIR", config_dir.path())
+        // Never the user's real data folder.
+        .env("STORYCORE_DATA_DIR", config_dir.path().join("data"))
         .env_remove("WAYLAND_DISPLAY")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

@@ -214,3 +214,7 @@ pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(),
         .await
         .map(|_| ())
 }
+
+pub async fn instance_log(id: &str, lines: usize) -> Result<Vec<String>, ApiError> {
+    call("get_instance_log", &json!({ "id": id, "lines": lines })).await
+}

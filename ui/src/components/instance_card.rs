@@ -31,6 +31,18 @@ pub fn InstanceCard(id: String) -> impl IntoView {
         Memo::new(move |_| fleet.get(&id))
     };
     let menu_open = RwSignal::new(false);
+    let jobs_here = {
+        let id = id.clone();
+        Memo::new(move |_| {
+            fleet.jobs.with(|l| {
+                l.iter()
+                    .filter(|j| {
+                        j.state.is_in_flight() && j.instance_id.as_deref() == Some(id.as_str())
+                    })
+                    .count()
+            })
+        })
+    };
     let id_for_select = id.clone();
     let selected = {
         let id = id.clone();
@@ -99,6 +111,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                             _ => "VRAM -".into(),
                         }}</span>
                         <span title="Uptime">{format!("up {}", duration_ms(i.stats.uptime))}</span>
+                        <span class="card-jobs" title="Jobs of this app running here">{move || format!("{} jobs", jobs_here.get())}</span>
                     </div>
                     {i.status_reason.clone().map(|r| view! { <div class="card-reason">{r}</div> })}
                 }

@@ -56,6 +56,38 @@ pub fn InstanceDetails() -> impl IntoView {
         v
     });
     let response = Signal::derive(move || samples.get().iter().map(|s| s.0).collect::<Vec<_>>());
+    let log = RwSignal::new(Vec::<String>::new());
+    let load_log = move || {
+        let id = id.get_untracked();
+        spawn_local(async move {
+            if let Ok(lines) = api::instance_log(&id, 200).await {
+                log.set(lines);
+            }
+        });
+    };
+    // The log is read when the selection or the status changes (a start, a
+    // crash), and on demand.
+    Effect::new(move |_| {
+        let _ = (id.get(), inst.with(|i| i.as_ref().map(|i| i.status)));
+        load_log();
+    });
+    let jobs = Memo::new(move |_| {
+        let id = id.get();
+        fleet.jobs.with(|l| {
+            let mine = l
+                .iter()
+                .filter(|j| j.instance_id.as_deref() == Some(id.as_str()));
+            let (mut running, mut done) = (0, 0);
+            for j in mine {
+                if j.state.is_in_flight() {
+                    running += 1;
+                } else if j.state.is_final() {
+                    done += 1;
+                }
+            }
+            (running, done)
+        })
+    });
     let status = Signal::derive(move || inst.get().map(|i| i.status).unwrap_or_default());
     let health = Signal::derive(move || inst.get().map(|i| i.health.status).unwrap_or_default());
     view! {
@@ -89,7 +121,12 @@ pub fn InstanceDetails() -> impl IntoView {
                         <dt>"Uptime"</dt><dd>{duration_ms(s.uptime)}</dd>
                         <dt>"Probe failures"</dt><dd>{format!("{} in a row, {} in all", i.health.consecutive_failures, i.health.error_count)}</dd>
                         <dt>"Last error"</dt><dd id="details-last-error">{s.last_error.unwrap_or_else(|| "none".into())}</dd>
+                        <dt>"Jobs"</dt><dd id="details-jobs">{move || { let (r, d) = jobs.get(); format!("{r} running, {d} finished") }}</dd>
                     </dl>
+                    <Show when=move || i.config.comfyui_path.is_some()>
+                        <h3>"Log" <button class="link" id="details-log-refresh" on:click=move |_| load_log()>"refresh"</button></h3>
+                        <pre class="log-tail" id="details-log">{move || log.get().join("\n")}</pre>
+                    </Show>
                     <div class="details-actions">
                         <button on:click=move |_| {
                             let id = id2.clone();
