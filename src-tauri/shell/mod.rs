@@ -107,6 +107,11 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             events::bridge(app.handle().clone(), manager.subscribe());
             let m = manager.clone();
             tauri::async_runtime::spawn(async move {
+                // Re-attach before autoStart, so a kept process is not started twice.
+                let kept = m.reattach_local().await;
+                if !kept.is_empty() {
+                    tracing::info!(?kept, "re-attached to instances left running");
+                }
                 for (id, e) in m.start_auto().await {
                     tracing::warn!(%id, "autoStart failed: {e}");
                 }
@@ -121,9 +126,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             // histories, before the process ends.
             let m = app.state::<InstanceManager>().inner().clone();
             let q = app.try_state::<JobQueue>().map(|q| q.inner().clone());
+            let keep = app.state::<SettingsStore>().get().keep_instances_running;
             tauri::async_runtime::block_on(async move {
                 if let Some(q) = q {
                     q.shutdown().await;
+                }
+                if keep {
+                    m.detach_all().await;
                 }
                 m.shutdown().await;
             });

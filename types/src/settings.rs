@@ -48,6 +48,9 @@ impl NotificationSettings {
 #[serde(rename_all = "camelCase", default)]
 pub struct AppSettings {
     pub notifications: NotificationSettings,
+    /// On exit, leave the local ComfyUI processes running; the next launch
+    /// re-attaches to them. Off by default: the app stops what it launched.
+    pub keep_instances_running: bool,
 }
 
 /// One entry of the tray menu as it is built (for the UI and the tests).

@@ -199,3 +199,34 @@ async fn a_taken_port_is_refused_with_a_clear_error() {
     assert_eq!(i.status, InstanceStatus::Error);
     assert!(f.m.process_pid("p").is_none());
 }
+
+#[tokio::test]
+async fn kept_running_on_exit_then_re_attached_by_the_next_launch() {
+    let f = fixture(5);
+    let port = free_port();
+    f.m.create(local(&f, "k", port, &[])).await.unwrap();
+    f.m.start("k").await.unwrap();
+    wait_status(&f.m, "k", InstanceStatus::Running).await;
+    let pid = f.m.process_pid("k").unwrap();
+
+    // App exit with "keep running": the process outlives this manager.
+    f.m.detach_all().await;
+    f.m.shutdown().await;
+    assert!(group_alive(pid), "a kept process was stopped");
+
+    // The next launch re-attaches instead of starting a second ComfyUI.
+    let mut o = ManagerOptions::new(f._config.path());
+    o.data_dir = f.data.path().to_path_buf();
+    o.health.starting_interval = Duration::from_millis(50);
+    let next = InstanceManager::open(o).unwrap().0;
+    assert_eq!(next.reattach_local().await, ["k"]);
+    wait_status(&next, "k", InstanceStatus::Running).await;
+    assert!(
+        next.process_pid("k").is_none(),
+        "no second process was launched"
+    );
+
+    // Stopping it now stops the adopted process group.
+    next.stop("k").await.unwrap();
+    assert!(!group_alive(pid), "the adopted process outlived stop");
+}

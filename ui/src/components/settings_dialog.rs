@@ -64,6 +64,21 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                     </label>
                 }).collect_view()}
             </Show>
+            <h2>"On exit"</h2>
+            <Show when=move || settings.with(Option::is_some)>
+                <label class="check">
+                    <input id="keep-running" type="checkbox"
+                        prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.keep_instances_running).unwrap_or(false))
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            let Some(mut s) = settings.get_untracked() else { return };
+                            s.keep_instances_running = on;
+                            settings.set(Some(s.clone()));
+                            run_action(fleet, async move { api::set_settings(&s).await });
+                        }/>
+                    "Keep local ComfyUI servers running when the app quits (the next launch re-attaches)"
+                </label>
+            </Show>
             <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
         </div>
     }

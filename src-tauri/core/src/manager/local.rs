@@ -4,7 +4,10 @@
 //! error plus an alert) and restarts a process that stays unhealthy.
 
 use super::{Action, InstanceManager, ManagerError};
-use crate::supervisor::{GpuPinning, LaunchContext, SupervisorEvent, SupervisorHandle};
+use crate::supervisor::{
+    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, ProcessRecord,
+    SupervisorEvent, SupervisorHandle,
+};
 use crate::telemetry;
 use chrono::Utc;
 use std::collections::HashMap;
@@ -36,6 +39,66 @@ impl InstanceManager {
             events,
         ));
         Ok(())
+    }
+
+    /// On app exit with "keep running": leaves every launched process running
+    /// (its `process.json` stays), so the next launch re-attaches instead of
+    /// starting duplicates.
+    pub async fn detach_all(&self) {
+        let processes: Vec<(String, Arc<SupervisorHandle>)> = {
+            let mut reg = self.lock();
+            for e in reg.entries.iter_mut() {
+                // Re-attached ones stay running too: forget them, stop nothing.
+                e.adopted = None;
+            }
+            reg.entries
+                .iter_mut()
+                .filter_map(|e| e.process.take().map(|p| (e.instance.id.clone(), p)))
+                .collect()
+        };
+        for (id, p) in processes {
+            match p.detach().await {
+                Ok(pid) => tracing::info!(%id, ?pid, "left running for the next launch"),
+                Err(e) => tracing::warn!(%id, "could not leave it running: {e}"),
+            }
+        }
+    }
+
+    /// At app start: local instances whose ComfyUI a previous run left running
+    /// (checked by pid, command line and an answer from the server) are
+    /// monitored again instead of started twice. Returns the ids re-attached.
+    pub async fn reattach_local(&self) -> Vec<String> {
+        let locals: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|i| i.config.is_local_launch() && i.status == InstanceStatus::Stopped)
+            .map(|i| i.id)
+            .collect();
+        let mut attached = Vec::new();
+        for id in locals {
+            let Ok(dirs) = InstanceDirs::new(&self.inner.options.data_dir, &id) else {
+                continue;
+            };
+            let Ok(record) = find_adoptable(&dirs).await else {
+                continue;
+            };
+            let Ok(config) = self.config_of(&id) else {
+                continue;
+            };
+            if self.transition(&id, Action::Start).is_err() {
+                continue;
+            }
+            if let Ok(e) = self.lock().get_mut(&id) {
+                e.adopted = Some(record.clone());
+            }
+            if let Err(e) = self.start_monitor(&id, &config) {
+                self.fail(&id, &e.to_string());
+                continue;
+            }
+            tracing::info!(%id, pid = record.pid, "re-attached to the ComfyUI a previous run left running");
+            attached.push(id);
+        }
+        attached
     }
 
     fn launch_context(&self, id: &str) -> LaunchContext {
@@ -128,6 +191,13 @@ pub(super) fn add_process_figures(m: &InstanceManager, id: &str, health: &mut In
     }
     if let Some(u) = gpu.utilization_percent {
         stats.gpu_usage = Some(f64::from(u));
+    }
+}
+
+/// Stops a process a previous run left running and this one re-attached to.
+pub(super) async fn end_adopted(m: &InstanceManager, id: &str, record: ProcessRecord) {
+    if let Ok(dirs) = InstanceDirs::new(&m.inner.options.data_dir, id) {
+        stop_adopted(&dirs, &record, m.inner.options.supervisor.stop_grace).await;
     }
 }
 

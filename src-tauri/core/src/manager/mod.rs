@@ -337,13 +337,16 @@ impl InstanceManager {
         if status == InstanceStatus::Error {
             return Ok(inst); // error --stop--> stopped directly: nothing runs
         }
-        let (process, monitor) = {
+        let (process, adopted, monitor) = {
             let mut reg = self.lock();
             let e = reg.get_mut(id)?;
-            (e.process.take(), e.monitor.take())
+            (e.process.take(), e.adopted.take(), e.monitor.take())
         };
         if let Some(p) = process {
             local::end_process(p).await;
+        }
+        if let Some(record) = adopted {
+            local::end_adopted(self, id, record).await;
         }
         if let Some(m) = monitor {
             end_monitor(m).await;
@@ -368,9 +371,16 @@ impl InstanceManager {
         let inst = self.transition(id, Action::Restart)?;
         if config.is_local_launch() {
             // A fresh supervisor: a user's restart also clears the start limit.
-            let old = self.lock().get_mut(id)?.process.take();
+            let (old, adopted) = {
+                let mut reg = self.lock();
+                let e = reg.get_mut(id)?;
+                (e.process.take(), e.adopted.take())
+            };
             if let Some(p) = old {
                 local::end_process(p).await;
+            }
+            if let Some(record) = adopted {
+                local::end_adopted(self, id, record).await;
             }
             if let Err(e) = self.launch_local(id, &config).await {
                 self.fail(id, &e.to_string());
@@ -423,6 +433,16 @@ impl InstanceManager {
                 .collect()
         };
         futures_util::future::join_all(processes.into_iter().map(local::end_process)).await;
+        let adopted: Vec<_> = {
+            let mut reg = self.lock();
+            reg.entries
+                .iter_mut()
+                .filter_map(|e| e.adopted.take().map(|r| (e.instance.id.clone(), r)))
+                .collect()
+        };
+        for (id, record) in adopted {
+            local::end_adopted(self, &id, record).await;
+        }
         let monitors: Vec<Arc<HealthHandle>> = {
             let mut reg = self.lock();
             reg.entries

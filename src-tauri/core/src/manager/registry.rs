@@ -4,7 +4,7 @@
 use super::{not_found, ManagerError};
 use crate::health::HealthHandle;
 use crate::store::{HealthHistory, HealthSample};
-use crate::supervisor::SupervisorHandle;
+use crate::supervisor::{ProcessRecord, SupervisorHandle};
 use crate::telemetry::ProcessTreeSampler;
 use chrono::Utc;
 use std::path::Path;
@@ -29,6 +29,8 @@ pub(super) struct Entry {
     pub monitor: Option<Arc<HealthHandle>>,
     /// The supervisor of a local instance's process.
     pub process: Option<Arc<SupervisorHandle>>,
+    /// A local process a previous run left running, re-attached at start.
+    pub adopted: Option<ProcessRecord>,
     /// CPU/RAM of the local process tree (keeps state between samples).
     pub sampler: Option<ProcessTreeSampler>,
     running_since: Option<Instant>,
@@ -59,6 +61,7 @@ impl Entry {
             monitor: None,
             process: None,
             sampler: None,
+            adopted: None,
             running_since: None,
             unhealthy_since: None,
             history: None,
