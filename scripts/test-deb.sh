@@ -53,7 +53,9 @@ if [ -z "$ok" ]; then
   cat "$work/app.log" >&2
   exit 1
 fi
-colours=$(convert "$shot" -format %k info:)
+# Debian's ImageMagick, not whatever else is called convert earlier on PATH.
+CONVERT=/usr/bin/convert; [ -x "$CONVERT" ] || CONVERT=convert
+colours=$("$CONVERT" "$shot" -format %k info:)
 if [ "$colours" -lt 16 ]; then
   echo "FAIL: the screenshot $shot is nearly blank ($colours colours)" >&2
   exit 1
