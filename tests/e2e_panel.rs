@@ -201,6 +201,41 @@ async fn a_local_instance_starts_from_its_card_and_shows_its_log() {
     })
     .await;
     app.save_screenshot_as("details_local").await;
+
+    // Export writes the whole log next to the app's own logs.
+    app.click("#details-export-log").await;
+    let saved = app
+        .wait_text("#details-exported", "the exported file", |t| {
+            t.starts_with("Saved to ")
+        })
+        .await;
+    let path = saved.trim_start_matches("Saved to ").to_string();
+    assert!(
+        path.starts_with(&app.config_dir.path().join("logs").display().to_string()),
+        "{path}"
+    );
+    let exported = std::fs::read_to_string(&path).unwrap();
+    assert!(exported.contains("To see the GUI go to"), "{exported}");
+
+    // Reset to defaults clears the optional settings, keeps address and folders.
+    app.click("#details-reset").await;
+    let file = app.config_dir.path().join("comfyui_instances.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let inst = &saved["instances"][0];
+        if inst.get("gpuDevice").is_none() {
+            assert_eq!(inst["port"], port);
+            assert!(inst["comfyuiPath"].is_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reset did not clear gpuDevice: {inst}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.click(".instance-card[data-id='instance_001'] [data-action='stop']")
         .await;
     card_text(&app, "instance_001", "stopped", |t| t.contains("stopped")).await;

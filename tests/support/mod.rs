@@ -229,13 +229,20 @@ impl App {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client
+        let el = self
+            .client
             .find(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{}: no {css} to click: {e}", self.name))
-            .click()
+            .unwrap_or_else(|e| panic!("{}: no {css} to click: {e}", self.name));
+        // WebKitWebDriver does not scroll inside overflowing panels by itself.
+        let arg = serde_json::to_value(&el).unwrap();
+        let _ = self
+            .client
+            .execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg])
+            .await;
+        el.click()
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{}: cannot click {css}: {e}", self.name));
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {

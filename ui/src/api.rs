@@ -218,3 +218,22 @@ pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(),
 pub async fn instance_log(id: &str, lines: usize) -> Result<Vec<String>, ApiError> {
     call("get_instance_log", &json!({ "id": id, "lines": lines })).await
 }
+
+/// Writes the instance's whole log to the log folder; answers the file's path.
+pub async fn export_instance_log(id: &str) -> Result<String, ApiError> {
+    call("export_instance_log", &json!({ "id": id })).await
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = ["navigator", "clipboard"], js_name = writeText, catch)]
+    async fn clipboard_write(text: &str) -> Result<JsValue, JsValue>;
+}
+
+/// Puts `text` on the clipboard.
+pub async fn copy_to_clipboard(text: &str) -> Result<(), ApiError> {
+    clipboard_write(text)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot copy: {e:?}")))
+}

@@ -143,10 +143,28 @@ pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Ans
     Ok(m.log_tail(&id, lines.unwrap_or(200).min(5000))?)
 }
 
-/// The whole log of a local instance, rotated files included, oldest first.
+/// Writes the whole log of a local instance (rotated files included, oldest
+/// first) to a file in the app's log folder and answers its path.
 #[tauri::command]
-pub fn export_instance_log(m: Manager<'_>, id: String) -> Answer<String> {
-    Ok(m.export_log(&id)?)
+pub fn export_instance_log(
+    m: Manager<'_>,
+    paths: State<'_, crate::paths::AppPaths>,
+    id: String,
+) -> Answer<String> {
+    let text = m.export_log(&id)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = paths
+        .log_dir
+        .join(format!("instance_{id}_comfyui_{stamp}.log"));
+    std::fs::create_dir_all(&paths.log_dir)
+        .and_then(|_| std::fs::write(&path, text))
+        .map_err(|e| {
+            ApiError::new(
+                storycore_types::ErrorCode::Io,
+                format!("cannot write {}: {e}", path.display()),
+            )
+        })?;
+    Ok(path.display().to_string())
 }
 
 /// The next free port from `start` on `host` (the editor's suggestion).

@@ -76,6 +76,11 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         "edit" => fleet.editor.set(Some(EditorMode::Edit(id.clone()))),
                         "duplicate" => fleet.editor.set(Some(EditorMode::Duplicate(id.clone()))),
                         "delete" => fleet.confirm_delete.set(Some(id.clone())),
+                        "copy-url" => {
+                            if let Some(url) = fleet.get(&id).map(|i| i.config.base_url()) {
+                                run_action(fleet, async move { api::copy_to_clipboard(&url).await });
+                            }
+                        }
                         _ => {}
                     }
                 }>{label}</button>
@@ -131,6 +136,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                     <div class="context-menu">
                         {menu_item("Edit", "edit")}
                         {menu_item("Duplicate", "duplicate")}
+                        {menu_item("Copy URL", "copy-url")}
                         {menu_item("Delete", "delete")}
                     </div>
                 </Show>

@@ -7,6 +7,21 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use storycore_types::{HealthHistoryFile, HealthStatus};
 
+/// Every optional setting back to its default; name, address and folders stay.
+fn reset_patch() -> storycore_types::InstanceConfigPatch {
+    storycore_types::InstanceConfigPatch {
+        gpu_device: Some(None),
+        env_vars: Some(None),
+        custom_nodes_path: Some(None),
+        max_concurrent_workflows: Some(None),
+        timeout_ms: Some(None),
+        enable_queue_monitoring: Some(None),
+        auto_start: Some(None),
+        extra_args: Some(None),
+        ..Default::default()
+    }
+}
+
 /// Most points drawn.
 const POINTS: usize = 120;
 
@@ -56,6 +71,28 @@ pub fn InstanceDetails() -> impl IntoView {
         v
     });
     let response = Signal::derive(move || samples.get().iter().map(|s| s.0).collect::<Vec<_>>());
+    // Resource figures over time, from the history's samples.
+    let resource = move |pick: fn(&storycore_types::SystemStats) -> Option<f64>| {
+        Signal::derive(move || {
+            let mut v: Vec<f64> = history.with(|h| {
+                h.as_ref()
+                    .map(|h| {
+                        h.samples
+                            .iter()
+                            .filter_map(|s| s.system_stats.as_ref().and_then(pick))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            let skip = v.len().saturating_sub(POINTS);
+            v.drain(..skip);
+            v
+        })
+    };
+    let cpu = resource(|s| Some(s.cpu_usage));
+    let ram = resource(|s| Some(s.memory_usage));
+    let vram = resource(|s| s.vram_used_bytes.map(|b| b as f64));
+    let exported = RwSignal::new(None::<String>);
     let log = RwSignal::new(Vec::<String>::new());
     let load_log = move || {
         let id = id.get_untracked();
@@ -92,22 +129,29 @@ pub fn InstanceDetails() -> impl IntoView {
     let health = Signal::derive(move || inst.get().map(|i| i.health.status).unwrap_or_default());
     view! {
         <aside class="instance-details" id="instance-details">
-            {move || inst.get().map(|i| {
-                let s = i.stats.clone();
-                let rate = if s.total_workflows > 0 {
-                    format!("{:.0}%", 100.0 * s.successful_workflows as f64 / s.total_workflows as f64)
-                } else { "-".into() };
+            // Rebuilt only when another instance is selected; the figures below
+            // follow the instance through their own closures (no flicker, and
+            // buttons stay put while health updates stream in).
+            {move || { let _ = id.get(); inst.get_untracked() }.map(|i| {
                 let id2 = i.id.clone();
                 let id3 = i.id.clone();
+                let id4 = i.id.clone();
+                let stat = move |f: fn(&storycore_types::Instance) -> String| {
+                    move || inst.with(|i| i.as_ref().map(f).unwrap_or_default())
+                };
                 view! {
                     <div class="details-head">
-                        <h2 id="details-name">{i.name.clone()}</h2>
+                        <h2 id="details-name">{stat(|i| i.name.clone())}</h2>
                         <InstanceHealthIndicator status=status health=health/>
                     </div>
-                    <p class="muted">{i.config.description.clone().unwrap_or_default()}</p>
-                    <p class="card-url">{i.config.base_url()}</p>
+                    <p class="muted">{stat(|i| i.config.description.clone().unwrap_or_default())}</p>
+                    <p class="card-url">{stat(|i| i.config.base_url())}</p>
                     <h3>"Response time"</h3>
                     <Sparkline values=response id="response-sparkline"/>
+                    <h3>"CPU %, RAM %, VRAM (process tree of a local instance)"</h3>
+                    <Sparkline values=cpu id="cpu-sparkline"/>
+                    <Sparkline values=ram id="ram-sparkline"/>
+                    <Sparkline values=vram id="vram-sparkline"/>
                     <h3>"Health timeline"</h3>
                     <div class="timeline" id="health-timeline">
                         {move || samples.get().into_iter().map(|(_, st)| view! {
@@ -115,17 +159,29 @@ pub fn InstanceDetails() -> impl IntoView {
                         }).collect_view()}
                     </div>
                     <dl class="stats" id="details-stats">
-                        <dt>"Workflows"</dt><dd>{format!("{} ({} ok, {} failed)", s.total_workflows, s.successful_workflows, s.failed_workflows)}</dd>
-                        <dt>"Success rate"</dt><dd>{rate}</dd>
-                        <dt>"Average response"</dt><dd>{millis(s.average_response_time)}</dd>
-                        <dt>"Uptime"</dt><dd>{duration_ms(s.uptime)}</dd>
-                        <dt>"Probe failures"</dt><dd>{format!("{} in a row, {} in all", i.health.consecutive_failures, i.health.error_count)}</dd>
-                        <dt>"Last error"</dt><dd id="details-last-error">{s.last_error.unwrap_or_else(|| "none".into())}</dd>
+                        <dt>"Workflows"</dt><dd>{stat(|i| format!("{} ({} ok, {} failed)", i.stats.total_workflows, i.stats.successful_workflows, i.stats.failed_workflows))}</dd>
+                        <dt>"Success rate"</dt><dd>{stat(|i| if i.stats.total_workflows > 0 {
+                            format!("{:.0}%", 100.0 * i.stats.successful_workflows as f64 / i.stats.total_workflows as f64)
+                        } else { "-".into() })}</dd>
+                        <dt>"Average response"</dt><dd>{stat(|i| millis(i.stats.average_response_time))}</dd>
+                        <dt>"Uptime"</dt><dd>{stat(|i| duration_ms(i.stats.uptime))}</dd>
+                        <dt>"Probe failures"</dt><dd>{stat(|i| format!("{} in a row, {} in all", i.health.consecutive_failures, i.health.error_count))}</dd>
+                        <dt>"Last error"</dt><dd id="details-last-error">{stat(|i| i.stats.last_error.clone().unwrap_or_else(|| "none".into()))}</dd>
                         <dt>"Jobs"</dt><dd id="details-jobs">{move || { let (r, d) = jobs.get(); format!("{r} running, {d} finished") }}</dd>
                     </dl>
-                    <Show when=move || i.config.comfyui_path.is_some()>
+                    <Show when=move || inst.with(|i| i.as_ref().is_some_and(|i| i.config.comfyui_path.is_some()))>
                         <h3>"Log" <button class="link" id="details-log-refresh" on:click=move |_| load_log()>"refresh"</button></h3>
                         <pre class="log-tail" id="details-log">{move || log.get().join("\n")}</pre>
+                        <button id="details-export-log" on:click=move |_| {
+                            let id = id.get_untracked();
+                            spawn_local(async move {
+                                match api::export_instance_log(&id).await {
+                                    Ok(path) => exported.set(Some(format!("Saved to {path}"))),
+                                    Err(e) => fleet.error.set(Some(e.message)),
+                                }
+                            });
+                        }>"Export log"</button>
+                        <span class="muted" id="details-exported">{move || exported.get().unwrap_or_default()}</span>
                     </Show>
                     <div class="details-actions">
                         <button on:click=move |_| {
@@ -133,6 +189,13 @@ pub fn InstanceDetails() -> impl IntoView {
                             run_action(fleet, async move { api::lifecycle(Lifecycle::Restart, &id).await.map(|_| ()) })
                         }>"Restart"</button>
                         <button on:click=move |_| fleet.editor.set(Some(EditorMode::Edit(id3.clone())))>"Edit"</button>
+                        <button id="details-reset" title="Back to the defaults, keeping name, address and folders"
+                            on:click=move |_| {
+                                let id = id4.clone();
+                                run_action(fleet, async move {
+                                    api::update_instance(&id, &reset_patch()).await.map(|_| ())
+                                })
+                            }>"Reset to defaults"</button>
                         <button on:click=move |_| fleet.selected.set(None)>"Close"</button>
                     </div>
                 }
