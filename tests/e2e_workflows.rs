@@ -38,6 +38,27 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
     })
     .await;
 
+    // The output image, fetched from the job's folder, as a thumbnail that opens full size.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let src = app.attr(".job-row img.thumbnail", "src").await;
+        if src
+            .as_deref()
+            .is_some_and(|s| s.starts_with("data:image/png;base64,"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no thumbnail: {src:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.click(".job-row img.thumbnail").await;
+    assert!(app.attr(".full-image", "src").await.is_some());
+    app.save_screenshot_as("workflows_output").await;
+    app.click(".modal-backdrop").await;
+
     app.click("#tab-instances").await;
     app.click(".instance-card[data-id='instance_001'] .card-name")
         .await;

@@ -89,6 +89,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::jobs::retry_job,
             commands::jobs::release_job,
             commands::jobs::remove_job,
+            commands::jobs::job_output_image,
         ])
         .setup(move |app| {
             tray::install(app.handle(), manager.clone())?;

@@ -237,3 +237,8 @@ pub async fn copy_to_clipboard(text: &str) -> Result<(), ApiError> {
         .map(|_| ())
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot copy: {e:?}")))
 }
+
+/// One output image of a job, as a `data:` URL.
+pub async fn job_output_image(id: &str, index: usize) -> Result<String, ApiError> {
+    call("job_output_image", &json!({ "id": id, "index": index })).await
+}

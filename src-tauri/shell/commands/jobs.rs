@@ -68,3 +68,37 @@ pub fn release_job(q: Queue<'_>, id: String) -> Answer<Job> {
 pub fn remove_job(q: Queue<'_>, id: String) -> Answer<()> {
     Ok(q.remove(&id)?)
 }
+
+/// One output image of a job as a `data:` URL, for thumbnails and the full
+/// view (the webview cannot read the output folder itself).
+#[tauri::command]
+pub fn job_output_image(q: Queue<'_>, id: String, index: usize) -> Answer<String> {
+    use base64::Engine;
+    let job = q
+        .get(&id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job with id \"{id}\"")))?;
+    let output = job.outputs.get(index).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("job {id} has no output {index}"),
+        )
+    })?;
+    let bytes = std::fs::read(&output.path)
+        .map_err(|e| ApiError::new(ErrorCode::Io, format!("cannot read {}: {e}", output.path)))?;
+    let mime = match output
+        .filename
+        .rsplit('.')
+        .next()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        Some("gif") => "image/gif",
+        _ => "image/png",
+    };
+    Ok(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}

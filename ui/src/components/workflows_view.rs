@@ -125,6 +125,22 @@ fn JobRow(id: String) -> impl IntoView {
             }
         })
     };
+    // Outputs are keyed, so a job update does not re-create (and re-fetch) them.
+    let outputs = Memo::new(move |_| {
+        let v: Vec<(usize, String)> = job.with(|j| {
+            j.as_ref()
+                .map(|j| {
+                    j.outputs
+                        .iter()
+                        .map(|o| o.filename.clone())
+                        .enumerate()
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        v
+    });
+    let job_id = id.clone();
     view! {
         <div class="job-row" data-id=id.clone()>
             {move || job.get().map(|j: Job| {
@@ -151,11 +167,40 @@ fn JobRow(id: String) -> impl IntoView {
                     </div>
                     <div class="progress"><div class="bar" style=format!("width: {pct:.0}%")></div></div>
                     {j.error.map(|e| view! { <div class="job-error">{e.message}</div> })}
-                    <div class="job-outputs">
-                        {j.outputs.into_iter().map(|o| view! { <span class="output" title=o.path.clone()>{o.filename}</span> }).collect_view()}
-                    </div>
+
                 }
             })}
+            <div class="job-outputs">
+                <For each=move || outputs.get() key=|o| o.clone() children=move |(n, f)| {
+                    view! { <OutputThumbnail job_id=job_id.clone() index=n filename=f/> }
+                }/>
+            </div>
         </div>
+    }
+}
+
+/// A job's output image: a thumbnail that opens full size.
+#[component]
+fn OutputThumbnail(job_id: String, index: usize, filename: String) -> impl IntoView {
+    let src = RwSignal::new(None::<String>);
+    let open = RwSignal::new(false);
+    spawn_local(async move {
+        if let Ok(url) = api::job_output_image(&job_id, index).await {
+            src.set(Some(url));
+        }
+    });
+    let name = filename.clone();
+    view! {
+        <figure class="output">
+            {move || src.get().map(|s| view! {
+                <img class="thumbnail" src=s alt=name.clone() on:click=move |_| open.set(true)/>
+            })}
+            <figcaption>{filename.clone()}</figcaption>
+            <Show when=move || open.get()>
+                <div class="modal-backdrop" on:click=move |_| open.set(false)>
+                    <img class="full-image" src=move || src.get().unwrap_or_default()/>
+                </div>
+            </Show>
+        </figure>
     }
 }
