@@ -241,3 +241,34 @@ async fn a_local_instance_starts_from_its_card_and_shows_its_log() {
     card_text(&app, "instance_001", "stopped", |t| t.contains("stopped")).await;
     app.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comfyui_already_on_the_port_is_offered_for_attaching() {
+    let running = StandIn::start();
+    let comfy = support::standin::comfyui_folder();
+    let app = App::launch("attach_offer", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    let python = support::standin::standin_binary().canonicalize().unwrap();
+    let folder = comfy.path().canonicalize().unwrap();
+    app.invoke(
+        "create_instance",
+        serde_json::json!({"config": {"id": "", "name": "Local", "port": running.port(),
+            "comfyuiPath": folder, "pythonPath": python}}),
+    )
+    .await
+    .unwrap();
+    app.click(".instance-card[data-id='instance_001'] [data-action='start']")
+        .await;
+    app.wait_text("#attach-offer", "the offer", |t| {
+        t.contains("already answers") && t.contains("attach")
+    })
+    .await;
+    app.save_screenshot_as("attach_offer").await;
+    app.click("#attach-instead").await;
+    card_text(&app, "instance_001", "attached and running", |t| {
+        t.contains("running") && t.contains("healthy") && t.contains("remote")
+    })
+    .await;
+    app.finish().await;
+}

@@ -12,6 +12,9 @@ pub enum ErrorCode {
     InvalidTransition,
     Io,
     Unreachable,
+    /// A ComfyUI the app did not start already answers on the port: the UI
+    /// offers to attach to it instead.
+    ComfyuiAlreadyRunning,
     Internal,
 }
 

@@ -41,6 +41,8 @@ pub struct Fleet {
     /// Health samples pushed by events since the details view loaded its history.
     pub live_health: RwSignal<Vec<(String, InstanceHealth)>>,
     pub jobs: RwSignal<Vec<Job>>,
+    /// A start found a ComfyUI the app did not launch on the port: (id, why).
+    pub attach_offer: RwSignal<Option<(String, String)>>,
     pub view: RwSignal<MainView>,
 }
 
@@ -61,6 +63,7 @@ impl Fleet {
             error: RwSignal::new(None),
             live_health: RwSignal::new(Vec::new()),
             jobs: RwSignal::new(Vec::new()),
+            attach_offer: RwSignal::new(None),
             view: RwSignal::new(MainView::Instances),
         }
     }

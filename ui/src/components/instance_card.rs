@@ -58,10 +58,15 @@ pub fn InstanceCard(id: String) -> impl IntoView {
         let id = id.clone();
         move |a: Lifecycle| {
             let id = id.clone();
-            run_action(
-                fleet,
-                async move { api::lifecycle(a, &id).await.map(|_| ()) },
-            )
+            leptos::task::spawn_local(async move {
+                match api::lifecycle(a, &id).await {
+                    Ok(_) => {}
+                    Err(e) if e.code == storycore_types::ErrorCode::ComfyuiAlreadyRunning => {
+                        fleet.attach_offer.set(Some((id, e.message)))
+                    }
+                    Err(e) => fleet.error.set(Some(e.message)),
+                }
+            })
         }
     };
     let menu_item = {

@@ -66,9 +66,10 @@ impl ManagerError {
                 SupervisorError::NotLaunchable { .. } | SupervisorError::InvalidLaunch { .. } => {
                     ErrorCode::InvalidInput
                 }
-                SupervisorError::PortInUse { .. }
-                | SupervisorError::ComfyUiAlreadyRunning { .. }
-                | SupervisorError::StartLimit { .. } => ErrorCode::Conflict,
+                SupervisorError::ComfyUiAlreadyRunning { .. } => ErrorCode::ComfyuiAlreadyRunning,
+                SupervisorError::PortInUse { .. } | SupervisorError::StartLimit { .. } => {
+                    ErrorCode::Conflict
+                }
                 _ => ErrorCode::Io,
             },
             Self::Log { .. } => ErrorCode::Io,
