@@ -4,8 +4,6 @@
 
 mod support;
 
-use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-use fantoccini::key::Key;
 use fantoccini::Locator;
 use std::time::Duration;
 use support::standin::StandIn;
@@ -91,16 +89,7 @@ async fn add_start_switch_search_fail_and_delete() {
     }
 
     // Ctrl+2 makes the second instance active: toolbar and saved file agree.
-    let keys = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down {
-            value: Key::Control.into(),
-        })
-        .then(KeyAction::Down { value: '2' })
-        .then(KeyAction::Up { value: '2' })
-        .then(KeyAction::Up {
-            value: Key::Control.into(),
-        });
-    app.client.perform_actions(keys).await.unwrap();
+    app.press_ctrl('2').await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let v = app

@@ -4,8 +4,6 @@
 
 mod support;
 
-use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-use fantoccini::key::Key;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::standin::StandIn;
@@ -66,16 +64,7 @@ async fn tray_follows_the_active_instance_and_failures_notify_over_dbus() {
     }
 
     // Ctrl+2 in the window: toolbar and tray agree.
-    let keys = KeyActions::new("keyboard".into())
-        .then(KeyAction::Down {
-            value: Key::Control.into(),
-        })
-        .then(KeyAction::Down { value: '2' })
-        .then(KeyAction::Up { value: '2' })
-        .then(KeyAction::Up {
-            value: Key::Control.into(),
-        });
-    app.client.perform_actions(keys).await.unwrap();
+    app.press_ctrl('2').await;
     wait_value(&app, "the tray to check GPU 1", async || {
         let m = app.invoke("tray_menu", json!({})).await.ok()?;
         (checked(&m, "instance_002") == Some(true) && checked(&m, "instance_001") == Some(false))

@@ -245,6 +245,25 @@ impl App {
             .unwrap_or_else(|e| panic!("{}: cannot click {css}: {e}", self.name));
     }
 
+    /// Ctrl+<key> as the user presses it (keyboard actions, not synthetic events).
+    pub async fn press_ctrl(&self, key: char) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        use fantoccini::key::Key;
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down {
+                value: Key::Control.into(),
+            })
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key })
+            .then(KeyAction::Up {
+                value: Key::Control.into(),
+            });
+        self.client
+            .perform_actions(keys)
+            .await
+            .unwrap_or_else(|e| panic!("{}: Ctrl+{key} failed: {e}", self.name));
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         self.client
             .find(Locator::Css(css))
