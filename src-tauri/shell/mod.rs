@@ -103,6 +103,16 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             for n in &recovered.notices {
                 tracing::warn!("{n}");
             }
+            let q = queue.clone();
+            manager.set_load_source(std::sync::Arc::new(move || {
+                let mut in_flight = std::collections::HashMap::new();
+                for job in q.list() {
+                    if let (true, Some(id)) = (job.state.is_in_flight(), job.instance_id) {
+                        *in_flight.entry(id).or_insert(0u32) += 1;
+                    }
+                }
+                in_flight
+            }));
             app.manage(queue);
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());

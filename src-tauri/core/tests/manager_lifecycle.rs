@@ -211,3 +211,25 @@ async fn bad_configs_are_refused_field_by_field_and_nothing_is_saved() {
     let reopened = open(dir.path());
     assert_eq!(reopened.list().len(), 1);
 }
+
+#[tokio::test]
+async fn balancing_sees_the_job_queues_in_flight_work() {
+    let (a, b) = (StandIn::start(), StandIn::start());
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path());
+    m.create(attached("a", "A", a.port())).await.unwrap();
+    m.create(attached("b", "B", b.port())).await.unwrap();
+    for id in ["a", "b"] {
+        m.start(id).await.unwrap();
+        wait_status(&m, id, InstanceStatus::Running).await;
+    }
+    // Idle, the active-less tie goes by order: a first.
+    let order: Vec<String> = m.instances_by_load().into_iter().map(|i| i.id).collect();
+    assert_eq!(order.len(), 2);
+    // The queue says a has two jobs in flight that ComfyUI has not shown yet.
+    m.set_load_source(std::sync::Arc::new(|| [("a".to_string(), 2u32)].into()));
+    assert_eq!(m.healthy_instance().unwrap().id, "b");
+    let order: Vec<String> = m.instances_by_load().into_iter().map(|i| i.id).collect();
+    assert_eq!(order, ["b", "a"]);
+    m.shutdown().await;
+}

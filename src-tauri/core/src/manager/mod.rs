@@ -92,7 +92,14 @@ struct Inner {
     /// Serialises writes of comfyui_instances.json so an older snapshot never
     /// lands after a newer one.
     save_lock: tokio::sync::Mutex<()>,
+    /// The job queue's own count of jobs in flight per instance (see
+    /// [`InstanceManager::set_load_source`]).
+    load_source: Mutex<Option<LoadSource>>,
 }
+
+/// Jobs in flight per instance id, as the job queue counts them: work the app
+/// sent counts until it finishes, even before ComfyUI's `/queue` shows it.
+pub type LoadSource = Arc<dyn Fn() -> std::collections::HashMap<String, u32> + Send + Sync>;
 
 /// The report of an import that was applied.
 #[derive(Debug, Clone)]
@@ -123,6 +130,7 @@ impl InstanceManager {
                 state: Mutex::new(registry),
                 events,
                 save_lock: tokio::sync::Mutex::new(()),
+                load_source: Mutex::new(None),
             }),
         };
         Ok((
@@ -476,16 +484,46 @@ impl InstanceManager {
 
     // ----- work and health ----------------------------------------------------
 
+    /// Lets the seed's balancing calls see the job queue's live picture: an
+    /// instance's load is the larger of ComfyUI's own queue and the jobs the
+    /// app has in flight there.
+    pub fn set_load_source(&self, source: LoadSource) {
+        *self
+            .inner
+            .load_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(source);
+    }
+
+    fn live_fleet(&self) -> Vec<Instance> {
+        let mut fleet = self.list();
+        let source = self
+            .inner
+            .load_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(source) = source {
+            let in_flight = source();
+            for i in &mut fleet {
+                let n = in_flight.get(&i.id).copied().unwrap_or(0);
+                let stats = i.health.system_stats.get_or_insert_with(Default::default);
+                stats.active_workflows = stats.active_workflows.max(n);
+            }
+        }
+        fleet
+    }
+
     /// The seed's `getHealthyInstance`.
     pub fn healthy_instance(&self) -> Option<Instance> {
-        let fleet = self.list();
+        let fleet = self.live_fleet();
         let active = self.chosen_active_id();
         balance::healthy_instance(&fleet, active.as_deref()).cloned()
     }
 
     /// The seed's `getInstancesByLoad`: eligible instances, least loaded first.
     pub fn instances_by_load(&self) -> Vec<Instance> {
-        let fleet = self.list();
+        let fleet = self.live_fleet();
         let active = self.chosen_active_id();
         balance::by_load(&fleet, active.as_deref())
             .into_iter()
