@@ -139,19 +139,31 @@ async fn add_start_switch_search_fail_and_delete() {
     fill(&app, "#instance-search", "").await;
 
     // Filters: nothing is stopped; both are running and remote.
-    let status = app.client.find(Locator::Css("#filter-status")).await.unwrap();
+    let status = app
+        .client
+        .find(Locator::Css("#filter-status"))
+        .await
+        .unwrap();
     status.clone().select_by_value("stopped").await.unwrap();
-    app.wait_text("#no-match", "no stopped instance", |t| t.contains("No instance"))
-        .await;
+    app.wait_text("#no-match", "no stopped instance", |t| {
+        t.contains("No instance")
+    })
+    .await;
     status.clone().select_by_value("running").await.unwrap();
     app.wait_text(".instance-grid", "both running", |t| {
         t.contains("GPU 0") && t.contains("GPU 1")
     })
     .await;
-    let location = app.client.find(Locator::Css("#filter-location")).await.unwrap();
+    let location = app
+        .client
+        .find(Locator::Css("#filter-location"))
+        .await
+        .unwrap();
     location.clone().select_by_value("local").await.unwrap();
-    app.wait_text("#no-match", "no local instance", |t| t.contains("No instance"))
-        .await;
+    app.wait_text("#no-match", "no local instance", |t| {
+        t.contains("No instance")
+    })
+    .await;
     location.select_by_value("").await.unwrap();
     status.select_by_value("").await.unwrap();
 
