@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use storycore_types::{Job, JobState};
-use support::standin::StandIn;
+use support::standin::{cargo_build, StandIn};
 
 const JOBS: u32 = 14;
 const KILLS: u32 = 8;
@@ -19,31 +19,10 @@ const KILLS: u32 = 8;
 fn worker_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let workspace = manifest
-            .ancestors()
-            .find(|d| d.join("Cargo.lock").is_file())
-            .unwrap()
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let ok = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "storycore-core",
-                "--example",
-                "dispatch_worker",
-            ])
-            .current_dir(&workspace)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building the dispatch_worker example failed");
-        target.join("debug/examples/dispatch_worker")
+        cargo_build(
+            &["-p", "storycore-core", "--example", "dispatch_worker"],
+            "examples/dispatch_worker",
+        )
     })
 }
 

@@ -13,32 +13,38 @@ use std::time::{Duration, Instant};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Runs `cargo build --quiet <args>` in the workspace and answers the
+/// artifact at `<target>/debug/<artifact>`. Tests call it once per process so
+/// `cargo test -p <package>` alone builds what they launch.
+pub fn cargo_build(args: &[&str], artifact: &str) -> PathBuf {
+    // This file is also compiled into the root package's tests (#[path]):
+    // find the workspace root by its Cargo.lock rather than a fixed depth.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .expect("a Cargo.lock above the package");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .arg("build")
+        .arg("--quiet")
+        .args(args)
+        .current_dir(workspace)
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo build {args:?}: {e}"));
+    assert!(status.success(), "cargo build {args:?} failed");
+    let bin = target.join("debug").join(artifact);
+    assert!(bin.is_file(), "no {artifact} at {}", bin.display());
+    bin
+}
+
 /// Path of the stand-in binary, building it on first use.
 pub fn standin_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // This file is also compiled into the root package's tests (#[path]):
-        // find the workspace root by its Cargo.lock rather than a fixed depth.
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let workspace = manifest
-            .ancestors()
-            .find(|d| d.join("Cargo.lock").is_file())
-            .expect("a Cargo.lock above the package")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "comfyui-standin"])
-            .current_dir(&workspace)
-            .status()
-            .expect("running cargo to build comfyui-standin");
-        assert!(status.success(), "cargo build -p comfyui-standin failed");
-        let bin = target.join("debug").join("comfyui-standin");
-        assert!(bin.is_file(), "no stand-in binary at {}", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| cargo_build(&["-p", "comfyui-standin"], "comfyui-standin"))
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; a race is possible and the
