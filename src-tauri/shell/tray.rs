@@ -16,9 +16,44 @@ use tokio::sync::broadcast::error::RecvError;
 const TRAY_ID: &str = "main";
 const INSTANCE_PREFIX: &str = "instance:";
 
-/// The menu as last built, so the UI and tests can read it back.
+/// The menu as last built, so the UI and tests can read it back, and the
+/// picture it was built from, so an unchanged picture is not rebuilt.
 #[derive(Default)]
-pub struct TrayMenu(Mutex<Option<Menu<Wry>>>);
+pub struct TrayMenu(Mutex<Option<Menu<Wry>>>, Mutex<Option<Picture>>);
+
+/// What the tray shows, computed once per change from one snapshot of the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    look: Look,
+    tooltip: String,
+    /// (id, text, checked) of each instance entry.
+    entries: Vec<(String, String, bool)>,
+}
+
+fn picture(manager: &InstanceManager) -> Picture {
+    let fleet = manager.list();
+    let active = manager.active_instance().map(|i| i.id);
+    let look = look(&fleet);
+    Picture {
+        look,
+        tooltip: tooltip(&fleet, look),
+        entries: fleet
+            .iter()
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    format!(
+                        "{} ({}, {})",
+                        i.name,
+                        i.status.as_str(),
+                        crate_health(i.health.status)
+                    ),
+                    active.as_deref() == Some(i.id.as_str()),
+                )
+            })
+            .collect(),
+    }
+}
 
 /// The fleet's overall look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,39 +104,26 @@ fn tooltip(fleet: &[Instance], look: Look) -> String {
     )
 }
 
-fn build_menu(app: &AppHandle, manager: &InstanceManager) -> tauri::Result<Menu<Wry>> {
-    let fleet = manager.list();
-    let active = manager.active_instance().map(|i| i.id);
+fn build_menu(app: &AppHandle, pic: &Picture) -> tauri::Result<Menu<Wry>> {
     let menu = Menu::new(app)?;
-    for i in &fleet {
-        let text = format!(
-            "{} ({}, {})",
-            i.name,
-            i.status.as_str(),
-            crate_health(i.health.status)
-        );
+    for (id, text, checked) in &pic.entries {
         let item = CheckMenuItem::with_id(
             app,
-            format!("{INSTANCE_PREFIX}{}", i.id),
+            format!("{INSTANCE_PREFIX}{id}"),
             text,
             true,
-            active.as_deref() == Some(i.id.as_str()),
+            *checked,
             None::<&str>,
         )?;
         menu.append(&item)?;
     }
-    if !fleet.is_empty() {
+    let any = !pic.entries.is_empty();
+    if any {
         menu.append(&PredefinedMenuItem::separator(app)?)?;
     }
     let items: [&dyn IsMenuItem<Wry>; 4] = [
-        &MenuItem::with_id(
-            app,
-            "start-all",
-            "Start all",
-            !fleet.is_empty(),
-            None::<&str>,
-        )?,
-        &MenuItem::with_id(app, "stop-all", "Stop all", !fleet.is_empty(), None::<&str>)?,
+        &MenuItem::with_id(app, "start-all", "Start all", any, None::<&str>)?,
+        &MenuItem::with_id(app, "stop-all", "Stop all", any, None::<&str>)?,
         &MenuItem::with_id(app, "show", "Show StoryCore Engine", true, None::<&str>)?,
         &MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?,
     ];
@@ -118,34 +140,40 @@ fn crate_health(h: HealthStatus) -> &'static str {
     }
 }
 
-/// Rebuilds menu, icon and tooltip from the manager's current picture.
+/// Rebuilds menu, icon and tooltip when the picture changed (health figures
+/// such as response times stream in often and do not change the tray).
 fn refresh(app: &AppHandle, manager: &InstanceManager) -> tauri::Result<()> {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return Ok(());
     };
-    let fleet = manager.list();
-    let look = look(&fleet);
-    let menu = build_menu(app, manager)?;
+    let pic = picture(manager);
+    let state = app.state::<TrayMenu>();
+    if state.1.lock().unwrap().as_ref() == Some(&pic) {
+        return Ok(());
+    }
+    let menu = build_menu(app, &pic)?;
     tray.set_menu(Some(menu.clone()))?;
-    tray.set_icon(Some(icon(look)?))?;
-    tray.set_tooltip(Some(tooltip(&fleet, look)))?;
-    *app.state::<TrayMenu>().0.lock().unwrap() = Some(menu);
+    tray.set_icon(Some(icon(pic.look)?))?;
+    tray.set_tooltip(Some(pic.tooltip.clone()))?;
+    *state.0.lock().unwrap() = Some(menu);
+    *state.1.lock().unwrap() = Some(pic);
     Ok(())
 }
 
 pub fn install(app: &AppHandle, manager: InstanceManager) -> tauri::Result<()> {
     app.manage(TrayMenu::default());
-    let fleet = manager.list();
-    let l = look(&fleet);
-    let menu = build_menu(app, &manager)?;
+    let pic = picture(&manager);
+    let menu = build_menu(app, &pic)?;
     let m = manager.clone();
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon(l)?)
-        .tooltip(tooltip(&fleet, l))
+        .icon(icon(pic.look)?)
+        .tooltip(&pic.tooltip)
         .menu(&menu)
         .on_menu_event(move |app, event| on_menu(app, &m, event.id().as_ref()))
         .build(app)?;
-    *app.state::<TrayMenu>().0.lock().unwrap() = Some(menu);
+    let state = app.state::<TrayMenu>();
+    *state.0.lock().unwrap() = Some(menu);
+    *state.1.lock().unwrap() = Some(pic);
 
     let app = app.clone();
     let mut rx = manager.subscribe();
