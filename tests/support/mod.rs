@@ -160,6 +160,7 @@ impl App {
         // Never the user's real data folder.
         .env("STORYCORE_DATA_DIR", config_dir.path().join("data"))
         .env_remove("WAYLAND_DISPLAY")
+        .env("GDK_BACKEND", "x11")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
         for (k, v) in env {
