@@ -254,3 +254,69 @@ async fn templates_import_mark_save_and_run() {
     assert!(store.get("invert").is_none());
     fleet.queue.shutdown().await;
 }
+
+/// A running job whose instance stops reporting is stalled: interrupted there
+/// and failed, long before its `timeoutMs`. A job as slow that keeps
+/// reporting progress is left alone and succeeds.
+#[tokio::test]
+async fn a_job_without_progress_is_stalled_one_with_progress_is_not() {
+    let silent = StandIn::builder()
+        .env("STANDIN_NODE_MS", "1500")
+        .env("STANDIN_PROGRESS_STEPS", "0")
+        .start();
+    let chatty = StandIn::builder()
+        .env("STANDIN_NODE_MS", "1500")
+        .env("STANDIN_PROGRESS_STEPS", "15")
+        .start();
+    let mut a = attached("silent", silent.port(), 1);
+    a.timeout_ms = Some(60_000);
+    let mut b = attached("chatty", chatty.port(), 1);
+    b.timeout_ms = Some(60_000);
+    let options = storycore_core::dispatch::DispatchOptions {
+        stall_after: Some(Duration::from_millis(800)),
+        ..fast_options()
+    };
+    let fleet = Fleet::open(vec![a, b], options).await;
+    fleet.start("silent").await;
+    fleet.start("chatty").await;
+    let on = |id: &str| JobTarget::Instance { id: id.into() };
+    let stalled = fleet
+        .queue
+        .submit(chain_workflow(2, 11, "stalled"), on("silent"))
+        .unwrap();
+    let slow = fleet
+        .queue
+        .submit(chain_workflow(2, 12, "reporting"), on("chatty"))
+        .unwrap();
+
+    let failed = fleet.wait_state(&stalled.id, JobState::Failed, LONG).await;
+    let msg = failed.error.unwrap().message;
+    assert!(msg.contains("stalled: no progress for 800 ms"), "{msg}");
+    assert!(msg.contains("interrupted"), "{msg}");
+    let took = failed.finished_at.unwrap() - failed.started_at.unwrap();
+    assert!(
+        took < chrono::Duration::seconds(30),
+        "stalled long before the 60 s timeout: {took}"
+    );
+    let client = storycore_core::client::ComfyClient::from_endpoint(&silent.url()).unwrap();
+    let h = wait_for(LONG, "the interrupted prompt in history", || async {
+        client
+            .history(failed.prompt_id.as_deref().unwrap())
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert!(!h.succeeded(), "it was stopped on its instance");
+    assert!(outputs_with_prefix(&silent, "stalled").is_empty());
+
+    let done = fleet.wait_state(&slow.id, JobState::Succeeded, LONG).await;
+    assert_eq!(done.attempts, 1, "never treated as stalled");
+    let ran = done.finished_at.unwrap() - done.started_at.unwrap();
+    assert!(
+        ran > chrono::Duration::milliseconds(800),
+        "it ran longer than the stall limit ({ran}), reporting all along"
+    );
+    assert_eq!(outputs_with_prefix(&chatty, "reporting").len(), 1);
+    fleet.queue.shutdown().await;
+}
