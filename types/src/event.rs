@@ -41,6 +41,20 @@ pub enum AppEvent {
     JobRemoved {
         id: String,
     },
+    /// New lines of a local instance's ComfyUI log (batched, a few per second).
+    LogLines(LogLines),
+}
+
+/// Numbered lines of one instance's log. `session` changes when the process
+/// is launched again (numbering restarts); within a session, a `first` past
+/// the end of what a view holds means lines were dropped in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLines {
+    pub instance_id: String,
+    pub session: u64,
+    pub first: u64,
+    pub lines: Vec<String>,
 }
 
 /// Sent every second while the backend runs: the status line shows it, and a UI

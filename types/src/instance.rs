@@ -313,6 +313,16 @@ pub struct MigrationResult {
     pub errors: Vec<String>,
 }
 
+/// What of a local instance the user can open in the desktop's file manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InstancePath {
+    /// ComfyUI's output folder of that instance.
+    Output,
+    /// Its current log file.
+    Log,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,6 +215,52 @@ pub struct WorkflowTemplate {
     pub built_in: bool,
 }
 
+/// One plain-valued input of a workflow's node: what can be made a template
+/// parameter (links to other nodes cannot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowInput {
+    pub node_id: String,
+    pub class_type: String,
+    pub input: String,
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    pub value: Value,
+}
+
+/// A workflow file read for import: the workflow and the inputs it offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowFile {
+    pub path: String,
+    pub workflow: Value,
+    pub inputs: Vec<WorkflowInput>,
+}
+
+/// "Bind `name` to `input` of node `node_id`": one parameter being marked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParameterMark {
+    pub name: String,
+    pub node_id: String,
+    pub input: String,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ParameterType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// What the import form sends to save a new template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateDraft {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub workflow: Value,
+    pub parameters: Vec<ParameterMark>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub mod settings;
 
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
-pub use event::{AppEvent, Heartbeat, APP_EVENT};
+pub use event::{AppEvent, Heartbeat, LogLines, APP_EVENT};
 pub use gpu::{GpuInfo, GpuList};
 pub use health::{
     Alert, AlertKind, HealthHistoryFile, HealthSample, HealthStatus, InstanceHealth, InstanceStats,
@@ -21,11 +21,11 @@ pub use health::{
 };
 pub use instance::{
     ConnectionOutcome, ConnectionTest, DeviceSummary, Instance, InstanceConfig,
-    InstanceConfigPatch, InstanceStatus, InstancesFile, MigrationResult, Scheme,
+    InstanceConfigPatch, InstancePath, InstanceStatus, InstancesFile, MigrationResult, Scheme,
     INSTANCES_FILE_VERSION,
 };
 pub use job::{
-    Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterType,
-    TemplateParameter, WorkflowTemplate,
+    Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterMark,
+    ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use settings::{AppSettings, NotificationSettings, TrayItem};

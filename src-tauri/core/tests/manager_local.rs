@@ -110,7 +110,7 @@ async fn start_stop_and_shutdown_leave_no_process_and_isolate_temp() {
         },
     )
     .await;
-    let tail = f.m.log_tail("a", 50).unwrap().join("\n");
+    let tail = f.m.log_tail("a", 50).unwrap().lines.join("\n");
     assert!(tail.contains("To see the GUI go to"), "{tail}");
 
     f.m.stop("a").await.unwrap();
@@ -229,4 +229,78 @@ async fn kept_running_on_exit_then_re_attached_by_the_next_launch() {
     // Stopping it now stops the adopted process group.
     next.stop("k").await.unwrap();
     assert!(!group_alive(pid), "the adopted process outlived stop");
+}
+
+#[tokio::test]
+async fn log_lines_reach_subscribers_live_numbered_like_the_tail() {
+    let f = fixture(5);
+    let mut events = f.m.subscribe();
+    f.m.create(local(&f, "a", free_port(), &[])).await.unwrap();
+    f.m.start("a").await.unwrap();
+    wait_status(&f.m, "a", InstanceStatus::Running).await;
+
+    // Every batch continues the previous one: no gap, no repeat.
+    let mut got: Vec<String> = Vec::new();
+    let mut session = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.iter().any(|l| l.contains("To see the GUI go to")) {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no live log line with the GUI address; got {got:?}"))
+            .unwrap();
+        if let AppEvent::LogLines(b) = ev {
+            assert_eq!(b.instance_id, "a");
+            assert_eq!(*session.get_or_insert(b.session), b.session);
+            assert_eq!(b.first, got.len() as u64, "batches join up");
+            got.extend(b.lines);
+        }
+    }
+    let tail = f.m.log_tail("a", 500).unwrap();
+    assert_eq!(Some(tail.session), session);
+    assert_eq!(tail.first, 0);
+    assert_eq!(
+        tail.lines[..got.len()],
+        got[..],
+        "the tail and the live lines agree"
+    );
+
+    // A relaunch is a new log: a new session, numbered from 0 again.
+    f.m.restart("a").await.unwrap();
+    wait_status(&f.m, "a", InstanceStatus::Running).await;
+    let again = f.m.log_tail("a", 500).unwrap();
+    assert_ne!(Some(again.session), session);
+    assert_eq!(again.first, 0);
+    f.m.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_local_instance_offers_its_output_folder_and_log_file_a_remote_one_refuses() {
+    use storycore_types::InstancePath;
+    let f = fixture(5);
+    f.m.create(local(&f, "a", free_port(), &[])).await.unwrap();
+    let e = f.m.instance_path("a", InstancePath::Log).unwrap_err();
+    assert!(e.to_string().contains("start the instance once"), "{e}");
+    f.m.start("a").await.unwrap();
+    wait_status(&f.m, "a", InstanceStatus::Running).await;
+    let out = f.m.instance_path("a", InstancePath::Output).unwrap();
+    assert_eq!(out, f.data.path().join("instances/a/output"));
+    assert!(out.is_dir());
+    let log = f.m.instance_path("a", InstancePath::Log).unwrap();
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("To see the GUI go to"));
+
+    f.m.create(InstanceConfig::new("r", "Remote box", free_port() as u32))
+        .await
+        .unwrap();
+    let e = f.m.instance_path("r", InstancePath::Output).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict);
+    assert!(e.to_string().contains("on that machine"), "{e}");
+    assert_eq!(
+        f.m.instance_path("nope", InstancePath::Log)
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound
+    );
+    f.m.shutdown().await;
 }

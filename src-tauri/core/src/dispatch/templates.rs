@@ -7,7 +7,13 @@ use super::DispatchError;
 use crate::store::{atomic_write, StoreError};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use storycore_types::{ParameterType, TemplateParameter, WorkflowTemplate};
+use storycore_types::{
+    ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput, WorkflowTemplate,
+};
+
+/// Workflow files bigger than this are refused before reading: API-format
+/// workflows are kilobytes; a bigger file is almost surely the wrong file.
+pub const MAX_WORKFLOW_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub const SMOKE_TEST_ID: &str = "builtin-smoke-test";
 pub const TEMPLATES_FOLDER: &str = "templates";
@@ -93,6 +99,75 @@ pub fn from_workflow_json(
         workflow,
         parameters: Vec::new(),
         built_in: false,
+    })
+}
+
+/// Every plain-valued input of the workflow (what can become a parameter),
+/// in node order (numeric ids by number) then input name.
+pub fn markable_inputs(workflow: &Value) -> Vec<WorkflowInput> {
+    let mut out = Vec::new();
+    let Some(nodes) = workflow.as_object() else {
+        return out;
+    };
+    for (node_id, node) in nodes {
+        let class_type = node
+            .get("class_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let Some(inputs) = node.get("inputs").and_then(Value::as_object) else {
+            continue;
+        };
+        for (input, value) in inputs {
+            if let Some(kind) = type_of(value) {
+                out.push(WorkflowInput {
+                    node_id: node_id.clone(),
+                    class_type: class_type.clone(),
+                    input: input.clone(),
+                    kind,
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+    let key = |i: &WorkflowInput| {
+        (
+            i.node_id.parse::<u64>().unwrap_or(u64::MAX),
+            i.node_id.clone(),
+        )
+    };
+    out.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.input.cmp(&b.input)));
+    out
+}
+
+/// Reads a workflow file for import: refuses what is missing, a folder, too
+/// big, not UTF-8, not JSON or not in API format, saying which and why.
+pub fn read_workflow_file(path: &Path) -> Result<WorkflowFile, DispatchError> {
+    let shown = path.display().to_string();
+    let read_err = |source| DispatchError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(DispatchError::bad(format!(
+            "{shown} is a folder; choose the .json file ComfyUI's \"Save (API)\" wrote"
+        )));
+    }
+    if meta.len() > MAX_WORKFLOW_FILE_BYTES {
+        return Err(DispatchError::bad(format!(
+            "{shown} is {} MiB; an API-format workflow is a small JSON file",
+            meta.len() / (1024 * 1024)
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| DispatchError::bad(format!("{shown} is not a text (UTF-8) file")))?;
+    let workflow = super::workflow::parse_workflow(&text)?;
+    Ok(WorkflowFile {
+        path: shown,
+        inputs: markable_inputs(&workflow),
+        workflow,
     })
 }
 
@@ -272,6 +347,55 @@ impl TemplateStore {
         Ok(atomic_write(&path, &bytes)?)
     }
 
+    /// Saves a new template from an imported workflow and its marked
+    /// parameters. Its id comes from the name (made unique); a second
+    /// template of the same name is refused so the list stays readable.
+    pub fn create(&self, draft: &TemplateDraft) -> Result<WorkflowTemplate, DispatchError> {
+        let name = draft.name.trim();
+        if name.is_empty() {
+            return Err(err("", "give the template a name"));
+        }
+        if name.chars().count() > 100 {
+            return Err(err("", "a template name is at most 100 characters"));
+        }
+        let existing = self.list();
+        if existing.iter().any(|t| t.name.eq_ignore_ascii_case(name)) {
+            return Err(err(
+                "",
+                format!("there is already a template named \"{name}\"; choose another name"),
+            ));
+        }
+        check_workflow(&draft.workflow)?;
+        let base = slug(name);
+        let mut id = base.clone();
+        let mut n = 2;
+        while existing.iter().any(|t| t.id == id) || self.dir.join(format!("{id}.json")).exists() {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        let mut t = WorkflowTemplate {
+            id,
+            name: name.into(),
+            description: draft
+                .description
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(Into::into),
+            workflow: draft.workflow.clone(),
+            parameters: Vec::new(),
+            built_in: false,
+        };
+        for m in &draft.parameters {
+            mark_parameter(&mut t, m.name.trim(), &m.node_id, &m.input, m.kind)?;
+            if let Some(p) = t.parameters.last_mut() {
+                p.description = m.description.clone().filter(|d| !d.trim().is_empty());
+            }
+        }
+        self.save(&t)?;
+        Ok(t)
+    }
+
     pub fn delete(&self, id: &str) -> Result<(), DispatchError> {
         check_id(id)?;
         if id == SMOKE_TEST_ID {
@@ -279,5 +403,24 @@ impl TemplateStore {
         }
         let path = self.dir.join(format!("{id}.json"));
         std::fs::remove_file(&path).map_err(|source| DispatchError::Read { path, source })
+    }
+}
+
+/// A file-name-safe id from a name: lower-case letters and digits joined by -.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out: String = out.chars().take(48).collect();
+    let out = out.trim_matches('-');
+    if out.is_empty() {
+        "template".into()
+    } else {
+        out.into()
     }
 }

@@ -47,6 +47,15 @@ pub enum ManagerError {
         #[source]
         source: HealthError,
     },
+    #[error(
+        "instance \"{name}\" is attached to a ComfyUI this app did not launch: its {what} is on \
+         that machine, not here"
+    )]
+    Remote {
+        id: String,
+        name: String,
+        what: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("import refused: {source}")]
@@ -76,7 +85,7 @@ impl ManagerError {
             Self::Transition { .. } | Self::Paused { .. } | Self::NotRunning { .. } => {
                 ErrorCode::InvalidTransition
             }
-            Self::ReadOnly => ErrorCode::Conflict,
+            Self::ReadOnly | Self::Remote { .. } => ErrorCode::Conflict,
             Self::Client { source, .. } => source.code(),
             Self::Health { .. } => ErrorCode::Internal,
             Self::Store(e) => e.code(),

@@ -5,14 +5,18 @@
 
 use super::{Action, InstanceManager, ManagerError};
 use crate::supervisor::{
-    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, ProcessRecord,
-    SupervisorEvent, SupervisorHandle,
+    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, LogFollower,
+    ProcessRecord, SupervisorEvent, SupervisorHandle,
 };
 use crate::telemetry;
 use chrono::Utc;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use storycore_types::{Alert, AlertKind, AppEvent, InstanceConfig, InstanceHealth, InstanceStatus};
+use storycore_types::{
+    Alert, AlertKind, AppEvent, InstanceConfig, InstanceHealth, InstancePath, InstanceStatus,
+    LogLines,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 impl InstanceManager {
@@ -31,6 +35,11 @@ impl InstanceManager {
                 source: Box::new(source),
             })?;
         let events = handle.subscribe();
+        tokio::spawn(follow_log(
+            Arc::downgrade(&self.inner),
+            id.to_string(),
+            handle.log().follow(),
+        ));
         let handle = Arc::new(handle);
         self.lock().get_mut(id)?.process = Some(handle);
         tokio::spawn(follow_process(
@@ -123,14 +132,77 @@ impl InstanceManager {
         self.lock().get(id)?.process.as_ref()?.pid()
     }
 
-    /// The last lines the instance's process wrote (empty for attached ones).
-    pub fn log_tail(&self, id: &str, lines: usize) -> Result<Vec<String>, ManagerError> {
+    /// The last lines the instance's process wrote, numbered so the live
+    /// `LogLines` events continue them (no lines for attached ones).
+    pub fn log_tail(&self, id: &str, lines: usize) -> Result<LogLines, ManagerError> {
         let reg = self.lock();
         let e = reg.get(id).ok_or_else(|| super::not_found(id))?;
-        Ok(e.process
-            .as_ref()
-            .map(|p| p.log().tail(lines))
-            .unwrap_or_default())
+        let w = e.process.as_ref().map(|p| p.log().window(lines));
+        Ok(match w {
+            Some(w) => LogLines {
+                instance_id: id.to_string(),
+                session: w.session,
+                first: w.first,
+                lines: w.lines,
+            },
+            None => LogLines {
+                instance_id: id.to_string(),
+                session: 0,
+                first: 0,
+                lines: Vec::new(),
+            },
+        })
+    }
+
+    /// Where a local instance keeps what the user may want to open: ComfyUI's
+    /// output folder (created if missing) or its current log file.
+    pub fn instance_path(&self, id: &str, what: InstancePath) -> Result<PathBuf, ManagerError> {
+        let inst = self.get(id).ok_or_else(|| super::not_found(id))?;
+        if inst.config.comfyui_path.is_none() {
+            return Err(ManagerError::Remote {
+                id: id.to_string(),
+                name: inst.name,
+                what: match what {
+                    InstancePath::Output => "output folder",
+                    InstancePath::Log => "log",
+                },
+            });
+        }
+        let dirs = InstanceDirs::new(&self.inner.options.data_dir, id).map_err(|e| {
+            ManagerError::Launch {
+                id: id.to_string(),
+                source: Box::new(e),
+            }
+        })?;
+        match what {
+            InstancePath::Output => {
+                let dir = dirs.output();
+                std::fs::create_dir_all(&dir).map_err(|e| ManagerError::Launch {
+                    id: id.to_string(),
+                    source: Box::new(crate::supervisor::SupervisorError::io(
+                        id,
+                        "create the folder",
+                        &dir,
+                        e,
+                    )),
+                })?;
+                Ok(dir)
+            }
+            InstancePath::Log => {
+                let file = dirs.log_file();
+                if file.exists() {
+                    Ok(file)
+                } else {
+                    Err(ManagerError::Log {
+                        id: id.to_string(),
+                        detail: format!(
+                            "{} does not exist yet: start the instance once",
+                            file.display()
+                        ),
+                    })
+                }
+            }
+        }
     }
 
     /// The whole log of the instance's process, all rotated files in order.
@@ -205,6 +277,22 @@ pub(super) async fn end_adopted(m: &InstanceManager, id: &str, record: ProcessRe
 pub(super) async fn end_process(p: Arc<SupervisorHandle>) {
     if let Err(e) = p.stop().await {
         tracing::debug!("stopping a process that had already ended: {e}");
+    }
+}
+
+/// Pushes a local instance's new log lines to the UI, at most a few batches
+/// a second (a chatty ComfyUI must not flood the event channel). Ends when
+/// the process's log is dropped or the manager is gone.
+async fn follow_log(inner: std::sync::Weak<super::Inner>, id: String, mut log: LogFollower) {
+    while let Some(batch) = log.next_batch().await {
+        let Some(inner) = inner.upgrade() else { return };
+        InstanceManager { inner }.emit(AppEvent::LogLines(LogLines {
+            instance_id: id.clone(),
+            session: batch.session,
+            first: batch.first,
+            lines: batch.lines,
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
