@@ -19,6 +19,8 @@ APT_PACKAGES=(
   build-essential file patchelf pkg-config curl
   # tests: headless display, WebDriver for WebKitGTK, D-Bus session, screenshots
   webkit2gtk-driver xvfb xauth dbus dbus-x11 imagemagick python3-dbus python3-gi x11-utils
+  # tests: driving native dialogs (the folder and file pickers)
+  xdotool
 )
 
 missing=()

@@ -76,3 +76,145 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
     .await;
     app.finish().await;
 }
+
+/// Import a workflow file (chosen in GTK's file chooser), mark two inputs as
+/// parameters, save it as a template, run it with values, delete it. A file
+/// in ComfyUI's editor format is refused with the reason and nothing saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
+    let server = StandIn::start();
+    let app = App::launch("workflows_import", &[]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    app.invoke(
+        "create_instance",
+        json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
+    )
+    .await
+    .unwrap();
+    app.invoke("start_instance", json!({"id": "instance_001"}))
+        .await
+        .unwrap();
+
+    let files = tempfile::tempdir().unwrap();
+    let editor_format = files.path().join("editor.json");
+    std::fs::write(
+        &editor_format,
+        r#"{"nodes": [], "links": [], "version": 0.4}"#,
+    )
+    .unwrap();
+    let good = files.path().join("tiny_canvas_api.json");
+    std::fs::write(
+        &good,
+        serde_json::to_string_pretty(&json!({
+            "1": {"class_type": "EmptyImage",
+                  "inputs": {"width": 512, "height": 512, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "SaveImage",
+                  "inputs": {"images": ["1", 0], "filename_prefix": "canvas"}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+
+    app.click("#tab-workflows").await;
+    app.type_into("#import-path", &editor_format.display().to_string())
+        .await;
+    app.click("#import-load").await;
+    app.wait_text("#action-error", "the refusal", |t| {
+        t.contains("editor format") && t.contains("Save (API)")
+    })
+    .await;
+
+    // The file chooser: type the path (Ctrl+L) and press Return, as a user would.
+    app.click("#import-browse").await;
+    let win = app.wait_window("Import a workflow \\(API format\\)").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    app.xdotool(&["windowfocus", "--sync", &win]);
+    app.xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.xdotool(&["type", "--delay", "20", &good.display().to_string()]);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.xdotool(&["key", "Return"]);
+    let inputs = app
+        .wait_text("#import-inputs", "the workflow's inputs", |t| {
+            t.contains("EmptyImage") && t.contains("filename_prefix")
+        })
+        .await;
+    assert!(
+        !inputs.contains("images"),
+        "a link is not offered: {inputs}"
+    );
+    assert_eq!(app.value("#import-name").await, "tiny canvas api");
+
+    app.click("tr[data-node='1'][data-input='width'] .mark")
+        .await;
+    app.click("tr[data-node='2'][data-input='filename_prefix'] .mark")
+        .await;
+    let prefix_name = "tr[data-node='2'][data-input='filename_prefix'] .param-name";
+    app.client
+        .find(fantoccini::Locator::Css(prefix_name))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    app.type_into(prefix_name, "prefix").await;
+    app.client
+        .find(fantoccini::Locator::Css("#import-name"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    app.type_into("#import-name", "Tiny canvas").await;
+    app.save_screenshot_as("workflows_import_form").await;
+    app.click("#import-save").await;
+    app.wait_text("#import-saved", "the saved note", |t| {
+        t.contains("Saved \"Tiny canvas\" with 2 parameter(s)")
+    })
+    .await;
+    let saved = app.config_dir.path().join("templates/tiny-canvas.json");
+    let t: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).expect("the template file")).unwrap();
+    let names: Vec<&str> = t["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["width", "prefix"]);
+
+    // The new template is chosen, with its parameters as fields.
+    app.wait_text("#template-select", "the new template", |t| {
+        t.contains("Tiny canvas")
+    })
+    .await;
+    app.wait_text(".run-form", "its fields", |t| t.contains("prefix"))
+        .await;
+    let prefix_field = "input[data-param='prefix']";
+    app.client
+        .find(fantoccini::Locator::Css(prefix_field))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    app.type_into(prefix_field, "imported").await;
+    app.click("#run-template").await;
+    app.wait_text("#job-list", "the template's job with its output", |t| {
+        t.contains("succeeded") && t.contains("imported")
+    })
+    .await;
+
+    app.click("#delete-template").await;
+    app.wait_text("#template-select", "the template gone", |t| {
+        !t.contains("Tiny canvas")
+    })
+    .await;
+    // The smoke test is chosen again, its fields showing its own defaults
+    // (not what was typed into the fields of the deleted template).
+    assert_eq!(app.value("input[data-param='height']").await, "512");
+    assert_eq!(app.value("input[data-param='width']").await, "512");
+    assert!(!saved.exists(), "the file is removed with the template");
+    app.finish().await;
+}

@@ -47,6 +47,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             events::emit(app, storycore_types::AppEvent::SecondLaunch);
         }))
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_dialog::init())
         .manage(settings_store)
         .manage(paths)
         .manage(manager.clone())
@@ -90,6 +91,12 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::jobs::release_job,
             commands::jobs::remove_job,
             commands::jobs::job_output_image,
+            commands::jobs::read_workflow_file,
+            commands::jobs::create_template,
+            commands::jobs::delete_template,
+            commands::desktop::open_instance_path,
+            commands::desktop::pick_folder,
+            commands::desktop::pick_workflow_file,
         ])
         .setup(move |app| {
             tray::install(app.handle(), manager.clone())?;

@@ -275,6 +275,46 @@ impl App {
             .unwrap();
     }
 
+    /// The current `value` of an input (the property, as the user sees it).
+    pub async fn value(&self, css: &str) -> String {
+        self.client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.value : null;",
+                vec![css.into()],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("{}: no {css} with a value", self.name))
+    }
+
+    /// Runs xdotool on this app's display (native windows WebDriver cannot
+    /// reach, such as the GTK file chooser); answers its stdout.
+    pub fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display.name)
+            .output()
+            .expect("cannot run xdotool: run scripts/test.sh, which installs it");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits for a native window titled `title`; answers its X window id.
+    pub async fn wait_window(&self, title: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.xdotool(&["search", "--name", &format!("^{title}$")]);
+            if let Some(id) = found.lines().next() {
+                return id.to_string();
+            }
+            if Instant::now() > deadline {
+                self.save_screenshot().await;
+                panic!("{}: no window titled {title:?} appeared", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Starts a notification server on this app's private session bus; returns
     /// it (killed on drop) and the file where each received `Notify` lands.
     pub fn notification_server(&self) -> (Group, PathBuf) {

@@ -5,7 +5,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
-    InstanceConfig, InstanceConfigPatch, Job, JobTarget, WorkflowTemplate, APP_EVENT,
+    InstanceConfig, InstanceConfigPatch, InstancePath, Job, JobTarget, LogLines, TemplateDraft,
+    WorkflowFile, WorkflowTemplate, APP_EVENT,
 };
 use wasm_bindgen::prelude::*;
 
@@ -215,8 +216,40 @@ pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(),
         .map(|_| ())
 }
 
-pub async fn instance_log(id: &str, lines: usize) -> Result<Vec<String>, ApiError> {
+/// The last `lines` of a local instance's log, numbered like the live
+/// `LogLines` events that continue it.
+pub async fn instance_log(id: &str, lines: usize) -> Result<LogLines, ApiError> {
     call("get_instance_log", &json!({ "id": id, "lines": lines })).await
+}
+
+/// Opens a local instance's output folder or log file on the desktop;
+/// answers the path opened.
+pub async fn open_instance_path(id: &str, what: InstancePath) -> Result<String, ApiError> {
+    call("open_instance_path", &json!({ "id": id, "what": what })).await
+}
+
+/// The native folder chooser; `None` when cancelled.
+pub async fn pick_folder(title: &str, start: &str) -> Result<Option<String>, ApiError> {
+    call("pick_folder", &json!({ "title": title, "start": start })).await
+}
+
+/// The native file chooser for a workflow file; `None` when cancelled.
+pub async fn pick_workflow_file() -> Result<Option<String>, ApiError> {
+    call("pick_workflow_file", &json!({ "start": null })).await
+}
+
+pub async fn read_workflow_file(path: &str) -> Result<WorkflowFile, ApiError> {
+    call("read_workflow_file", &json!({ "path": path })).await
+}
+
+pub async fn create_template(draft: &TemplateDraft) -> Result<WorkflowTemplate, ApiError> {
+    call("create_template", &json!({ "draft": draft })).await
+}
+
+pub async fn delete_template(id: &str) -> Result<(), ApiError> {
+    call::<_, Option<()>>("delete_template", &json!({ "id": id }))
+        .await
+        .map(|_| ())
 }
 
 /// Writes the instance's whole log to the log folder; answers the file's path.

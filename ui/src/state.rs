@@ -2,7 +2,9 @@
 //! commands' answers and the backend's events write here: the UI never polls.
 
 use leptos::prelude::*;
-use storycore_types::{Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job};
+use storycore_types::{
+    Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job, LogLines,
+};
 
 /// Which main view the toolbar shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,9 @@ pub struct Fleet {
     /// A start found a ComfyUI the app did not launch on the port: (id, why).
     pub attach_offer: RwSignal<Option<(String, String)>>,
     pub view: RwSignal<MainView>,
+    /// The latest batch of live log lines (any instance); the details view
+    /// joins those of the selected one onto the tail it loaded.
+    pub log_lines: RwSignal<Option<LogLines>>,
 }
 
 /// Most alerts kept on screen.
@@ -65,6 +70,7 @@ impl Fleet {
             jobs: RwSignal::new(Vec::new()),
             attach_offer: RwSignal::new(None),
             view: RwSignal::new(MainView::Instances),
+            log_lines: RwSignal::new(None),
         }
     }
 
@@ -129,6 +135,7 @@ impl Fleet {
                     j.progress.max = *max;
                 }
             }),
+            AppEvent::LogLines(b) => self.log_lines.set(Some(b.clone())),
             AppEvent::Heartbeat(_) | AppEvent::SecondLaunch => {}
         }
     }
@@ -150,4 +157,87 @@ where
             fleet.error.set(Some(e.message));
         }
     });
+}
+
+/// A view of an instance's log: the lines it holds and where they end, so
+/// live batches join without gaps or repeats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogView {
+    pub session: u64,
+    /// The number of the line after the last one held.
+    pub end: u64,
+    pub lines: Vec<String>,
+}
+
+impl LogView {
+    /// Most lines a view keeps.
+    pub const MAX_LINES: usize = 1000;
+
+    pub fn from_tail(t: LogLines) -> Self {
+        Self {
+            session: t.session,
+            end: t.first + t.lines.len() as u64,
+            lines: t.lines,
+        }
+    }
+
+    /// Joins a live batch: a new session replaces the view; a repeat is
+    /// skipped; a gap is marked so the reader knows lines are missing.
+    pub fn join(&mut self, b: &LogLines) {
+        if b.session != self.session {
+            *self = Self::from_tail(b.clone());
+            return;
+        }
+        let end = b.first + b.lines.len() as u64;
+        if end <= self.end {
+            return;
+        }
+        if b.first > self.end {
+            self.lines
+                .push(format!("[... {} lines not shown ...]", b.first - self.end));
+        }
+        let skip = self.end.saturating_sub(b.first) as usize;
+        self.lines.extend(b.lines.iter().skip(skip).cloned());
+        self.end = end;
+        if self.lines.len() > Self::MAX_LINES {
+            self.lines.drain(..self.lines.len() - Self::MAX_LINES);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(session: u64, first: u64, lines: &[&str]) -> LogLines {
+        LogLines {
+            instance_id: "a".into(),
+            session,
+            first,
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn live_batches_join_the_tail_without_repeats_and_mark_gaps() {
+        let mut v = LogView::from_tail(batch(7, 10, &["l10", "l11"]));
+        v.join(&batch(7, 11, &["l11", "l12"]));
+        assert_eq!(
+            v.lines,
+            ["l10", "l11", "l12"],
+            "the overlap is not repeated"
+        );
+        v.join(&batch(7, 5, &["old"]));
+        assert_eq!(v.end, 13, "an old batch changes nothing");
+        v.join(&batch(7, 15, &["l15"]));
+        assert_eq!(v.lines[3], "[... 2 lines not shown ...]");
+        assert_eq!(v.lines[4], "l15");
+        v.join(&batch(8, 0, &["relaunched"]));
+        assert_eq!(v.lines, ["relaunched"], "a new session starts over");
+        let many: Vec<String> = (0..1500).map(|i| i.to_string()).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        v.join(&batch(8, 1, &refs));
+        assert_eq!(v.lines.len(), LogView::MAX_LINES);
+        assert_eq!(v.lines.last().unwrap(), "1499");
+    }
 }

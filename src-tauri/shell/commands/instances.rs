@@ -4,7 +4,7 @@ use storycore_core::manager::{self, InstanceManager, StartupReport};
 use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
 use storycore_types::{
     ApiError, ConnectionTest, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
-    InstanceStats, MigrationResult,
+    InstanceStats, LogLines, MigrationResult,
 };
 use tauri::State;
 
@@ -139,7 +139,7 @@ pub fn get_health_history(m: Manager<'_>, id: String) -> Answer<HealthHistoryFil
 
 /// The last `lines` lines a local instance's ComfyUI wrote.
 #[tauri::command]
-pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Answer<Vec<String>> {
+pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Answer<LogLines> {
     Ok(m.log_tail(&id, lines.unwrap_or(200).min(5000))?)
 }
 

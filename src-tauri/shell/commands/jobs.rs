@@ -2,8 +2,11 @@
 //! workflow or a template, follow, cancel, retry, release.
 
 use serde_json::{Map, Value};
+use storycore_core::dispatch::templates;
 use storycore_core::dispatch::JobQueue;
-use storycore_types::{ApiError, ErrorCode, Job, JobTarget, WorkflowTemplate};
+use storycore_types::{
+    ApiError, ErrorCode, Job, JobTarget, TemplateDraft, WorkflowFile, WorkflowTemplate,
+};
 use tauri::State;
 
 type Queue<'a> = State<'a, JobQueue>;
@@ -47,6 +50,33 @@ pub fn submit_template(
 #[tauri::command]
 pub fn list_templates(q: Queue<'_>) -> Vec<WorkflowTemplate> {
     q.templates().list()
+}
+
+/// Reads a workflow file to import: the workflow and the inputs that can
+/// become parameters; wrong files are refused with the reason.
+#[tauri::command]
+pub fn read_workflow_file(path: String) -> Answer<WorkflowFile> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidInput,
+            "choose a workflow file first (ComfyUI's \"Save (API)\" writes one)",
+        ));
+    }
+    Ok(templates::read_workflow_file(std::path::Path::new(path))?)
+}
+
+/// Saves an imported workflow with its marked parameters as a new template.
+#[tauri::command]
+pub fn create_template(q: Queue<'_>, draft: TemplateDraft) -> Answer<WorkflowTemplate> {
+    let t = q.templates().create(&draft)?;
+    tracing::info!(id = %t.id, parameters = t.parameters.len(), "template saved");
+    Ok(t)
+}
+
+#[tauri::command]
+pub fn delete_template(q: Queue<'_>, id: String) -> Answer<()> {
+    Ok(q.templates().delete(&id)?)
 }
 
 #[tauri::command]

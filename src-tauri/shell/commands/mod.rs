@@ -2,5 +2,6 @@
 //! state, call the part that owns the work, map the error to `ApiError`.
 
 pub mod app;
+pub mod desktop;
 pub mod instances;
 pub mod jobs;

@@ -3,7 +3,7 @@ use crate::api::{self, Lifecycle};
 use crate::format::{bytes, duration_ms, millis};
 use crate::state::{run_action, EditorMode, Fleet};
 use leptos::prelude::*;
-use storycore_types::{Instance, InstanceStatus};
+use storycore_types::{Instance, InstancePath, InstanceStatus};
 
 /// Launched by the app (has a ComfyUI folder) rather than attached.
 pub fn is_local(i: &Instance) -> bool {
@@ -81,6 +81,11 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         "edit" => fleet.editor.set(Some(EditorMode::Edit(id.clone()))),
                         "duplicate" => fleet.editor.set(Some(EditorMode::Duplicate(id.clone()))),
                         "delete" => fleet.confirm_delete.set(Some(id.clone())),
+                        "open-output" | "open-log" => {
+                            let what = if key == "open-log" { InstancePath::Log } else { InstancePath::Output };
+                            let id = id.clone();
+                            run_action(fleet, async move { api::open_instance_path(&id, what).await.map(|_| ()) });
+                        }
                         "copy-url" => {
                             if let Some(url) = fleet.get(&id).map(|i| i.config.base_url()) {
                                 run_action(fleet, async move { api::copy_to_clipboard(&url).await });
@@ -142,6 +147,10 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         {menu_item("Edit", "edit")}
                         {menu_item("Duplicate", "duplicate")}
                         {menu_item("Copy URL", "copy-url")}
+                        {let mi = menu_item.clone(); move || inst.with(|i| i.as_ref().is_some_and(is_local)).then(|| view! {
+                            {mi("Open output folder", "open-output")}
+                            {mi("Open log", "open-log")}
+                        })}
                         {menu_item("Delete", "delete")}
                     </div>
                 </Show>

@@ -2,10 +2,10 @@ use super::instance_health_indicator::InstanceHealthIndicator;
 use super::sparkline::Sparkline;
 use crate::api::{self, Lifecycle};
 use crate::format::{duration_ms, health_class, millis};
-use crate::state::{run_action, EditorMode, Fleet};
+use crate::state::{run_action, EditorMode, Fleet, LogView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use storycore_types::{HealthHistoryFile, HealthStatus};
+use storycore_types::{HealthHistoryFile, HealthStatus, InstancePath};
 
 /// Every optional setting back to its default; name, address and folders stay.
 fn reset_patch() -> storycore_types::InstanceConfigPatch {
@@ -93,21 +93,50 @@ pub fn InstanceDetails() -> impl IntoView {
     let ram = resource(|s| Some(s.memory_usage));
     let vram = resource(|s| s.vram_used_bytes.map(|b| b as f64));
     let exported = RwSignal::new(None::<String>);
-    let log = RwSignal::new(Vec::<String>::new());
+    let log = RwSignal::new(LogView::default());
+    let follow = RwSignal::new(true);
+    let log_box = NodeRef::<leptos::html::Pre>::new();
     let load_log = move || {
         let id = id.get_untracked();
         spawn_local(async move {
-            if let Ok(lines) = api::instance_log(&id, 200).await {
-                log.set(lines);
+            if let Ok(tail) = api::instance_log(&id, 200).await {
+                log.set(LogView::from_tail(tail));
             }
         });
     };
-    // The log is read when the selection or the status changes (a start, a
-    // crash), and on demand.
+    // The tail is read when the selection or the status changes (a start, a
+    // crash) and when following is turned back on; while following, the
+    // backend's live batches are joined onto it.
+    let status = Memo::new(move |_| inst.with(|i| i.as_ref().map(|i| i.status)));
     Effect::new(move |_| {
-        let _ = (id.get(), inst.with(|i| i.as_ref().map(|i| i.status)));
-        load_log();
+        let _ = (id.get(), status.get());
+        if follow.get() {
+            load_log();
+        }
     });
+    Effect::new(move |_| {
+        let Some(b) = fleet.log_lines.get() else {
+            return;
+        };
+        if follow.get_untracked() && b.instance_id == id.get_untracked() {
+            log.update(|v| v.join(&b));
+        }
+    });
+    // Following keeps the newest line in sight.
+    Effect::new(move |_| {
+        log.track();
+        if follow.get() {
+            if let Some(el) = log_box.get() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        }
+    });
+    let open = move |what: InstancePath| {
+        let id = id.get_untracked();
+        run_action(fleet, async move {
+            api::open_instance_path(&id, what).await.map(|_| ())
+        });
+    };
     let jobs = Memo::new(move |_| {
         let id = id.get();
         fleet.jobs.with(|l| {
@@ -170,8 +199,17 @@ pub fn InstanceDetails() -> impl IntoView {
                         <dt>"Jobs"</dt><dd id="details-jobs">{move || { let (r, d) = jobs.get(); format!("{r} running, {d} finished") }}</dd>
                     </dl>
                     <Show when=move || inst.with(|i| i.as_ref().is_some_and(|i| i.config.comfyui_path.is_some()))>
-                        <h3>"Log" <button class="link" id="details-log-refresh" on:click=move |_| load_log()>"refresh"</button></h3>
-                        <pre class="log-tail" id="details-log">{move || log.get().join("\n")}</pre>
+                        <h3>"Log"
+                            <label class="inline" title="Show new lines as ComfyUI writes them">
+                                <input type="checkbox" id="details-log-follow" prop:checked=move || follow.get()
+                                    on:change=move |ev| follow.set(event_target_checked(&ev))/>
+                                "follow"
+                            </label>
+                            <button class="link" id="details-log-refresh" on:click=move |_| load_log()>"refresh"</button>
+                        </h3>
+                        <pre class="log-tail" id="details-log" node_ref=log_box>{move || log.with(|v| v.lines.join("\n"))}</pre>
+                        <button id="details-open-log" on:click=move |_| open(InstancePath::Log)>"Open log"</button>
+                        <button id="details-open-output" on:click=move |_| open(InstancePath::Output)>"Open output folder"</button>
                         <button id="details-export-log" on:click=move |_| {
                             let id = id.get_untracked();
                             spawn_local(async move {

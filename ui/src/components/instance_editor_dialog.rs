@@ -17,7 +17,7 @@ struct Form {
     port: RwSignal<String>,
     https: RwSignal<bool>,
     gpu: RwSignal<String>,
-    env: RwSignal<String>,
+    env: RwSignal<Vec<EnvRow>>,
     comfyui_path: RwSignal<String>,
     python_path: RwSignal<String>,
     custom_nodes: RwSignal<String>,
@@ -25,6 +25,27 @@ struct Form {
     timeout: RwSignal<String>,
     queue_monitoring: RwSignal<bool>,
     auto_start: RwSignal<bool>,
+}
+
+/// One environment variable in the key-value editor. `n` keys the row so
+/// typing in one does not re-create the others.
+#[derive(Clone, Copy)]
+struct EnvRow {
+    n: usize,
+    key: RwSignal<String>,
+    value: RwSignal<String>,
+}
+
+static NEXT_ROW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl EnvRow {
+    fn new(key: &str, value: &str) -> Self {
+        Self {
+            n: NEXT_ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            key: RwSignal::new(key.to_string()),
+            value: RwSignal::new(value.to_string()),
+        }
+    }
 }
 
 fn text(s: RwSignal<String>) -> Option<String> {
@@ -37,12 +58,7 @@ impl Form {
         let env = c
             .env_vars
             .as_ref()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            .map(|m| m.iter().map(|(k, v)| EnvRow::new(k, v)).collect())
             .unwrap_or_default();
         Self {
             name: RwSignal::new(c.name.clone()),
@@ -79,19 +95,23 @@ impl Form {
         let max = number("maxConcurrentWorkflows", self.max_concurrent);
         let timeout = number("timeoutMs", self.timeout);
         let mut env = BTreeMap::new();
-        for (n, line) in self.env.get_untracked().lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
+        for (n, row) in self.env.get_untracked().iter().enumerate() {
+            let key = row.key.get_untracked().trim().to_string();
+            let value = row.value.get_untracked();
+            if key.is_empty() {
+                if !value.trim().is_empty() {
+                    errors.push(FieldError::new(
+                        "envVars",
+                        format!("Variable {}: give it a name.", n + 1),
+                    ));
+                }
                 continue;
             }
-            match line.split_once('=') {
-                Some((k, v)) => {
-                    env.insert(k.trim().to_string(), v.to_string());
-                }
-                None => errors.push(FieldError::new(
+            if env.insert(key.clone(), value).is_some() {
+                errors.push(FieldError::new(
                     "envVars",
-                    format!("Line {}: write NAME=value.", n + 1),
-                )),
+                    format!("{key} is set twice: keep one."),
+                ));
             }
         }
         if !errors.is_empty() {
@@ -224,6 +244,36 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             </label>
         }
     };
+    // A path field with a button that opens the native folder chooser.
+    let folder = move |id: &'static str,
+                       label: &'static str,
+                       sig: RwSignal<String>,
+                       field: &'static str,
+                       placeholder: &'static str,
+                       title: &'static str| {
+        view! {
+            <label class="field">
+                <span>{label}</span>
+                <span class="with-button">
+                    <input id=id prop:value=move || sig.get() placeholder=placeholder
+                        class:invalid=move || !error_for(field)().is_empty()
+                        on:input=move |ev| sig.set(event_target_value(&ev))/>
+                    <button id=format!("{id}-browse") on:click=move |ev| {
+                        ev.prevent_default();
+                        let start = sig.get_untracked();
+                        spawn_local(async move {
+                            match api::pick_folder(title, &start).await {
+                                Ok(Some(path)) => sig.set(path),
+                                Ok(None) => {}
+                                Err(e) => general.set(Some(e.message)),
+                            }
+                        });
+                    }>"Browse\u{2026}"</button>
+                </span>
+                {field_error(field)}
+            </label>
+        }
+    };
     let check = |id: &'static str, label: &'static str, sig: RwSignal<bool>| {
         view! {
             <label class="check">
@@ -287,24 +337,41 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                 </fieldset>
                 <fieldset>
                     <legend>"Resources"</legend>
-                    {input("editor-gpu", "GPU device (index, cuda:N, cpu or auto)", form.gpu, "gpuDevice", "auto")}
-                    <p class="muted" id="editor-gpu-hint">
-                        {move || gpus.get().map(|g| match g.unavailable {
-                            Some(why) => why,
-                            None => g.gpus.iter()
-                                .map(|d| format!("{}: {} ({} free of {})", d.index, d.name, bytes(d.memory_free_bytes), bytes(d.memory_total_bytes)))
-                                .collect::<Vec<_>>().join("; "),
-                        })}
-                    </p>
                     <label class="field">
-                        <span>"Environment variables (one NAME=value per line)"</span>
-                        <textarea id="editor-env" prop:value=move || form.env.get()
-                            on:input=move |ev| form.env.set(event_target_value(&ev))></textarea>
-                        {field_error("envVars")}
+                        <span>"GPU"</span>
+                        <select id="editor-gpu" class:invalid=move || !error_for("gpuDevice")().is_empty()
+                            on:change=move |ev| form.gpu.set(event_target_value(&ev))>
+                            {move || gpu_choices(gpus.get().as_ref(), &form.gpu.get_untracked()).into_iter().map(|(value, label)| {
+                                let selected = value == form.gpu.get_untracked();
+                                view! { <option value=value selected=selected>{label}</option> }
+                            }).collect_view()}
+                        </select>
+                        {field_error("gpuDevice")}
                     </label>
-                    {input("editor-comfyui-path", "ComfyUI folder (local instances)", form.comfyui_path, "comfyuiPath", "/home/me/ComfyUI")}
+                    <p class="muted" id="editor-gpu-hint">
+                        {move || gpus.get().and_then(|g| g.unavailable)}
+                    </p>
+                    <div class="field">
+                        <span>"Environment variables"</span>
+                        <div class="env-editor" id="editor-env">
+                            <For each=move || form.env.get() key=|r| r.n children=move |r| view! {
+                                <div class="env-row">
+                                    <input class="env-key" placeholder="NAME" prop:value=move || r.key.get()
+                                        on:input=move |ev| r.key.set(event_target_value(&ev))/>
+                                    <span>"="</span>
+                                    <input class="env-value" placeholder="value" prop:value=move || r.value.get()
+                                        on:input=move |ev| r.value.set(event_target_value(&ev))/>
+                                    <button class="env-remove" title="Remove this variable"
+                                        on:click=move |_| form.env.update(|v| v.retain(|x| x.n != r.n))>"\u{2715}"</button>
+                                </div>
+                            }/>
+                            <button id="editor-env-add" on:click=move |_| form.env.update(|v| v.push(EnvRow::new("", "")))>"Add variable"</button>
+                        </div>
+                        {field_error("envVars")}
+                    </div>
+                    {folder("editor-comfyui-path", "ComfyUI folder (local instances)", form.comfyui_path, "comfyuiPath", "/home/me/ComfyUI", "Choose the ComfyUI folder")}
                     {input("editor-python-path", "Python interpreter", form.python_path, "pythonPath", "/home/me/ComfyUI/venv/bin/python")}
-                    {input("editor-custom-nodes", "Custom nodes folder", form.custom_nodes, "customNodesPath", "")}
+                    {folder("editor-custom-nodes", "Custom nodes folder", form.custom_nodes, "customNodesPath", "", "Choose the custom nodes folder")}
                     {input("editor-max-concurrent", "Max concurrent workflows", form.max_concurrent, "maxConcurrentWorkflows", "1")}
                 </fieldset>
                 <fieldset>
@@ -336,4 +403,33 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             </div>
         </div>
     }
+}
+
+/// The GPU dropdown's (value, label) pairs: the default, each GPU NVML
+/// lists, the CPU, and the current value when it is none of those (cuda:N).
+fn gpu_choices(list: Option<&storycore_types::GpuList>, current: &str) -> Vec<(String, String)> {
+    let mut out = vec![(String::new(), "Default (ComfyUI picks)".to_string())];
+    out.push((
+        "auto".into(),
+        "Automatic (the GPU with the most free memory)".into(),
+    ));
+    if let Some(l) = list {
+        for d in &l.gpus {
+            out.push((
+                d.index.to_string(),
+                format!(
+                    "GPU {}: {} ({} free of {})",
+                    d.index,
+                    d.name,
+                    bytes(d.memory_free_bytes),
+                    bytes(d.memory_total_bytes)
+                ),
+            ));
+        }
+    }
+    out.push(("cpu".into(), "CPU only".into()));
+    if !current.is_empty() && !out.iter().any(|(v, _)| v == current) {
+        out.push((current.to_string(), format!("{current} (as configured)")));
+    }
+    out
 }

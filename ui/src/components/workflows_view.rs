@@ -3,7 +3,10 @@ use crate::state::{run_action, Fleet};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::{Map, Value};
-use storycore_types::{Job, JobState, JobTarget, ParameterType, WorkflowTemplate};
+use storycore_types::{
+    Job, JobState, JobTarget, ParameterMark, ParameterType, TemplateDraft, WorkflowFile,
+    WorkflowInput, WorkflowTemplate,
+};
 
 /// Run a template or an imported API-format workflow on the fleet, and watch
 /// the queue: each job's instance, state, progress, outputs and errors.
@@ -15,14 +18,22 @@ pub fn WorkflowsView() -> impl IntoView {
     let values = RwSignal::new(Map::<String, Value>::new());
     let target = RwSignal::new(String::from("auto"));
     let imported = RwSignal::new(String::new());
-    spawn_local(async move {
-        if let Ok(list) = api::list_templates().await {
-            if let Some(first) = list.first() {
-                chosen.set(first.id.clone());
+    // Reloads the template list; `select` is chosen when given, else the first.
+    let reload = move |select: Option<String>| {
+        spawn_local(async move {
+            if let Ok(list) = api::list_templates().await {
+                let pick = select
+                    .filter(|id| list.iter().any(|t| &t.id == id))
+                    .or_else(|| list.first().map(|t| t.id.clone()));
+                templates.set(list);
+                values.set(Map::new());
+                if let Some(id) = pick {
+                    chosen.set(id);
+                }
             }
-            templates.set(list);
-        }
-    });
+        });
+    };
+    reload(None);
     let template =
         Memo::new(move |_| templates.with(|l| l.iter().find(|t| t.id == chosen.get()).cloned()));
     // Newest first.
@@ -70,7 +81,7 @@ pub fn WorkflowsView() -> impl IntoView {
                         view! {
                             <label class="field">
                                 <span>{p.name.clone()}</span>
-                                <input data-param=p.name.clone() value=shown on:input=move |ev| {
+                                <input data-param=p.name.clone() prop:value=shown on:input=move |ev| {
                                     let raw = event_target_value(&ev);
                                     let v = match kind {
                                         ParameterType::Int => raw.trim().parse::<i64>().map(Value::from).unwrap_or(Value::String(raw)),
@@ -94,6 +105,17 @@ pub fn WorkflowsView() -> impl IntoView {
                         </select>
                     </label>
                     <button class="primary" id="run-template" on:click=run_template>"Run"</button>
+                    <Show when=move || template.with(|t| t.as_ref().is_some_and(|t| !t.built_in))>
+                        <button id="delete-template" on:click=move |_| {
+                            let id = chosen.get_untracked();
+                            run_action(fleet, async move {
+                                api::delete_template(&id).await?;
+                                reload(None);
+                                Ok(())
+                            });
+                        }>"Delete template"</button>
+                    </Show>
+                    <ImportTemplate on_saved=Callback::new(move |id: String| reload(Some(id)))/>
                     <h3>"Or paste an API-format workflow"</h3>
                     <textarea id="workflow-json" placeholder="{\"1\": {\"class_type\": ...}}"
                         on:input=move |ev| imported.set(event_target_value(&ev))></textarea>
@@ -202,5 +224,155 @@ fn OutputThumbnail(job_id: String, index: usize, filename: String) -> impl IntoV
                 </div>
             </Show>
         </figure>
+    }
+}
+
+/// One input of the imported workflow, as a row the user can mark.
+#[derive(Clone)]
+struct MarkRow {
+    input: WorkflowInput,
+    marked: RwSignal<bool>,
+    name: RwSignal<String>,
+}
+
+/// Import a workflow file, mark the inputs that become parameters, name it,
+/// save it as a template.
+#[component]
+fn ImportTemplate(on_saved: Callback<String>) -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let path = RwSignal::new(String::new());
+    let loaded = RwSignal::new(None::<WorkflowFile>);
+    let rows = RwSignal::new(Vec::<MarkRow>::new());
+    let name = RwSignal::new(String::new());
+    let saved = RwSignal::new(None::<String>);
+    let load = move || {
+        let p = path.get_untracked();
+        saved.set(None);
+        run_action(fleet, async move {
+            let file = api::read_workflow_file(&p).await?;
+            let mut seen = std::collections::HashSet::new();
+            let list = file
+                .inputs
+                .iter()
+                .map(|i| {
+                    // Inputs of the same name on two nodes get the node's id too.
+                    let n = if seen.insert(i.input.clone()) {
+                        i.input.clone()
+                    } else {
+                        format!("{}_{}", i.input, i.node_id)
+                    };
+                    MarkRow {
+                        input: i.clone(),
+                        marked: RwSignal::new(false),
+                        name: RwSignal::new(n),
+                    }
+                })
+                .collect();
+            if name.get_untracked().trim().is_empty() {
+                let stem = std::path::Path::new(&file.path)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().replace(['_', '-'], " "))
+                    .unwrap_or_default();
+                name.set(stem);
+            }
+            rows.set(list);
+            loaded.set(Some(file));
+            Ok(())
+        });
+    };
+    let browse = move |_| {
+        run_action(fleet, async move {
+            if let Some(p) = api::pick_workflow_file().await? {
+                path.set(p);
+                load();
+            }
+            Ok(())
+        })
+    };
+    let save = move |_| {
+        let Some(file) = loaded.get_untracked() else {
+            return;
+        };
+        let parameters = rows
+            .get_untracked()
+            .iter()
+            .filter(|r| r.marked.get_untracked())
+            .map(|r| ParameterMark {
+                name: r.name.get_untracked().trim().to_string(),
+                node_id: r.input.node_id.clone(),
+                input: r.input.input.clone(),
+                kind: None,
+                description: None,
+            })
+            .collect();
+        let draft = TemplateDraft {
+            name: name.get_untracked(),
+            description: None,
+            workflow: file.workflow,
+            parameters,
+        };
+        run_action(fleet, async move {
+            let t = api::create_template(&draft).await?;
+            saved.set(Some(format!(
+                "Saved \"{}\" with {} parameter(s).",
+                t.name,
+                t.parameters.len()
+            )));
+            loaded.set(None);
+            rows.set(Vec::new());
+            name.set(String::new());
+            on_saved.run(t.id);
+            Ok(())
+        });
+    };
+    view! {
+        <h3>"Import a workflow as a template"</h3>
+        <p class="muted">"A workflow saved with ComfyUI's \"Save (API)\"; mark the inputs to fill in at each run."</p>
+        <span class="with-button">
+            <input id="import-path" placeholder="/home/me/workflow_api.json" prop:value=move || path.get()
+                on:input=move |ev| path.set(event_target_value(&ev))/>
+            <button id="import-browse" on:click=browse>"Browse\u{2026}"</button>
+            <button id="import-load" on:click=move |_| load()>"Load"</button>
+        </span>
+        <p class="ok" id="import-saved">{move || saved.get().unwrap_or_default()}</p>
+        <Show when=move || loaded.with(Option::is_some)>
+            <table class="import-inputs" id="import-inputs">
+                <thead><tr><th>"Parameter"</th><th>"Node"</th><th>"Input"</th><th>"Value"</th><th>"Name"</th></tr></thead>
+                <tbody>
+                    {move || rows.get().into_iter().map(|r| {
+                        let i = r.input.clone();
+                        view! {
+                            <tr data-node=i.node_id.clone() data-input=i.input.clone()>
+                                <td><input type="checkbox" class="mark" prop:checked=move || r.marked.get()
+                                    on:change=move |ev| r.marked.set(event_target_checked(&ev))/></td>
+                                <td>{format!("#{} {}", i.node_id, i.class_type)}</td>
+                                <td>{i.input.clone()}</td>
+                                <td class="value">{format_value(&i)}</td>
+                                <td><input class="param-name" prop:value=move || r.name.get()
+                                    on:input=move |ev| r.name.set(event_target_value(&ev))/></td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <label class="field">
+                <span>"Template name"</span>
+                <input id="import-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
+            </label>
+            <button class="primary" id="import-save" on:click=save>"Save as template"</button>
+        </Show>
+    }
+}
+
+/// A value as the table shows it: strings unquoted and cut short.
+fn format_value(i: &WorkflowInput) -> String {
+    let s = match (&i.value, i.kind) {
+        (Value::String(s), ParameterType::String) => s.clone(),
+        (v, _) => v.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}\u{2026}", s.chars().take(60).collect::<String>())
+    } else {
+        s
     }
 }
