@@ -83,6 +83,8 @@ if [ -z "$ok" ]; then
   cat "$work/app.log" >&2
   echo "Xvfb's log:" >&2
   cat "$work/xvfb.log" >&2
+  echo "the display as a client sees it (xdpyinfo):" >&2
+  xdpyinfo 2>&1 | head -n 15 >&2 || true
   exit 1
 fi
 # Debian's ImageMagick, not whatever else is called convert earlier on PATH.
