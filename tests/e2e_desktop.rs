@@ -124,14 +124,8 @@ async fn folder_picker_open_log_and_output_and_the_live_log() {
     })
     .await;
     app.click("#editor-comfyui-path-browse").await;
-    let win = app.wait_window("Choose the ComfyUI folder").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    app.xdotool(&["windowfocus", "--sync", &win]);
-    app.xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    app.xdotool(&["type", "--delay", "20", &target.display().to_string()]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    app.xdotool(&["key", "Return"]);
+    app.choose_in_file_dialog("Choose the ComfyUI folder", &target)
+        .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v = app.value("#editor-comfyui-path").await;

@@ -9,14 +9,6 @@ use std::time::Duration;
 use support::standin::StandIn;
 use support::App;
 
-async fn fill(app: &App, css: &str, text: &str) {
-    let el = app.client.find(Locator::Css(css)).await.unwrap();
-    el.clear().await.unwrap();
-    if !text.is_empty() {
-        el.send_keys(text).await.unwrap();
-    }
-}
-
 async fn card_text(app: &App, id: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     app.wait_text(&format!(".instance-card[data-id='{id}']"), what, pred)
         .await
@@ -26,9 +18,9 @@ async fn add_instance(app: &App, name: &str, port: u16) {
     app.click("#add-instance").await;
     app.wait_text("#instance-editor h2", "the editor", |t| t == "Add instance")
         .await;
-    fill(app, "#editor-name", name).await;
-    fill(app, "#editor-host", "127.0.0.1").await;
-    fill(app, "#editor-port", &port.to_string()).await;
+    app.fill("#editor-name", name).await;
+    app.fill("#editor-host", "127.0.0.1").await;
+    app.fill("#editor-port", &port.to_string()).await;
     app.click("#editor-test").await;
     app.wait_text("#test-connection-result", "a reached server", |t| {
         t.contains("answered") && t.contains("ComfyUI")
@@ -51,9 +43,9 @@ async fn add_start_switch_search_fail_and_delete() {
 
     // Bad input: every problem shows next to its field and nothing is saved.
     app.click("#empty-add").await;
-    fill(&app, "#editor-name", "").await;
-    fill(&app, "#editor-host", "http://bad host/").await;
-    fill(&app, "#editor-port", "0").await;
+    app.fill("#editor-name", "").await;
+    app.fill("#editor-host", "http://bad host/").await;
+    app.fill("#editor-port", "0").await;
     app.click("#editor-save").await;
     for field in ["name", "host", "port"] {
         app.wait_text(
@@ -131,12 +123,12 @@ async fn add_start_switch_search_fail_and_delete() {
         t.contains("GPU 1") && !t.contains("GPU 0")
     })
     .await;
-    fill(&app, "#instance-search", "no such box").await;
+    app.fill("#instance-search", "no such box").await;
     app.wait_text("#no-match", "the no-match line", |t| {
         t.contains("no such box")
     })
     .await;
-    fill(&app, "#instance-search", "").await;
+    app.fill("#instance-search", "").await;
 
     // Filters: nothing is stopped; both are running and remote.
     let status = app

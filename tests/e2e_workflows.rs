@@ -7,10 +7,10 @@ use serde_json::json;
 use support::standin::StandIn;
 use support::App;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
+/// The app with one attached stand-in, "GPU 0" (`instance_001`), started.
+async fn app_with_one_instance(name: &str) -> (StandIn, App) {
     let server = StandIn::start();
-    let app = App::launch("workflows", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    let app = App::launch(name, &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
     app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
         .await;
     app.invoke(
@@ -22,6 +22,12 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
     app.invoke("start_instance", json!({"id": "instance_001"}))
         .await
         .unwrap();
+    (server, app)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
+    let (_server, app) = app_with_one_instance("workflows").await;
     app.wait_text(".instance-card[data-id='instance_001']", "running", |t| {
         t.contains("running") && t.contains("healthy")
     })
@@ -82,19 +88,7 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
 /// in ComfyUI's editor format is refused with the reason and nothing saved.
 #[tokio::test(flavor = "multi_thread")]
 async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
-    let server = StandIn::start();
-    let app = App::launch("workflows_import", &[]).await;
-    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
-        .await;
-    app.invoke(
-        "create_instance",
-        json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
-    )
-    .await
-    .unwrap();
-    app.invoke("start_instance", json!({"id": "instance_001"}))
-        .await
-        .unwrap();
+    let (_server, app) = app_with_one_instance("workflows_import").await;
 
     let files = tempfile::tempdir().unwrap();
     let editor_format = files.path().join("editor.json");
@@ -127,14 +121,8 @@ async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
 
     // The file chooser: type the path (Ctrl+L) and press Return, as a user would.
     app.click("#import-browse").await;
-    let win = app.wait_window("Import a workflow \\(API format\\)").await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    app.xdotool(&["windowfocus", "--sync", &win]);
-    app.xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    app.xdotool(&["type", "--delay", "20", &good.display().to_string()]);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    app.xdotool(&["key", "Return"]);
+    app.choose_in_file_dialog("Import a workflow \\(API format\\)", &good)
+        .await;
     let inputs = app
         .wait_text("#import-inputs", "the workflow's inputs", |t| {
             t.contains("EmptyImage") && t.contains("filename_prefix")
@@ -151,22 +139,8 @@ async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
     app.click("tr[data-node='2'][data-input='filename_prefix'] .mark")
         .await;
     let prefix_name = "tr[data-node='2'][data-input='filename_prefix'] .param-name";
-    app.client
-        .find(fantoccini::Locator::Css(prefix_name))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    app.type_into(prefix_name, "prefix").await;
-    app.client
-        .find(fantoccini::Locator::Css("#import-name"))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    app.type_into("#import-name", "Tiny canvas").await;
+    app.fill(prefix_name, "prefix").await;
+    app.fill("#import-name", "Tiny canvas").await;
     app.save_screenshot_as("workflows_import_form").await;
     app.click("#import-save").await;
     app.wait_text("#import-saved", "the saved note", |t| {
@@ -192,14 +166,7 @@ async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
     app.wait_text(".run-form", "its fields", |t| t.contains("prefix"))
         .await;
     let prefix_field = "input[data-param='prefix']";
-    app.client
-        .find(fantoccini::Locator::Css(prefix_field))
-        .await
-        .unwrap()
-        .clear()
-        .await
-        .unwrap();
-    app.type_into(prefix_field, "imported").await;
+    app.fill(prefix_field, "imported").await;
     app.click("#run-template").await;
     app.wait_text("#job-list", "the template's job with its output", |t| {
         t.contains("succeeded") && t.contains("imported")

@@ -275,6 +275,32 @@ impl App {
             .unwrap();
     }
 
+    /// Replaces the text of an input, as a user selecting all and typing.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {css} to fill: {e}", self.name));
+        el.clear().await.unwrap();
+        if !text.is_empty() {
+            el.send_keys(text).await.unwrap();
+        }
+    }
+
+    /// Answers GTK's file or folder chooser titled `title` (a regex) with
+    /// `path`, as a user would: Ctrl+L, type the path, Return.
+    pub async fn choose_in_file_dialog(&self, title: &str, path: &Path) {
+        let win = self.wait_window(title).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.xdotool(&["windowfocus", "--sync", &win]);
+        self.xdotool(&["key", "--clearmodifiers", "ctrl+l"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.xdotool(&["type", "--delay", "20", &path.display().to_string()]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.xdotool(&["key", "Return"]);
+    }
+
     /// The current `value` of an input (the property, as the user sees it).
     pub async fn value(&self, css: &str) -> String {
         self.client

@@ -167,6 +167,20 @@ async fn cancel_a_queued_and_a_running_job() {
     fleet.queue.shutdown().await;
 }
 
+/// The prompt ended on its instance without succeeding: it was interrupted
+/// there, not just forgotten by the queue.
+async fn assert_interrupted_there(s: &StandIn, prompt_id: &str) {
+    let client = storycore_core::client::ComfyClient::from_endpoint(&s.url()).unwrap();
+    let h = wait_for(LONG, "the interrupted prompt in history", || async {
+        client.history(prompt_id).await.ok().flatten()
+    })
+    .await;
+    assert!(
+        !h.succeeded(),
+        "prompt {prompt_id} was not stopped on its instance"
+    );
+}
+
 #[tokio::test]
 async fn a_job_past_the_instance_timeout_is_interrupted_and_failed() {
     let s = StandIn::builder()
@@ -185,16 +199,7 @@ async fn a_job_past_the_instance_timeout_is_interrupted_and_failed() {
     let msg = failed.error.unwrap().message;
     assert!(msg.contains("timed out after 1000 ms"), "{msg}");
     assert!(msg.contains("interrupted"), "{msg}");
-    let client = storycore_core::client::ComfyClient::from_endpoint(&s.url()).unwrap();
-    let h = wait_for(LONG, "the interrupted prompt in history", || async {
-        client
-            .history(failed.prompt_id.as_deref().unwrap())
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
-    assert!(!h.succeeded());
+    assert_interrupted_there(&s, failed.prompt_id.as_deref().unwrap()).await;
     assert!(outputs_with_prefix(&s, "slow").is_empty());
     fleet.queue.shutdown().await;
 }
@@ -298,16 +303,7 @@ async fn a_job_without_progress_is_stalled_one_with_progress_is_not() {
         took < chrono::Duration::seconds(30),
         "stalled long before the 60 s timeout: {took}"
     );
-    let client = storycore_core::client::ComfyClient::from_endpoint(&silent.url()).unwrap();
-    let h = wait_for(LONG, "the interrupted prompt in history", || async {
-        client
-            .history(failed.prompt_id.as_deref().unwrap())
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
-    assert!(!h.succeeded(), "it was stopped on its instance");
+    assert_interrupted_there(&silent, failed.prompt_id.as_deref().unwrap()).await;
     assert!(outputs_with_prefix(&silent, "stalled").is_empty());
 
     let done = fleet.wait_state(&slow.id, JobState::Succeeded, LONG).await;
