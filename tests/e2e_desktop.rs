@@ -79,16 +79,46 @@ async fn folder_picker_open_log_and_output_and_the_live_log() {
         t.contains("To see the GUI go to")
     })
     .await;
-    app.invoke(
-        "submit_template",
-        json!({"templateId": "builtin-smoke-test", "values": {}, "target": {"kind": "instance", "id": "instance_001"}}),
-    )
-    .await
-    .unwrap();
-    app.wait_text("#details-log", "the job's lines, live", |t| {
-        t.contains("got prompt") && t.contains("Prompt executed in")
+    // Enough jobs for the log to outgrow its box.
+    for n in 0..6 {
+        app.invoke(
+            "submit_template",
+            json!({"templateId": "builtin-smoke-test", "values": {"width": 64 + n},
+                   "target": {"kind": "instance", "id": "instance_001"}}),
+        )
+        .await
+        .unwrap();
+    }
+    app.wait_text("#details-log", "the jobs' lines, live", |t| {
+        t.contains("got prompt") && t.matches("Prompt executed in").count() == 6
     })
     .await;
+    // Following keeps the newest line in sight.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (overflow, gap) = app
+            .client
+            .execute(
+                "const e = document.querySelector('#details-log');\
+                 return [e.scrollHeight - e.clientHeight, e.scrollHeight - e.clientHeight - e.scrollTop];",
+                vec![],
+            )
+            .await
+            .map(|v| (v[0].as_f64().unwrap(), v[1].as_f64().unwrap()))
+            .unwrap();
+        assert!(
+            overflow > 20.0,
+            "the log should outgrow its box: {overflow}"
+        );
+        if gap <= 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log is {gap}px above its end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.save_screenshot_as("details_live_log").await;
 
     // Open log and Open output folder: the opener gets this instance's files.

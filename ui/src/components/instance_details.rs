@@ -122,13 +122,17 @@ pub fn InstanceDetails() -> impl IntoView {
             log.update(|v| v.join(&b));
         }
     });
-    // Following keeps the newest line in sight.
+    // Following keeps the newest line in sight: scrolled after the next
+    // paint, when the new lines are in the DOM.
     Effect::new(move |_| {
         log.track();
+        log_box.track();
         if follow.get() {
-            if let Some(el) = log_box.get() {
-                el.set_scroll_top(el.scroll_height());
-            }
+            request_animation_frame(move || {
+                if let Some(el) = log_box.get_untracked() {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            });
         }
     });
     let open = move |what: InstancePath| {
