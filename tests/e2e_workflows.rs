@@ -133,6 +133,12 @@ async fn import_a_workflow_mark_parameters_run_and_delete_the_template() {
         "a link is not offered: {inputs}"
     );
     assert_eq!(app.value("#import-name").await, "tiny canvas api");
+    // Run once as it is, before making it a template.
+    app.click("#import-run").await;
+    app.wait_text("#job-list", "the workflow's own job", |t| {
+        t.contains("succeeded") && t.contains("canvas_")
+    })
+    .await;
 
     app.click("tr[data-node='1'][data-input='width'] .mark")
         .await;

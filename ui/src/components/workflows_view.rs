@@ -43,7 +43,7 @@ pub fn WorkflowsView() -> impl IntoView {
             .with(|l| l.iter().rev().map(|j| j.id.clone()).collect());
         ids
     });
-    let job_target = move || match target.get().as_str() {
+    let job_target = move || match target.get_untracked().as_str() {
         "auto" => JobTarget::Auto,
         "active" => JobTarget::Active,
         id => JobTarget::Instance { id: id.to_string() },
@@ -115,7 +115,8 @@ pub fn WorkflowsView() -> impl IntoView {
                             });
                         }>"Delete template"</button>
                     </Show>
-                    <ImportTemplate on_saved=Callback::new(move |id: String| reload(Some(id)))/>
+                    <ImportTemplate on_saved=Callback::new(move |id: String| reload(Some(id)))
+                        target=Callback::new(move |_: ()| job_target())/>
                     <h3>"Or paste an API-format workflow"</h3>
                     <textarea id="workflow-json" placeholder="{\"1\": {\"class_type\": ...}}"
                         on:input=move |ev| imported.set(event_target_value(&ev))></textarea>
@@ -238,7 +239,7 @@ struct MarkRow {
 /// Import a workflow file, mark the inputs that become parameters, name it,
 /// save it as a template.
 #[component]
-fn ImportTemplate(on_saved: Callback<String>) -> impl IntoView {
+fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let path = RwSignal::new(String::new());
     let loaded = RwSignal::new(None::<WorkflowFile>);
@@ -360,6 +361,14 @@ fn ImportTemplate(on_saved: Callback<String>) -> impl IntoView {
                 <input id="import-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
             </label>
             <button class="primary" id="import-save" on:click=save>"Save as template"</button>
+            <button id="import-run" title="Run the workflow once as it is, on the target chosen above"
+                on:click=move |_| {
+                    let Some(file) = loaded.get_untracked() else { return };
+                    let tg = target.run(());
+                    run_action(fleet, async move {
+                        api::submit_workflow(&file.workflow.to_string(), &tg).await.map(|_| ())
+                    });
+                }>"Run once as is"</button>
         </Show>
     }
 }
