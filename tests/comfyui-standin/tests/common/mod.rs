@@ -16,7 +16,7 @@ pub fn fixtures() -> PathBuf {
     std::env::var_os("COMFYUI_API_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/comfyui-api")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../comfyui-api")
         })
 }
 
