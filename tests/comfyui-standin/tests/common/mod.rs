@@ -15,9 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_comfyui-standin");
 pub fn fixtures() -> PathBuf {
     std::env::var_os("COMFYUI_API_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../comfyui-api")
-        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../comfyui-api"))
 }
 
 pub fn read_json(rel: &str) -> Value {
