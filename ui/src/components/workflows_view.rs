@@ -338,7 +338,7 @@ fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -
         <p class="ok" id="import-saved">{move || saved.get().unwrap_or_default()}</p>
         <Show when=move || loaded.with(Option::is_some)>
             <table class="import-inputs" id="import-inputs">
-                <thead><tr><th>"Parameter"</th><th>"Node"</th><th>"Input"</th><th>"Value"</th><th>"Name"</th></tr></thead>
+                <thead><tr><th title="Make this input a parameter">"Use"</th><th>"Node"</th><th>"Input"</th><th>"Value"</th><th>"Name"</th></tr></thead>
                 <tbody>
                     {move || rows.get().into_iter().map(|r| {
                         let i = r.input.clone();
