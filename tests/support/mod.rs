@@ -42,13 +42,7 @@ impl Drop for Group {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use standin::free_port;
 
 /// A private X server. Tests never share a display, so screenshots show one app.
 pub struct Display {

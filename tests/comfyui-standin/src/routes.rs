@@ -498,15 +498,7 @@ async fn userdata(
         )
             .into_response();
     }
-    let mut names: Vec<String> = std::fs::read_dir(&path)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    json_ok(&json!(names))
+    json_ok(&json!(sorted_names(&path)))
 }
 
 async fn folder_paths(State(app): State<Arc<App>>) -> Response {
@@ -519,6 +511,12 @@ async fn internal_files(State(app): State<Arc<App>>, Path(kind): Path<String>) -
     let Some(dir) = app.dirs.by_type(&kind) else {
         return empty(StatusCode::BAD_REQUEST);
     };
+    json_ok(&json!(sorted_names(dir)))
+}
+
+/// The names in a folder, sorted (empty when it cannot be read), as ComfyUI
+/// lists user data and internal files.
+fn sorted_names(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
@@ -527,7 +525,7 @@ async fn internal_files(State(app): State<Arc<App>>, Path(kind): Path<String>) -
         })
         .unwrap_or_default();
     names.sort();
-    json_ok(&json!(names))
+    names
 }
 
 #[cfg(test)]

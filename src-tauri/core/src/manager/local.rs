@@ -5,7 +5,7 @@
 
 use super::{Action, InstanceManager, ManagerError};
 use crate::supervisor::{
-    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, LogFollower,
+    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, LogBatch, LogFollower,
     ProcessRecord, SupervisorEvent, SupervisorHandle,
 };
 use crate::telemetry;
@@ -138,20 +138,7 @@ impl InstanceManager {
         let reg = self.lock();
         let e = reg.get(id).ok_or_else(|| super::not_found(id))?;
         let w = e.process.as_ref().map(|p| p.log().window(lines));
-        Ok(match w {
-            Some(w) => LogLines {
-                instance_id: id.to_string(),
-                session: w.session,
-                first: w.first,
-                lines: w.lines,
-            },
-            None => LogLines {
-                instance_id: id.to_string(),
-                session: 0,
-                first: 0,
-                lines: Vec::new(),
-            },
-        })
+        Ok(log_lines(id, w.unwrap_or_default()))
     }
 
     /// Where a local instance keeps what the user may want to open: ComfyUI's
@@ -280,18 +267,23 @@ pub(super) async fn end_process(p: Arc<SupervisorHandle>) {
     }
 }
 
+/// A log batch as the UI receives it.
+fn log_lines(id: &str, b: LogBatch) -> LogLines {
+    LogLines {
+        instance_id: id.to_string(),
+        session: b.session,
+        first: b.first,
+        lines: b.lines,
+    }
+}
+
 /// Pushes a local instance's new log lines to the UI, at most a few batches
 /// a second (a chatty ComfyUI must not flood the event channel). Ends when
 /// the process's log is dropped or the manager is gone.
 async fn follow_log(inner: std::sync::Weak<super::Inner>, id: String, mut log: LogFollower) {
     while let Some(batch) = log.next_batch().await {
         let Some(inner) = inner.upgrade() else { return };
-        InstanceManager { inner }.emit(AppEvent::LogLines(LogLines {
-            instance_id: id.clone(),
-            session: batch.session,
-            first: batch.first,
-            lines: batch.lines,
-        }));
+        InstanceManager { inner }.emit(AppEvent::LogLines(log_lines(&id, batch)));
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

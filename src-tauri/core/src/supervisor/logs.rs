@@ -274,7 +274,8 @@ pub struct LogFollower {
 /// Consecutive lines of one log: `first` is the number of the first (lines
 /// count from 0 when the log opens). A batch whose `first` is past the end of
 /// the previous one means lines left the in-memory tail before being read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default (session 0, no lines) stands for "no log": an attached instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogBatch {
     pub session: u64,
     pub first: u64,
