@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use storycore_core::dispatch::JobQueue;
+use storycore_core::manager::InstanceManager;
 use storycore_core::store::atomic_write;
-use storycore_types::{ApiError, AppSettings, ErrorCode};
+use storycore_types::{ApiError, AppSettings, ErrorCode, FieldError};
 
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -72,10 +74,56 @@ pub fn get_settings(store: tauri::State<'_, SettingsStore>) -> AppSettings {
     store.get()
 }
 
+/// Checks, saves and applies new settings: "keep instances running" goes to
+/// the process guardian at once, new retention limits prune at once.
 #[tauri::command]
-pub fn set_settings(
+pub async fn set_settings(
     store: tauri::State<'_, SettingsStore>,
+    manager: tauri::State<'_, InstanceManager>,
+    queue: tauri::State<'_, JobQueue>,
     settings: AppSettings,
 ) -> Result<(), ApiError> {
-    store.set(settings)
+    check(&settings)?;
+    store.set(settings.clone())?;
+    manager.set_keep_running(settings.keep_instances_running);
+    queue
+        .set_retention(crate::shell::retention_of(&settings))
+        .await;
+    Ok(())
+}
+
+/// The limits of the retention settings, said in the refusal.
+fn check(s: &AppSettings) -> Result<(), ApiError> {
+    let mut fields = Vec::new();
+    if !(1..=3650).contains(&s.job_retention_days) {
+        fields.push(FieldError::new(
+            "jobRetentionDays",
+            format!(
+                "{} days is out of range: keep finished jobs from 1 to 3650 days",
+                s.job_retention_days
+            ),
+        ));
+    }
+    if !(1..=1_000_000).contains(&s.max_finished_jobs) {
+        fields.push(FieldError::new(
+            "maxFinishedJobs",
+            format!(
+                "{} jobs is out of range: keep from 1 to 1000000 finished jobs",
+                s.max_finished_jobs
+            ),
+        ));
+    }
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        ErrorCode::InvalidInput,
+        fields
+            .iter()
+            .map(|f| f.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    e.fields = fields;
+    Err(e)
 }

@@ -5,12 +5,14 @@ mod commands;
 mod events;
 mod heartbeat;
 mod notifier;
+mod signals;
 mod tray;
 
 use crate::app_settings::{self, SettingsStore};
 use crate::paths::AppPaths;
 use crate::settings::EnvSettings;
-use storycore_core::dispatch::{DispatchOptions, JobQueue};
+use std::sync::Mutex;
+use storycore_core::dispatch::{DispatchOptions, JobQueue, Retention};
 use storycore_core::manager::{InstanceManager, ManagerOptions};
 use tauri::Manager;
 
@@ -18,6 +20,29 @@ pub use events::emit;
 
 /// Label of the one main window (see tauri.conf.json).
 pub const MAIN_WINDOW: &str = "main";
+
+/// What starting found that the user should read once (a config recovered
+/// from its backup, a migration, read-only mode, jobs recovered or pruned):
+/// the UI takes them when it loads, and they are then gone.
+#[derive(Default)]
+pub struct StartupNotices(pub Mutex<Vec<String>>);
+
+impl StartupNotices {
+    pub fn add(&self, notice: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice);
+    }
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The retention settings as the job queue takes them.
+pub(crate) fn retention_of(s: &storycore_types::AppSettings) -> Retention {
+    Retention::from_settings(s.job_retention_days, s.max_finished_jobs)
+}
 
 /// Builds and runs the Tauri app until the user quits.
 pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
@@ -38,6 +63,29 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     if let Some(m) = &report.migration {
         tracing::info!(?m, "single-instance config looked at");
     }
+    let notices = StartupNotices::default();
+    for n in &report.notices {
+        notices.add(n.clone());
+    }
+    if report.read_only {
+        notices.add(
+            "comfyui_instances.json was written by a newer StoryCore Engine: this version shows \
+             your instances but will not change them; update the app"
+                .into(),
+        );
+    }
+    if let Some(m) = report.migration.as_ref().filter(|m| m.migrated) {
+        notices.add(format!(
+            "your single-server settings (comfyui.json) were turned into {} instance(s)",
+            m.instances_created
+        ));
+    }
+    let current = settings_store.get();
+    manager.set_keep_running(current.keep_instances_running);
+    let dispatch_options = DispatchOptions {
+        retention: retention_of(&current),
+        ..DispatchOptions::default()
+    };
     let app = tauri::Builder::default()
         // Must be the first plugin: a second launch hands its arguments to this
         // process and exits before anything else starts.
@@ -51,7 +99,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .manage(settings_store)
         .manage(paths)
         .manage(manager.clone())
-        .manage(report)
+        .manage(notices)
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::instances::list_instances,
@@ -72,7 +120,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::get_instance_stats,
             commands::instances::export_instances,
             commands::instances::import_instances,
-            commands::instances::startup_notices,
+            commands::instances::take_startup_notices,
             commands::instances::test_connection,
             commands::instances::get_health_history,
             commands::instances::get_instance_log,
@@ -104,25 +152,19 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             // The job queue spawns its tasks on Tauri's runtime; jobs left in
             // flight by a previous run are looked up on their instances now.
             let (queue, recovered) = tauri::async_runtime::block_on(async {
-                JobQueue::open(manager.clone(), &config_dir, DispatchOptions::default())
+                JobQueue::open(manager.clone(), &config_dir, dispatch_options)
             })
             .map_err(|e| format!("cannot open the job queue: {e}"))?;
             for n in &recovered.notices {
                 tracing::warn!("{n}");
+                app.state::<StartupNotices>().add(n.clone());
             }
             let q = queue.clone();
-            manager.set_load_source(std::sync::Arc::new(move || {
-                let mut in_flight = std::collections::HashMap::new();
-                for job in q.list() {
-                    if let (true, Some(id)) = (job.state.is_in_flight(), job.instance_id) {
-                        *in_flight.entry(id).or_insert(0u32) += 1;
-                    }
-                }
-                in_flight
-            }));
+            manager.set_load_source(std::sync::Arc::new(move || q.in_flight()));
             app.manage(queue);
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());
+            signals::quit_on_signals(app.handle().clone());
             let m = manager.clone();
             tauri::async_runtime::spawn(async move {
                 // Re-attach before autoStart, so a kept process is not started twice.

@@ -23,6 +23,7 @@ fn kind_key(k: &AlertKind) -> &'static str {
         AlertKind::HighErrorRate { .. } => "highErrorRate",
         AlertKind::ResourceHigh { .. } => "resourceHigh",
         AlertKind::NoAnswer { .. } => "noAnswer",
+        AlertKind::StartTimedOut { .. } => "startTimedOut",
     }
 }
 
@@ -35,6 +36,7 @@ fn title(k: &AlertKind) -> &'static str {
         AlertKind::HighErrorRate { .. } => "ComfyUI instance: many errors",
         AlertKind::ResourceHigh { .. } => "ComfyUI instance: resource above 90%",
         AlertKind::NoAnswer { .. } => "ComfyUI instance not answering",
+        AlertKind::StartTimedOut { .. } => "ComfyUI instance did not start",
     }
 }
 

@@ -28,7 +28,8 @@ pub enum AppEvent {
         health: InstanceHealth,
     },
     Alert(Alert),
-    /// A job was accepted, or its state, instance, outputs or error changed.
+    /// A job was accepted, or its state, instance, outputs or error changed
+    /// (without its workflow: [`Job::summary`]).
     JobUpdated(Box<Job>),
     /// A step within the node a job is executing (sent often: not saved).
     #[serde(rename_all = "camelCase")]
@@ -43,6 +44,20 @@ pub enum AppEvent {
     },
     /// New lines of a local instance's ComfyUI log (batched, a few per second).
     LogLines(LogLines),
+    /// Everything at once, sent when events were skipped (the UI fell
+    /// behind): the UI replaces its instances and jobs with these.
+    Snapshot(Box<Snapshot>),
+}
+
+/// The whole state the UI shows, at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub instances: Vec<Instance>,
+    /// The active instance as the backend resolves it.
+    pub active: Option<String>,
+    /// Every job, in submission order, without workflows.
+    pub jobs: Vec<Job>,
 }
 
 /// Numbered lines of one instance's log. `session` changes when the process

@@ -67,7 +67,7 @@ pub enum AlertKind {
     BecameUnhealthy,
     /// Health came back to healthy after being degraded or unhealthy.
     Recovered,
-    /// More than 5 failed probes or errors in the last minute.
+    /// More than 5 errors (failed probes and failed workflows) in the last minute.
     HighErrorRate { errors_per_minute: u32 },
     /// A resource above 90%.
     ResourceHigh { resource: String, percent: f64 },
@@ -77,6 +77,32 @@ pub enum AlertKind {
     Crashed { summary: String },
     /// A local ComfyUI crashed too often: the app stopped restarting it.
     GaveUp { starts: u32 },
+    /// The instance did not answer within its start timeout.
+    StartTimedOut { seconds: u64 },
+}
+
+/// How an alert is shown: information goes away by itself, errors stay until
+/// the user dismisses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl AlertKind {
+    pub fn severity(&self) -> Severity {
+        match self {
+            AlertKind::Recovered => Severity::Info,
+            AlertKind::HighErrorRate { .. } | AlertKind::ResourceHigh { .. } => Severity::Warning,
+            AlertKind::BecameUnhealthy
+            | AlertKind::NoAnswer { .. }
+            | AlertKind::Crashed { .. }
+            | AlertKind::GaveUp { .. }
+            | AlertKind::StartTimedOut { .. } => Severity::Error,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

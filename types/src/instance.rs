@@ -11,6 +11,11 @@ use std::collections::BTreeMap;
 pub const DEFAULT_HOST: &str = "localhost";
 pub const DEFAULT_MAX_CONCURRENT_WORKFLOWS: u32 = 1;
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+/// How long a local ComfyUI may take to answer after its launch (many custom
+/// nodes take minutes) before the app counts the start as failed.
+pub const DEFAULT_LOCAL_START_TIMEOUT_MS: u64 = 300_000;
+/// The same for an attached server: it is already running, or it is not.
+pub const DEFAULT_REMOTE_START_TIMEOUT_MS: u64 = 60_000;
 
 /// `http` or `https`, for remote instances behind a proxy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,6 +84,10 @@ pub struct InstanceConfig {
     /// Name of the OS-keyring entry holding this instance's API key (never the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_ref: Option<String>,
+    /// Time from start to the first answer before the start counts as failed.
+    /// Default 300000 for a local instance, 60000 for an attached one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout_ms: Option<u64>,
 }
 
 impl InstanceConfig {
@@ -102,6 +111,7 @@ impl InstanceConfig {
             python_path: None,
             extra_args: None,
             api_key_ref: None,
+            start_timeout_ms: None,
         }
     }
     pub fn host(&self) -> &str {
@@ -119,6 +129,14 @@ impl InstanceConfig {
     }
     pub fn queue_monitoring(&self) -> bool {
         self.enable_queue_monitoring.unwrap_or(true)
+    }
+    /// How long a start may take to its first answer.
+    pub fn start_timeout(&self) -> u64 {
+        self.start_timeout_ms.unwrap_or(if self.is_local_launch() {
+            DEFAULT_LOCAL_START_TIMEOUT_MS
+        } else {
+            DEFAULT_REMOTE_START_TIMEOUT_MS
+        })
     }
     pub fn autostart(&self) -> bool {
         self.auto_start.unwrap_or(false)
@@ -215,6 +233,11 @@ pub struct InstanceConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub api_key_ref: Option<Option<String>>,
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_timeout_ms: Option<Option<u64>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -239,7 +262,7 @@ impl InstanceConfigPatch {
             enable_queue_monitoring
         );
         set!(auto_start, description, scheme, comfyui_path, python_path);
-        set!(extra_args, api_key_ref);
+        set!(extra_args, api_key_ref, start_timeout_ms);
     }
 }
 
@@ -285,6 +308,14 @@ pub struct Instance {
     /// Why the instance is in `error`, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
+    /// When the instance entered its current status (a card shows "starting
+    /// for 12 s").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_since: Option<DateTime<Utc>>,
+    /// While starting: the last line its ComfyUI wrote ("Loading custom
+    /// nodes..."), so the user sees the start progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_progress: Option<String>,
 }
 
 /// `comfyui_instances.json`, exactly as the seed shows it.

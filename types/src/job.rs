@@ -144,7 +144,9 @@ pub struct JobNodeError {
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: String,
-    /// The API-format workflow: `{node id: {class_type, inputs}}`.
+    /// The API-format workflow: `{node id: {class_type, inputs}}`. Null in
+    /// what events and lists carry (see [`Job::summary`]).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub workflow: Value,
     pub target: JobTarget,
     pub state: JobState,
@@ -174,6 +176,32 @@ pub struct Job {
     /// The template it was made from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+}
+
+impl Job {
+    /// The job without its workflow, as events and lists carry it: a
+    /// workflow can be megabytes, the UI never shows it, and it does not
+    /// change after submission.
+    pub fn summary(&self) -> Job {
+        Job {
+            id: self.id.clone(),
+            workflow: Value::Null,
+            target: self.target.clone(),
+            state: self.state,
+            attempts: self.attempts,
+            instance_id: self.instance_id.clone(),
+            prompt_id: self.prompt_id.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            progress: self.progress.clone(),
+            outputs: self.outputs.clone(),
+            error: self.error.clone(),
+            instances_killed: self.instances_killed.clone(),
+            template_id: self.template_id.clone(),
+        }
+    }
 }
 
 /// The type of a template parameter, for the form the UI draws.

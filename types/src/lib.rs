@@ -13,11 +13,11 @@ pub mod settings;
 
 pub use app::AppInfo;
 pub use error::{ApiError, ErrorCode, FieldError};
-pub use event::{AppEvent, Heartbeat, LogLines, APP_EVENT};
+pub use event::{AppEvent, Heartbeat, LogLines, Snapshot, APP_EVENT};
 pub use gpu::{GpuInfo, GpuList};
 pub use health::{
     Alert, AlertKind, HealthHistoryFile, HealthSample, HealthStatus, InstanceHealth, InstanceStats,
-    SystemStats,
+    Severity, SystemStats,
 };
 pub use instance::{
     ConnectionOutcome, ConnectionTest, DeviceSummary, Instance, InstanceConfig,
@@ -28,4 +28,7 @@ pub use job::{
     Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterMark,
     ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
-pub use settings::{AppSettings, NotificationSettings, TrayItem};
+pub use settings::{
+    AppSettings, NotificationSettings, TrayItem, DEFAULT_JOB_RETENTION_DAYS,
+    DEFAULT_MAX_FINISHED_JOBS,
+};

@@ -13,6 +13,7 @@ pub struct NotificationSettings {
     pub high_error_rate: bool,
     pub resource_high: bool,
     pub no_answer: bool,
+    pub start_timed_out: bool,
 }
 
 impl Default for NotificationSettings {
@@ -25,6 +26,7 @@ impl Default for NotificationSettings {
             high_error_rate: true,
             resource_high: true,
             no_answer: true,
+            start_timed_out: true,
         }
     }
 }
@@ -40,17 +42,37 @@ impl NotificationSettings {
             K::HighErrorRate { .. } => self.high_error_rate,
             K::ResourceHigh { .. } => self.resource_high,
             K::NoAnswer { .. } => self.no_answer,
+            K::StartTimedOut { .. } => self.start_timed_out,
         }
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AppSettings {
     pub notifications: NotificationSettings,
     /// On exit, leave the local ComfyUI processes running; the next launch
     /// re-attaches to them. Off by default: the app stops what it launched.
     pub keep_instances_running: bool,
+    /// Finished jobs (and their output copies) older than this are deleted,
+    /// at start and daily; so are older entries of each instance's history.
+    pub job_retention_days: u32,
+    /// At most this many finished jobs are kept (the oldest go first).
+    pub max_finished_jobs: u32,
+}
+
+pub const DEFAULT_JOB_RETENTION_DAYS: u32 = 30;
+pub const DEFAULT_MAX_FINISHED_JOBS: u32 = 10_000;
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            notifications: NotificationSettings::default(),
+            keep_instances_running: false,
+            job_retention_days: DEFAULT_JOB_RETENTION_DAYS,
+            max_finished_jobs: DEFAULT_MAX_FINISHED_JOBS,
+        }
+    }
 }
 
 /// One entry of the tray menu as it is built (for the UI and the tests).

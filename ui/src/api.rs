@@ -206,6 +206,11 @@ pub async fn list_gpus() -> Result<storycore_types::GpuList, ApiError> {
     call("list_gpus", &NoArgs {}).await
 }
 
+/// What starting found (each notice is handed over once).
+pub async fn take_startup_notices() -> Result<Vec<String>, ApiError> {
+    call("take_startup_notices", &NoArgs {}).await
+}
+
 pub async fn get_settings() -> Result<storycore_types::AppSettings, ApiError> {
     call("get_settings", &NoArgs {}).await
 }

@@ -47,6 +47,9 @@ pub fn App() -> impl IntoView {
         if let Ok(jobs) = api::list_jobs().await {
             fleet.jobs.set(jobs);
         }
+        if let Ok(notices) = api::take_startup_notices().await {
+            fleet.notices.set(notices);
+        }
     });
 
     view! {

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use storycore_types::{
-    Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job, LogLines,
+    Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job, LogLines, Severity,
 };
 
 /// Which main view the toolbar shows.
@@ -37,7 +37,10 @@ pub struct Fleet {
     pub selected: RwSignal<Option<String>>,
     pub editor: RwSignal<Option<EditorMode>>,
     pub confirm_delete: RwSignal<Option<String>>,
-    pub alerts: RwSignal<Vec<Alert>>,
+    /// Alerts on screen, each with a number to dismiss it by.
+    pub alerts: RwSignal<Vec<(u64, Alert)>>,
+    /// What starting found, shown once until dismissed.
+    pub notices: RwSignal<Vec<String>>,
     /// The last failed action, shown until dismissed.
     pub error: RwSignal<Option<String>>,
     /// Health samples pushed by events since the details view loaded its history.
@@ -53,6 +56,9 @@ pub struct Fleet {
 
 /// Most alerts kept on screen.
 const MAX_ALERTS: usize = 5;
+/// Information and warnings dismiss themselves after this; errors stay.
+pub const INFO_TOAST_MS: u32 = 5_000;
+pub const WARNING_TOAST_MS: u32 = 10_000;
 /// Most live samples kept for the charts.
 const MAX_LIVE: usize = 2000;
 
@@ -65,6 +71,7 @@ impl Fleet {
             editor: RwSignal::new(None),
             confirm_delete: RwSignal::new(None),
             alerts: RwSignal::new(Vec::new()),
+            notices: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             live_health: RwSignal::new(Vec::new()),
             jobs: RwSignal::new(Vec::new()),
@@ -109,12 +116,42 @@ impl Fleet {
                     }
                 });
             }
-            AppEvent::Alert(a) => self.alerts.update(|v| {
-                v.push(a.clone());
-                if v.len() > MAX_ALERTS {
-                    v.remove(0);
+            AppEvent::Alert(a) => {
+                let n = next_toast();
+                self.alerts.update(|v| {
+                    v.push((n, a.clone()));
+                    if v.len() > MAX_ALERTS {
+                        // The oldest information goes first, errors last.
+                        let drop_at = v
+                            .iter()
+                            .position(|(_, a)| a.kind.severity() != Severity::Error)
+                            .unwrap_or(0);
+                        v.remove(drop_at);
+                    }
+                });
+                let after = match a.kind.severity() {
+                    Severity::Info => Some(INFO_TOAST_MS),
+                    Severity::Warning => Some(WARNING_TOAST_MS),
+                    Severity::Error => None,
+                };
+                if let Some(ms) = after {
+                    let alerts = self.alerts;
+                    leptos::prelude::set_timeout(
+                        move || alerts.update(|v| v.retain(|(k, _)| *k != n)),
+                        std::time::Duration::from_millis(ms.into()),
+                    );
                 }
-            }),
+            }
+            AppEvent::Snapshot(snap) => {
+                self.instances.set(snap.instances.clone());
+                self.active.set(snap.active.clone());
+                self.jobs.set(snap.jobs.clone());
+                if let Some(sel) = self.selected.get_untracked() {
+                    if !snap.instances.iter().any(|i| i.id == sel) {
+                        self.selected.set(None);
+                    }
+                }
+            }
             AppEvent::JobUpdated(j) => {
                 self.jobs
                     .update(|l| match l.iter_mut().find(|x| x.id == j.id) {
@@ -139,6 +176,12 @@ impl Fleet {
             AppEvent::Heartbeat(_) | AppEvent::SecondLaunch => {}
         }
     }
+}
+
+fn next_toast() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Default for Fleet {

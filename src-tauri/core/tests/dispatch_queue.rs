@@ -52,6 +52,7 @@ async fn a_job_runs_reports_progress_and_keeps_its_outputs() {
     let mut seen = Vec::new();
     while let Ok(e) = events.try_recv() {
         if let AppEvent::JobUpdated(j) = e {
+            assert!(j.workflow.is_null(), "job events carry no workflow");
             if seen.last() != Some(&j.state) {
                 seen.push(j.state);
             }

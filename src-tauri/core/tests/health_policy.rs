@@ -152,6 +152,7 @@ fn kinds(alerts: &[(usize, AlertKind)]) -> Vec<(usize, &'static str)> {
                 AlertKind::NoAnswer { .. } => "no-answer",
                 AlertKind::Crashed { .. } => "crashed",
                 AlertKind::GaveUp { .. } => "gave-up",
+                AlertKind::StartTimedOut { .. } => "start-timed-out",
             };
             (*i, k)
         })

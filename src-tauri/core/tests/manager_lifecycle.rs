@@ -7,7 +7,9 @@ use std::time::Duration;
 use storycore_core::client::ComfyClient;
 use storycore_core::health::HealthPolicy;
 use storycore_core::manager::{InstanceManager, ManagerError, ManagerOptions};
-use storycore_types::{AppEvent, ErrorCode, InstanceConfig, InstanceStatus};
+use storycore_types::{
+    AlertKind, AppEvent, ErrorCode, HealthStatus, InstanceConfig, InstanceStatus,
+};
 use support::standin::StandIn;
 use support::wait_for;
 
@@ -127,26 +129,69 @@ async fn attach_start_pause_resume_stop_with_routing_and_events() {
 }
 
 #[tokio::test]
-async fn an_unreachable_server_stays_starting_and_unhealthy_until_it_answers() {
+async fn a_server_that_does_not_answer_yet_is_starting_without_alarms_until_it_answers() {
     // Hold the port with a listener that never answers, so no parallel test's
     // server can take it while this one is meant to be down.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let m = open(dir.path());
+    let mut events = m.subscribe();
     m.create(attached("late", "Late", port)).await.unwrap();
     m.start("late").await.unwrap();
-    wait_for(Duration::from_secs(10), "unhealthy", || async {
-        let i = m.get("late").unwrap();
-        (i.health.consecutive_failures >= 3).then_some(())
-    })
-    .await;
-    assert_eq!(m.get("late").unwrap().status, InstanceStatus::Starting);
-    assert!(m.healthy_instance().is_none());
+    // Many probes fail (at 50 ms, each timing out after 1 s): a start, not
+    // ill health.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let i = m.get("late").unwrap();
+    assert_eq!(i.status, InstanceStatus::Starting);
+    assert!(i.health.last_checked.is_some(), "it was probed");
+    assert_eq!(i.health.status, HealthStatus::Unknown, "{:?}", i.health);
+    assert_eq!(i.health.consecutive_failures, 0);
+    assert!(i.status_since.is_some());
+    assert!(
+        m.healthy_instance().is_none(),
+        "not eligible while starting"
+    );
 
     drop(silent);
     let _server = StandIn::builder().port(port).start();
     wait_status(&m, "late", InstanceStatus::Running).await;
+    m.shutdown().await;
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, AppEvent::Alert(_)),
+            "a normal start raised an alert: {e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_start_past_its_deadline_is_an_error_that_says_what_to_check() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path());
+    let mut events = m.subscribe();
+    let mut c = attached("never", "Never", port);
+    c.start_timeout_ms = Some(1500);
+    m.create(c).await.unwrap();
+    m.start("never").await.unwrap();
+    wait_status(&m, "never", InstanceStatus::Error).await;
+    let reason = m.get("never").unwrap().status_reason.unwrap();
+    assert!(
+        reason.contains("within 1 s") && reason.contains("check that it runs there"),
+        "{reason}"
+    );
+    let alert = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(AppEvent::Alert(a)) = events.recv().await {
+                break a;
+            }
+        }
+    })
+    .await
+    .expect("an alert");
+    assert_eq!(alert.kind, AlertKind::StartTimedOut { seconds: 1 });
     m.shutdown().await;
 }
 

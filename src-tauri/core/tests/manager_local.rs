@@ -221,9 +221,10 @@ async fn kept_running_on_exit_then_re_attached_by_the_next_launch() {
     let next = InstanceManager::open(o).unwrap().0;
     assert_eq!(next.reattach_local().await, ["k"]);
     wait_status(&next, "k", InstanceStatus::Running).await;
-    assert!(
-        next.process_pid("k").is_none(),
-        "no second process was launched"
+    assert_eq!(
+        next.process_pid("k"),
+        Some(pid),
+        "the kept process is supervised again; no second one was launched"
     );
 
     // Stopping it now stops the adopted process group.

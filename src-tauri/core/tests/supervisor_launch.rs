@@ -93,6 +93,7 @@ fn auto_uses_the_listed_gpus_and_falls_back_without_them() {
         data_dir: data.path().into(),
         gpus: vec![gpu(0, 90), gpu(1, 50)],
         instances_per_gpu: HashMap::from([(0, 2)]),
+        guardian: None,
     };
     let spec = build_launch_spec(&config, &ctx).unwrap();
     assert_eq!(spec.gpu, GpuPinning::Gpu(1));

@@ -1,10 +1,10 @@
 //! The instance manager's API (the seed's `ComfyUIInstanceManager`) for the UI.
 
-use storycore_core::manager::{self, InstanceManager, StartupReport};
+use storycore_core::manager::{self, InstanceManager};
 use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
 use storycore_types::{
     ApiError, ConnectionTest, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
-    InstanceStats, LogLines, MigrationResult,
+    InstanceStats, LogLines,
 };
 use tauri::State;
 
@@ -109,22 +109,11 @@ pub async fn import_instances(
     Ok(m.import(&data, policy.unwrap_or_default()).await?.entries)
 }
 
-/// What loading the files at start found: repairs, migration, a read-only file.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StartupNotices {
-    pub notices: Vec<String>,
-    pub read_only: bool,
-    pub migration: Option<MigrationResult>,
-}
-
+/// What starting found (repairs, migration, a read-only file, recovered
+/// jobs), each notice handed over once: the UI shows them when it loads.
 #[tauri::command]
-pub fn startup_notices(report: State<'_, StartupReport>) -> StartupNotices {
-    StartupNotices {
-        notices: report.notices.clone(),
-        read_only: report.read_only,
-        migration: report.migration.clone(),
-    }
+pub fn take_startup_notices(notices: State<'_, crate::shell::StartupNotices>) -> Vec<String> {
+    notices.take()
 }
 
 #[tauri::command]

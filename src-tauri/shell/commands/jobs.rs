@@ -12,9 +12,10 @@ use tauri::State;
 type Queue<'a> = State<'a, JobQueue>;
 type Answer<T> = Result<T, ApiError>;
 
+/// Every job, without its workflow.
 #[tauri::command]
 pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
-    q.list()
+    q.summaries()
 }
 
 /// `workflow` is the text of an API-format workflow (ComfyUI's "Save (API)").
@@ -28,7 +29,7 @@ pub fn submit_workflow(q: Queue<'_>, workflow: String, target: Option<JobTarget>
             ),
         )
     })?;
-    Ok(q.submit(value, target.unwrap_or_default())?)
+    Ok(q.submit(value, target.unwrap_or_default())?.summary())
 }
 
 #[tauri::command]
@@ -44,7 +45,8 @@ pub fn submit_template(
             format!("no template with id \"{template_id}\""),
         )
     })?;
-    Ok(q.submit_template(&t, &values, target.unwrap_or_default())?)
+    Ok(q.submit_template(&t, &values, target.unwrap_or_default())?
+        .summary())
 }
 
 #[tauri::command]
@@ -81,7 +83,7 @@ pub fn delete_template(q: Queue<'_>, id: String) -> Answer<()> {
 
 #[tauri::command]
 pub async fn cancel_job(q: Queue<'_>, id: String) -> Answer<Job> {
-    Ok(q.cancel(&id).await?)
+    Ok(q.cancel(&id).await?.summary())
 }
 
 #[tauri::command]

@@ -1,7 +1,7 @@
 use crate::api::{self, Lifecycle};
 use crate::state::{run_action, Fleet};
 use leptos::prelude::*;
-use storycore_types::InstanceConfigPatch;
+use storycore_types::{InstanceConfigPatch, Severity};
 
 /// The health monitor's alerts and the last failed action, bottom right.
 #[component]
@@ -35,8 +35,25 @@ pub fn AlertToasts() -> impl IntoView {
                     <button class="link" on:click=move |_| fleet.attach_offer.set(None)>"Dismiss"</button>
                 </div>
             })}
-            {move || fleet.alerts.get().into_iter().rev().map(|a| view! {
-                <div class="toast alert" data-instance=a.instance_id.clone()>{a.message}</div>
+            {move || fleet.notices.get().into_iter().enumerate().map(|(i, n)| view! {
+                <div class="toast notice" data-severity="info">
+                    <span>{n}</span>
+                    <button class="link" on:click=move |_| fleet.notices.update(|v| { if i < v.len() { v.remove(i); } })>"Dismiss"</button>
+                </div>
+            }).collect_view()}
+            {move || fleet.alerts.get().into_iter().rev().map(|(k, a)| {
+                let severity = match a.kind.severity() {
+                    Severity::Info => "info",
+                    Severity::Warning => "warning",
+                    Severity::Error => "error",
+                };
+                view! {
+                    <div class=format!("toast alert alert-{severity}") data-instance=a.instance_id.clone()
+                        data-severity=severity>
+                        <span>{a.message}</span>
+                        <button class="link dismiss" on:click=move |_| fleet.alerts.update(|v| v.retain(|(x, _)| *x != k))>"Dismiss"</button>
+                    </div>
+                }
             }).collect_view()}
         </div>
     }

@@ -23,6 +23,34 @@ fn actions(s: InstanceStatus) -> &'static [Lifecycle] {
     }
 }
 
+/// "Starting for 12 s" (ticking with the backend's heartbeat) and the last
+/// line its ComfyUI wrote, so a slow start shows progress, not trouble.
+fn starting_line(i: &Instance) -> impl IntoView {
+    let backend = expect_context::<crate::state::BackendState>();
+    let since = i.status_since.map(|t| t.timestamp_millis());
+    let waiting = if is_local(i) {
+        "waiting for ComfyUI to load".to_string()
+    } else {
+        format!("waiting for a first answer from {}", i.config.base_url())
+    };
+    let progress = i.start_progress.clone().unwrap_or(waiting);
+    view! {
+        <div class="card-starting">
+            <span class="starting-for">{move || {
+                backend.heartbeat.track();
+                match since {
+                    Some(t) => {
+                        let ms = (js_sys::Date::now() as i64 - t).max(0) as u64;
+                        format!("starting for {}", duration_ms(ms))
+                    }
+                    None => "starting".into(),
+                }
+            }}</span>
+            <span class="start-progress" title=progress.clone()>{progress.clone()}</span>
+        </div>
+    }
+}
+
 #[component]
 pub fn InstanceCard(id: String) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
@@ -128,6 +156,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         <span title="Uptime">{format!("up {}", duration_ms(i.stats.uptime))}</span>
                         <span class="card-jobs" title="Jobs of this app running here">{move || format!("{} jobs", jobs_here.get())}</span>
                     </div>
+                    {(i.status == InstanceStatus::Starting).then(|| starting_line(&i))}
                     {i.status_reason.clone().map(|r| view! { <div class="card-reason">{r}</div> })}
                 }
             })}

@@ -15,6 +15,7 @@ fn reset_patch() -> storycore_types::InstanceConfigPatch {
         custom_nodes_path: Some(None),
         max_concurrent_workflows: Some(None),
         timeout_ms: Some(None),
+        start_timeout_ms: Some(None),
         enable_queue_monitoring: Some(None),
         auto_start: Some(None),
         extra_args: Some(None),

@@ -23,6 +23,8 @@ struct Form {
     custom_nodes: RwSignal<String>,
     max_concurrent: RwSignal<String>,
     timeout: RwSignal<String>,
+    /// Empty: the default (5 minutes local, 1 minute attached).
+    start_timeout: RwSignal<String>,
     queue_monitoring: RwSignal<bool>,
     auto_start: RwSignal<bool>,
 }
@@ -73,6 +75,11 @@ impl Form {
             custom_nodes: RwSignal::new(c.custom_nodes_path.clone().unwrap_or_default()),
             max_concurrent: RwSignal::new(c.max_concurrent().to_string()),
             timeout: RwSignal::new(c.timeout().to_string()),
+            start_timeout: RwSignal::new(
+                c.start_timeout_ms
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ),
             queue_monitoring: RwSignal::new(c.queue_monitoring()),
             auto_start: RwSignal::new(c.autostart()),
         }
@@ -94,6 +101,8 @@ impl Form {
         let port = number("port", self.port);
         let max = number("maxConcurrentWorkflows", self.max_concurrent);
         let timeout = number("timeoutMs", self.timeout);
+        let start_timeout =
+            text(self.start_timeout).map(|_| number("startTimeoutMs", self.start_timeout));
         let mut env = BTreeMap::new();
         for (n, row) in self.env.get_untracked().iter().enumerate() {
             let key = row.key.get_untracked().trim().to_string();
@@ -132,6 +141,7 @@ impl Form {
         c.custom_nodes_path = text(self.custom_nodes);
         c.max_concurrent_workflows = Some(max.min(u32::MAX as u64) as u32);
         c.timeout_ms = Some(timeout);
+        c.start_timeout_ms = start_timeout;
         c.enable_queue_monitoring = Some(self.queue_monitoring.get_untracked());
         c.auto_start = Some(self.auto_start.get_untracked());
         Ok(c)
@@ -156,6 +166,7 @@ fn patch_of(c: InstanceConfig) -> InstanceConfigPatch {
         python_path: Some(c.python_path),
         extra_args: None,
         api_key_ref: None,
+        start_timeout_ms: Some(c.start_timeout_ms),
     }
 }
 
@@ -377,6 +388,7 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                 <fieldset>
                     <legend>"Runtime"</legend>
                     {input("editor-timeout", "Timeout (ms)", form.timeout, "timeoutMs", "300000")}
+                    {input("editor-start-timeout", "Start timeout (ms, empty: 5 min local, 1 min attached)", form.start_timeout, "startTimeoutMs", "300000")}
                     {check("editor-queue-monitoring", "Enable queue monitoring", form.queue_monitoring)}
                     {check("editor-auto-start", "Start when the app starts", form.auto_start)}
                 </fieldset>

@@ -17,7 +17,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
             Err(e) => fleet.error.set(Some(e.message)),
         }
     });
-    let rows: [(&'static str, &'static str, Flag); 7] = [
+    let rows: [(&'static str, &'static str, Flag); 8] = [
         (
             "notify-became-unhealthy",
             "An instance became unhealthy",
@@ -43,7 +43,35 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
         ("notify-no-answer", "No answer for over 30 s", |n| {
             &mut n.no_answer
         }),
+        (
+            "notify-start-timed-out",
+            "An instance did not start in time",
+            |n| &mut n.start_timed_out,
+        ),
     ];
+    let number_field = move |id: &'static str,
+                             label: &'static str,
+                             get: fn(&AppSettings) -> u32,
+                             set: fn(&mut AppSettings, u32)| {
+        view! {
+            <label class="field">
+                <span>{label}</span>
+                <input id=id type="number" min="1"
+                    prop:value=move || settings.with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        let Some(mut s) = settings.get_untracked() else { return };
+                        match event_target_value(&ev).trim().parse::<u32>() {
+                            Ok(v) => {
+                                set(&mut s, v);
+                                settings.set(Some(s.clone()));
+                                run_action(fleet, async move { api::set_settings(&s).await });
+                            }
+                            Err(_) => fleet.error.set(Some(format!("{label}: enter a whole number"))),
+                        }
+                    }/>
+            </label>
+        }
+    };
     view! {
         <div class="dialog about" id="settings-dialog" role="dialog">
             <h2>"Notifications"</h2>
@@ -78,6 +106,12 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                         }/>
                     "Keep local ComfyUI servers running when the app quits (the next launch re-attaches)"
                 </label>
+            </Show>
+            <h2>"History"</h2>
+            <p class="muted">"Finished jobs and their output copies are deleted when older than this, or beyond this count (oldest first); checked at start and daily."</p>
+            <Show when=move || settings.with(Option::is_some)>
+                {number_field("retention-days", "Keep finished jobs for (days)", |s| s.job_retention_days, |s, v| s.job_retention_days = v)}
+                {number_field("retention-count", "Keep at most (finished jobs)", |s| s.max_finished_jobs, |s, v| s.max_finished_jobs = v)}
             </Show>
             <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
         </div>

@@ -31,13 +31,14 @@ pub(crate) async fn run(
                 }
                 _ => shared.wake.notify_one(),
             },
-            Ok(AppEvent::HealthChanged { id, health }) => {
-                if health.status == HealthStatus::Unhealthy {
-                    shared.instance_lost(&id, "became unhealthy");
-                } else {
+            Ok(AppEvent::HealthChanged { id, health }) => match health.status {
+                HealthStatus::Unhealthy => shared.instance_lost(&id, "became unhealthy"),
+                HealthStatus::Healthy | HealthStatus::Degraded => {
+                    super::recall::clear_orphans(&shared, &id);
                     shared.wake.notify_one();
                 }
-            }
+                HealthStatus::Unknown => shared.wake.notify_one(),
+            },
             Ok(AppEvent::InstanceRemoved { id }) => {
                 shared.instance_lost(&id, "was deleted");
                 shared.wake.notify_one();

@@ -113,7 +113,7 @@ fn touch(shared: &Shared, job_id: &str, f: impl FnOnce(&mut storycore_types::Job
     }
     if f(&mut e.job) {
         e.job.updated_at = chrono::Utc::now();
-        shared.emit(AppEvent::JobUpdated(Box::new(e.job.clone())));
+        shared.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
     }
 }
 

@@ -66,7 +66,7 @@ pub struct PausedWork {
 }
 
 pub fn file_path(dir: &Path, instance_id: &str) -> PathBuf {
-    dir.join(format!("instance_{instance_id}_workflows.json"))
+    crate::store::workflows_file_path(dir, instance_id)
 }
 
 impl InstanceWorkflowsFile {
@@ -122,6 +122,17 @@ impl InstanceWorkflowsFile {
         });
         bound(&mut self.saved_workflows, MAX_SAVED_WORKFLOWS);
         self.paused_work.retain(|p| p.job_id != job.id);
+    }
+
+    /// Drops entries older than `cutoff` (the retention settings); true when
+    /// anything went.
+    pub fn prune_before(&mut self, cutoff: DateTime<Utc>) -> bool {
+        let before =
+            self.execution_history.len() + self.saved_workflows.len() + self.paused_work.len();
+        self.execution_history.retain(|e| e.finished_at >= cutoff);
+        self.saved_workflows.retain(|w| w.saved_at >= cutoff);
+        self.paused_work.retain(|p| p.taken_back_at >= cutoff);
+        before != self.execution_history.len() + self.saved_workflows.len() + self.paused_work.len()
     }
 
     pub fn record_taken_back(&mut self, job_id: &str, prompt_id: &str) {

@@ -13,6 +13,8 @@
 //! | `runner.rs` | one attempt: send, follow, time out, finish |
 //! | `follower.rs` | one `/ws` stream per instance: progress and end-of-prompt |
 //! | `failover.rs` | instance lost / paused / back, from the manager's events |
+//! | `recall.rs` | taking jobs back from a lost instance without running them twice |
+//! | `retention.rs` | finished jobs and histories kept for a time and a count |
 //! | `outputs.rs` | images fetched through `/view` into the job's folder |
 //! | `instance_log.rs` | `instance_{id}_workflows.json` |
 //! | `templates.rs` | workflows with named parameters; the built-in smoke test |
@@ -29,6 +31,8 @@ pub mod instance_log;
 mod journal;
 pub mod outputs;
 pub mod placement;
+mod recall;
+mod retention;
 mod runner;
 mod scheduler;
 mod shared;
@@ -39,6 +43,7 @@ pub mod workflow;
 pub use error::DispatchError;
 pub use journal::JOBS_FOLDER;
 pub use placement::Policy;
+pub use retention::Retention;
 pub use templates::TemplateStore;
 
 use crate::manager::InstanceManager;
@@ -75,6 +80,8 @@ pub struct DispatchOptions {
     pub cooldown: Duration,
     /// Seconds per unit of work assumed before any instance was measured.
     pub initial_secs_per_unit: f64,
+    /// Finished jobs kept: for how long, how many.
+    pub retention: Retention,
 }
 
 impl Default for DispatchOptions {
@@ -89,6 +96,7 @@ impl Default for DispatchOptions {
             lost_after_failures: 3,
             cooldown: Duration::from_secs(5),
             initial_secs_per_unit: 0.5,
+            retention: Retention::default(),
         }
     }
 }
@@ -153,6 +161,7 @@ impl JobQueue {
                     queued_at: Instant::now(),
                     submit_to_post: None,
                     attempt,
+                    held_for_storage: false,
                 },
             );
         }
@@ -169,13 +178,23 @@ impl JobQueue {
                 planner: placement::Planner::new(options.policy),
                 cooldown: HashMap::new(),
                 followers: HashSet::new(),
+                storage_blocked_until: None,
+                orphans: HashMap::new(),
+                retention: options.retention,
             }),
             options,
             wake: Notify::new(),
             cancel,
             tasks: TaskTracker::new(),
             logs: Mutex::new(()),
+            unsaved: Mutex::new(HashSet::new()),
         });
+        let pruned = retention::prune(&shared);
+        if pruned > 0 {
+            report.notices.push(format!(
+                "{pruned} finished job(s) past the retention limits were deleted"
+            ));
+        }
         for id in follow {
             shared
                 .tasks
@@ -183,6 +202,7 @@ impl JobQueue {
         }
         shared.tasks.spawn(failover::run(shared.clone(), events));
         shared.tasks.spawn(scheduler::run(shared.clone()));
+        shared.tasks.spawn(retention::run_daily(shared.clone()));
         shared.wake.notify_one();
         Ok((Self { shared }, report))
     }
@@ -249,7 +269,7 @@ impl JobQueue {
             job.updated_at = Utc::now();
             self.shared.journal.write(&job)?;
             self.shared
-                .emit(AppEvent::JobUpdated(Box::new(job.clone())));
+                .emit(AppEvent::JobUpdated(Box::new(job.summary())));
             st.order.push(job.id.clone());
             st.jobs.insert(
                 job.id.clone(),
@@ -259,6 +279,7 @@ impl JobQueue {
                     queued_at: Instant::now(),
                     submit_to_post: None,
                     attempt: None,
+                    held_for_storage: false,
                 },
             );
         }
@@ -345,7 +366,7 @@ impl JobQueue {
             };
             e.queued_at = Instant::now();
             self.shared.persist(&mut e.job);
-            e.job.clone()
+            e.job.summary()
         };
         self.shared.wake.notify_one();
         Ok(job)
@@ -376,6 +397,38 @@ impl JobQueue {
             .iter()
             .filter_map(|id| st.jobs.get(id).map(|e| e.job.clone()))
             .collect()
+    }
+
+    /// Every job without its workflow ([`Job::summary`]), in submission
+    /// order: what the UI lists.
+    pub fn summaries(&self) -> Vec<Job> {
+        let st = self.shared.lock();
+        st.order
+            .iter()
+            .filter_map(|id| st.jobs.get(id).map(|e| e.job.summary()))
+            .collect()
+    }
+
+    /// Jobs in flight per instance id.
+    pub fn in_flight(&self) -> HashMap<String, u32> {
+        let st = self.shared.lock();
+        let mut out = HashMap::new();
+        for e in st.jobs.values() {
+            if let (true, Some(i)) = (e.job.state.is_in_flight(), &e.job.instance_id) {
+                *out.entry(i.clone()).or_insert(0u32) += 1;
+            }
+        }
+        out
+    }
+
+    /// Changes how long finished jobs are kept (the settings changed) and
+    /// prunes at once. Returns how many jobs were deleted.
+    pub async fn set_retention(&self, retention: Retention) -> usize {
+        self.shared.lock().retention = retention;
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || retention::prune(&shared))
+            .await
+            .unwrap_or(0)
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {

@@ -1,7 +1,10 @@
 //! The queue's state and every transition of a job. One `std::sync::Mutex`,
 //! never held across an `.await`. A job's file is written while the lock is
 //! held: that keeps the writes of one job in order (an older snapshot never
-//! lands after a newer one), at the cost of a short fsync under the lock.
+//! lands after a newer one), at the cost of a short fsync under the lock. A
+//! write that fails (full disk, read-only folder) is remembered and tried
+//! again until it succeeds; a job whose `dispatched` record cannot be written
+//! is not sent (see `scheduler`).
 
 use super::instance_log::InstanceWorkflowsFile;
 use super::journal::Journal;
@@ -9,6 +12,7 @@ use super::placement::Planner;
 use super::speed::SpeedBook;
 use super::DispatchOptions;
 use crate::manager::InstanceManager;
+use crate::store::StoreError;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -31,6 +35,8 @@ pub(crate) struct Shared {
     pub tasks: TaskTracker,
     /// Serialises the read-modify-write of `instance_{id}_workflows.json`.
     pub logs: Mutex<()>,
+    /// Jobs whose last state could not be written: written again until it is.
+    pub unsaved: Mutex<HashSet<String>>,
 }
 
 pub(crate) struct QueueState {
@@ -43,6 +49,14 @@ pub(crate) struct QueueState {
     pub cooldown: HashMap<String, Instant>,
     /// Instances whose `/ws` stream is followed.
     pub followers: HashSet<String>,
+    /// No job is sent before this: writing a `dispatched` record just failed.
+    pub storage_blocked_until: Option<Instant>,
+    /// Prompts left on an instance that did not answer when its jobs were
+    /// taken back: deleted and interrupted there when it answers again, so
+    /// they do not run beside the new attempt.
+    pub orphans: HashMap<String, Vec<String>>,
+    /// How long finished jobs are kept, and how many.
+    pub retention: super::Retention,
 }
 
 pub(crate) struct Entry {
@@ -53,6 +67,9 @@ pub(crate) struct Entry {
     pub queued_at: Instant,
     pub submit_to_post: Option<Duration>,
     pub attempt: Option<Attempt>,
+    /// Queued but not sent because its record could not be written: the
+    /// error says so, and goes once it is sent.
+    pub held_for_storage: bool,
 }
 
 /// One sending of a job to one instance.
@@ -67,6 +84,9 @@ pub(crate) struct Attempt {
     pub dispatched: Instant,
     pub started: Option<Instant>,
     pub last_progress: Instant,
+    /// Its instance was lost and the prompt is being stopped there before
+    /// the job may run elsewhere (see `recall`).
+    pub recalling: bool,
 }
 
 impl Attempt {
@@ -80,6 +100,7 @@ impl Attempt {
             dispatched: now,
             started: None,
             last_progress: now,
+            recalling: false,
         }
     }
 }
@@ -93,13 +114,54 @@ impl Shared {
         let _ = self.manager.events().send(e);
     }
 
-    /// Writes the job's file and tells the listeners. Called with the lock held.
+    /// Writes the job's file and tells the listeners. Called with the lock
+    /// held. A failed write is logged and tried again later (nothing about
+    /// the job is lost while the app runs; the file catches up).
     pub fn persist(&self, job: &mut Job) {
         job.updated_at = Utc::now();
-        if let Err(e) = self.journal.write(job) {
-            tracing::error!(job = %job.id, "could not write the job's file: {e}");
+        if let Err(e) = self.write(job) {
+            tracing::error!(job = %job.id, "could not write the job's file (will retry): {e}");
         }
-        self.emit(AppEvent::JobUpdated(Box::new(job.clone())));
+        self.emit(AppEvent::JobUpdated(Box::new(job.summary())));
+    }
+
+    /// Writes the job's file, remembering a failure for [`Self::retry_unsaved`].
+    pub fn write(&self, job: &Job) -> Result<(), StoreError> {
+        let result = self.journal.write(job);
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if result.is_ok() {
+            unsaved.remove(&job.id);
+        } else {
+            unsaved.insert(job.id.clone());
+        }
+        result
+    }
+
+    /// Writes again the jobs whose last write failed.
+    pub fn retry_unsaved(&self) {
+        let ids: Vec<String> = {
+            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+            if unsaved.is_empty() {
+                return;
+            }
+            unsaved.iter().cloned().collect()
+        };
+        let st = self.lock();
+        for id in ids {
+            match st.jobs.get(&id) {
+                Some(e) => {
+                    if self.write(&e.job).is_err() {
+                        return; // still failing: try later
+                    }
+                }
+                None => {
+                    self.unsaved
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                }
+            }
+        }
     }
 
     /// Applies `f` to the job if its current attempt is still `prompt_id`, then
@@ -166,11 +228,10 @@ impl Shared {
     }
 
     /// An instance crashed, stopped, became unhealthy or vanished: every job in
-    /// flight there goes back to the queue. Prompts not yet started are also
-    /// deleted from its queue, in case it is only unwell and would run them.
+    /// flight there is taken from its runner and, once the instance is known
+    /// not to run it any more, goes back to the queue (see `recall`).
     pub fn instance_lost(self: &Arc<Self>, instance_id: &str, why: &str) {
-        let mut pending = Vec::new();
-        {
+        let taken = {
             let mut st = self.lock();
             st.cooldown.insert(
                 instance_id.to_string(),
@@ -182,36 +243,34 @@ impl Shared {
                 .filter(|(_, e)| {
                     e.attempt
                         .as_ref()
-                        .is_some_and(|a| a.instance_id == instance_id)
+                        .is_some_and(|a| a.instance_id == instance_id && !a.recalling)
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
             let blamed = blamed_job(&st, &ids);
+            let mut taken = Vec::new();
             for id in ids {
                 let e = st.jobs.get_mut(&id).expect("listed above");
+                let a = e.attempt.as_mut().expect("listed above");
+                a.token.cancel();
+                a.recalling = true;
                 let running = blamed.as_deref() == Some(id.as_str());
-                if !running {
-                    if let Some(a) = &e.attempt {
-                        pending.push(a.prompt_id.clone());
-                    }
-                }
                 tracing::warn!(job = %id, instance = %instance_id, running, "instance lost: {why}");
-                self.requeue(
-                    e,
+                taken.push(super::recall::Taken {
+                    job_id: id,
+                    prompt_id: a.prompt_id.clone(),
                     running,
-                    Some(format!("instance \"{instance_id}\" {why}")),
-                );
+                });
             }
-        }
-        if !pending.is_empty() {
-            if let Some(inst) = self.manager.get(instance_id) {
-                if let Ok(client) = crate::client::ComfyClient::for_instance(&inst.config) {
-                    let client = client.with_timeout(Duration::from_secs(2));
-                    self.tasks.spawn(async move {
-                        let _ = client.delete_from_queue(&pending).await;
-                    });
-                }
-            }
+            taken
+        };
+        if !taken.is_empty() {
+            self.tasks.spawn(super::recall::recall(
+                self.clone(),
+                instance_id.to_string(),
+                why.to_string(),
+                taken,
+            ));
         }
     }
 

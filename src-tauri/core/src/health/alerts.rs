@@ -103,7 +103,7 @@ pub fn describe(
             format!("Instance '{instance_id}' ({url}) is healthy again.")
         }
         AlertKind::HighErrorRate { errors_per_minute } => format!(
-            "Instance '{instance_id}' ({url}) had {errors_per_minute} failed checks within a minute.{cause}"
+            "Instance '{instance_id}' ({url}) had {errors_per_minute} errors (failed health checks and failed workflows) within a minute.{cause}"
         ),
         AlertKind::ResourceHigh { resource, percent } => format!(
             "Instance '{instance_id}' ({url}) uses {percent:.1}% of its {resource}."
@@ -114,6 +114,9 @@ pub fn describe(
         AlertKind::Crashed { summary } => {
             format!("Instance '{instance_id}' ({url}) crashed: {summary}")
         }
+        AlertKind::StartTimedOut { seconds } => format!(
+            "Instance '{instance_id}' ({url}) did not answer within {seconds} s of its start. Check the end of its log; if it loads many custom nodes, raise its start timeout.{cause}"
+        ),
         AlertKind::GaveUp { starts } => format!(
             "Instance '{instance_id}' ({url}) crashed {starts} times in a row: the app stopped restarting it. Check its log, then restart it by hand.{cause}"
         ),

@@ -25,11 +25,15 @@ enum Done {
     HealthProbe,
     ResourceSample,
     PolicyChange,
+    /// Nothing that moves the schedule.
+    Nothing,
 }
 
 enum Command {
     CheckNow(oneshot::Sender<InstanceHealth>),
     SetPolicy(HealthPolicy),
+    /// A workflow failed there: one more error for the error-rate alert.
+    RecordError,
 }
 
 /// Starts monitors; see [`HealthMonitor::spawn`].
@@ -103,6 +107,11 @@ impl HealthMonitor {
                         self.state.set_policy(policy);
                         Done::PolicyChange
                     }
+                    Some(Command::RecordError) => {
+                        let obs = self.state.on_error(Utc::now());
+                        self.publish(obs);
+                        Done::Nothing
+                    }
                 },
                 _ = sleep_until(next_health) => {
                     if !self.health_probe(&cancel).await {
@@ -132,6 +141,7 @@ impl HealthMonitor {
                     next_health = next_health.min(now + health_in);
                     next_resource = next_resource.min(now + resource_in);
                 }
+                Done::Nothing => {}
             }
         }
         tracing::debug!(instance = %self.instance_id, "health monitor stopped");
@@ -249,6 +259,12 @@ impl HealthHandle {
             .send(Command::SetPolicy(policy))
             .await
             .map_err(|_| self.stopped())
+    }
+
+    /// Counts a failed workflow toward the error-rate alert (never waits: a
+    /// busy monitor drops it rather than slow the caller).
+    pub fn record_error(&self) {
+        let _ = self.commands.try_send(Command::RecordError);
     }
 
     /// Stops the monitor without waiting for it.

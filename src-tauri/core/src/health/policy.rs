@@ -50,6 +50,11 @@ pub struct HealthPolicy {
     /// Also read `/queue` to count active workflows (the instance's
     /// `enableQueueMonitoring`).
     pub watch_queue: bool,
+    /// The monitor begins in the start phase (the server was just started):
+    /// until its first answer, failed probes are progress, not ill health;
+    /// they move no status and raise no alert (Kubernetes' startup probe).
+    /// The start's deadline is the manager's business.
+    pub starting: bool,
 }
 
 impl Default for HealthPolicy {
@@ -67,6 +72,7 @@ impl Default for HealthPolicy {
             resource_high_percent: 90.0,
             no_answer_after: Duration::from_secs(30),
             watch_queue: true,
+            starting: false,
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct HealthState {
     health: InstanceHealth,
     success_streak: u32,
     answered_once: bool,
+    /// In the start phase (see [`HealthPolicy::starting`]).
+    starting: bool,
     /// Monitoring start until the first answer, so a server that never
     /// answers also raises `NoAnswer`.
     last_answer: DateTime<Utc>,
@@ -128,6 +136,7 @@ pub struct HealthState {
 impl HealthState {
     pub fn new(policy: HealthPolicy, now: DateTime<Utc>) -> Self {
         Self {
+            starting: policy.starting,
             policy,
             health: InstanceHealth::default(),
             success_streak: 0,
@@ -173,6 +182,14 @@ impl HealthState {
             ..Observation::default()
         };
         self.health.last_checked = Some(now);
+        if self.starting {
+            if let ProbeOutcome::Failed { error } = outcome {
+                // Still starting: nothing is wrong yet.
+                self.last_error = Some(error);
+                return obs;
+            }
+            self.starting = false;
+        }
         match outcome {
             ProbeOutcome::Answered {
                 response_ms,
@@ -203,11 +220,7 @@ impl HealthState {
                     self.health.consecutive_failures.saturating_add(1);
                 self.health.error_count = self.health.error_count.saturating_add(1);
                 self.last_error = Some(error);
-                self.recent_failures.push_back(now);
-                // Only "more than the limit" matters; a long outage must not grow this.
-                if self.recent_failures.len() > MAX_REMEMBERED_FAILURES {
-                    self.recent_failures.pop_front();
-                }
+                self.push_failure(now);
                 let down = before == HealthStatus::Unhealthy
                     || self.health.consecutive_failures >= self.policy.failure_threshold;
                 self.health.status = if down {
@@ -233,6 +246,36 @@ impl HealthState {
                 .error_rate(in_window, self.policy.max_errors_per_window),
         );
         obs
+    }
+
+    /// Whether the server has not answered yet since it was started.
+    pub fn is_starting(&self) -> bool {
+        self.starting
+    }
+
+    /// Records an error that is not a probe (a workflow failed on the
+    /// instance): it counts toward the error-rate alert.
+    pub fn on_error(&mut self, now: DateTime<Utc>) -> Observation {
+        self.health.error_count = self.health.error_count.saturating_add(1);
+        self.push_failure(now);
+        let in_window = self.failures_in_window(now);
+        Observation {
+            status_change: None,
+            alerts: self
+                .alarms
+                .error_rate(in_window, self.policy.max_errors_per_window)
+                .into_iter()
+                .collect(),
+            worth_publishing: true,
+        }
+    }
+
+    fn push_failure(&mut self, now: DateTime<Utc>) {
+        self.recent_failures.push_back(now);
+        // Only "more than the limit" matters; a long outage must not grow this.
+        if self.recent_failures.len() > MAX_REMEMBERED_FAILURES {
+            self.recent_failures.pop_front();
+        }
     }
 
     /// Records a resource sample: refreshes the figures and resource alerts only.

@@ -79,6 +79,8 @@ mod tests {
             created_at: chrono::Utc::now(),
             last_used_at: None,
             status_reason: None,
+            status_since: None,
+            start_progress: None,
         };
         i.health.status = health;
         i.health.system_stats = Some(SystemStats {

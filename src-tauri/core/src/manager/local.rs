@@ -1,12 +1,14 @@
 //! Instances the app launches itself: the manager's side of the supervisor.
-//! A supervisor owns the process; this file maps its events onto the
-//! lifecycle (`Exited` unasked -> error, a restart -> starting, `GaveUp` ->
-//! error plus an alert) and restarts a process that stays unhealthy.
+//! A supervisor owns the process (launched now, or re-attached after an
+//! earlier run left it running); this file maps its events onto the
+//! lifecycle (`Exited` unasked -> error, a restart -> starting with a fresh
+//! start phase, `GaveUp` -> error plus an alert), fails a start that misses
+//! its deadline and restarts a process that stays unhealthy.
 
 use super::{Action, InstanceManager, ManagerError};
 use crate::supervisor::{
-    find_adoptable, stop_adopted, GpuPinning, InstanceDirs, LaunchContext, LogBatch, LogFollower,
-    ProcessRecord, SupervisorEvent, SupervisorHandle,
+    find_adoptable, pid_alive, stop_adopted, ExitCause, GpuPinning, InstanceDirs, LaunchContext,
+    LogBatch, LogFollower, SupervisorEvent, SupervisorHandle,
 };
 use crate::telemetry;
 use chrono::Utc;
@@ -34,6 +36,11 @@ impl InstanceManager {
                 id: id.to_string(),
                 source: Box::new(source),
             })?;
+        self.attach_supervisor(id, handle)
+    }
+
+    /// Keeps the supervisor and follows its events and log.
+    fn attach_supervisor(&self, id: &str, handle: SupervisorHandle) -> Result<(), ManagerError> {
         let events = handle.subscribe();
         tokio::spawn(follow_log(
             Arc::downgrade(&self.inner),
@@ -54,12 +61,10 @@ impl InstanceManager {
     /// (its `process.json` stays), so the next launch re-attaches instead of
     /// starting duplicates.
     pub async fn detach_all(&self) {
+        // Whatever the setting said before: these must survive the exit.
+        self.inner.guardian.set_keep(true);
         let processes: Vec<(String, Arc<SupervisorHandle>)> = {
             let mut reg = self.lock();
-            for e in reg.entries.iter_mut() {
-                // Re-attached ones stay running too: forget them, stop nothing.
-                e.adopted = None;
-            }
             reg.entries
                 .iter_mut()
                 .filter_map(|e| e.process.take().map(|p| (e.instance.id.clone(), p)))
@@ -75,7 +80,9 @@ impl InstanceManager {
 
     /// At app start: local instances whose ComfyUI a previous run left running
     /// (checked by pid, command line and an answer from the server) are
-    /// monitored again instead of started twice. Returns the ids re-attached.
+    /// supervised and monitored again instead of started twice: a crash, a
+    /// hang or a stop is then handled as for one launched now. Returns the
+    /// ids re-attached.
     pub async fn reattach_local(&self) -> Vec<String> {
         let locals: Vec<String> = self
             .list()
@@ -94,13 +101,29 @@ impl InstanceManager {
             let Ok(config) = self.config_of(&id) else {
                 continue;
             };
+            let ctx = self.launch_context(&id);
+            let handle = match SupervisorHandle::adopt(
+                &config,
+                &ctx,
+                self.inner.options.supervisor,
+                &record,
+            ) {
+                Ok(h) => h,
+                Err(e) => {
+                    // Its config no longer launches: stop it rather than
+                    // leave a server nobody supervises.
+                    tracing::warn!(%id, "cannot supervise the ComfyUI left running ({e}): stopping it");
+                    stop_adopted(&dirs, &record, self.inner.options.supervisor.stop_grace).await;
+                    continue;
+                }
+            };
             if self.transition(&id, Action::Start).is_err() {
                 continue;
             }
-            if let Ok(e) = self.lock().get_mut(&id) {
-                e.adopted = Some(record.clone());
-            }
-            if let Err(e) = self.start_monitor(&id, &config) {
+            let started = self
+                .attach_supervisor(&id, handle)
+                .and_then(|()| self.start_monitor(&id, &config, true));
+            if let Err(e) = started {
                 self.fail(&id, &e.to_string());
                 continue;
             }
@@ -113,6 +136,7 @@ impl InstanceManager {
     fn launch_context(&self, id: &str) -> LaunchContext {
         let mut ctx = LaunchContext::new(self.inner.options.data_dir.clone());
         ctx.gpus = telemetry::list_gpus();
+        ctx.guardian = Some(self.inner.guardian.clone());
         // Instances already on each GPU, for `auto`.
         let mut per_gpu: HashMap<u32, usize> = HashMap::new();
         for e in &self.lock().entries {
@@ -209,6 +233,139 @@ impl InstanceManager {
         }
     }
 
+    /// Whether the process of a local instance lives: `None` for an instance
+    /// the app does not run (attached), `Some(false)` once it has ended.
+    pub fn process_alive(&self, id: &str) -> Option<bool> {
+        let reg = self.lock();
+        let e = reg.get(id)?;
+        if !e.instance.config.is_local_launch() {
+            return None;
+        }
+        Some(
+            e.process
+                .as_ref()
+                .and_then(|p| p.pid())
+                .is_some_and(pid_alive),
+        )
+    }
+
+    /// Kills a local instance's process that stays alive without answering;
+    /// the restart policy brings it back. False when there was none to kill.
+    pub async fn kill_hung(&self, id: &str, silent_for: std::time::Duration) -> bool {
+        let Some(p) = self.lock().get(id).and_then(|e| e.process.clone()) else {
+            return false;
+        };
+        tracing::warn!(%id, ?silent_for, "alive but not answering: killing its process");
+        let cause = ExitCause::Hung {
+            seconds: silent_for.as_secs(),
+        };
+        p.fail(cause, std::time::Duration::ZERO)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The start did not reach a first answer in time. A local instance's
+    /// process is stopped as failed (its supervisor's restart policy then
+    /// applies, as after a crash); an attached one goes to `error`.
+    pub(super) async fn start_timed_out(&self, id: &str) {
+        let (process, config, since) = {
+            let reg = self.lock();
+            let Some(e) = reg.get(id) else { return };
+            if e.instance.status != InstanceStatus::Starting {
+                return;
+            }
+            (
+                e.process.clone(),
+                e.instance.config.clone(),
+                e.instance.status_since,
+            )
+        };
+        let seconds = since
+            .map(|s| (Utc::now() - s).num_seconds().max(0) as u64)
+            .unwrap_or(config.start_timeout() / 1000);
+        tracing::warn!(%id, seconds, "no answer within the start timeout");
+        if let Some(p) = process {
+            let cause = ExitCause::StartTimeout { seconds };
+            if p.fail(cause, self.inner.options.supervisor.stop_grace)
+                .await
+                .unwrap_or(false)
+            {
+                return; // its Exited event moves it to error, with the log tail
+            }
+        }
+        let reason = format!(
+            "no ComfyUI answered at {} within {seconds} s of the start: check that it runs there, and the host, port and scheme (Edit); then restart it",
+            config.base_url()
+        );
+        self.fail(id, &reason);
+        self.alert(id, AlertKind::StartTimedOut { seconds });
+    }
+
+    /// Deletes what the app kept of an instance: its files in the config
+    /// folder and its runtime folder (log, temp, settings, database), but not
+    /// the images ComfyUI saved in its output folder.
+    pub(super) fn remove_instance_files(&self, id: &str) {
+        if let Err(e) = crate::store::remove_instance_files(&self.inner.options.config_dir, id) {
+            tracing::warn!(%id, "could not remove its per-instance files: {e}");
+        }
+        let Ok(dirs) = InstanceDirs::new(&self.inner.options.data_dir, id) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&dirs.root) else {
+            return;
+        };
+        let output = dirs.output();
+        let mut kept_output = false;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path == output && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_some()) {
+                kept_output = true;
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!("could not remove {}: {e}", path.display());
+            }
+        }
+        if kept_output {
+            tracing::info!(%id, "its output folder {} is kept (your images)", output.display());
+        } else {
+            let _ = std::fs::remove_dir(&dirs.root);
+        }
+    }
+
+    /// Whether an id still has files of a deleted instance (a new instance
+    /// gets another id, so it inherits nothing).
+    pub(super) fn has_leftovers(&self, id: &str) -> bool {
+        let data = self.inner.options.data_dir.join("instances").join(id);
+        data.exists()
+            || crate::store::instance_files(&self.inner.options.config_dir, id)
+                .map(|files| files.iter().any(|f| f.exists()))
+                .unwrap_or(false)
+    }
+
+    /// While starting, the last line the server wrote is its progress.
+    fn note_start_progress(&self, id: &str, line: &str) {
+        let view = {
+            let mut reg = self.lock();
+            let Ok(e) = reg.get_mut(id) else { return };
+            if e.instance.status != InstanceStatus::Starting {
+                return;
+            }
+            let line: String = line.trim().chars().take(200).collect();
+            if e.instance.start_progress.as_deref() == Some(line.as_str()) {
+                return;
+            }
+            e.instance.start_progress = Some(line);
+            e.view()
+        };
+        self.emit_instance(&view);
+    }
+
     fn alert(&self, id: &str, kind: AlertKind) {
         let url = self
             .get(id)
@@ -253,13 +410,6 @@ pub(super) fn add_process_figures(m: &InstanceManager, id: &str, health: &mut In
     }
 }
 
-/// Stops a process a previous run left running and this one re-attached to.
-pub(super) async fn end_adopted(m: &InstanceManager, id: &str, record: ProcessRecord) {
-    if let Ok(dirs) = InstanceDirs::new(&m.inner.options.data_dir, id) {
-        stop_adopted(&dirs, &record, m.inner.options.supervisor.stop_grace).await;
-    }
-}
-
 /// Ends a process handle: stops the process unless a caller still holds it.
 pub(super) async fn end_process(p: Arc<SupervisorHandle>) {
     if let Err(e) = p.stop().await {
@@ -283,7 +433,11 @@ fn log_lines(id: &str, b: LogBatch) -> LogLines {
 async fn follow_log(inner: std::sync::Weak<super::Inner>, id: String, mut log: LogFollower) {
     while let Some(batch) = log.next_batch().await {
         let Some(inner) = inner.upgrade() else { return };
-        InstanceManager { inner }.emit(AppEvent::LogLines(log_lines(&id, batch)));
+        let m = InstanceManager { inner };
+        if let Some(line) = batch.lines.iter().rev().find(|l| !l.trim().is_empty()) {
+            m.note_start_progress(&id, line);
+        }
+        m.emit(AppEvent::LogLines(log_lines(&id, batch)));
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -306,6 +460,7 @@ async fn follow_process(
                 asked: false,
                 summary,
                 last_lines,
+                cause,
                 ..
             } => {
                 let tail = last_lines.iter().rev().take(3).rev().cloned();
@@ -314,12 +469,24 @@ async fn follow_process(
                     .collect::<Vec<_>>()
                     .join("\n");
                 m.fail(&id, &reason);
-                m.alert(&id, AlertKind::Crashed { summary });
+                match cause {
+                    Some(ExitCause::StartTimeout { seconds }) => {
+                        m.alert(&id, AlertKind::StartTimedOut { seconds })
+                    }
+                    _ => m.alert(&id, AlertKind::Crashed { summary }),
+                }
             }
-            SupervisorEvent::Spawned { start, .. } if start > 1 => {
-                // A restart by the policy: error -> starting; the health
-                // monitor makes it running when it answers.
-                let _ = m.transition(&id, Action::Restart);
+            // A restart by the policy: error -> starting, with a fresh start
+            // phase; the monitor makes it running at its first answer.
+            SupervisorEvent::Spawned { start, .. }
+                if start > 1 && m.transition(&id, Action::Restart).is_ok() =>
+            {
+                let monitored = m
+                    .config_of(&id)
+                    .and_then(|config| m.start_monitor(&id, &config, true));
+                if let Err(e) = monitored {
+                    m.fail(&id, &e.to_string());
+                }
             }
             SupervisorEvent::SpawnFailed { message } => m.fail(&id, &message),
             SupervisorEvent::GaveUp { starts, .. } => {
@@ -341,25 +508,24 @@ async fn follow_process(
 }
 
 /// Restarts a local process that has been unhealthy for longer than allowed
-/// (a hung ComfyUI: port open, no answers). Counts toward the start limit.
+/// (a hung ComfyUI: port open, no answers; or a stopped one): it is killed as
+/// failed, and its supervisor restarts it under the restart policy (so it
+/// counts toward the start limit), which ends in `running` at its first
+/// answer. Re-attached processes too: they are supervised the same way.
 pub(super) async fn restart_if_hung(m: &InstanceManager, id: &str) {
-    let process = {
+    let after = m.inner.options.unhealthy_restart_after;
+    let due = {
         let mut reg = m.lock();
         let Ok(e) = reg.get_mut(id) else { return };
         let due = e.instance.status == InstanceStatus::Running
-            && e.unhealthy_for() >= Some(m.inner.options.unhealthy_restart_after);
-        if !due {
-            return;
+            && e.process.is_some()
+            && e.unhealthy_for() >= Some(after);
+        if due {
+            e.clear_unhealthy();
         }
-        e.clear_unhealthy();
-        e.process.clone()
+        due
     };
-    let Some(p) = process else { return };
-    tracing::warn!(%id, "unhealthy for too long: restarting its process");
-    if m.transition(id, Action::Restart).is_ok() {
-        if let Err(e) = p.restart().await {
-            m.fail(id, &e.to_string());
-            m.alert(id, AlertKind::GaveUp { starts: 0 });
-        }
+    if due {
+        m.kill_hung(id, after).await;
     }
 }

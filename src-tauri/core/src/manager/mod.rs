@@ -24,7 +24,7 @@ use crate::client::{ClientError, ComfyClient};
 use crate::health::{HealthHandle, HealthMonitor, HealthPolicy};
 use crate::model::validate_config;
 use crate::store::{self, ClashPolicy, ImportEntry, InstanceStore, Loaded};
-use crate::supervisor::SupervisorOptions;
+use crate::supervisor::{Guardian, SupervisorOptions};
 use chrono::Utc;
 use registry::{Entry, Registry};
 use std::future::Future;
@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use storycore_types::{
-    AppEvent, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth, InstanceStats,
-    InstanceStatus, MigrationResult,
+    AppEvent, HealthStatus, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
+    InstanceStats, InstanceStatus, MigrationResult,
 };
 use tokio::sync::broadcast;
 
@@ -95,6 +95,8 @@ struct Inner {
     /// The job queue's own count of jobs in flight per instance (see
     /// [`InstanceManager::set_load_source`]).
     load_source: Mutex<Option<LoadSource>>,
+    /// Stops what the app launched if the app dies without doing so.
+    guardian: Arc<Guardian>,
 }
 
 /// Jobs in flight per instance id, as the job queue counts them: work the app
@@ -123,8 +125,10 @@ impl InstanceManager {
         }
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let registry = Registry::from_file(file, read_only);
+        let guardian = Arc::new(Guardian::new(options.supervisor.stop_grace));
         let manager = Self {
             inner: Arc::new(Inner {
+                guardian,
                 store,
                 options,
                 state: Mutex::new(registry),
@@ -174,7 +178,7 @@ impl InstanceManager {
             let mut reg = self.lock();
             reg.writable()?;
             if config.id.trim().is_empty() {
-                config.id = reg.next_id();
+                config.id = reg.next_id(|id| !self.has_leftovers(id));
             }
             validate_config(&config, &reg.configs_except(None))
                 .map_err(|fields| ManagerError::Invalid { fields })?;
@@ -182,6 +186,11 @@ impl InstanceManager {
             reg.entries.push(Entry::new(inst.clone()));
             inst
         };
+        // A new instance never inherits the history of an earlier one of the
+        // same id (files a crash kept from being deleted with it).
+        if let Err(e) = store::remove_instance_files(&self.inner.options.config_dir, &inst.id) {
+            tracing::warn!(id = %inst.id, "could not remove old per-instance files: {e}");
+        }
         self.save().await?;
         tracing::info!(id = %inst.id, name = %inst.name, "instance created");
         self.emit_instance(&inst);
@@ -222,7 +231,8 @@ impl InstanceManager {
             (entry.view(), reconnect)
         };
         if reconnect {
-            self.start_monitor(&inst.id, &inst.config)?;
+            let starting = inst.status == InstanceStatus::Starting;
+            self.start_monitor(&inst.id, &inst.config, starting)?;
         }
         self.save().await?;
         self.emit_instance(&inst);
@@ -248,9 +258,7 @@ impl InstanceManager {
         }
         drop(entry); // the last monitor handle: cancels the monitor
         self.save().await?;
-        if let Err(e) = store::HealthHistory::remove(&self.inner.options.config_dir, id) {
-            tracing::warn!("could not remove the health history of {id}: {e}");
-        }
+        self.remove_instance_files(id);
         tracing::info!(%id, "instance deleted");
         self.emit(AppEvent::InstanceRemoved { id: id.to_string() });
         if active_changed {
@@ -331,7 +339,7 @@ impl InstanceManager {
                 return Err(e);
             }
         }
-        if let Err(e) = self.start_monitor(id, &config) {
+        if let Err(e) = self.start_monitor(id, &config, true) {
             self.fail(id, &e.to_string());
             return Err(e);
         }
@@ -345,16 +353,13 @@ impl InstanceManager {
         if status == InstanceStatus::Error {
             return Ok(inst); // error --stop--> stopped directly: nothing runs
         }
-        let (process, adopted, monitor) = {
+        let (process, monitor) = {
             let mut reg = self.lock();
             let e = reg.get_mut(id)?;
-            (e.process.take(), e.adopted.take(), e.monitor.take())
+            (e.process.take(), e.monitor.take())
         };
         if let Some(p) = process {
             local::end_process(p).await;
-        }
-        if let Some(record) = adopted {
-            local::end_adopted(self, id, record).await;
         }
         if let Some(m) = monitor {
             end_monitor(m).await;
@@ -379,23 +384,19 @@ impl InstanceManager {
         let inst = self.transition(id, Action::Restart)?;
         if config.is_local_launch() {
             // A fresh supervisor: a user's restart also clears the start limit.
-            let (old, adopted) = {
-                let mut reg = self.lock();
-                let e = reg.get_mut(id)?;
-                (e.process.take(), e.adopted.take())
-            };
+            let old = self.lock().get_mut(id)?.process.take();
             if let Some(p) = old {
                 local::end_process(p).await;
-            }
-            if let Some(record) = adopted {
-                local::end_adopted(self, id, record).await;
             }
             if let Err(e) = self.launch_local(id, &config).await {
                 self.fail(id, &e.to_string());
                 return Err(e);
             }
         }
-        self.start_monitor(id, &config)?;
+        if let Err(e) = self.start_monitor(id, &config, true) {
+            self.fail(id, &e.to_string());
+            return Err(e);
+        }
         Ok(inst)
     }
 
@@ -441,16 +442,6 @@ impl InstanceManager {
                 .collect()
         };
         futures_util::future::join_all(processes.into_iter().map(local::end_process)).await;
-        let adopted: Vec<_> = {
-            let mut reg = self.lock();
-            reg.entries
-                .iter_mut()
-                .filter_map(|e| e.adopted.take().map(|r| (e.instance.id.clone(), r)))
-                .collect()
-        };
-        for (id, record) in adopted {
-            local::end_adopted(self, &id, record).await;
-        }
         let monitors: Vec<Arc<HealthHandle>> = {
             let mut reg = self.lock();
             reg.entries
@@ -462,22 +453,48 @@ impl InstanceManager {
             end_monitor(m).await;
         }
         self.flush_histories(true);
+        // Nothing is left to guard: the guardian exits (leaving running
+        // whatever was detached, since it was told to keep it).
+        self.inner.guardian.release();
     }
 
-    fn start_monitor(&self, id: &str, config: &InstanceConfig) -> Result<(), ManagerError> {
+    /// "Keep instances running": when the app exits or dies, the ComfyUI
+    /// servers it launched keep running (and the next launch re-attaches).
+    pub fn set_keep_running(&self, keep: bool) {
+        self.inner.guardian.set_keep(keep);
+    }
+
+    /// The guardian of the processes this manager launched.
+    pub fn guardian(&self) -> &Guardian {
+        &self.inner.guardian
+    }
+
+    /// Starts monitoring (again). `starting`: the server was just started,
+    /// so the monitor begins in its start phase and the start's deadline
+    /// (`startTimeoutMs`) runs.
+    fn start_monitor(
+        &self,
+        id: &str,
+        config: &InstanceConfig,
+        starting: bool,
+    ) -> Result<(), ManagerError> {
         let client = ComfyClient::for_instance(config).map_err(|source| ManagerError::Client {
             id: id.to_string(),
             source,
         })?;
         let mut policy = self.inner.options.health.clone();
         policy.watch_queue = config.queue_monitoring();
+        policy.starting = starting;
         let handle = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
         let watch = handle.watch();
         self.lock().get_mut(id)?.monitor = Some(Arc::new(handle));
+        let deadline = starting
+            .then(|| tokio::time::Instant::now() + Duration::from_millis(config.start_timeout()));
         tokio::spawn(watch_health(
             Arc::downgrade(&self.inner),
             id.to_string(),
             watch,
+            deadline,
         ));
         Ok(())
     }
@@ -617,11 +634,17 @@ impl InstanceManager {
             .ok_or_else(|| not_found(id))
     }
 
-    /// Folds a finished workflow into the instance's statistics.
+    /// Folds a finished workflow into the instance's statistics; a failed one
+    /// also counts toward the instance's error-rate alert.
     pub fn record_workflow(&self, id: &str, ok: bool, response_ms: f64, error: Option<String>) {
         let view = {
             let mut reg = self.lock();
             let Ok(e) = reg.get_mut(id) else { return };
+            if !ok {
+                if let Some(m) = &e.monitor {
+                    m.record_error();
+                }
+            }
             let s = &mut e.instance.stats;
             s.total_workflows += 1;
             if ok {
@@ -767,13 +790,31 @@ fn not_found(id: &str) -> ManagerError {
 
 /// Folds a monitor's figures into the registry until the monitor ends: the
 /// first answer of a starting server makes it `running`; every figure goes into
-/// the instance's health history.
+/// the instance's health history. With a `deadline`, a server still starting
+/// then has failed to start (see [`InstanceManager::start_timed_out`]).
 async fn watch_health(
     inner: Weak<Inner>,
     id: String,
     mut watch: tokio::sync::watch::Receiver<InstanceHealth>,
+    mut deadline: Option<tokio::time::Instant>,
 ) {
-    while watch.changed().await.is_ok() {
+    loop {
+        let changed = match deadline {
+            Some(at) => tokio::select! {
+                r = watch.changed() => r.is_ok(),
+                _ = tokio::time::sleep_until(at) => {
+                    if let Some(inner) = inner.upgrade() {
+                        InstanceManager { inner }.start_timed_out(&id).await;
+                    }
+                    deadline = None;
+                    continue;
+                }
+            },
+            None => watch.changed().await.is_ok(),
+        };
+        if !changed {
+            return;
+        }
         let mut health = watch.borrow_and_update().clone();
         let Some(inner) = inner.upgrade() else { return };
         let manager = InstanceManager { inner };
@@ -784,13 +825,16 @@ async fn watch_health(
             e.instance.health = health.clone();
             e.note_health(&health);
             e.record_history(&manager.inner.options.config_dir, &health);
-            // The last probe got an answer (a degraded status may also mean
-            // "failed once or twice", which is no sign of life).
-            let answered = health.last_checked.is_some() && health.consecutive_failures == 0;
+            // The last probe got an answer: in the start phase the status
+            // stays unknown until then.
+            let answered = matches!(
+                health.status,
+                HealthStatus::Healthy | HealthStatus::Degraded
+            ) && health.consecutive_failures == 0;
             answered && e.instance.status == InstanceStatus::Starting
         };
-        if promoted {
-            let _ = manager.transition(&id, Action::Ready);
+        if promoted && manager.transition(&id, Action::Ready).is_ok() {
+            deadline = None;
         }
         local::restart_if_hung(&manager, &id).await;
         manager.flush_histories(false);

@@ -4,7 +4,7 @@
 use super::{not_found, ManagerError};
 use crate::health::HealthHandle;
 use crate::store::{HealthHistory, HealthSample};
-use crate::supervisor::{ProcessRecord, SupervisorHandle};
+use crate::supervisor::SupervisorHandle;
 use crate::telemetry::ProcessTreeSampler;
 use chrono::Utc;
 use std::path::Path;
@@ -27,10 +27,9 @@ pub(super) struct Registry {
 pub(super) struct Entry {
     pub instance: Instance,
     pub monitor: Option<Arc<HealthHandle>>,
-    /// The supervisor of a local instance's process.
+    /// The supervisor of a local instance's process (launched by this run,
+    /// or re-attached after a previous run left it running).
     pub process: Option<Arc<SupervisorHandle>>,
-    /// A local process a previous run left running, re-attached at start.
-    pub adopted: Option<ProcessRecord>,
     /// CPU/RAM of the local process tree (keeps state between samples).
     pub sampler: Option<ProcessTreeSampler>,
     running_since: Option<Instant>,
@@ -51,6 +50,8 @@ pub(super) fn new_instance(config: InstanceConfig) -> Instance {
         created_at: Utc::now(),
         last_used_at: None,
         status_reason: None,
+        status_since: Some(Utc::now()),
+        start_progress: None,
     }
 }
 
@@ -61,7 +62,6 @@ impl Entry {
             monitor: None,
             process: None,
             sampler: None,
-            adopted: None,
             running_since: None,
             unhealthy_since: None,
             history: None,
@@ -86,6 +86,16 @@ impl Entry {
                 self.running_since.get_or_insert_with(Instant::now);
             }
             _ => self.running_since = None,
+        }
+        if to != self.instance.status || to == InstanceStatus::Starting {
+            // A restart from `starting` is a new start: its clock starts over.
+            self.instance.status_since = Some(Utc::now());
+        }
+        if to != InstanceStatus::Starting {
+            self.instance.start_progress = None;
+        }
+        if to != InstanceStatus::Running {
+            self.unhealthy_since = None;
         }
         self.instance.status = to;
     }
@@ -175,11 +185,12 @@ impl Registry {
             .collect()
     }
 
-    /// `instance_NNN`, the seed's style, with the first free number.
-    pub fn next_id(&self) -> String {
+    /// `instance_NNN`, the seed's style, with the first number that is free
+    /// and that `unused` accepts (no files left by a deleted instance).
+    pub fn next_id(&self, unused: impl Fn(&str) -> bool) -> String {
         (1..)
             .map(|n| format!("instance_{n:03}"))
-            .find(|id| self.get(id).is_none())
+            .find(|id| self.get(id).is_none() && unused(id))
             .expect("an unbounded range has a free id")
     }
 

@@ -234,6 +234,14 @@ fn check_numbers(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
             ));
         }
     }
+    if let Some(ms) = c.start_timeout_ms {
+        if !TIMEOUT_MS_RANGE.contains(&ms) {
+            errors.push(FieldError::new(
+                "startTimeoutMs",
+                format!("A start timeout of {ms} ms is out of range: use from 1000 (1 second) to 86400000 (24 hours)."),
+            ));
+        }
+    }
 }
 
 fn check_texts(c: &InstanceConfig, errors: &mut Vec<FieldError>) {

@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `comfyui_instances.json` (format "1.0") and its `.bak` | [`InstanceStore`] |
 //! | `instance_{id}_health.json` | [`HealthHistory`] |
+//! | `instance_{id}_workflows.json` | the job queue (`dispatch::instance_log`); named and removed here |
 //! | `comfyui.json` (the single-instance app's), renamed `.migrated` once read | migration, on first start |
 //!
 //! Every write goes through [`atomic_write`], so a crash leaves either the old
@@ -18,6 +19,7 @@ mod export;
 mod format;
 mod health_history;
 mod import;
+mod instance_files;
 mod instances;
 mod migration;
 mod recovery;
@@ -30,5 +32,6 @@ pub use health_history::{
     HEALTH_FILE_VERSION, MAX_ERRORS, MAX_HOURS, MAX_SAMPLES,
 };
 pub use import::{import, ClashPolicy, ImportAction, ImportEntry, ImportError, ImportOutcome};
+pub use instance_files::{instance_files, remove_instance_files, workflows_file_path};
 pub use instances::{InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME};
 pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};

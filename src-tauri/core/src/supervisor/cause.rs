@@ -12,6 +12,13 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
+    /// The status of a process this run of the app did not start (re-attached):
+    /// it cannot be waited for, so how it ended is not known.
+    pub const UNKNOWN: ExitInfo = ExitInfo {
+        code: None,
+        signal: None,
+    };
+
     pub fn from_status(status: std::process::ExitStatus) -> Self {
         use std::os::unix::process::ExitStatusExt;
         Self {
@@ -31,7 +38,10 @@ impl std::fmt::Display for ExitInfo {
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "exit code {c}"),
             (None, Some(s)) => write!(f, "signal {} ({s})", signal_name(s)),
-            (None, None) => write!(f, "unknown exit"),
+            (None, None) => write!(
+                f,
+                "ended (exit status unknown: re-attached, not started by this run)"
+            ),
         }
     }
 }
@@ -63,6 +73,14 @@ pub enum ExitCause {
     Crashed {
         signal: String,
     },
+    /// The app stopped it: it did not answer within its start timeout.
+    StartTimeout {
+        seconds: u64,
+    },
+    /// The app stopped it: it stayed alive without answering (hung).
+    Hung {
+        seconds: u64,
+    },
 }
 
 impl ExitCause {
@@ -80,6 +98,12 @@ impl ExitCause {
                 "killed (SIGKILL), most likely by the system for lack of memory (out-of-memory killer)".into()
             }
             Self::Crashed { signal } => format!("ComfyUI crashed ({signal})"),
+            Self::StartTimeout { seconds } => format!(
+                "it did not answer within {seconds} s of its start, so the app stopped it; check the end of its log (a missing model folder, a custom node that fails to load, a port another program holds), or raise its start timeout if it loads many custom nodes"
+            ),
+            Self::Hung { seconds } => format!(
+                "its process stayed alive but did not answer for at least {seconds} s (hung), so the app killed it"
+            ),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! events, state and log. Dropping the handle stops the process (kill what
 //! the app launched unless it was detached).
 
+use super::cause::ExitCause;
 use super::cause::ExitInfo;
 use super::error::SupervisorError;
 use super::events::{ProcessState, SupervisorEvent};
@@ -9,8 +10,9 @@ use super::layout::InstanceDirs;
 use super::logs::{InstanceLog, LogLimits};
 use super::policy::RestartOptions;
 use super::port::check_port;
+use super::record::ProcessRecord;
 use super::spec::{build_launch_spec, LaunchContext, LaunchSpec};
-use super::task::{Command, SupervisorTask};
+use super::task::{Command, FirstProcess, SupervisorTask};
 use std::time::Duration;
 use storycore_types::InstanceConfig;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -70,6 +72,36 @@ impl SupervisorHandle {
             tracing::warn!("instance {}: {warning}", spec.id);
         }
         check_port(&spec.id, &spec.listen, spec.port).await?;
+        Self::supervise(spec, ctx, options, parent, FirstProcess::Spawn)
+    }
+
+    /// Supervises a process an earlier run of the app left running (found by
+    /// `find_adoptable`): its exit is noticed, it is restarted under the
+    /// policy, stopped, detached, exactly like one launched now. Its output
+    /// still goes to its log file, which is read from its current end.
+    pub fn adopt(
+        config: &InstanceConfig,
+        ctx: &LaunchContext,
+        options: SupervisorOptions,
+        record: &ProcessRecord,
+    ) -> Result<Self, SupervisorError> {
+        let spec = build_launch_spec(config, ctx)?;
+        Self::supervise(
+            spec,
+            ctx,
+            options,
+            &CancellationToken::new(),
+            FirstProcess::Adopt(record.pid),
+        )
+    }
+
+    fn supervise(
+        spec: LaunchSpec,
+        ctx: &LaunchContext,
+        options: SupervisorOptions,
+        parent: &CancellationToken,
+        first: FirstProcess,
+    ) -> Result<Self, SupervisorError> {
         let log_path = spec.dirs.log_file();
         let log = InstanceLog::open(&log_path, options.log)
             .map_err(|e| SupervisorError::io(&spec.id, "open the log", &log_path, e))?;
@@ -83,6 +115,8 @@ impl SupervisorHandle {
             events.clone(),
             commands_rx,
             cancel.clone(),
+            ctx.guardian.clone(),
+            first,
         )?;
         tokio::spawn(task.run());
         Ok(Self {
@@ -145,6 +179,18 @@ impl SupervisorHandle {
     /// start limit. Returns the new pid.
     pub async fn restart(&self) -> Result<u32, SupervisorError> {
         self.ask(|reply| Command::Restart { reply }).await?
+    }
+
+    /// Stops the running process as failed (it never answered within its
+    /// start timeout, or it hung); the restart policy then decides, as after
+    /// a crash. A zero `grace` kills at once. False when none was running.
+    pub async fn fail(&self, cause: ExitCause, grace: Duration) -> Result<bool, SupervisorError> {
+        self.ask(|reply| Command::Fail {
+            cause,
+            grace,
+            reply,
+        })
+        .await
     }
 
     /// Ends the supervisor and leaves the process running (its process.json

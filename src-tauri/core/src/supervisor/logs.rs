@@ -1,19 +1,28 @@
-//! ComfyUI's output: every line goes to the instance's log file (rotated, so a
-//! server that runs for weeks does not fill the disk) and to a bounded tail in
-//! memory that the UI reads and that crash reports quote.
+//! ComfyUI's output. The process writes straight into the instance's log file
+//! (its stdout and stderr are that file, opened for appending), so its output
+//! never depends on the app: a ComfyUI left running when the app exits or dies
+//! keeps logging instead of failing on a broken pipe. The app reads the file
+//! as it grows ([`LogReader`]) into a bounded tail in memory that the UI reads
+//! and that crash reports quote, and rotates it by copy-then-truncate (the
+//! process keeps its descriptor; appends land at the new end).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::watch;
 
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// A line longer than this is cut (a progress bar redrawn with `\r` for an
+/// hour is one "line"); the rest of it is dropped from the tail, not the file.
+const MAX_LINE_BYTES: usize = 16 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLimits {
-    /// The live file is rotated when it would grow past this.
+    /// The live file is rotated once it grows past this.
     pub max_file_bytes: u64,
     /// Rotated files kept (`comfyui.log.1` is the newest).
     pub kept_files: usize,
@@ -32,15 +41,13 @@ impl Default for LogLimits {
 }
 
 struct LogState {
-    file: Option<File>,
-    written: u64,
     tail: VecDeque<String>,
     /// Lines pushed since the log was opened: the number of the next line.
     total: u64,
 }
 
-/// Shared by the stdout and stderr readers and the UI. The lock is held only
-/// for a line's write, never across an await.
+/// One instance's log: the file and the tail in memory. The lock is held only
+/// to add or copy lines, never across an await.
 #[derive(Clone)]
 pub struct InstanceLog {
     path: PathBuf,
@@ -55,16 +62,13 @@ pub struct InstanceLog {
 }
 
 impl InstanceLog {
-    /// Opens (appends to) `path`; its folder must exist.
+    /// Opens `path` (created if missing); its folder must exist.
     pub fn open(path: &Path, limits: LogLimits) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let written = file.metadata()?.len();
+        OpenOptions::new().create(true).append(true).open(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             limits,
             state: Arc::new(Mutex::new(LogState {
-                file: Some(file),
-                written,
                 tail: VecDeque::new(),
                 total: 0,
             })),
@@ -77,19 +81,51 @@ impl InstanceLog {
         &self.path
     }
 
-    /// Records one line (without its newline).
+    /// The file opened for appending, to hand to the process as its stdout
+    /// and stderr (one open file: the two streams keep their order).
+    pub fn writer(&self) -> std::io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+    }
+
+    /// A reader of what is appended to the file from now on.
+    pub fn reader(&self) -> std::io::Result<LogReader> {
+        let end = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(LogReader {
+            log: self.clone(),
+            pos: end,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Fills the tail with the last lines already in the file (a process
+    /// re-attached after an app restart: its recent output is context).
+    pub fn load_recent(&self) {
+        let Ok(mut f) = File::open(&self.path) else {
+            return;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let from = len.saturating_sub(64 * 1024);
+        let mut bytes = Vec::new();
+        if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut bytes).is_err() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<&str> = text.lines().collect();
+        if from > 0 && !lines.is_empty() {
+            lines.remove(0); // most likely cut in the middle
+        }
+        let keep = lines.len().saturating_sub(self.limits.tail_lines);
+        for line in &lines[keep..] {
+            self.push_line(line);
+        }
+    }
+
+    /// Records one line (without its newline) in the tail.
     pub fn push_line(&self, line: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let bytes = line.len() as u64 + 1;
-        if state.written > 0 && state.written + bytes > self.limits.max_file_bytes {
-            self.rotate(&mut state);
-        }
-        if let Some(file) = state.file.as_mut() {
-            // A full disk must not stop the server: the tail still gets the line.
-            if writeln!(file, "{line}").is_ok() {
-                state.written += bytes;
-            }
-        }
         if state.tail.len() == self.limits.tail_lines {
             state.tail.pop_front();
         }
@@ -125,27 +161,19 @@ impl InstanceLog {
         }
     }
 
-    fn rotate(&self, state: &mut LogState) {
-        state.file = None;
+    /// Moves the live file to `.1` (older ones shift, the oldest goes) by
+    /// copying it and emptying the live one: the process writing it keeps its
+    /// descriptor, and with `O_APPEND` its next line lands at the new end.
+    fn rotate(&self) -> std::io::Result<()> {
         let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
-        if self.limits.kept_files == 0 {
-            let _ = std::fs::remove_file(&self.path);
-        } else {
+        if self.limits.kept_files > 0 {
             let _ = std::fs::remove_file(numbered(self.limits.kept_files));
             for n in (1..self.limits.kept_files).rev() {
                 let _ = std::fs::rename(numbered(n), numbered(n + 1));
             }
-            let _ = std::fs::rename(&self.path, numbered(1));
+            std::fs::copy(&self.path, numbered(1))?;
         }
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
-            Ok(f) => state.file = Some(f),
-            Err(e) => tracing::warn!("could not reopen {}: {e}", self.path.display()),
-        }
-        state.written = 0;
+        OpenOptions::new().write(true).open(&self.path)?.set_len(0)
     }
 
     /// The last `n` lines in memory, oldest first.
@@ -170,6 +198,96 @@ impl InstanceLog {
     }
 }
 
+/// Reads what a process appends to its log file, line by line, into the
+/// log's tail, and rotates the file when it grows too big.
+pub struct LogReader {
+    log: InstanceLog,
+    /// How far the file has been read.
+    pos: u64,
+    /// The start of a line whose newline has not been written yet.
+    partial: Vec<u8>,
+}
+
+impl LogReader {
+    /// Reads everything appended since the last call; returns whether
+    /// anything was. Never blocks for long: a regular file is read to its end.
+    pub fn read_new(&mut self) -> bool {
+        let Ok(mut f) = File::open(&self.log.path) else {
+            return false;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.pos {
+            // Emptied (rotated, or by hand): start over at its beginning.
+            self.pos = 0;
+            self.partial.clear();
+        }
+        if len == self.pos {
+            return false;
+        }
+        let mut bytes = Vec::new();
+        if f.seek(SeekFrom::Start(self.pos)).is_err()
+            || (&mut f)
+                .take(len - self.pos)
+                .read_to_end(&mut bytes)
+                .is_err()
+        {
+            return false;
+        }
+        self.pos += bytes.len() as u64;
+        let mut rest = bytes.as_slice();
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            self.partial.extend_from_slice(&rest[..nl]);
+            self.push_partial();
+            rest = &rest[nl + 1..];
+        }
+        if self.partial.len() < MAX_LINE_BYTES {
+            let room = MAX_LINE_BYTES - self.partial.len();
+            self.partial
+                .extend_from_slice(&rest[..rest.len().min(room)]);
+        }
+        if self.pos > self.log.limits.max_file_bytes {
+            match self.log.rotate() {
+                Ok(()) => self.pos = 0,
+                Err(e) => tracing::warn!("could not rotate {}: {e}", self.log.path.display()),
+            }
+        }
+        true
+    }
+
+    /// Hands over a last line that has no newline (the process has ended).
+    pub fn finish(&mut self) {
+        self.read_new();
+        if !self.partial.is_empty() {
+            self.push_partial();
+        }
+    }
+
+    fn push_partial(&mut self) {
+        self.partial.truncate(MAX_LINE_BYTES);
+        let text = String::from_utf8_lossy(&self.partial);
+        self.log.push_line(text.trim_end_matches('\r'));
+        self.partial.clear();
+    }
+
+    /// Reads the file as it grows until `done` fires, then reads what is
+    /// left. Polls quickly while lines come, more slowly when quiet.
+    pub async fn run(mut self, done: tokio_util::sync::CancellationToken) {
+        let mut idle = Duration::from_millis(50);
+        loop {
+            if self.read_new() {
+                idle = Duration::from_millis(50);
+            } else {
+                idle = (idle * 2).min(Duration::from_millis(250));
+            }
+            tokio::select! {
+                _ = done.cancelled() => break,
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+        self.finish();
+    }
+}
+
 /// The existing files of a log, oldest first.
 pub fn log_files(live: &Path, kept: usize) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = (1..=kept)
@@ -188,7 +306,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rotates_keeps_n_files_and_a_bounded_tail() {
+    fn the_process_output_is_read_rotated_and_bounded() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let live = dir.path().join("comfyui.log");
         let limits = LogLimits {
@@ -197,22 +316,54 @@ mod tests {
             tail_lines: 3,
         };
         let log = InstanceLog::open(&live, limits).unwrap();
+        // What the process writes: its stdout is this descriptor.
+        let mut out = log.writer().unwrap();
+        let mut reader = log.reader().unwrap();
         for i in 0..60 {
-            log.push_line(&format!("line {i:04}"));
+            writeln!(out, "line {i:04}").unwrap();
+            reader.read_new();
         }
+        write!(out, "no newline yet").unwrap();
+        reader.read_new();
         assert_eq!(log.tail(10), vec!["line 0057", "line 0058", "line 0059"]);
+        reader.finish();
+        assert_eq!(log.tail(1), vec!["no newline yet"], "the last words count");
         let files = log.files();
         assert_eq!(files.len(), 3, "{files:?}");
         for f in &files {
-            assert!(std::fs::metadata(f).unwrap().len() <= 100);
+            // Rotated once a read finds it past the limit: at most a line over.
+            assert!(std::fs::metadata(f).unwrap().len() <= 110);
         }
         assert!(!dir.path().join("comfyui.log.3").exists());
         let all = log.export().unwrap();
-        assert!(all.ends_with("line 0059\n"));
-        let lines: Vec<&str> = all.lines().collect();
+        assert!(all.ends_with("line 0059\nno newline yet"), "{all}");
+        let lines: Vec<&str> = all.lines().filter(|l| l.starts_with("line")).collect();
         let mut sorted = lines.clone();
         sorted.sort();
         assert_eq!(lines, sorted, "export is oldest first");
+        assert_eq!(lines.last(), Some(&"line 0059"));
+    }
+
+    #[test]
+    fn a_re_attached_log_shows_its_recent_lines_and_cuts_endless_ones() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("comfyui.log");
+        let limits = LogLimits {
+            max_file_bytes: 1 << 20,
+            kept_files: 1,
+            tail_lines: 2,
+        };
+        std::fs::write(&live, "old 1\nold 2\nold 3\n").unwrap();
+        let log = InstanceLog::open(&live, limits).unwrap();
+        log.load_recent();
+        assert_eq!(log.tail(5), vec!["old 2", "old 3"]);
+        let mut reader = log.reader().unwrap();
+        let mut out = log.writer().unwrap();
+        let bar = "\r 50%|#####".repeat(10_000);
+        writeln!(out, "{bar}").unwrap();
+        reader.read_new();
+        assert_eq!(log.tail(1)[0].len(), MAX_LINE_BYTES);
     }
 
     #[tokio::test]

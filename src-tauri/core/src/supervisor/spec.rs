@@ -25,6 +25,8 @@ pub struct LaunchContext {
     pub data_dir: PathBuf,
     pub gpus: Vec<GpuInfo>,
     pub instances_per_gpu: HashMap<u32, usize>,
+    /// Stops the process if the app dies without stopping it (see `guardian`).
+    pub guardian: Option<std::sync::Arc<super::guardian::Guardian>>,
 }
 
 impl LaunchContext {

@@ -4,12 +4,14 @@
 use super::cause::{detect_exit_cause, ExitCause, ExitInfo};
 use super::error::SupervisorError;
 use super::events::{ProcessState, SupervisorEvent};
+use super::guardian::Guardian;
 use super::handle::SupervisorOptions;
 use super::logs::InstanceLog;
 use super::policy::{RestartDecision, RestartTracker};
-use super::process::{spawn_process, SpawnedProcess};
+use super::process::{adopt_process, spawn_process, SpawnedProcess};
 use super::record::{process_cmdline, ProcessRecord};
 use super::spec::LaunchSpec;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +29,13 @@ pub(crate) enum Command {
     Detach {
         reply: oneshot::Sender<Option<u32>>,
     },
+    /// Stop the process as failed (it never answered, or hung): the restart
+    /// policy then applies as after a crash. `grace` zero kills at once.
+    Fail {
+        cause: ExitCause,
+        grace: std::time::Duration,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 pub(crate) struct SupervisorTask {
@@ -42,10 +51,20 @@ pub(crate) struct SupervisorTask {
     starts: u32,
     restart_at: Option<tokio::time::Instant>,
     last_exit: Option<(ExitInfo, Option<ExitCause>)>,
+    guardian: Option<Arc<Guardian>>,
+}
+
+/// How the task gets its first process.
+pub(crate) enum FirstProcess {
+    Spawn,
+    /// A process an earlier run of the app left running (pid = pgid).
+    Adopt(u32),
 }
 
 impl SupervisorTask {
-    /// Spawns the first process; an error here means nothing was started.
+    /// Spawns (or adopts) the first process; an error here means nothing was
+    /// started.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         spec: LaunchSpec,
         options: SupervisorOptions,
@@ -53,6 +72,8 @@ impl SupervisorTask {
         events: broadcast::Sender<SupervisorEvent>,
         commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
+        guardian: Option<Arc<Guardian>>,
+        first: FirstProcess,
     ) -> Result<(Self, watch::Receiver<ProcessState>), SupervisorError> {
         let (state, state_rx) = watch::channel(ProcessState::Down);
         let mut task = Self {
@@ -68,8 +89,14 @@ impl SupervisorTask {
             starts: 0,
             restart_at: None,
             last_exit: None,
+            guardian,
         };
-        task.spawn()?;
+        match first {
+            FirstProcess::Spawn => {
+                task.spawn()?;
+            }
+            FirstProcess::Adopt(pid) => task.adopt(pid),
+        }
         Ok((task, state_rx))
     }
 
@@ -100,6 +127,9 @@ impl SupervisorTask {
         if let Err(e) = record.save(&self.spec.dirs) {
             tracing::warn!("{e}");
         }
+        if let Some(g) = &self.guardian {
+            g.watch(pid);
+        }
         self.process = Some(process);
         self.restart_at = None;
         self.state.send_replace(ProcessState::Running { pid });
@@ -110,12 +140,33 @@ impl SupervisorTask {
         Ok(pid)
     }
 
+    /// Takes over a running process; counts as its first start.
+    fn adopt(&mut self, pid: u32) {
+        self.tracker.record_start(Instant::now());
+        self.starts += 1;
+        self.process = Some(adopt_process(pid, &self.log));
+        if let Some(g) = &self.guardian {
+            g.watch(pid);
+        }
+        self.state.send_replace(ProcessState::Running { pid });
+        self.emit(SupervisorEvent::Spawned {
+            pid,
+            start: self.starts,
+        });
+    }
+
+    fn forget_group(&self, pid: u32) {
+        if let Some(g) = &self.guardian {
+            g.unwatch(pid);
+        }
+    }
+
     pub(crate) async fn run(mut self) {
         loop {
             let restart_at = self.restart_at;
             let exited = async {
                 match self.process.as_mut() {
-                    Some(p) => p.child.wait().await,
+                    Some(p) => p.wait().await,
                     None => std::future::pending().await,
                 }
             };
@@ -130,13 +181,7 @@ impl SupervisorTask {
                     self.stop_process(true).await;
                     break;
                 }
-                status = exited => {
-                    let exit = match status {
-                        Ok(s) => ExitInfo::from_status(s),
-                        Err(_) => ExitInfo { code: None, signal: None },
-                    };
-                    self.on_unasked_exit(exit).await;
-                }
+                exit = exited => self.on_unasked_exit(exit).await,
                 () = timer => self.automatic_restart(),
                 command = self.commands.recv() => match command {
                     // The handle is gone: same as a cancel.
@@ -152,8 +197,13 @@ impl SupervisorTask {
                     Some(Command::Restart { reply }) => {
                         let _ = reply.send(self.asked_restart().await);
                     }
+                    Some(Command::Fail { cause, grace, reply }) => {
+                        let _ = reply.send(self.fail_process(cause, grace).await);
+                    }
                     Some(Command::Detach { reply }) => {
-                        let pid = self.process.take().map(|p| p.pid);
+                        // The guardian keeps it listed: whether it survives the
+                        // app is the "keep running" setting's call.
+                        let pid = self.process.take().map(SpawnedProcess::release);
                         self.state.send_replace(ProcessState::Ended);
                         self.emit(SupervisorEvent::Detached { pid: pid.unwrap_or_default() });
                         let _ = reply.send(pid);
@@ -171,19 +221,41 @@ impl SupervisorTask {
         self.restart_at = None;
         let mut process = self.process.take()?;
         let exit = process.stop(self.options.stop_grace).await;
+        self.forget_group(process.pid);
         if forget_record {
             ProcessRecord::remove(&self.spec.dirs);
         }
-        self.report_exit(&process, exit, true);
+        self.report_exit(&process, exit, true, None);
         Some(exit)
     }
 
-    fn report_exit(&mut self, process: &SpawnedProcess, exit: ExitInfo, asked: bool) {
+    /// Stops the process as a failure the app detected; the restart policy
+    /// decides what follows. False when no process was running.
+    async fn fail_process(&mut self, cause: ExitCause, grace: std::time::Duration) -> bool {
+        let Some(mut process) = self.process.take() else {
+            return false;
+        };
+        self.restart_at = None;
+        let exit = process.stop(grace).await;
+        self.forget_group(process.pid);
+        ProcessRecord::remove(&self.spec.dirs);
+        self.report_exit(&process, exit, false, Some(cause));
+        self.decide(false, process.started.elapsed());
+        true
+    }
+
+    fn report_exit(
+        &mut self,
+        process: &SpawnedProcess,
+        exit: ExitInfo,
+        asked: bool,
+        known: Option<ExitCause>,
+    ) {
         let last_lines = self.log.tail(LAST_LINES);
-        let cause = if asked {
-            None
-        } else {
-            detect_exit_cause(&exit, &last_lines)
+        let cause = match known {
+            Some(c) => Some(c),
+            None if asked => None,
+            None => detect_exit_cause(&exit, &last_lines),
         };
         let summary = match &cause {
             Some(c) => format!("{exit}: {}", c.describe()),
@@ -208,8 +280,9 @@ impl SupervisorTask {
         ProcessRecord::remove(&self.spec.dirs);
         // Leftovers of the group go with their leader; the tail must be complete.
         super::process::signal_group(process.pid, libc::SIGKILL);
+        self.forget_group(process.pid);
         process.drain_output().await;
-        self.report_exit(&process, exit, false);
+        self.report_exit(&process, exit, false, None);
         let uptime = process.started.elapsed();
         self.decide(exit.success(), uptime);
     }
@@ -288,6 +361,9 @@ impl Drop for SupervisorTask {
         if let Some(process) = self.process.as_mut() {
             process.kill_now();
             ProcessRecord::remove(&self.spec.dirs);
+            if let Some(g) = &self.guardian {
+                g.unwatch(process.pid);
+            }
         }
     }
 }

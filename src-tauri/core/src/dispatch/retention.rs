@@ -1,0 +1,129 @@
+//! Finished jobs are kept for a set time and up to a set count (the app's
+//! settings; 30 days and 10,000 by default), then deleted with their output
+//! copies; each instance's `instance_{id}_workflows.json` drops entries older
+//! than the same age. Pruned when the queue opens, daily, and when the
+//! settings change. Unfinished jobs are never pruned.
+
+use super::instance_log::InstanceWorkflowsFile;
+use super::outputs;
+use super::shared::Shared;
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use storycore_types::{AppEvent, DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished jobs older than this (by when they finished) are deleted.
+    pub max_age: Duration,
+    /// At most this many finished jobs are kept, the newest.
+    pub max_finished: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self::from_settings(DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS)
+    }
+}
+
+impl Retention {
+    pub fn from_settings(days: u32, max_finished: u32) -> Self {
+        Self {
+            max_age: DAY * days,
+            max_finished: max_finished as usize,
+        }
+    }
+}
+
+/// Deletes what is past the limits; returns how many jobs went.
+pub(crate) fn prune(shared: &Shared) -> usize {
+    let now = Utc::now();
+    let (removed, cutoff) = {
+        let mut st = shared.lock();
+        let r = st.retention;
+        let cutoff = now - chrono::Duration::from_std(r.max_age).unwrap_or(chrono::Duration::MAX);
+        let mut finished: Vec<(chrono::DateTime<Utc>, String)> = st
+            .jobs
+            .values()
+            .filter(|e| e.job.state.is_final())
+            .map(|e| {
+                (
+                    e.job.finished_at.unwrap_or(e.job.updated_at),
+                    e.job.id.clone(),
+                )
+            })
+            .collect();
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0)); // newest first
+        let removed: Vec<String> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (at, _))| *i >= r.max_finished || *at < cutoff)
+            .map(|(_, (_, id))| id)
+            .collect();
+        for id in &removed {
+            st.jobs.remove(id);
+        }
+        if !removed.is_empty() {
+            let gone: std::collections::HashSet<&String> = removed.iter().collect();
+            st.order.retain(|id| !gone.contains(id));
+        }
+        (removed, cutoff)
+    };
+    for id in &removed {
+        if let Err(e) = shared.journal.remove(id) {
+            tracing::warn!(job = %id, "could not delete a pruned job's file: {e}");
+        }
+        let folder = outputs::job_folder(&shared.dir, id);
+        if folder.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&folder) {
+                tracing::warn!("could not delete {}: {e}", folder.display());
+            }
+        }
+        shared.emit(AppEvent::JobRemoved { id: id.clone() });
+    }
+    if !removed.is_empty() {
+        tracing::info!(
+            n = removed.len(),
+            "finished jobs past the retention limits deleted"
+        );
+    }
+    prune_instance_logs(shared, cutoff);
+    removed.len()
+}
+
+/// Drops entries older than `cutoff` from every `instance_{id}_workflows.json`.
+fn prune_instance_logs(shared: &Shared, cutoff: chrono::DateTime<Utc>) {
+    let Ok(entries) = std::fs::read_dir(&shared.dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix("instance_")
+            .and_then(|n| n.strip_suffix("_workflows.json"))
+        else {
+            continue;
+        };
+        let _g = shared.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = InstanceWorkflowsFile::load(&shared.dir, id);
+        if f.prune_before(cutoff) {
+            if let Err(e) = f.save(&shared.dir) {
+                tracing::warn!("could not prune {name}: {e}");
+            }
+        }
+    }
+}
+
+/// Prunes once a day while the queue is open.
+pub(crate) async fn run_daily(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(DAY) => {}
+        }
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || prune(&s)).await;
+    }
+}
