@@ -304,3 +304,83 @@ fn resource_samples_are_published_only_when_they_change() {
     assert!(!state.on_resources(ram(40.4), t0()).worth_publishing);
     assert!(state.on_resources(ram(42.0), t0()).worth_publishing);
 }
+
+#[test]
+fn failed_workflows_count_toward_the_error_rate_which_fires_at_the_default_intervals() {
+    // At the default 30 s interval a minute holds at most 2-3 failed probes:
+    // alone they can never exceed 5. Failed workflows count too.
+    let t0 = Utc::now();
+    let mut s = HealthState::new(HealthPolicy::default(), t0);
+    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let failed = || ProbeOutcome::Failed {
+        error: "refused".into(),
+    };
+    let mut alerts = Vec::new();
+    alerts.extend(s.on_probe(failed(), at(0)).alerts);
+    alerts.extend(s.on_probe(failed(), at(30)).alerts);
+    for k in 0..3 {
+        alerts.extend(s.on_error(at(31 + k)).alerts);
+    }
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| matches!(a, AlertKind::HighErrorRate { .. })),
+        "5 errors is not more than 5"
+    );
+    let sixth = s.on_error(at(40)).alerts;
+    assert_eq!(
+        sixth,
+        vec![AlertKind::HighErrorRate {
+            errors_per_minute: 6
+        }]
+    );
+    // A minute later the window has emptied: the latch resets.
+    assert!(s.on_error(at(200)).alerts.is_empty());
+}
+
+#[test]
+fn the_start_phase_moves_no_status_and_raises_no_alert() {
+    let t0 = Utc::now();
+    let policy = HealthPolicy {
+        starting: true,
+        ..HealthPolicy::default()
+    };
+    let mut s = HealthState::new(policy, t0);
+    for k in 0..100 {
+        let obs = s.on_probe(
+            ProbeOutcome::Failed {
+                error: "refused".into(),
+            },
+            t0 + chrono::Duration::seconds(k),
+        );
+        assert!(
+            obs.alerts.is_empty() && obs.status_change.is_none(),
+            "{obs:?}"
+        );
+    }
+    assert!(s.is_starting());
+    assert_eq!(s.health().status, HealthStatus::Unknown);
+    assert_eq!(s.health().consecutive_failures, 0);
+    let obs = s.on_probe(
+        ProbeOutcome::Answered {
+            response_ms: 5.0,
+            resources: None,
+        },
+        t0 + chrono::Duration::seconds(101),
+    );
+    assert_eq!(
+        obs.status_change,
+        Some((HealthStatus::Unknown, HealthStatus::Healthy))
+    );
+    assert!(!s.is_starting());
+    // From now on failures count as usual.
+    for k in 0..3 {
+        s.on_probe(
+            ProbeOutcome::Failed {
+                error: "refused".into(),
+            },
+            t0 + chrono::Duration::seconds(102 + k),
+        );
+    }
+    assert_eq!(s.health().status, HealthStatus::Unhealthy);
+}

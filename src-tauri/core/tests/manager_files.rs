@@ -85,3 +85,46 @@ async fn export_then_import_elsewhere_all_or_nothing() {
     assert!(n.import("{not json", ClashPolicy::Fail).await.is_err());
     assert_eq!(n.list().len(), 4);
 }
+
+#[tokio::test]
+async fn a_deleted_instance_takes_its_history_along_and_a_new_one_inherits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = open(dir.path());
+    m.create(InstanceConfig::new("", "Old", 8188))
+        .await
+        .unwrap();
+    // What the instance accumulated: health and workflow history, a log, images.
+    let config = dir.path();
+    let data = config.join("data/instances/instance_001");
+    std::fs::write(config.join("instance_instance_001_health.json"), "{}").unwrap();
+    std::fs::write(config.join("instance_instance_001_workflows.json"), "{}").unwrap();
+    std::fs::create_dir_all(data.join("logs")).unwrap();
+    std::fs::write(data.join("logs/comfyui.log"), "old lines\n").unwrap();
+    std::fs::create_dir_all(data.join("output")).unwrap();
+    std::fs::write(data.join("output/ComfyUI_00001_.png"), b"png").unwrap();
+
+    m.delete("instance_001").await.unwrap();
+    assert!(!config.join("instance_instance_001_health.json").exists());
+    assert!(!config.join("instance_instance_001_workflows.json").exists());
+    assert!(!data.join("logs").exists(), "its log went with it");
+    assert!(
+        data.join("output/ComfyUI_00001_.png").exists(),
+        "the user's images stay"
+    );
+    // The next new instance gets another id: nothing of the old one is its.
+    let next = m
+        .create(InstanceConfig::new("", "New", 8189))
+        .await
+        .unwrap();
+    assert_eq!(next.id, "instance_002");
+
+    // Files a crash left for an id (deleted from the list, files not yet):
+    // an instance created with that id starts with no history.
+    std::fs::write(config.join("instance_reused_health.json"), "{}").unwrap();
+    std::fs::write(config.join("instance_reused_workflows.json"), "{}").unwrap();
+    m.create(InstanceConfig::new("reused", "Reused", 8190))
+        .await
+        .unwrap();
+    assert!(!config.join("instance_reused_health.json").exists());
+    assert!(!config.join("instance_reused_workflows.json").exists());
+}

@@ -27,6 +27,8 @@ pub struct Standin {
     pub fail_node: Option<String>,
     pub system_stats_500: bool,
     pub never_ready: bool,
+    /// Read at each `GET /system_stats`: faults a test switches at run time.
+    pub control_file: Option<std::path::PathBuf>,
 }
 
 /// Every recognised variable with a one-line description (shown on errors).
@@ -88,6 +90,10 @@ pub const VARS: &[(&str, &str)] = &[
     (
         "STANDIN_NEVER_READY",
         "1: startup never finishes (the port is never bound)",
+    ),
+    (
+        "STANDIN_CONTROL_FILE",
+        "a file read at each GET /system_stats: while it holds `system_stats_500`, that route answers 500",
     ),
 ];
 
@@ -209,7 +215,16 @@ impl Standin {
             fail_node: get("STANDIN_FAIL_NODE"),
             system_stats_500: flag("STANDIN_SYSTEM_STATS_500")?,
             never_ready: flag("STANDIN_NEVER_READY")?,
+            control_file: get("STANDIN_CONTROL_FILE").map(Into::into),
         })
+    }
+
+    /// Whether `/system_stats` fails now (set at start, or by the control file).
+    pub fn system_stats_fails(&self) -> bool {
+        self.system_stats_500
+            || self.control_file.as_ref().is_some_and(|f| {
+                std::fs::read_to_string(f).is_ok_and(|t| t.contains("system_stats_500"))
+            })
     }
 
     /// Wall time one executed node takes.

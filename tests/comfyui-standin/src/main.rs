@@ -206,6 +206,11 @@ async fn run(args: args::Args, cfg: Standin) {
         });
     }
     if cfg.startup_delay_ms > 0 {
+        // Where a real ComfyUI spends its start: importing custom nodes.
+        app.log(&format!(
+            "Loading custom nodes... (STANDIN_STARTUP_DELAY_MS: {} ms)",
+            cfg.startup_delay_ms
+        ));
         tokio::time::sleep(Duration::from_millis(cfg.startup_delay_ms)).await;
     }
     if cfg.never_ready {

@@ -244,7 +244,7 @@ async fn index() -> Response {
 }
 
 async fn system_stats(State(app): State<Arc<App>>) -> Response {
-    if app.cfg.system_stats_500 {
+    if app.cfg.system_stats_fails() {
         return trouble();
     }
     json_raw(StatusCode::OK, app.system_stats.clone())

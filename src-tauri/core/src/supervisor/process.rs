@@ -146,6 +146,14 @@ impl SpawnedProcess {
         };
         // What ComfyUI started (and did not stop) dies with it.
         signal_group(self.pid, libc::SIGKILL);
+        if self.child.is_none() {
+            // Not our child: its parent (init, or a subreaper) reaps it; the
+            // group is gone only then.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while group_alive(self.pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         self.drain_output().await;
         exit
     }
