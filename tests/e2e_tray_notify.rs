@@ -1,6 +1,7 @@
 //! The tray menu follows the fleet and the active instance (switched with
 //! Ctrl+2 in the window), and an instance that fails raises an OS notification
-//! that really arrives on the D-Bus session bus.
+//! that really arrives on the D-Bus session bus. In the window, its error
+//! toast stays until dismissed; the "healthy again" one goes by itself.
 
 mod support;
 
@@ -94,5 +95,40 @@ async fn tray_follows_the_active_instance_and_failures_notify_over_dbus() {
         line["body"].as_str().unwrap().contains("instance_001"),
         "{line}"
     );
+
+    // Back on its port: recovered. The information goes away by itself, the
+    // error stays until the user dismisses it.
+    let port = first.port();
+    drop(first);
+    let _back = StandIn::builder().port(port).start();
+    let error = ".toast.alert[data-severity='error'][data-instance='instance_001']";
+    let info = ".toast.alert[data-severity='info'][data-instance='instance_001']";
+    app.wait_text(info, "the recovered toast", |t| t.contains("healthy again"))
+        .await;
+    let count = async |css: &str| {
+        app.client
+            .find_all(fantoccini::Locator::Css(css))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while count(info).await > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the information toast never went"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "tray_notify: the recovered toast went by itself after {:?}",
+        t.elapsed()
+    );
+    assert!(count(error).await > 0, "the error toast went by itself");
+    let errors = count(error).await;
+    for _ in 0..errors {
+        app.click(&format!("{error} .dismiss")).await;
+    }
+    assert_eq!(count(error).await, 0, "dismissed, one by one");
     app.finish().await;
 }

@@ -67,19 +67,6 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     for n in &report.notices {
         notices.add(n.clone());
     }
-    if report.read_only {
-        notices.add(
-            "comfyui_instances.json was written by a newer StoryCore Engine: this version shows \
-             your instances but will not change them; update the app"
-                .into(),
-        );
-    }
-    if let Some(m) = report.migration.as_ref().filter(|m| m.migrated) {
-        notices.add(format!(
-            "your single-server settings (comfyui.json) were turned into {} instance(s)",
-            m.instances_created
-        ));
-    }
     let current = settings_store.get();
     manager.set_keep_running(current.keep_instances_running);
     let dispatch_options = DispatchOptions {

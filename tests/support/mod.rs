@@ -136,9 +136,20 @@ pub struct App {
 impl App {
     /// Launches the app with extra environment variables and opens a WebDriver session.
     pub async fn launch(name: &str, env: &[(&str, &str)]) -> App {
+        Self::launch_prepared(name, env, |_| {}).await
+    }
+
+    /// As [`Self::launch`], after `prepare` wrote what the config folder
+    /// should hold at start (old or broken files, settings).
+    pub async fn launch_prepared(
+        name: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> App {
         let display = Display::start();
         let bus = SessionBus::start();
         let config_dir = tempfile::tempdir().unwrap();
+        prepare(config_dir.path());
         let port = free_port();
         let native = free_port();
         let mut cmd = Command::new(tauri_driver());

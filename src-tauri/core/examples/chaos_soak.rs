@@ -409,6 +409,8 @@ mod controller {
         let mut rng = Rng(seed | 1);
         let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
         let mut crashes: Vec<Crash> = Vec::new();
+        // (what, instance, from ms, to ms): for the diagnosis of a failure.
+        let mut fault_log: Vec<(&str, String, u64, u64)> = Vec::new();
         let mut owner_rss: Vec<(f64, u64)> = Vec::new();
         let t0 = Instant::now();
         let soak = Duration::from_secs_f64(minutes * 60.0);
@@ -445,6 +447,7 @@ mod controller {
                     let instance = format!("gpu{n}");
                     let running_jobs = running_on(&seen, &instance);
                     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                    fault_log.push(("SIGKILL", instance.clone(), now_ms(), now_ms()));
                     crashes.push(Crash {
                         instance,
                         at: now_ms(),
@@ -461,6 +464,12 @@ mod controller {
                     };
                     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
                     let frozen_for = Duration::from_millis(2000 + rng.below(2000));
+                    fault_log.push((
+                        "SIGSTOP",
+                        format!("gpu{n}"),
+                        now_ms(),
+                        now_ms() + frozen_for.as_millis() as u64,
+                    ));
                     std::thread::spawn(move || {
                         std::thread::sleep(frozen_for);
                         unsafe { libc::kill(pid as i32, libc::SIGCONT) };
@@ -475,6 +484,7 @@ mod controller {
                     let _ = owner.child.wait();
                     std::thread::sleep(Duration::from_millis(300 + rng.below(700)));
                     owner = spawn_owner(&dir, &standin, &seen);
+                    fault_log.push(("owner SIGKILL", "-".into(), now_ms(), now_ms()));
                     *faults
                         .entry("queue owner killed (SIGKILL) and reopened")
                         .or_default() += 1;
@@ -490,7 +500,7 @@ mod controller {
             let jobs = read_journal(&journal);
             let all_final = jobs
                 .values()
-                .all(|j| matches!(j.as_str(), "succeeded" | "failed" | "cancelled"));
+                .all(|(j, _)| matches!(j.as_str(), "succeeded" | "failed" | "cancelled"));
             let all_running =
                 (0..INSTANCES).all(|n| last_status(&seen, &format!("gpu{n}")) == "running");
             if (all_final && all_running) || settle.elapsed() > Duration::from_secs(120) {
@@ -509,29 +519,80 @@ mod controller {
         }
 
         // Every completed execution of job k wrote one soak{k}_*.png.
-        let mut runs: HashMap<String, u32> = HashMap::new();
+        // prefix -> (instance, when the image was written)
+        let mut written: HashMap<String, Vec<(String, u64)>> = HashMap::new();
         for n in 0..INSTANCES {
             let out = dir.join(format!("data/instances/gpu{n}/output"));
             for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
+                let mtime = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64)
+                    .unwrap_or(0);
                 if let Some(prefix) = name.split('_').next() {
-                    *runs.entry(prefix.to_string()).or_default() += 1;
+                    written
+                        .entry(prefix.to_string())
+                        .or_default()
+                        .push((format!("gpu{n}"), mtime));
                 }
             }
         }
+        let runs: HashMap<String, u32> = written
+            .iter()
+            .map(|(p, v)| (p.clone(), v.len() as u32))
+            .collect();
         let prefixes = job_prefixes(&journal);
         let accepted = jobs.len();
         let mut once = 0;
         let mut twice = Vec::new();
         let mut lost = Vec::new();
-        for (id, state) in &jobs {
+        // Runs whose instance was killed after it wrote the image but before
+        // it reported the prompt done (ComfyUI writes outputs first): nobody
+        // can know that run finished, so the job runs again by design.
+        let mut rerun_after_crash = 0;
+        for (id, (state, final_instance)) in &jobs {
             let n = prefixes
                 .get(id)
                 .and_then(|p| runs.get(p))
                 .copied()
                 .unwrap_or(0);
+            let killed_before_report = |inst: &String, at: u64| {
+                fault_log.iter().any(|(what, i, from, _)| {
+                    *what == "SIGKILL" && i == inst && *from >= at && *from <= at + 1000
+                })
+            };
+            let images = prefixes.get(id).and_then(|p| written.get(p));
+            let explained = n >= 2
+                && images.is_some_and(|images| {
+                    images.iter().filter(|(i, _)| i == final_instance).count() == 1
+                        && images
+                            .iter()
+                            .filter(|(i, _)| i != final_instance)
+                            .all(|(i, at)| killed_before_report(i, *at))
+                });
+            if explained {
+                rerun_after_crash += 1;
+            }
+            let n = if explained { 1 } else { n };
             if n >= 2 {
-                twice.push(format!("{id} ({n} runs)"));
+                let mut why = format!("{id} ({n} runs)");
+                let s = seen.lock().unwrap();
+                for (inst, at) in &written[&prefixes[id]] {
+                    why.push_str(&format!("\n      image on {inst} at {at}"));
+                    for (what, i, from, to) in &fault_log {
+                        if (i == inst || i == "-") && *to + 5000 >= *at && *from <= at + 5000 {
+                            why.push_str(&format!(
+                                "; {what} {i} at {from}..{to} ({:+} ms)",
+                                *from as i64 - *at as i64
+                            ));
+                        }
+                    }
+                }
+                for (j, st, inst, at) in s.jobs.iter().filter(|(j, ..)| j == id) {
+                    why.push_str(&format!("\n      job {j} {st} {inst} {at}"));
+                }
+                twice.push(why);
             }
             if state == "succeeded" && n == 1 {
                 once += 1;
@@ -590,6 +651,9 @@ mod controller {
         println!("succeeded exactly once:            {once}");
         println!("lost:                              {}", lost.len());
         println!("run twice:                         {}", twice.len());
+        println!(
+            "re-run after a crash between its image and its report: {rerun_after_crash} (unknowable: by design)"
+        );
         for (kind, n) in &faults {
             println!("fault: {kind:<42} {n}");
         }
@@ -658,6 +722,10 @@ mod controller {
             && med_elsewhere.is_none_or(|m| m < 2000)
             && worst_answer.is_none_or(|w| w < 10_000);
         println!("goals (0 lost, 0 twice, all back, median crash->elsewhere < 2 s, answer->running < 10 s): {}", if ok { "met" } else { "MISSED" });
+        if !ok {
+            let kept = tmp.keep();
+            println!("the soak's folder is kept for a look: {}", kept.display());
+        }
         if ok {
             0
         } else {
@@ -690,7 +758,7 @@ mod controller {
     }
 
     /// Job id -> state, from the journal (what was accepted is on disk).
-    fn read_journal(dir: &Path) -> BTreeMap<String, String> {
+    fn read_journal(dir: &Path) -> BTreeMap<String, (String, String)> {
         let mut out = BTreeMap::new();
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -705,7 +773,10 @@ mod controller {
             };
             out.insert(
                 id.to_string(),
-                v["state"].as_str().unwrap_or("?").to_string(),
+                (
+                    v["state"].as_str().unwrap_or("?").to_string(),
+                    v["instanceId"].as_str().unwrap_or("-").to_string(),
+                ),
             );
         }
         out

@@ -229,21 +229,27 @@ async fn a_frozen_instance_is_restarted_and_back_in_service() {
 }
 
 #[tokio::test]
-async fn a_re_attached_instance_that_crashes_is_restarted_and_back_in_service() {
+async fn re_attached_instances_that_crash_or_hang_are_restarted_and_back_in_service() {
     let f = local_fleet();
-    f.add("kept", &[]).await;
-    f.m.start("kept").await.unwrap();
-    wait_running(&f.m, "kept", LONG).await;
-    let pid = f.m.process_pid("kept").unwrap();
+    for id in ["kept", "frozen"] {
+        f.add(id, &[]).await;
+        f.m.start(id).await.unwrap();
+        wait_running(&f.m, id, LONG).await;
+    }
+    let kept = f.m.process_pid("kept").unwrap();
+    let frozen = f.m.process_pid("frozen").unwrap();
     f.m.detach_all().await;
     f.m.shutdown().await;
-    assert!(group_alive(pid), "kept running");
+    assert!(group_alive(kept) && group_alive(frozen), "kept running");
 
     let next = InstanceManager::open(options(f.config.path(), f.data.path()))
         .unwrap()
         .0;
-    assert_eq!(next.reattach_local().await, ["kept"]);
+    let mut attached = next.reattach_local().await;
+    attached.sort();
+    assert_eq!(attached, ["frozen", "kept"]);
     wait_running(&next, "kept", LONG).await;
+    wait_running(&next, "frozen", LONG).await;
     // It keeps writing its log (its output is the file, not a pipe to the
     // app that is gone), and the new app reads it.
     let config = next.get("kept").unwrap().config;
@@ -258,12 +264,16 @@ async fn a_re_attached_instance_that_crashes_is_restarted_and_back_in_service() 
     })
     .await;
 
-    kill(pid, libc::SIGKILL);
-    wait_for(LONG, "a new process after the crash", || async {
-        next.process_pid("kept").filter(|p| *p != pid)
-    })
-    .await;
-    wait_running(&next, "kept", LONG).await;
+    kill(kept, libc::SIGKILL);
+    kill(frozen, libc::SIGSTOP);
+    for (id, old) in [("kept", kept), ("frozen", frozen)] {
+        wait_for(LONG, &format!("a new process for {id}"), || async {
+            next.process_pid(id).filter(|p| *p != old)
+        })
+        .await;
+        wait_running(&next, id, LONG).await;
+    }
+    assert!(!group_alive(frozen), "the hung one was killed");
     next.shutdown().await;
 }
 

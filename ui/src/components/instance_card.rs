@@ -3,7 +3,7 @@ use crate::api::{self, Lifecycle};
 use crate::format::{bytes, duration_ms, millis};
 use crate::state::{run_action, EditorMode, Fleet};
 use leptos::prelude::*;
-use storycore_types::{Instance, InstancePath, InstanceStatus};
+use storycore_types::{HealthStatus, Instance, InstancePath, InstanceStatus};
 
 /// Launched by the app (has a ComfyUI folder) rather than attached.
 pub fn is_local(i: &Instance) -> bool {
@@ -147,7 +147,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         <span>{if is_local(&i) { "local" } else { "remote" }}</span>
                     </div>
                     <div class="card-metrics">
-                        <span title="Response time">{if i.health.last_checked.is_some() { millis(i.health.response_time) } else { "-".into() }}</span>
+                        <span title="Response time">{if i.health.status != HealthStatus::Unknown { millis(i.health.response_time) } else { "-".into() }}</span>
                         <span title="Active workflows">{format!("{} active", stats.active_workflows)}</span>
                         <span title="VRAM in use">{match (stats.vram_used_bytes, stats.vram_total_bytes) {
                             (Some(u), Some(t)) => format!("VRAM {} / {}", bytes(u), bytes(t)),

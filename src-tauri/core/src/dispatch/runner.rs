@@ -93,9 +93,21 @@ pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode) {
                 fail(&shared, &job_id, &prompt_id, err);
                 return;
             }
-            Err(e) => {
+            // Refused, or answered with an error: the prompt is not there.
+            Err(e @ (ClientError::Refused { .. } | ClientError::Http { .. })) => {
                 cool_down(&shared, &instance_id);
                 requeue(false, e.to_string());
+                return;
+            }
+            // No answer: the request may have reached the server (a frozen
+            // process reads it when it thaws) and the prompt run there. It is
+            // stopped there, or the instance known dead, before the job may
+            // run elsewhere.
+            Err(e) => {
+                shared.instance_lost(
+                    &instance_id,
+                    &format!("did not answer when the job was sent ({e})"),
+                );
                 return;
             }
         }

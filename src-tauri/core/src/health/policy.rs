@@ -189,6 +189,7 @@ impl HealthState {
                 return obs;
             }
             self.starting = false;
+            self.last_error = None; // refusals while starting were no error
         }
         match outcome {
             ProbeOutcome::Answered {

@@ -236,17 +236,15 @@ impl InstanceManager {
     /// Whether the process of a local instance lives: `None` for an instance
     /// the app does not run (attached), `Some(false)` once it has ended.
     pub fn process_alive(&self, id: &str) -> Option<bool> {
-        let reg = self.lock();
-        let e = reg.get(id)?;
-        if !e.instance.config.is_local_launch() {
-            return None;
-        }
-        Some(
-            e.process
-                .as_ref()
-                .and_then(|p| p.pid())
-                .is_some_and(pid_alive),
-        )
+        let pid = {
+            let reg = self.lock();
+            let e = reg.get(id)?;
+            if !e.instance.config.is_local_launch() {
+                return None;
+            }
+            e.process.as_ref().and_then(|p| p.pid())
+        };
+        Some(pid.is_some_and(pid_alive))
     }
 
     /// Kills a local instance's process that stays alive without answering;
@@ -338,14 +336,29 @@ impl InstanceManager {
         }
     }
 
-    /// Whether an id still has files of a deleted instance (a new instance
-    /// gets another id, so it inherits nothing).
-    pub(super) fn has_leftovers(&self, id: &str) -> bool {
-        let data = self.inner.options.data_dir.join("instances").join(id);
-        data.exists()
-            || crate::store::instance_files(&self.inner.options.config_dir, id)
-                .map(|files| files.iter().any(|f| f.exists()))
-                .unwrap_or(false)
+    /// Ids that still have files of a deleted instance (a new instance gets
+    /// another id, so it inherits nothing). Read before taking the lock.
+    pub(super) fn ids_with_leftovers(&self) -> std::collections::HashSet<String> {
+        let mut ids = std::collections::HashSet::new();
+        let data = self.inner.options.data_dir.join("instances");
+        for e in std::fs::read_dir(data).into_iter().flatten().flatten() {
+            ids.insert(e.file_name().to_string_lossy().into_owned());
+        }
+        for e in std::fs::read_dir(&self.inner.options.config_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_prefix("instance_").and_then(|n| {
+                n.strip_suffix("_health.json")
+                    .or_else(|| n.strip_suffix("_workflows.json"))
+            });
+            if let Some(id) = id {
+                ids.insert(id.to_string());
+            }
+        }
+        ids
     }
 
     /// While starting, the last line the server wrote is its progress.

@@ -174,11 +174,16 @@ impl InstanceManager {
 
     /// The seed's `createInstance`. An empty id gets the next `instance_NNN`.
     pub async fn create(&self, mut config: InstanceConfig) -> Result<Instance, ManagerError> {
+        let leftovers = if config.id.trim().is_empty() {
+            self.ids_with_leftovers()
+        } else {
+            Default::default()
+        };
         let inst = {
             let mut reg = self.lock();
             reg.writable()?;
             if config.id.trim().is_empty() {
-                config.id = reg.next_id(|id| !self.has_leftovers(id));
+                config.id = reg.next_id(|id| !leftovers.contains(id));
             }
             validate_config(&config, &reg.configs_except(None))
                 .map_err(|fields| ManagerError::Invalid { fields })?;
