@@ -62,12 +62,23 @@ def main():
         return subprocess.call(sys.argv[1:])
     # The command is a child like any other: forward Ctrl-C to it only.
     child = subprocess.Popen(sys.argv[1:])
-    while True:
+    # Reap as we go: orphans re-parented here while the command runs must not
+    # linger as zombies (a test waiting for a process group to be gone would
+    # wait for ever).
+    rc = None
+    while rc is None:
         try:
-            rc = child.wait()
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            rc = child.poll() or 0
             break
         except KeyboardInterrupt:
             child.send_signal(signal.SIGINT)
+            continue
+        if pid == child.pid:
+            rc = os.waitstatus_to_exitcode(status)
+            if rc < 0:
+                rc = 128 - rc
     deadline = time.time() + GRACE_SECONDS
     left = []
     while True:
