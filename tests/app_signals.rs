@@ -161,12 +161,7 @@ fn sigterm_sigint_and_sighup_quit_like_quit_and_stop_what_the_app_launched() {
             "{name}: the process record of a stopped server stays"
         );
         // The app's own log says why it quit.
-        let log_dir = l.config.path().join("logs");
-        let text: String = std::fs::read_dir(&log_dir)
-            .unwrap()
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect();
+        let text = support::app_log_text(l.config.path());
         assert!(text.contains(&format!("{name} received")), "{name}: {text}");
     }
 }

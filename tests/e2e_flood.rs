@@ -100,12 +100,7 @@ async fn after_a_flood_of_events_the_window_equals_the_backend() {
     wait_equal(&app, ".job-row", &jobs, "jobs").await;
 
     // The flood did overrun the bridge: the snapshot path was taken.
-    let log_dir = app.config_dir.path().join("logs");
-    let log: String = std::fs::read_dir(&log_dir)
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let log = support::app_log_text(app.config_dir.path());
     assert!(
         log.contains("sending a snapshot"),
         "the bridge never fell behind: the test proved nothing"

@@ -116,6 +116,17 @@ impl SessionBus {
     }
 }
 
+/// Everything the app logged into `<config>/logs/` (its daily files).
+pub fn app_log_text(config_dir: &Path) -> String {
+    std::fs::read_dir(config_dir.join("logs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where screenshots go: target/e2e-screenshots/<test>.png.
 pub fn screenshot_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");

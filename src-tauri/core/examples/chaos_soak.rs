@@ -24,7 +24,7 @@
 //! nothing run twice, every instance back, crash to job elsewhere under 2 s
 //! (median), instance running within 10 s of its process answering.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -500,7 +500,7 @@ mod controller {
             let jobs = read_journal(&journal);
             let all_final = jobs
                 .values()
-                .all(|(j, _)| matches!(j.as_str(), "succeeded" | "failed" | "cancelled"));
+                .all(|j| matches!(j.state.as_str(), "succeeded" | "failed" | "cancelled"));
             let all_running =
                 (0..INSTANCES).all(|n| last_status(&seen, &format!("gpu{n}")) == "running");
             if (all_final && all_running) || settle.elapsed() > Duration::from_secs(120) {
@@ -538,11 +538,7 @@ mod controller {
                 }
             }
         }
-        let runs: HashMap<String, u32> = written
-            .iter()
-            .map(|(p, v)| (p.clone(), v.len() as u32))
-            .collect();
-        let prefixes = job_prefixes(&journal);
+        let none = Vec::new();
         let accepted = jobs.len();
         let mut once = 0;
         let mut twice = Vec::new();
@@ -551,26 +547,21 @@ mod controller {
         // it reported the prompt done (ComfyUI writes outputs first): nobody
         // can know that run finished, so the job runs again by design.
         let mut rerun_after_crash = 0;
-        for (id, (state, final_instance)) in &jobs {
-            let n = prefixes
-                .get(id)
-                .and_then(|p| runs.get(p))
-                .copied()
-                .unwrap_or(0);
+        for (id, job) in &jobs {
+            let (state, final_instance) = (&job.state, &job.instance);
+            let images = written.get(&job.prefix).unwrap_or(&none);
+            let n = images.len();
             let killed_before_report = |inst: &String, at: u64| {
                 fault_log.iter().any(|(what, i, from, _)| {
                     *what == "SIGKILL" && i == inst && *from >= at && *from <= at + 1000
                 })
             };
-            let images = prefixes.get(id).and_then(|p| written.get(p));
             let explained = n >= 2
-                && images.is_some_and(|images| {
-                    images.iter().filter(|(i, _)| i == final_instance).count() == 1
-                        && images
-                            .iter()
-                            .filter(|(i, _)| i != final_instance)
-                            .all(|(i, at)| killed_before_report(i, *at))
-                });
+                && images.iter().filter(|(i, _)| i == final_instance).count() == 1
+                && images
+                    .iter()
+                    .filter(|(i, _)| i != final_instance)
+                    .all(|(i, at)| killed_before_report(i, *at));
             if explained {
                 rerun_after_crash += 1;
             }
@@ -578,7 +569,7 @@ mod controller {
             if n >= 2 {
                 let mut why = format!("{id} ({n} runs)");
                 let s = seen.lock().unwrap();
-                for (inst, at) in &written[&prefixes[id]] {
+                for (inst, at) in images {
                     why.push_str(&format!("\n      image on {inst} at {at}"));
                     for (what, i, from, to) in &fault_log {
                         if (i == inst || i == "-") && *to + 5000 >= *at && *from <= at + 5000 {
@@ -757,8 +748,15 @@ mod controller {
             .map_or("unknown".into(), |(_, st, _)| st.clone())
     }
 
-    /// Job id -> state, from the journal (what was accepted is on disk).
-    fn read_journal(dir: &Path) -> BTreeMap<String, (String, String)> {
+    /// One job as its journal file says: what was accepted is on disk.
+    struct OnDisk {
+        state: String,
+        instance: String,
+        /// Its SaveImage prefix: `soak{k}`.
+        prefix: String,
+    }
+
+    fn read_journal(dir: &Path) -> BTreeMap<String, OnDisk> {
         let mut out = BTreeMap::new();
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -771,35 +769,15 @@ mod controller {
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 continue;
             };
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
             out.insert(
                 id.to_string(),
-                (
-                    v["state"].as_str().unwrap_or("?").to_string(),
-                    v["instanceId"].as_str().unwrap_or("-").to_string(),
-                ),
+                OnDisk {
+                    state: text(&v["state"]),
+                    instance: text(&v["instanceId"]),
+                    prefix: text(&v["workflow"]["2"]["inputs"]["filename_prefix"]),
+                },
             );
-        }
-        out
-    }
-
-    fn job_prefixes(dir: &Path) -> HashMap<String, String> {
-        let mut out = HashMap::new();
-        let mut seen = HashSet::new();
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else {
-                continue;
-            };
-            let Ok(bytes) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                continue;
-            };
-            if let Some(p) = v["workflow"]["2"]["inputs"]["filename_prefix"].as_str() {
-                assert!(seen.insert(p.to_string()), "two jobs with prefix {p}");
-                out.insert(id.to_string(), p.to_string());
-            }
         }
         out
     }

@@ -10,7 +10,6 @@ mod dispatch_fleet;
 mod support;
 
 use dispatch_fleet::{chain_workflow, fast_options, fast_policy, history_runs};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use storycore_core::dispatch::JobQueue;
@@ -19,7 +18,7 @@ use storycore_core::supervisor::{group_alive, RestartOptions, SupervisorOptions}
 use storycore_types::{
     AlertKind, AppEvent, HealthStatus, InstanceConfig, InstanceStatus, JobState, JobTarget,
 };
-use support::standin::{comfyui_folder, free_port, local_config, StandIn};
+use support::standin::{comfyui_folder, env_vars, free_port, local_config, StandIn};
 use support::wait_for;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -67,11 +66,7 @@ impl Local {
     fn config(&self, id: &str, env: &[(&str, &str)]) -> InstanceConfig {
         let mut c = local_config(id, self.comfy.path(), free_port());
         c.gpu_device = Some("cpu".into());
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        c.env_vars = (!env.is_empty()).then_some(env);
+        c.env_vars = env_vars(env);
         c
     }
 

@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 use storycore_core::health::HealthPolicy;
 use storycore_core::manager::{InstanceManager, ManagerOptions};
 use storycore_core::supervisor::{group_alive, RestartOptions, SupervisorOptions};
 use storycore_types::{AlertKind, AppEvent, ErrorCode, InstanceConfig, InstanceStatus};
-use support::standin::{free_port, standin_binary};
+use support::standin::{env_vars, free_port, standin_binary};
 use support::wait_for;
 
 struct Fixture {
@@ -65,11 +64,7 @@ fn local(f: &Fixture, id: &str, port: u16, env: &[(&str, &str)]) -> InstanceConf
             .to_string(),
     );
     c.gpu_device = Some("cpu".into());
-    let env: BTreeMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    c.env_vars = (!env.is_empty()).then_some(env);
+    c.env_vars = env_vars(env);
     c
 }
 

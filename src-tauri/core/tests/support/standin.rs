@@ -216,6 +216,15 @@ pub fn comfyui_folder() -> tempfile::TempDir {
     dir
 }
 
+/// `STANDIN_*` (or any) variables as an instance's `envVars`; none: unset.
+pub fn env_vars(env: &[(&str, &str)]) -> Option<std::collections::BTreeMap<String, String>> {
+    (!env.is_empty()).then(|| {
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
 /// A local instance whose "Python" is the stand-in: the app launches it as
 /// `<stand-in> main.py <flags>` in `comfyui`, exactly as it launches ComfyUI.
 pub fn local_config(id: &str, comfyui: &Path, port: u16) -> storycore_types::InstanceConfig {
