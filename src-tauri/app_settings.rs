@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use storycore_core::dispatch::JobQueue;
 use storycore_core::manager::InstanceManager;
-use storycore_core::store::atomic_write;
+use storycore_core::store::{atomic_write, read_regular};
 use storycore_types::{ApiError, AppSettings, ErrorCode, FieldError};
 
 pub const SETTINGS_FILE: &str = "settings.json";
@@ -19,16 +19,17 @@ pub struct SettingsStore {
 impl SettingsStore {
     pub fn load(config_dir: &std::path::Path) -> (Self, Option<String>) {
         let path = config_dir.join(SETTINGS_FILE);
-        let (current, notice) = match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (AppSettings::default(), None),
+        // A regular file, bounded: a FIFO or a device here must not hang the start.
+        let (current, notice) = match read_regular(&path, 1 << 20) {
+            Ok(None) => (AppSettings::default(), None),
             Err(e) => (
                 AppSettings::default(),
                 Some(format!(
-                    "cannot read {}: {e}; using default settings",
+                    "cannot read {} ({e}); using default settings until you save new ones",
                     path.display()
                 )),
             ),
-            Ok(text) => match serde_json::from_str(&text) {
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(s) => (s, None),
                 Err(e) => (
                     AppSettings::default(),

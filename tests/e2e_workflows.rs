@@ -77,7 +77,7 @@ async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {
     app.type_into("#workflow-json", "{not json").await;
     app.click("#run-workflow").await;
     app.wait_text("#action-error", "the refusal", |t| {
-        t.contains("not valid JSON")
+        t.contains("not JSON") && t.contains("Save (API)")
     })
     .await;
     app.finish().await;

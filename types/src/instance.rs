@@ -88,6 +88,10 @@ pub struct InstanceConfig {
     /// Default 300000 for a local instance, 60000 for an attached one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_timeout_ms: Option<u64>,
+    /// Allows the variables that change which code ComfyUI runs (PYTHONPATH,
+    /// PYTHONHOME, PYTHONSTARTUP, LD_LIBRARY_PATH). Default false: refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_risky_env_vars: Option<bool>,
 }
 
 impl InstanceConfig {
@@ -112,6 +116,7 @@ impl InstanceConfig {
             extra_args: None,
             api_key_ref: None,
             start_timeout_ms: None,
+            allow_risky_env_vars: None,
         }
     }
     pub fn host(&self) -> &str {
@@ -238,6 +243,11 @@ pub struct InstanceConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub start_timeout_ms: Option<Option<u64>>,
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_risky_env_vars: Option<Option<bool>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -262,7 +272,12 @@ impl InstanceConfigPatch {
             enable_queue_monitoring
         );
         set!(auto_start, description, scheme, comfyui_path, python_path);
-        set!(extra_args, api_key_ref, start_timeout_ms);
+        set!(
+            extra_args,
+            api_key_ref,
+            start_timeout_ms,
+            allow_risky_env_vars
+        );
     }
 }
 

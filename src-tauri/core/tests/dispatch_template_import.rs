@@ -70,7 +70,7 @@ fn a_workflow_file_offers_its_plain_inputs_in_node_order() {
 fn wrong_files_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(std::path::PathBuf, &str)> = vec![
-        (dir.path().join("missing.json"), "could not read"),
+        (dir.path().join("missing.json"), "does not exist"),
         (dir.path().to_path_buf(), "is a folder"),
         (
             write(dir.path(), "bin.json", &[0xff, 0xfe, 0x00]),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use storycore_core::model::{same_machine, validate_config, validate_file, validate_id};
+use storycore_core::model::{same_machine, validate_config, validate_file, validate_id, Checks};
 use storycore_types::{InstanceConfig, InstancesFile};
 
 fn base() -> InstanceConfig {
@@ -358,12 +358,17 @@ fn every_problem_comes_back_at_once() {
 }
 
 #[test]
-fn updating_an_instance_does_not_clash_with_its_stored_self() {
+fn an_update_is_checked_against_the_others_and_a_create_against_all() {
     let mut stored = others();
     stored[0].description = Some("old".into());
     let mut edited = stored[0].clone();
     edited.description = Some("new".into());
-    assert_eq!(validate_config(&edited, &stored), Ok(()));
+    // An update compares with the fleet without the stored version...
+    assert_eq!(validate_config(&edited, &stored[1..]), Ok(()));
+    // ...a create with all of it: the same id is taken.
+    let e = validate_config(&edited, &stored).unwrap_err();
+    let fields: Vec<&str> = e.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(fields, ["name", "port", "id"]);
 }
 
 #[test]
@@ -381,7 +386,7 @@ fn a_whole_file_reports_each_faulty_instance_with_duplicates() {
         active_instance_id: None,
         last_saved: None,
     };
-    let problems = validate_file(&file);
+    let problems = validate_file(&file, Checks::Full);
     let summary: Vec<(usize, Vec<&str>)> = problems
         .iter()
         .map(|p| (p.index, p.errors.iter().map(|e| e.field.as_str()).collect()))
@@ -402,7 +407,11 @@ fn a_whole_file_reports_each_faulty_instance_with_duplicates() {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(validate_file(&seed), vec![], "the seed's example is valid");
+    assert_eq!(
+        validate_file(&seed, Checks::Full),
+        vec![],
+        "the seed's example is valid"
+    );
 }
 
 #[test]

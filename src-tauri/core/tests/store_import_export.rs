@@ -166,7 +166,7 @@ fn fail_policy_lists_every_clash_and_changes_nothing() {
     let entries = rejected(import(&clashing_data(), &current(), ClashPolicy::Fail));
     assert_eq!(entries[0].errors[0].field, "id");
     assert!(
-        entries[0].errors[0].message.contains("'GPU 0' (gpu0)"),
+        entries[0].errors[0].message.contains("'GPU 0' ('gpu0')"),
         "{:?}",
         entries[0].errors
     );

@@ -182,9 +182,15 @@ fn corrupt_backup_too_starts_empty() {
     let loaded = store.load().unwrap();
     assert!(loaded.file.instances.is_empty());
     assert!(
-        loaded.notices[0].contains("No usable backup"),
+        loaded.notices[0].contains("could not be read either")
+            && loaded.notices[0].contains("repair a kept file"),
         "{:?}",
         loaded.notices
+    );
+    // Both broken files are kept, neither is overwritten by the next save.
+    assert_eq!(
+        files_starting(dir.path(), &format!("{INSTANCES_FILE_NAME}.bak.corrupt-")).len(),
+        1
     );
 }
 

@@ -21,14 +21,8 @@ pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
 /// `workflow` is the text of an API-format workflow (ComfyUI's "Save (API)").
 #[tauri::command]
 pub fn submit_workflow(q: Queue<'_>, workflow: String, target: Option<JobTarget>) -> Answer<Job> {
-    let value: Value = serde_json::from_str(&workflow).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidInput,
-            format!(
-                "the workflow is not valid JSON ({e}); export it from ComfyUI with \"Save (API)\""
-            ),
-        )
-    })?;
+    // Size, nesting and shape are checked where the text enters.
+    let value = storycore_core::dispatch::workflow::parse_workflow(&workflow)?;
     Ok(q.submit(value, target.unwrap_or_default())?.summary())
 }
 

@@ -27,6 +27,7 @@ struct Form {
     start_timeout: RwSignal<String>,
     queue_monitoring: RwSignal<bool>,
     auto_start: RwSignal<bool>,
+    allow_risky_env: RwSignal<bool>,
 }
 
 /// One environment variable in the key-value editor. `n` keys the row so
@@ -82,6 +83,7 @@ impl Form {
             ),
             queue_monitoring: RwSignal::new(c.queue_monitoring()),
             auto_start: RwSignal::new(c.autostart()),
+            allow_risky_env: RwSignal::new(c.allow_risky_env_vars == Some(true)),
         }
     }
 
@@ -144,6 +146,7 @@ impl Form {
         c.start_timeout_ms = start_timeout;
         c.enable_queue_monitoring = Some(self.queue_monitoring.get_untracked());
         c.auto_start = Some(self.auto_start.get_untracked());
+        c.allow_risky_env_vars = self.allow_risky_env.get_untracked().then_some(true);
         Ok(c)
     }
 }
@@ -167,6 +170,7 @@ fn patch_of(c: InstanceConfig) -> InstanceConfigPatch {
         extra_args: None,
         api_key_ref: None,
         start_timeout_ms: Some(c.start_timeout_ms),
+        allow_risky_env_vars: Some(c.allow_risky_env_vars),
     }
 }
 
@@ -379,6 +383,7 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                             <button id="editor-env-add" on:click=move |_| form.env.update(|v| v.push(EnvRow::new("", "")))>"Add variable"</button>
                         </div>
                         {field_error("envVars")}
+                        {check("editor-allow-risky-env", "Allow PYTHONPATH, PYTHONHOME, PYTHONSTARTUP and LD_LIBRARY_PATH (they change which code ComfyUI runs)", form.allow_risky_env)}
                     </div>
                     {folder("editor-comfyui-path", "ComfyUI folder (local instances)", form.comfyui_path, "comfyuiPath", "/home/me/ComfyUI", "Choose the ComfyUI folder")}
                     {input("editor-python-path", "Python interpreter", form.python_path, "pythonPath", "/home/me/ComfyUI/venv/bin/python")}

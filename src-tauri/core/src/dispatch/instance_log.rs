@@ -79,14 +79,25 @@ impl InstanceWorkflowsFile {
             paused_work: Vec::new(),
         };
         let path = file_path(dir, instance_id);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                // History only: start afresh rather than refuse to run work.
-                tracing::warn!("{} is unreadable ({e}); starting it anew", path.display());
-                empty
-            }),
-            Err(_) => empty,
+        let problem = match crate::store::read_regular(&path, 64 << 20) {
+            Ok(None) => return empty,
+            Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(f) => return f,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        // History only: start afresh rather than refuse to run work, but keep
+        // the unreadable file for the user instead of overwriting it.
+        match crate::store::move_aside(&path) {
+            Ok(kept) => tracing::warn!(
+                "{} is unreadable ({problem}); kept as {} and started anew",
+                path.display(),
+                kept.display()
+            ),
+            Err(e) => tracing::warn!("{} is unreadable ({problem}): {e}", path.display()),
         }
+        empty
     }
 
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {

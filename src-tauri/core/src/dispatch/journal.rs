@@ -3,7 +3,10 @@
 //! (with its instance and prompt id) before `POST /prompt` leaves the app, so
 //! a restarted app knows what to ask each instance about.
 
-use crate::store::{atomic_write, StoreError};
+use crate::store::{atomic_write, read_regular, StoreError};
+
+/// A job's file holds its workflow (at most 16 MiB) and its state.
+const MAX_JOB_FILE_BYTES: u64 = 64 << 20;
 use std::path::{Path, PathBuf};
 use storycore_types::Job;
 
@@ -74,8 +77,9 @@ impl Journal {
             if !name.ends_with(".json") {
                 continue;
             }
-            let parsed = std::fs::read(&path)
+            let parsed = read_regular(&path, MAX_JOB_FILE_BYTES)
                 .map_err(|e| e.to_string())
+                .and_then(|b| b.ok_or_else(|| "it vanished".to_string()))
                 .and_then(|b| serde_json::from_slice::<Job>(&b).map_err(|e| e.to_string()));
             match parsed {
                 Ok(job) if format!("{}.json", job.id) == name => out.jobs.push(job),

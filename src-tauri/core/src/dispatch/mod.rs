@@ -189,6 +189,9 @@ impl JobQueue {
             logs: Mutex::new(()),
             unsaved: Mutex::new(HashSet::new()),
         });
+        report
+            .notices
+            .extend(TemplateStore::new(&shared.dir).unreadable());
         let pruned = retention::prune(&shared);
         if pruned > 0 {
             report.notices.push(format!(

@@ -13,7 +13,10 @@ use storycore_types::{
 
 /// Workflow files bigger than this are refused before reading: API-format
 /// workflows are kilobytes; a bigger file is almost surely the wrong file.
-pub const MAX_WORKFLOW_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_WORKFLOW_FILE_BYTES: u64 = super::workflow::MAX_WORKFLOW_BYTES as u64;
+/// A template's name, description and parameter names.
+const MAX_TEMPLATE_NAME: usize = 100;
+const MAX_TEMPLATE_DESCRIPTION: usize = 2000;
 
 pub const SMOKE_TEST_ID: &str = "builtin-smoke-test";
 pub const TEMPLATES_FOLDER: &str = "templates";
@@ -143,29 +146,37 @@ pub fn markable_inputs(workflow: &Value) -> Vec<WorkflowInput> {
 /// Reads a workflow file for import: refuses what is missing, a folder, too
 /// big, not UTF-8, not JSON or not in API format, saying which and why.
 pub fn read_workflow_file(path: &Path) -> Result<WorkflowFile, DispatchError> {
-    let shown = path.display().to_string();
-    let read_err = |source| DispatchError::Read {
-        path: path.to_path_buf(),
-        source,
+    use crate::store::{human_size, read_regular, ReadProblem};
+    let shown = crate::model::quote(&path.display().to_string());
+    let choose = "choose the .json file ComfyUI's \"Save (API)\" wrote";
+    let bytes = match read_regular(path, MAX_WORKFLOW_FILE_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(DispatchError::bad(format!(
+                "{shown} does not exist: check the path, or {choose}"
+            )))
+        }
+        Err(ReadProblem::NotAFile(what)) => {
+            return Err(DispatchError::bad(format!("{shown} is {what}; {choose}")))
+        }
+        Err(ReadProblem::TooBig { limit }) => {
+            return Err(DispatchError::bad(format!(
+                "{shown} is larger than {}, the most a workflow file may be; an API-format workflow is a small JSON file: {choose}",
+                human_size(limit)
+            )))
+        }
+        Err(ReadProblem::Io(source)) => {
+            return Err(DispatchError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.is_dir() {
-        return Err(DispatchError::bad(format!(
-            "{shown} is a folder; choose the .json file ComfyUI's \"Save (API)\" wrote"
-        )));
-    }
-    if meta.len() > MAX_WORKFLOW_FILE_BYTES {
-        return Err(DispatchError::bad(format!(
-            "{shown} is {} MiB; an API-format workflow is a small JSON file",
-            meta.len() / (1024 * 1024)
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| DispatchError::bad(format!("{shown} is not a text (UTF-8) file")))?;
     let workflow = super::workflow::parse_workflow(&text)?;
     Ok(WorkflowFile {
-        path: shown,
+        path: path.display().to_string(),
         inputs: markable_inputs(&workflow),
         workflow,
     })
@@ -183,17 +194,21 @@ pub fn mark_parameter(
     if name.trim().is_empty() {
         return Err(err(&t.id, "a parameter needs a name"));
     }
+    text_ok(&t.id, "the parameter name", name, MAX_TEMPLATE_NAME, false)?;
     if t.parameters.iter().any(|p| p.name == name) {
         return Err(err(
             &t.id,
             format!("there is already a parameter named \"{name}\""),
         ));
     }
+    // The input's name is a key, taken literally ("a/b" is one name), as
+    // the workflow is filled in when the template runs.
     let current = t
         .workflow
         .get(node_id)
         .ok_or_else(|| err(&t.id, format!("the workflow has no node \"{node_id}\"")))?
-        .pointer(&format!("/inputs/{input}"))
+        .get("inputs")
+        .and_then(|inputs| inputs.get(input))
         .ok_or_else(|| {
             err(
                 &t.id,
@@ -307,18 +322,47 @@ impl TemplateStore {
     }
 
     pub fn list(&self) -> Vec<WorkflowTemplate> {
-        let mut out = vec![smoke_test_template()];
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            let mut saved: Vec<WorkflowTemplate> = entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .filter_map(|e| std::fs::read(e.path()).ok())
-                .filter_map(|b| serde_json::from_slice(&b).ok())
-                .collect();
-            saved.sort_by(|a, b| a.name.cmp(&b.name));
-            out.extend(saved);
+        let (mut out, problems) = self.read_all();
+        for p in problems {
+            tracing::warn!("{p}");
         }
+        out.insert(0, smoke_test_template());
         out
+    }
+
+    /// Saved template files that cannot be read, each with why: they are not
+    /// in the list, and the user should know (shown as startup notices).
+    pub fn unreadable(&self) -> Vec<String> {
+        self.read_all().1
+    }
+
+    fn read_all(&self) -> (Vec<WorkflowTemplate>, Vec<String>) {
+        let mut saved = Vec::new();
+        let mut problems = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return (saved, problems);
+        };
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().ends_with(".json") {
+                continue;
+            }
+            let path = e.path();
+            let read = crate::store::read_regular(&path, MAX_WORKFLOW_FILE_BYTES * 2)
+                .map_err(|p| p.to_string())
+                .and_then(|b| b.ok_or_else(|| "it vanished".to_string()))
+                .and_then(|b| {
+                    serde_json::from_slice::<WorkflowTemplate>(&b).map_err(|e| e.to_string())
+                });
+            match read {
+                Ok(t) => saved.push(t),
+                Err(why) => problems.push(format!(
+                    "the template file {} cannot be read ({why}); it is not in the list: fix or delete it",
+                    path.display()
+                )),
+            }
+        }
+        saved.sort_by(|a, b| a.name.cmp(&b.name));
+        (saved, problems)
     }
 
     pub fn get(&self, id: &str) -> Option<WorkflowTemplate> {
@@ -355,8 +399,9 @@ impl TemplateStore {
         if name.is_empty() {
             return Err(err("", "give the template a name"));
         }
-        if name.chars().count() > 100 {
-            return Err(err("", "a template name is at most 100 characters"));
+        text_ok("", "the template name", name, MAX_TEMPLATE_NAME, false)?;
+        if let Some(d) = &draft.description {
+            text_ok("", "the description", d, MAX_TEMPLATE_DESCRIPTION, true)?;
         }
         let existing = self.list();
         if existing.iter().any(|t| t.name.eq_ignore_ascii_case(name)) {
@@ -403,6 +448,37 @@ impl TemplateStore {
         }
         let path = self.dir.join(format!("{id}.json"));
         std::fs::remove_file(&path).map_err(|source| DispatchError::Read { path, source })
+    }
+}
+
+/// A name or description: not too long, no control characters, and (a
+/// name) something visible.
+fn text_ok(
+    id: &str,
+    what: &str,
+    value: &str,
+    max_chars: usize,
+    multiline: bool,
+) -> Result<(), DispatchError> {
+    let mut errors = Vec::new();
+    let rules = crate::model::TextRules {
+        max_chars,
+        multiline,
+        required: !multiline,
+    };
+    crate::model::check_text("", what, value, rules, &mut errors);
+    match errors.pop() {
+        Some(e) => Err(err(id, capitalised_off(&e.message))),
+        None => Ok(()),
+    }
+}
+
+/// "The name is..." reads as "template x: the name is...".
+fn capitalised_off(message: &str) -> String {
+    let mut c = message.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

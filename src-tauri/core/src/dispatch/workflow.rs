@@ -8,12 +8,52 @@ use crate::client::{ClientError, ComfyErrorBody, HistoryEntry};
 use serde_json::{Map, Value};
 use storycore_types::{JobError, JobNodeError};
 
+/// The most a workflow may weigh, as JSON text. API-format workflows are
+/// kilobytes; more is almost surely the wrong file.
+pub const MAX_WORKFLOW_BYTES: usize = 16 << 20;
+
+/// The deepest a workflow's JSON may nest. A workflow is 4 or 5 levels deep
+/// (nodes, inputs, links); the job's record on disk adds levels, and the JSON
+/// reader stops at 128: a limit far below that keeps every accepted workflow
+/// readable after a restart.
+pub const MAX_WORKFLOW_DEPTH: usize = 64;
+
 /// Parses text as an API-format workflow (the JSON "Save (API)" writes).
 pub fn parse_workflow(text: &str) -> Result<Value, DispatchError> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| DispatchError::bad(format!("it is not JSON ({e})")))?;
+    if text.len() > MAX_WORKFLOW_BYTES {
+        return Err(DispatchError::bad(format!(
+            "it is {} long; a workflow may be at most {} (an API-format workflow is a small JSON file)",
+            crate::store::human_size(text.len() as u64),
+            crate::store::human_size(MAX_WORKFLOW_BYTES as u64)
+        )));
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        let why = if e.to_string().contains("recursion limit") {
+            format!("it nests deeper than a workflow can ({MAX_WORKFLOW_DEPTH} levels at most)")
+        } else {
+            format!("it is not JSON ({e}): export it from ComfyUI with \"Save (API)\"")
+        };
+        DispatchError::bad(why)
+    })?;
     check_workflow(&v)?;
     Ok(v)
+}
+
+/// Whether `v` nests deeper than `limit` (a scalar: 0 levels).
+fn depth_over(v: &Value, limit: usize) -> bool {
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d + 1 > limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    false
 }
 
 /// Checks the shape: `{node id: {"class_type": "...", "inputs": {...}}, ...}`.
@@ -33,17 +73,27 @@ pub fn check_workflow(v: &Value) -> Result<(), DispatchError> {
     if nodes.is_empty() {
         return Err(DispatchError::bad("the workflow has no nodes"));
     }
+    if depth_over(v, MAX_WORKFLOW_DEPTH) {
+        return Err(DispatchError::bad(format!(
+            "it nests deeper than {MAX_WORKFLOW_DEPTH} levels; an API-format workflow is 4 or 5 levels deep"
+        )));
+    }
     let mut problems = Vec::new();
     for (id, node) in nodes {
+        if problems.len() >= 5 {
+            problems.push(format!("and more ({} nodes in all)", nodes.len()));
+            break;
+        }
+        let id = crate::model::quote(id);
         match node.as_object() {
-            None => problems.push(format!("node \"{id}\" is not an object")),
+            None => problems.push(format!("node {id} is not an object")),
             Some(n) => {
                 match n.get("class_type") {
                     Some(Value::String(c)) if !c.trim().is_empty() => {}
-                    _ => problems.push(format!("node \"{id}\" has no class_type")),
+                    _ => problems.push(format!("node {id} has no class_type")),
                 }
                 if !n.get("inputs").is_some_and(Value::is_object) {
-                    problems.push(format!("node \"{id}\" has no inputs object"));
+                    problems.push(format!("node {id} has no inputs object"));
                 }
             }
         }
@@ -162,9 +212,9 @@ mod tests {
             ("[1,2]", "expected a JSON object"),
             ("{}", "no nodes"),
             (r#"{"nodes": [], "links": []}"#, "editor format"),
-            (r#"{"1": {"inputs": {}}}"#, "node \"1\" has no class_type"),
-            (r#"{"1": {"class_type": "X"}}"#, "node \"1\" has no inputs"),
-            (r#"{"1": 5}"#, "node \"1\" is not an object"),
+            (r#"{"1": {"inputs": {}}}"#, "node '1' has no class_type"),
+            (r#"{"1": {"class_type": "X"}}"#, "node '1' has no inputs"),
+            (r#"{"1": 5}"#, "node '1' is not an object"),
         ];
         for (text, want) in cases {
             let e = parse_workflow(text).unwrap_err().to_string();

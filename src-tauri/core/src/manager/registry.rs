@@ -210,11 +210,13 @@ impl Registry {
     /// Takes the configs of `file`; instances still present keep their runtime
     /// state. Returns the entries that are gone (dropping them ends their monitors).
     pub fn replace_configs(&mut self, file: InstancesFile, read_only: bool) -> Vec<Entry> {
-        let mut old = std::mem::take(&mut self.entries);
+        let mut old: std::collections::HashMap<String, Entry> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|e| (e.instance.id.clone(), e))
+            .collect();
         for config in file.instances {
-            match old.iter().position(|e| e.instance.id == config.id) {
-                Some(pos) => {
-                    let mut e = old.remove(pos);
+            match old.remove(&config.id) {
+                Some(mut e) => {
                     e.instance.name = config.name.clone();
                     e.instance.config = config;
                     self.entries.push(e);
@@ -224,7 +226,7 @@ impl Registry {
         }
         self.active = file.active_instance_id;
         self.read_only = read_only;
-        old
+        old.into_values().collect()
     }
 
     /// Histories with new samples that are due to be written.

@@ -4,8 +4,12 @@
 //! machine; for an attached instance they describe another machine (or nothing
 //! the app uses), so only their text is checked.
 
+use super::text::quote;
 use std::path::{Component, Path};
 use storycore_types::FieldError;
+
+/// Longer paths are refused: Linux itself stops at 4096 bytes.
+const MAX_PATH_LEN: usize = 4096;
 
 /// What a path field must point at.
 #[derive(Clone, Copy)]
@@ -24,6 +28,15 @@ pub(crate) fn check_path_text(field: &str, value: &str, errors: &mut Vec<FieldEr
             field,
             "The path contains a NUL character: retype it.",
         ));
+    } else if value.len() > MAX_PATH_LEN {
+        errors.push(FieldError::new(
+            field,
+            format!(
+                "The path {} is {} bytes long; the system takes at most {MAX_PATH_LEN}.",
+                quote(value),
+                value.len()
+            ),
+        ));
     } else if value.trim().is_empty() {
         errors.push(FieldError::new(
             field,
@@ -41,9 +54,11 @@ pub(crate) fn check_local_path(
 ) {
     let path = Path::new(value);
     let mut problem = |m: String| errors.push(FieldError::new(field, m));
+    let q = quote(value);
+    let shown = |p: &Path| quote(&p.display().to_string());
     if !path.is_absolute() {
         return problem(format!(
-            "'{value}' is a relative path: enter the full path (starting at the root of the disk)."
+            "{q} is a relative path: enter the full path (starting at the root of the disk)."
         ));
     }
     if path
@@ -51,7 +66,7 @@ pub(crate) fn check_local_path(
         .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
     {
         return problem(format!(
-            "'{value}' contains '.' or '..': enter the folder's real path without them."
+            "{q} contains '.' or '..': enter the folder's real path without them."
         ));
     }
     // The folder part must be canonical for both kinds: a path that goes through
@@ -64,18 +79,21 @@ pub(crate) fn check_local_path(
         match p.canonicalize() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return problem(format!(
-                    "'{}' does not exist on this machine: check the path.",
-                    p.display()
+                    "{} does not exist on this machine: check the path.",
+                    shown(p)
                 ));
             }
             Err(e) => {
-                return problem(format!("'{}' cannot be read: {e}.", p.display()));
+                return problem(format!(
+                    "{} cannot be read ({e}): check that it is there and that you may read it.",
+                    shown(p)
+                ));
             }
             Ok(real) if real != strip_trailing_separator(p) => {
                 return problem(format!(
-                    "'{}' goes through a symbolic link: enter its real path, '{}'.",
-                    p.display(),
-                    real.display()
+                    "{} goes through a symbolic link: enter its real path, {}.",
+                    shown(p),
+                    shown(&real)
                 ));
             }
             Ok(_) => {}
@@ -84,25 +102,25 @@ pub(crate) fn check_local_path(
     match kind {
         PathKind::Folder { marker } => {
             if !path.is_dir() {
-                return problem(format!("'{value}' is a file, not a folder: enter a folder."));
+                return problem(format!("{q} is a file, not a folder: enter a folder."));
             }
             if let Some(m) = marker {
                 if !path.join(m).is_file() {
                     problem(format!(
-                        "'{value}' has no {m}: enter the ComfyUI folder, the one that holds {m}."
+                        "{q} has no {m}: enter the ComfyUI folder, the one that holds {m}."
                     ));
                 }
             }
         }
         PathKind::Executable => match std::fs::metadata(path) {
             Err(_) => problem(format!(
-                "'{value}' does not exist on this machine: enter the path of the Python interpreter."
+                "{q} does not exist on this machine: enter the path of the Python interpreter."
             )),
             Ok(m) if !m.is_file() => problem(format!(
-                "'{value}' is not a file: enter the path of the Python interpreter itself."
+                "{q} is not a file: enter the path of the Python interpreter itself."
             )),
             Ok(m) if !is_executable(&m) => problem(format!(
-                "'{value}' is not executable: enter the Python interpreter, or make it executable."
+                "{q} is not executable: enter the Python interpreter, or make it executable."
             )),
             Ok(_) => {}
         },

@@ -1,8 +1,11 @@
-//! The entry points: one config against the others, and a whole file.
+//! The entry points: one config against the others, and a whole file. One
+//! validation serves create, update, import and load; it is linear in the
+//! number of instances (each clash is a lookup in an index, not a scan).
 
-use super::host::{check_host, is_local_host, same_machine};
+use super::host::{check_host, is_local_host, machine_key};
 use super::launch::{check_env_vars, check_extra_args, check_gpu_device};
 use super::paths::{check_local_path, check_path_text, PathKind};
+use super::text::{check_text, quote, TextRules};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use storycore_types::{FieldError, InstanceConfig, InstancesFile};
@@ -10,19 +13,40 @@ use storycore_types::{FieldError, InstanceConfig, InstancesFile};
 const MAX_ID_LEN: usize = 64;
 const MAX_NAME_LEN: usize = 100;
 const MAX_DESCRIPTION_LEN: usize = 2000;
+const MAX_KEY_REF_LEN: usize = 200;
 const MAX_CONCURRENT_RANGE: std::ops::RangeInclusive<u32> = 1..=64;
 const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=86_400_000;
 
-/// Checks `c` alone and against `others`, and returns every problem at once.
-///
-/// An entry of `others` with the same id as `c` is taken as `c`'s stored
-/// version (the caller is updating it) and ignored; whether an id is free is
-/// the caller's question (see [`validate_file`] for whole files).
+/// How far the validation looks beyond the config's own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Everything, the folders and interpreter of a local instance on disk
+    /// included: what the user enters now (create, update, import).
+    Full,
+    /// All but what is on disk: a stored instance stays in the list while its
+    /// ComfyUI folder is on a drive that is not mounted (load).
+    Stored,
+}
+
+/// Checks `c` alone and against `others` (the other instances: one with `c`'s
+/// id is a clash, so an update passes the fleet without the stored `c`), and
+/// returns every problem at once.
 pub fn validate_config(
     c: &InstanceConfig,
     others: &[InstanceConfig],
 ) -> Result<(), Vec<FieldError>> {
-    let errors = check_config(c, others.iter().filter(|o| o.id != c.id));
+    let index = FleetIndex::new(others.iter());
+    let mut errors = check_config(c, &index, None, Checks::Full);
+    if let Some(o) = index.first(&index.ids, c.id.as_str(), None) {
+        errors.push(FieldError::new(
+            "id",
+            format!(
+                "The id {} is already used by instance {}: choose another id.",
+                quote(&c.id),
+                quote(&o.name)
+            ),
+        ));
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -41,34 +65,40 @@ pub struct InstanceProblems {
 }
 
 /// Checks every instance of a file against all the others, duplicate ids
-/// included. Returns only the instances that have problems.
-pub fn validate_file(f: &InstancesFile) -> Vec<InstanceProblems> {
-    let mut first_index_of_id: HashMap<&str, usize> = HashMap::new();
+/// included (the first of an id keeps it). Returns only the instances that
+/// have problems.
+pub fn validate_file(f: &InstancesFile, checks: Checks) -> Vec<InstanceProblems> {
+    validate_entries(f, checks, |_| true)
+}
+
+/// [`validate_file`] for the instances at the positions `wanted` accepts
+/// (the others are still what they are compared with).
+pub fn validate_entries(
+    f: &InstancesFile,
+    checks: Checks,
+    wanted: impl Fn(usize) -> bool,
+) -> Vec<InstanceProblems> {
+    let index = FleetIndex::new(f.instances.iter());
     let mut out = Vec::new();
-    for (index, c) in f.instances.iter().enumerate() {
-        let others = f
-            .instances
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != index)
-            .map(|(_, o)| o);
-        let mut errors = check_config(c, others);
-        match first_index_of_id.get(c.id.as_str()) {
-            Some(first) => errors.push(FieldError::new(
+    for (i, c) in f.instances.iter().enumerate() {
+        if !wanted(i) {
+            continue;
+        }
+        let mut errors = check_config(c, &index, Some(i), checks);
+        let first = index.ids.get(c.id.as_str()).and_then(|v| v.first());
+        if let Some(&first) = first.filter(|&&first| first != i) {
+            errors.push(FieldError::new(
                 "id",
                 format!(
-                    "The id '{}' is already used by instance number {} of the file: give each instance its own id.",
-                    c.id,
+                    "The id {} is already used by instance number {} of the file: give each instance its own id.",
+                    quote(&c.id),
                     first + 1
                 ),
-            )),
-            None => {
-                first_index_of_id.insert(&c.id, index);
-            }
+            ));
         }
         if !errors.is_empty() {
             out.push(InstanceProblems {
-                index,
+                index: i,
                 id: c.id.clone(),
                 errors,
             });
@@ -95,22 +125,79 @@ pub fn validate_id(id: &str) -> Result<(), FieldError> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
         return problem(format!(
-            "The id contains {c:?}: use only letters, digits, '_' and '-'."
+            "The id {} contains {}: use only letters, digits, '_' and '-'.",
+            quote(id),
+            quote(&c.to_string())
         ));
     }
     Ok(())
 }
 
-fn check_config<'a>(
+/// The instances a config is compared with, by id, by name and by port on
+/// one machine.
+struct FleetIndex<'a> {
+    configs: Vec<&'a InstanceConfig>,
+    ids: HashMap<&'a str, Vec<usize>>,
+    names: HashMap<String, Vec<usize>>,
+    ports: HashMap<(String, u32), Vec<usize>>,
+}
+
+/// Names compare as the user sees them: case and surrounding spaces aside.
+fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+impl<'a> FleetIndex<'a> {
+    fn new(configs: impl Iterator<Item = &'a InstanceConfig>) -> Self {
+        let mut index = Self {
+            configs: Vec::new(),
+            ids: HashMap::new(),
+            names: HashMap::new(),
+            ports: HashMap::new(),
+        };
+        for (i, c) in configs.enumerate() {
+            index.configs.push(c);
+            index.ids.entry(c.id.as_str()).or_default().push(i);
+            index.names.entry(name_key(&c.name)).or_default().push(i);
+            index
+                .ports
+                .entry((machine_key(c.host()), c.port))
+                .or_default()
+                .push(i);
+        }
+        index
+    }
+
+    /// The first instance under `key` that is not the one at `except`.
+    fn first<K, Q>(
+        &self,
+        map: &HashMap<K, Vec<usize>>,
+        key: &Q,
+        except: Option<usize>,
+    ) -> Option<&'a InstanceConfig>
+    where
+        K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        map.get(key)?
+            .iter()
+            .find(|i| Some(**i) != except)
+            .map(|i| self.configs[*i])
+    }
+}
+
+fn check_config(
     c: &InstanceConfig,
-    others: impl Iterator<Item = &'a InstanceConfig> + Clone,
+    index: &FleetIndex<'_>,
+    me: Option<usize>,
+    checks: Checks,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if let Err(e) = validate_id(&c.id) {
         errors.push(e);
     }
-    check_name(c, others.clone(), &mut errors);
-    check_port(c, others, &mut errors);
+    check_name(c, index, me, &mut errors);
+    check_port(c, index, me, &mut errors);
     if let Some(h) = &c.host {
         check_host(h, &mut errors);
     }
@@ -118,55 +205,50 @@ fn check_config<'a>(
         check_gpu_device(d, &mut errors);
     }
     if let Some(vars) = &c.env_vars {
-        check_env_vars(vars, &mut errors);
+        check_env_vars(vars, c.allow_risky_env_vars == Some(true), &mut errors);
     }
     if let Some(args) = &c.extra_args {
         check_extra_args(args, &mut errors);
     }
-    check_paths(c, &mut errors);
+    check_paths(c, checks, &mut errors);
     check_numbers(c, &mut errors);
     check_texts(c, &mut errors);
     errors
 }
 
-fn check_name<'a>(
+fn check_name(
     c: &InstanceConfig,
-    mut others: impl Iterator<Item = &'a InstanceConfig>,
+    index: &FleetIndex<'_>,
+    me: Option<usize>,
     errors: &mut Vec<FieldError>,
 ) {
-    let name = c.name.trim();
-    if name.is_empty() {
-        errors.push(FieldError::new("name", "The name is required: enter one."));
+    let before = errors.len();
+    let rules = TextRules {
+        max_chars: MAX_NAME_LEN,
+        multiline: false,
+        required: true,
+    };
+    check_text("name", "The name", &c.name, rules, errors);
+    if errors.len() > before {
         return;
     }
-    if name.contains('\0') {
-        errors.push(FieldError::new(
-            "name",
-            "The name contains a NUL character: retype it.",
-        ));
-    }
-    let len = name.chars().count();
-    if len > MAX_NAME_LEN {
-        errors.push(FieldError::new(
-            "name",
-            format!("The name is {len} characters long; shorten it to {MAX_NAME_LEN} at most."),
-        ));
-    }
-    let lower = name.to_lowercase();
-    if let Some(o) = others.find(|o| o.name.trim().to_lowercase() == lower) {
+    let name = c.name.trim();
+    if let Some(o) = index.first(&index.names, &name_key(name), me) {
         errors.push(FieldError::new(
             "name",
             format!(
-                "The name '{name}' is already used by instance '{}': choose another name.",
-                o.id
+                "The name {} is already used by instance {}: choose another name.",
+                quote(name),
+                quote(&o.id)
             ),
         ));
     }
 }
 
-fn check_port<'a>(
+fn check_port(
     c: &InstanceConfig,
-    mut others: impl Iterator<Item = &'a InstanceConfig>,
+    index: &FleetIndex<'_>,
+    me: Option<usize>,
     errors: &mut Vec<FieldError>,
 ) {
     if !(1..=65535).contains(&c.port) {
@@ -176,22 +258,23 @@ fn check_port<'a>(
         ));
         return;
     }
-    if let Some(o) = others.find(|o| o.port == c.port && same_machine(o.host(), c.host())) {
+    let key = (machine_key(c.host()), c.port);
+    if let Some(o) = index.first(&index.ports, &key, me) {
         errors.push(FieldError::new(
             "port",
             format!(
-                "Port {} on {} is already used by instance '{}' ({}): choose another port.",
+                "Port {} on {} is already used by instance {} ({}): choose another port.",
                 c.port,
-                c.host(),
-                o.name,
-                o.id
+                quote(c.host()),
+                quote(&o.name),
+                quote(&o.id)
             ),
         ));
     }
 }
 
-fn check_paths(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
-    let launched_here = c.is_local_launch() && is_local_host(c.host());
+fn check_paths(c: &InstanceConfig, checks: Checks, errors: &mut Vec<FieldError>) {
+    let launched_here = checks == Checks::Full && c.is_local_launch() && is_local_host(c.host());
     let fields = [
         (
             "comfyuiPath",
@@ -246,26 +329,19 @@ fn check_numbers(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
 
 fn check_texts(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
     if let Some(d) = &c.description {
-        let len = d.chars().count();
-        if len > MAX_DESCRIPTION_LEN {
-            errors.push(FieldError::new(
-                "description",
-                format!("The description is {len} characters long; shorten it to {MAX_DESCRIPTION_LEN} at most."),
-            ));
-        }
-        if d.contains('\0') {
-            errors.push(FieldError::new(
-                "description",
-                "The description contains a NUL character: remove it.",
-            ));
-        }
+        let rules = TextRules {
+            max_chars: MAX_DESCRIPTION_LEN,
+            multiline: true,
+            required: false,
+        };
+        check_text("description", "The description", d, rules, errors);
     }
     if let Some(k) = &c.api_key_ref {
-        if k.contains('\0') || k.trim().is_empty() {
-            errors.push(FieldError::new(
-                "apiKeyRef",
-                "The key reference is empty or contains a NUL character: set the API key again.",
-            ));
-        }
+        let rules = TextRules {
+            max_chars: MAX_KEY_REF_LEN,
+            multiline: false,
+            required: true,
+        };
+        check_text("apiKeyRef", "The key reference", k, rules, errors);
     }
 }

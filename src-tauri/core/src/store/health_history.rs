@@ -33,6 +33,9 @@ pub struct HealthHistory {
     newer_format: Option<String>,
 }
 
+/// A history bigger than this is not read (it is bounded far below it).
+const MAX_HISTORY_FILE_BYTES: u64 = 64 << 20;
+
 impl HealthHistory {
     /// `{dir}/instance_{id}_health.json`; refuses ids that could name another path.
     pub fn file_path(dir: &Path, id: &str) -> Result<PathBuf, StoreError> {
@@ -55,17 +58,19 @@ impl HealthHistory {
             notice: None,
             newer_format: None,
         };
-        let bytes = match std::fs::read(&history.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(history),
-            Err(source) => {
+        let bytes = match super::read_regular(&history.path, MAX_HISTORY_FILE_BYTES) {
+            Ok(Some(b)) => Some(b),
+            Ok(None) => return Ok(history),
+            // Not a file, or too big: it is moved aside like an unreadable one.
+            Err(super::ReadProblem::NotAFile(_) | super::ReadProblem::TooBig { .. }) => None,
+            Err(super::ReadProblem::Io(source)) => {
                 return Err(StoreError::Read {
                     path: history.path,
                     source,
                 })
             }
         };
-        let value: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let value: Option<serde_json::Value> = bytes.and_then(|b| serde_json::from_slice(&b).ok());
         let age = value
             .as_ref()
             .and_then(|v| v["version"].as_str())

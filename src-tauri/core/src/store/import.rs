@@ -1,11 +1,12 @@
 //! Import: instances from an exported file, all or nothing, with clashes
 //! resolved the way the caller chose.
 
-use super::clash::{place, same_name, Origin};
+use super::clash::{name_key, Placement};
 use super::export::is_redacted;
 use super::format::{format_age, FormatAge};
-use crate::model::validate_config;
+use crate::model::{quote, validate_entries, Checks};
 use serde_json::Value;
+use std::collections::HashMap;
 pub use storycore_types::import::{ClashPolicy, ImportAction, ImportEntry};
 use storycore_types::{
     ApiError, ErrorCode, FieldError, InstanceConfig, InstancesFile, INSTANCES_FILE_VERSION,
@@ -34,9 +35,18 @@ fn rejected_summary(entries: &[ImportEntry]) -> String {
     let names: Vec<String> = entries
         .iter()
         .filter(|e| !e.errors.is_empty())
-        .map(|e| format!("'{}'", if e.name.is_empty() { &e.id } else { &e.name }))
+        .map(|e| quote(if e.name.is_empty() { &e.id } else { &e.name }))
         .collect();
-    format!("fix or drop {} and import again", names.join(", "))
+    let shown = names.len().min(10);
+    let more = if names.len() > shown {
+        format!(" and {} more", names.len() - shown)
+    } else {
+        String::new()
+    };
+    format!(
+        "fix or drop {}{more} and import again",
+        names[..shown].join(", ")
+    )
 }
 
 impl From<&ImportError> for ApiError {
@@ -83,23 +93,15 @@ pub fn import(
 
     let (mut entries, decoded) = decode(raw);
     flag_duplicates_within(&decoded, &mut entries);
-    let mut fleet: Vec<(Origin, InstanceConfig)> = current
-        .instances
-        .iter()
-        .map(|c| (Origin::Current, c.clone()))
-        .collect();
-    let taken_ids: Vec<String> = current
-        .instances
-        .iter()
-        .chain(decoded.iter().flatten())
-        .map(|c| c.id.clone())
-        .collect();
+    let data_ids = decoded.iter().flatten().map(|c| c.id.clone());
+    let mut placement = Placement::new(&current.instances, data_ids);
     for (i, c) in decoded.into_iter().enumerate() {
         let Some(c) = c else { continue };
         if entries[i].errors.is_empty() {
-            place(i, c, policy, &mut fleet, &taken_ids, &mut entries[i]);
+            placement.place(i, c, policy, &mut entries[i]);
         }
     }
+    let fleet = placement.into_fleet();
     validate_imported(&fleet, &mut entries);
 
     if entries.iter().any(|e| !e.errors.is_empty()) {
@@ -124,7 +126,15 @@ fn decode(raw: &[Value]) -> (Vec<ImportEntry>, Vec<Option<InstanceConfig>>) {
     raw.iter()
         .enumerate()
         .map(|(index, v)| {
-            let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            // What the report shows of the data: never more than a line.
+            let text = |k: &str| {
+                let t = v[k].as_str().unwrap_or_default();
+                if t.chars().count() > crate::model::QUOTE_MAX {
+                    quote(t)
+                } else {
+                    t.to_string()
+                }
+            };
             let mut entry = ImportEntry {
                 index,
                 id: text("id"),
@@ -139,7 +149,10 @@ fn decode(raw: &[Value]) -> (Vec<ImportEntry>, Vec<Option<InstanceConfig>>) {
                     entry.action = ImportAction::Rejected;
                     entry.errors.push(FieldError::new(
                         "instance",
-                        format!("This instance cannot be read ({e}): correct it in the file."),
+                        format!(
+                            "This instance cannot be read ({}): correct it in the file.",
+                            quote(&e.to_string())
+                        ),
                     ));
                     (entry, None)
                 }
@@ -151,42 +164,47 @@ fn decode(raw: &[Value]) -> (Vec<ImportEntry>, Vec<Option<InstanceConfig>>) {
 /// Two instances of the data with one id or one name are a defect of the data,
 /// which no clash policy should paper over.
 fn flag_duplicates_within(decoded: &[Option<InstanceConfig>], entries: &mut [ImportEntry]) {
+    let mut first_id: HashMap<&str, usize> = HashMap::new();
+    let mut first_name: HashMap<String, usize> = HashMap::new();
     for (i, c) in decoded.iter().enumerate() {
         let Some(c) = c else { continue };
-        for (j, earlier) in decoded[..i].iter().enumerate() {
-            let Some(earlier) = earlier else { continue };
-            let (field, what) = if earlier.id == c.id {
-                ("id", format!("id '{}'", c.id))
-            } else if same_name(&earlier.name, &c.name) {
-                ("name", format!("name '{}'", c.name.trim()))
-            } else {
-                continue;
-            };
+        let by_id = first_id.get(c.id.as_str()).copied();
+        let by_name = first_name.get(&name_key(&c.name)).copied();
+        let clash = match (by_id, by_name) {
+            (Some(j), _) => Some((j, "id", format!("id {}", quote(&c.id)))),
+            (None, Some(j)) => Some((j, "name", format!("name {}", quote(c.name.trim())))),
+            (None, None) => None,
+        };
+        first_id.entry(c.id.as_str()).or_insert(i);
+        first_name.entry(name_key(&c.name)).or_insert(i);
+        if let Some((j, field, what)) = clash {
             entries[i].action = ImportAction::Rejected;
             entries[i].errors.push(FieldError::new(
                 field,
                 format!("Instance number {} of the imported data has the same {what}: give each instance its own.", j + 1),
             ));
-            break;
         }
     }
 }
 
-fn validate_imported(fleet: &[(Origin, InstanceConfig)], entries: &mut [ImportEntry]) {
-    for (k, (origin, c)) in fleet.iter().enumerate() {
-        let Origin::Imported(i) = *origin else {
-            continue;
-        };
-        let others: Vec<InstanceConfig> = fleet
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != k)
-            .map(|(_, (_, o))| o.clone())
-            .collect();
-        if let Err(errors) = validate_config(c, &others) {
+/// Validates the imported instances within the fleet they would join (one
+/// pass over an index of it, not one per instance).
+fn validate_imported(fleet: &[(Option<usize>, InstanceConfig)], entries: &mut [ImportEntry]) {
+    let file = InstancesFile {
+        version: INSTANCES_FILE_VERSION.to_string(),
+        instances: fleet.iter().map(|(_, c)| c.clone()).collect(),
+        active_instance_id: None,
+        last_saved: None,
+    };
+    let problems = validate_entries(&file, Checks::Full, |k| fleet[k].0.is_some());
+    for p in problems {
+        if let Some(i) = fleet[p.index].0 {
             entries[i].action = ImportAction::Rejected;
-            entries[i].errors.extend(errors);
+            entries[i].errors.extend(p.errors);
         }
+    }
+    for (origin, c) in fleet {
+        let Some(i) = *origin else { continue };
         for (name, value) in c.env_vars.iter().flatten() {
             if is_redacted(value) {
                 entries[i].notes.push(format!(
@@ -202,7 +220,7 @@ fn validate_imported(fleet: &[(Origin, InstanceConfig)], entries: &mut [ImportEn
 fn pick_active(
     current: &InstancesFile,
     imported_active: Option<&str>,
-    fleet: &[(Origin, InstanceConfig)],
+    fleet: &[(Option<usize>, InstanceConfig)],
     entries: &[ImportEntry],
 ) -> Option<String> {
     let present = |id: &str| fleet.iter().any(|(_, c)| c.id == id);

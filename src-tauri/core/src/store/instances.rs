@@ -3,8 +3,10 @@
 use super::atomic::atomic_write;
 use super::format::{format_age, FormatAge};
 use super::migration;
-use super::recovery::{file_name, move_aside, remove_stray_partials};
+use super::read::{read_regular, ReadProblem};
+use super::recovery::{copy_aside, file_name, move_aside, remove_stray_partials};
 use super::StoreError;
+use crate::model::{quote, validate_file, Checks};
 use chrono::Utc;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ use storycore_types::{InstanceConfig, InstancesFile, MigrationResult, INSTANCES_
 pub const INSTANCES_FILE_NAME: &str = "comfyui_instances.json";
 /// The previous good copy, refreshed before each save replaces the file.
 pub const BACKUP_FILE_NAME: &str = "comfyui_instances.json.bak";
+/// An instances file bigger than this is not read: 10,000 instances take a
+/// few megabytes.
+pub const MAX_INSTANCES_FILE_BYTES: u64 = 64 << 20;
 
 /// The instances file of one config folder. Holds no state: each call looks
 /// at the disk, so two handles on one folder agree.
@@ -75,15 +80,69 @@ impl InstanceStore {
                     "{INSTANCES_FILE_NAME} could not be read ({why}); it was kept as {}",
                     file_name(&kept)
                 );
-                self.recover_from_backup(problem)?
+                self.recover_from_backup(problem, true)?
             }
             OnDisk::Missing if self.backup_path().exists() => {
-                self.recover_from_backup(format!("{INSTANCES_FILE_NAME} was missing"))?
+                self.recover_from_backup(format!("{INSTANCES_FILE_NAME} was missing"), false)?
             }
             OnDisk::Missing => return migration::first_start(self),
         };
+        self.set_aside_invalid(&mut loaded)?;
         loaded.notices.extend(migration::leftover_notice(&self.dir));
         Ok(loaded)
+    }
+
+    /// Instances that break the rules (a hand edit, an older app) are not
+    /// loaded, with a notice; the file as it was is kept beside it, so nothing
+    /// is lost and they can be fixed and imported again.
+    fn set_aside_invalid(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
+        if loaded.read_only {
+            return Ok(()); // a newer app's file: its rules may differ
+        }
+        let problems = validate_file(&loaded.file, Checks::Stored);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let kept = if self.path().exists() {
+            Some(copy_aside(&self.path(), "refused")?)
+        } else {
+            None
+        };
+        let refused: std::collections::HashSet<usize> = problems.iter().map(|p| p.index).collect();
+        let mut k = 0;
+        loaded.file.instances.retain(|_| {
+            k += 1;
+            !refused.contains(&(k - 1))
+        });
+        let active = loaded.file.active_instance_id.clone();
+        if active.is_some_and(|a| !loaded.file.instances.iter().any(|c| c.id == a)) {
+            loaded.file.active_instance_id = None;
+        }
+        let mut listed: Vec<String> = problems
+            .iter()
+            .take(5)
+            .map(|p| {
+                let first = &p.errors[0];
+                format!("{} ({}: {})", quote(&p.id), first.field, first.message)
+            })
+            .collect();
+        if problems.len() > 5 {
+            listed.push(format!("and {} more", problems.len() - 5));
+        }
+        let kept = kept
+            .map(|k| {
+                format!(
+                    " The file as it was is kept as {}: fix them there, then import that file.",
+                    file_name(&k)
+                )
+            })
+            .unwrap_or_default();
+        loaded.notices.push(format!(
+            "{} instance(s) of {INSTANCES_FILE_NAME} break the rules and were not loaded: {}.{kept}",
+            problems.len(),
+            listed.join("; ")
+        ));
+        Ok(())
     }
 
     /// Writes the fleet: sets `lastSaved`, keeps the file it replaces as the
@@ -156,7 +215,9 @@ impl InstanceStore {
 
     /// Loads the backup after the main file was lost, and puts it back in place
     /// so the folder is whole again even if the app stops before its next save.
-    fn recover_from_backup(&self, problem: String) -> Result<Loaded, StoreError> {
+    /// `main_kept`: the unreadable main file was moved aside (and can be
+    /// repaired).
+    fn recover_from_backup(&self, problem: String, main_kept: bool) -> Result<Loaded, StoreError> {
         match read_instances_file(&self.backup_path())? {
             OnDisk::Good { file, bytes } => {
                 atomic_write(&self.path(), &bytes)?;
@@ -171,12 +232,38 @@ impl InstanceStore {
                     )],
                 ))
             }
-            _ => Ok(loaded(
-                empty_file(),
-                vec![format!(
-                    "{problem}. No usable backup ({BACKUP_FILE_NAME}) was found, so the app starts with no instances: add them again, or repair the kept file and restart."
-                )],
-            )),
+            backup => {
+                // A broken backup is kept too: the next save must not
+                // overwrite what may be the last copy of the fleet.
+                let backup_said = match backup {
+                    OnDisk::Corrupt { why } => {
+                        let kept = move_aside(&self.backup_path())?;
+                        format!(
+                            "the backup {BACKUP_FILE_NAME} could not be read either ({why}); it was kept as {}",
+                            file_name(&kept)
+                        )
+                    }
+                    OnDisk::Newer { version, .. } => {
+                        let kept = move_aside(&self.backup_path())?;
+                        format!(
+                            "the backup {BACKUP_FILE_NAME} is from a newer app (format {version}); it was kept as {}",
+                            file_name(&kept)
+                        )
+                    }
+                    _ => format!("there is no backup ({BACKUP_FILE_NAME})"),
+                };
+                let what_to_do = if main_kept {
+                    "add the instances again, or repair a kept file and restart"
+                } else {
+                    "add the instances again"
+                };
+                Ok(loaded(
+                    empty_file(),
+                    vec![format!(
+                        "{problem}; {backup_said}. The app starts with no instances: {what_to_do}."
+                    )],
+                ))
+            }
         }
     }
 }
@@ -199,12 +286,17 @@ pub(crate) fn empty_file() -> InstancesFile {
     }
 }
 
-/// Reads and classifies an instances file (the main one or its backup).
+/// Reads and classifies an instances file (the main one or its backup). A
+/// folder, a FIFO or a device in its place, or a file too big to be one, is
+/// corrupt: moved aside, never read (reading a FIFO would hang).
 pub(crate) fn read_instances_file(path: &Path) -> Result<OnDisk, StoreError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OnDisk::Missing),
-        Err(source) => {
+    let bytes = match read_regular(path, MAX_INSTANCES_FILE_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(OnDisk::Missing),
+        Err(p @ (ReadProblem::NotAFile(_) | ReadProblem::TooBig { .. })) => {
+            return Ok(OnDisk::Corrupt { why: p.to_string() })
+        }
+        Err(ReadProblem::Io(source)) => {
             return Err(StoreError::Read {
                 path: path.to_path_buf(),
                 source,

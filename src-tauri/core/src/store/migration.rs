@@ -28,11 +28,9 @@ const FROM_VERSION: &str = "single-instance";
 /// Called by load when neither the instances file nor its backup exists.
 pub(crate) fn first_start(store: &InstanceStore) -> Result<Loaded, StoreError> {
     let legacy = store.dir().join(LEGACY_FILE_NAME);
-    let bytes = match std::fs::read(&legacy) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(fresh(empty_file(), vec![], None))
-        }
+    let bytes = match super::read_regular(&legacy, 1 << 20) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(fresh(empty_file(), vec![], None)),
         Err(e) => {
             return Ok(failed(format!(
                 "{LEGACY_FILE_NAME} could not be read ({e})"

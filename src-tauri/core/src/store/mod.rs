@@ -22,6 +22,7 @@ mod import;
 mod instance_files;
 mod instances;
 mod migration;
+mod read;
 mod recovery;
 
 pub use atomic::atomic_write;
@@ -35,3 +36,5 @@ pub use import::{import, ClashPolicy, ImportAction, ImportEntry, ImportError, Im
 pub use instance_files::{instance_files, remove_instance_files, workflows_file_path};
 pub use instances::{InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME};
 pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};
+pub use read::{human_size, read_regular, ReadProblem};
+pub(crate) use recovery::move_aside;

@@ -9,15 +9,8 @@ use std::path::{Path, PathBuf};
 /// Renames a file that cannot be read to `{name}.corrupt-{UTC timestamp}`
 /// beside it, and returns the new path.
 pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
-    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut target = path.with_file_name(format!("{name}.corrupt-{stamp}"));
     // Two recoveries within one second must not overwrite the first copy.
-    let mut n = 2;
-    while target.exists() {
-        target = path.with_file_name(format!("{name}.corrupt-{stamp}-{n}"));
-        n += 1;
-    }
+    let target = free_name(path, "corrupt");
     std::fs::rename(path, &target).map_err(|source| StoreError::Move {
         from: path.to_path_buf(),
         to: target.clone(),
@@ -25,6 +18,29 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     })?;
     tracing::warn!(from = %path.display(), to = %target.display(), "moved an unreadable file aside");
     Ok(target)
+}
+
+/// Copies a file to `{name}.{why}-{UTC timestamp}` beside it (the original
+/// stays), and returns the copy's path.
+pub(crate) fn copy_aside(path: &Path, why: &str) -> Result<PathBuf, StoreError> {
+    let target = free_name(path, why);
+    std::fs::copy(path, &target).map_err(|source| StoreError::Write {
+        path: target.clone(),
+        source,
+    })?;
+    Ok(target)
+}
+
+fn free_name(path: &Path, why: &str) -> PathBuf {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut target = path.with_file_name(format!("{name}.{why}-{stamp}"));
+    let mut n = 2;
+    while target.exists() {
+        target = path.with_file_name(format!("{name}.{why}-{stamp}-{n}"));
+        n += 1;
+    }
+    target
 }
 
 /// Removes the temp files that writes of `file_name` left when the app was

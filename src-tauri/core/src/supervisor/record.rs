@@ -37,12 +37,17 @@ impl ProcessRecord {
 
     pub fn load(dirs: &InstanceDirs) -> Result<Option<Self>, SupervisorError> {
         let path = dirs.process_record();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        match crate::store::read_regular(&path, 1 << 20) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 SupervisorError::io(&dirs.id, "read", &path, std::io::Error::other(e))
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(SupervisorError::io(&dirs.id, "read", &path, e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(SupervisorError::io(
+                &dirs.id,
+                "read",
+                &path,
+                std::io::Error::other(e.to_string()),
+            )),
         }
     }
 

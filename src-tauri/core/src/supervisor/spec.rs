@@ -10,11 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use storycore_types::{FieldError, InstanceConfig};
 
-/// Variables that make the dynamic loader inject a library into the process.
-/// The model's validation refuses them already; checked again here because this
-/// is the last step before the process exists.
-const INJECTING_VARS: &[&str] = &["LD_PRELOAD", "DYLD_INSERT_LIBRARIES"];
-
 /// The interpreter used when the config names none.
 const DEFAULT_PYTHON: &str = if cfg!(windows) { "python" } else { "python3" };
 
@@ -118,6 +113,13 @@ pub fn build_launch_spec(
     };
     let (gpu, gpu_warning) = resolve_gpu(gpu_request, &ctx.gpus, &ctx.instances_per_gpu);
     warnings.extend(gpu_warning);
+    for name in config.env_vars.iter().flatten().map(|(n, _)| n) {
+        if crate::model::CODE_PATH_VARS.contains(&name.as_str()) {
+            warnings.push(format!(
+                "{name} is set (allowRiskyEnvVars): it changes which code ComfyUI runs"
+            ));
+        }
+    }
 
     let listen = listen_address(config.host());
     let mut args: Vec<String> = vec![
@@ -184,19 +186,16 @@ fn path_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// The loader's variables. The model's validation refuses them already;
+/// checked again here because this is the last step before the process exists.
 fn injecting_vars(config: &InstanceConfig) -> Vec<FieldError> {
     config
         .env_vars
         .iter()
         .flatten()
-        .filter(|(name, _)| INJECTING_VARS.contains(&name.as_str()))
-        .map(|(name, _)| {
-            FieldError::new(
-                format!("envVars.{name}"),
-                format!(
-                    "{name} is refused: it would load a foreign library into ComfyUI's process"
-                ),
-            )
+        .filter_map(|(name, _)| {
+            crate::model::refused_env_name(name)
+                .map(|why| FieldError::new(format!("envVars.{name}"), why))
         })
         .collect()
 }
