@@ -187,20 +187,16 @@ async fn folder_picker_open_log_and_output_and_the_live_log() {
     app.save_screenshot_as("editor_env_and_picker").await;
     app.click(".env-row:last-of-type .env-remove").await;
     app.click("#editor-save").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let i = app
-            .invoke("get_instance", json!({"id": "instance_001"}))
-            .await
-            .unwrap();
-        let c = &i["config"];
-        if c["envVars"] == json!({"HF_HOME": "/tmp/hf"})
-            && c["comfyuiPath"] == json!(target.display().to_string())
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not saved as edited: {c}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.wait_instance(
+        "instance_001",
+        Duration::from_secs(10),
+        "not saved as edited",
+        |i| {
+            let c = &i["config"];
+            c["envVars"] == json!({"HF_HOME": "/tmp/hf"})
+                && c["comfyuiPath"] == json!(target.display().to_string())
+        },
+    )
+    .await;
     app.finish().await;
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::standin::StandIn;
 use support::App;
 
@@ -53,19 +53,15 @@ async fn commands_create_start_pause_and_refuse_from_the_webview() {
     app.invoke("start_instance", json!({"id": "instance_001"}))
         .await
         .expect("start_instance");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let i = app
-            .invoke("get_instance", json!({"id": "instance_001"}))
-            .await
-            .unwrap();
-        if i["status"] == "running" {
-            assert_eq!(i["health"]["consecutiveFailures"], 0);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never running: {i}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let i = app
+        .wait_instance(
+            "instance_001",
+            Duration::from_secs(15),
+            "never running",
+            |i| i["status"] == "running",
+        )
+        .await;
+    assert_eq!(i["health"]["consecutiveFailures"], 0);
     let healthy = app.invoke("get_healthy_instance", json!({})).await.unwrap();
     assert_eq!(healthy["id"], "instance_001");
     app.invoke("pause_instance", json!({"id": "instance_001"}))

@@ -54,18 +54,13 @@ async fn a_slow_local_start_shows_its_progress_and_raises_no_alarm() {
     app.save_screenshot_as("start_phase_starting").await;
 
     // Running once it answers; no alert was raised on the way.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let i = app
-            .invoke("get_instance", json!({"id": "instance_001"}))
-            .await
-            .unwrap();
-        if i["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never running: {i}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.wait_instance(
+        "instance_001",
+        Duration::from_secs(30),
+        "never running",
+        |i| i["status"] == "running",
+    )
+    .await;
     let alerts = app
         .client
         .find_all(fantoccini::Locator::Css(".toast.alert"))

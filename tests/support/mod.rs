@@ -384,6 +384,29 @@ impl App {
         (child, out)
     }
 
+    /// Asks the backend for instance `id` until `done` accepts it; fails with
+    /// `what` and the last answer after `within`.
+    pub async fn wait_instance(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let i = self
+                .invoke("get_instance", serde_json::json!({ "id": id }))
+                .await
+                .unwrap();
+            if done(&i) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "{what}: {i}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Calls a Tauri command from inside the page, exactly as the UI does;
     /// `Err` carries the command's `ApiError` as JSON.
     pub async fn invoke(
