@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::standin::{comfyui_folder, free_port, standin_binary};
+use support::standin::{comfyui_folder, env_vars, free_port, local_config};
 use support::App;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,14 +15,13 @@ async fn a_slow_local_start_shows_its_progress_and_raises_no_alarm() {
     let app = App::launch("start_phase", &[]).await;
     app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
         .await;
-    app.invoke(
-        "create_instance",
-        json!({"config": {"id": "", "name": "Slow start", "port": free_port(),
-            "comfyuiPath": comfy.path(), "pythonPath": standin_binary(), "gpuDevice": "cpu",
-            "envVars": {"STANDIN_STARTUP_DELAY_MS": "6000"}}}),
-    )
-    .await
-    .unwrap();
+    let mut config = local_config("", comfy.path(), free_port());
+    config.name = "Slow start".into();
+    config.gpu_device = Some("cpu".into());
+    config.env_vars = env_vars(&[("STANDIN_STARTUP_DELAY_MS", "6000")]);
+    app.invoke("create_instance", json!({ "config": config }))
+        .await
+        .unwrap();
     app.invoke("start_instance", json!({"id": "instance_001"}))
         .await
         .unwrap();
