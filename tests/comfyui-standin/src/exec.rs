@@ -226,6 +226,10 @@ impl Run<'_> {
         let mut ui_out: Ui = Vec::new();
         let mut meta: Ui = Vec::new();
         let node_time = app.cfg.node_time();
+        // Sleeps are counted from one clock, so a long chain of short nodes
+        // takes its nominal time instead of gaining a timer tick per node.
+        let mut due = tokio::time::Instant::now() + app.cfg.prompt_time();
+        tokio::time::sleep_until(due).await;
         for id in &order {
             self.hang_if_needed().await;
             let node = &prompt[id];
@@ -262,10 +266,12 @@ impl Run<'_> {
             }
             let steps = app.cfg.progress_steps;
             if steps == 0 {
-                tokio::time::sleep(node_time).await;
+                due += node_time;
+                tokio::time::sleep_until(due).await;
             } else {
                 for step in 1..=steps {
-                    tokio::time::sleep(node_time / steps).await;
+                    due += node_time / steps;
+                    tokio::time::sleep_until(due).await;
                     self.hang_if_needed().await;
                     if app.interrupt.load(Ordering::SeqCst) {
                         let data = interrupted(&executed);

@@ -13,6 +13,7 @@ pub struct Gpu {
 pub struct Standin {
     pub startup_delay_ms: u64,
     pub node_ms: u64,
+    pub prompt_ms: u64,
     pub speed: f64,
     pub progress_steps: u32,
     pub gpus: Vec<Gpu>,
@@ -40,6 +41,10 @@ pub const VARS: &[(&str, &str)] = &[
     (
         "STANDIN_NODE_MS",
         "milliseconds per executed node (default 20)",
+    ),
+    (
+        "STANDIN_PROMPT_MS",
+        "milliseconds per prompt before its first node, like loading (default 0)",
     ),
     (
         "STANDIN_SPEED",
@@ -201,6 +206,7 @@ impl Standin {
         Ok(Standin {
             startup_delay_ms: int("STANDIN_STARTUP_DELAY_MS")?.unwrap_or(0),
             node_ms: int("STANDIN_NODE_MS")?.unwrap_or(20),
+            prompt_ms: int("STANDIN_PROMPT_MS")?.unwrap_or(0),
             speed,
             progress_steps: u32::try_from(progress_steps.min(10_000)).unwrap_or(0),
             gpus,
@@ -230,6 +236,11 @@ impl Standin {
     /// Wall time one executed node takes.
     pub fn node_time(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.node_ms as f64 * self.speed / 1000.0)
+    }
+
+    /// The fixed cost of a prompt (also scaled by `STANDIN_SPEED`).
+    pub fn prompt_time(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.prompt_ms as f64 * self.speed / 1000.0)
     }
 }
 
