@@ -223,7 +223,7 @@ mod owner {
             if stop.exists() {
                 continue;
             }
-            match queue.submit(workflow(k), JobTarget::Auto) {
+            match queue.submit(workflow(k), JobTarget::Auto).await {
                 Ok(_) => k += 1,
                 Err(e) => eprintln!("owner: submit refused: {e}"),
             }

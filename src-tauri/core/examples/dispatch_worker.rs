@@ -64,7 +64,7 @@ async fn main() {
         .collect();
     for k in 0..total {
         if !have.contains(&format!("crash{k}")) {
-            let job = queue.submit(workflow(k), JobTarget::Auto).unwrap();
+            let job = queue.submit(workflow(k), JobTarget::Auto).await.unwrap();
             println!("accepted {} crash{k}", job.id);
             tokio::time::sleep(Duration::from_millis(30)).await;
         }

@@ -17,21 +17,24 @@ async fn finished_jobs_past_the_limits_are_deleted_with_their_outputs() {
     let server = StandIn::start();
     let fleet = Fleet::open(vec![attached("gpu", server.port(), 1)], fast_options()).await;
     fleet.start("gpu").await;
-    let ids: Vec<String> = (0..5)
-        .map(|k| {
+    let mut ids: Vec<String> = Vec::new();
+    for k in 0..5 {
+        ids.push(
             fleet
                 .queue
                 .submit(chain_workflow(1, k, &format!("keep{k}")), JobTarget::Auto)
+                .await
                 .unwrap()
-                .id
-        })
-        .collect();
+                .id,
+        );
+    }
     fleet.wait_all_final(&ids, Duration::from_secs(60)).await;
     // One unfinished job: held, never pruned.
     fleet.manager.pause("gpu").await.unwrap();
     let waiting = fleet
         .queue
         .submit(chain_workflow(1, 9, "waiting"), JobTarget::Auto)
+        .await
         .unwrap();
     let mut events = fleet.manager.subscribe();
 
@@ -99,6 +102,7 @@ async fn finished_jobs_past_the_limits_are_deleted_with_their_outputs() {
         "{:?}",
         recovered.notices
     );
+    again.flush().await;
     let log = InstanceWorkflowsFile::load(fleet.dir.path(), "gpu");
     assert_eq!(log.execution_history.len(), 4, "the old entry went");
     again.shutdown().await;

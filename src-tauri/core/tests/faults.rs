@@ -102,6 +102,7 @@ async fn a_crashed_instance_comes_back_to_running_and_takes_work_again() {
     f.m.pause("b").await.unwrap();
     let job = queue
         .submit(chain_workflow(6, 1, "crashed"), JobTarget::Auto)
+        .await
         .unwrap();
     wait_for(LONG, "the job running on a", || async {
         queue
@@ -129,6 +130,7 @@ async fn a_crashed_instance_comes_back_to_running_and_takes_work_again() {
             chain_workflow(2, 2, "after-crash"),
             JobTarget::Instance { id: "a".into() },
         )
+        .await
         .unwrap();
     let again = wait_for(LONG, "a job on the restarted instance", || async {
         queue.get(&again.id).filter(|j| j.state.is_final())
@@ -295,6 +297,7 @@ async fn a_job_taken_from_an_unhealthy_live_instance_is_stopped_there_before_it_
     let job = fleet
         .queue
         .submit(chain_workflow(12, 3, "twice"), JobTarget::Auto)
+        .await
         .unwrap();
     wait_for(LONG, "the job running on sick", || async {
         fleet

@@ -123,6 +123,7 @@ async fn a_job_whose_record_cannot_be_written_is_not_sent_and_resumes_when_it_ca
     let job = fleet
         .queue
         .submit(chain_workflow(1, 1, "full"), JobTarget::Auto)
+        .await
         .unwrap();
     let filler = disk.fill();
     assert_held_and_not_sent(&fleet, &server, &job.id, "full").await;
@@ -136,6 +137,7 @@ async fn a_job_whose_record_cannot_be_written_is_not_sent_and_resumes_when_it_ca
     let job = fleet
         .queue
         .submit(chain_workflow(1, 2, "readonly"), JobTarget::Auto)
+        .await
         .unwrap();
     disk.remount("ro");
     assert_held_and_not_sent(&fleet, &server, &job.id, "readonly").await;

@@ -389,7 +389,7 @@ proptest! {
             let m = open(dir.path());
             let (q, _) = JobQueue::open(m, dir.path(), DispatchOptions::default()).unwrap();
             let jobs = dir.path().join("jobs");
-            let result = q.submit(w.clone(), JobTarget::Auto);
+            let result = q.submit(w.clone(), JobTarget::Auto).await;
             q.shutdown().await;
             match result {
                 Err(_) => prop_assert_eq!(std::fs::read_dir(&jobs).unwrap().count(), 0),

@@ -125,7 +125,7 @@ async fn a_workflow_too_deep_for_the_journal_is_refused_where_it_enters() {
     let (q, _) = JobQueue::open(m, dir.path(), DispatchOptions::default()).unwrap();
     // 127 levels: accepted before, then lost at the next start.
     let deep = nested_workflow(127);
-    let e = q.submit(deep.clone(), JobTarget::Auto).unwrap_err();
+    let e = q.submit(deep.clone(), JobTarget::Auto).await.unwrap_err();
     assert!(e.to_string().contains("deeper than 64 levels"), "{e}");
     let file = dir.path().join("deep.json");
     std::fs::write(&file, deep.to_string()).unwrap();
@@ -143,7 +143,7 @@ async fn a_workflow_too_deep_for_the_journal_is_refused_where_it_enters() {
     // The deepest accepted survives a restart.
     let ok = nested_workflow(MAX_WORKFLOW_DEPTH);
     check_workflow(&ok).unwrap();
-    let job = q.submit(ok.clone(), JobTarget::Auto).unwrap();
+    let job = q.submit(ok.clone(), JobTarget::Auto).await.unwrap();
     q.shutdown().await;
     let m = open(dir.path());
     let (q, recovered) = JobQueue::open(m, dir.path(), DispatchOptions::default()).unwrap();

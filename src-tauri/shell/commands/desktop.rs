@@ -47,14 +47,18 @@ pub fn open_on_desktop(path: &Path) -> Answer<()> {
 
 /// Opens a local instance's output folder or log file.
 #[tauri::command]
-pub fn open_instance_path(
+pub async fn open_instance_path(
     m: State<'_, InstanceManager>,
     id: String,
     what: InstancePath,
 ) -> Answer<String> {
-    let path = m.instance_path(&id, what)?;
-    open_on_desktop(&path)?;
-    Ok(path.display().to_string())
+    let m = m.inner().clone();
+    super::blocking(move || {
+        let path = m.instance_path(&id, what)?;
+        open_on_desktop(&path)?;
+        Ok(path.display().to_string())
+    })
+    .await
 }
 
 fn picked(f: Option<FilePath>) -> Option<String> {

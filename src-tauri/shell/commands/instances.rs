@@ -1,5 +1,6 @@
 //! The instance manager's API (the seed's `ComfyUIInstanceManager`) for the UI.
 
+use super::blocking;
 use storycore_core::manager::{self, InstanceManager};
 use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
 use storycore_types::{
@@ -122,52 +123,68 @@ pub async fn test_connection(config: InstanceConfig) -> ConnectionTest {
 }
 
 #[tauri::command]
-pub fn get_health_history(m: Manager<'_>, id: String) -> Answer<HealthHistoryFile> {
-    Ok(m.health_history(&id)?)
+pub async fn get_health_history(m: Manager<'_>, id: String) -> Answer<HealthHistoryFile> {
+    let m = m.inner().clone();
+    blocking(move || Ok(m.health_history(&id)?)).await
 }
 
 /// The last `lines` lines a local instance's ComfyUI wrote.
 #[tauri::command]
-pub fn get_instance_log(m: Manager<'_>, id: String, lines: Option<usize>) -> Answer<LogLines> {
-    Ok(m.log_tail(&id, lines.unwrap_or(200).min(5000))?)
+pub async fn get_instance_log(
+    m: Manager<'_>,
+    id: String,
+    lines: Option<usize>,
+) -> Answer<LogLines> {
+    let m = m.inner().clone();
+    blocking(move || Ok(m.log_tail(&id, lines.unwrap_or(200).min(5000))?)).await
 }
 
 /// Writes the whole log of a local instance (rotated files included, oldest
 /// first) to a file in the app's log folder and answers its path.
 #[tauri::command]
-pub fn export_instance_log(
+pub async fn export_instance_log(
     m: Manager<'_>,
     paths: State<'_, crate::paths::AppPaths>,
     id: String,
 ) -> Answer<String> {
-    let text = m.export_log(&id)?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let path = paths
-        .log_dir
-        .join(format!("instance_{id}_comfyui_{stamp}.log"));
-    std::fs::create_dir_all(&paths.log_dir)
-        .and_then(|_| std::fs::write(&path, text))
-        .map_err(|e| {
-            ApiError::new(
-                storycore_types::ErrorCode::Io,
-                format!("cannot write {}: {e}", path.display()),
-            )
-        })?;
-    Ok(path.display().to_string())
+    let m = m.inner().clone();
+    let log_dir = paths.log_dir.clone();
+    blocking(move || {
+        let text = m.export_log(&id)?;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let path = log_dir.join(format!("instance_{id}_comfyui_{stamp}.log"));
+        std::fs::create_dir_all(&log_dir)
+            .and_then(|_| std::fs::write(&path, text))
+            .map_err(|e| {
+                ApiError::new(
+                    storycore_types::ErrorCode::Io,
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            })?;
+        Ok(path.display().to_string())
+    })
+    .await
 }
 
 /// The next free port from `start` on `host` (the editor's suggestion).
 #[tauri::command]
-pub fn suggest_port(host: Option<String>, start: Option<u16>) -> Option<u16> {
-    storycore_core::supervisor::suggest_free_port(
-        host.as_deref().unwrap_or("127.0.0.1"),
-        start.unwrap_or(8188),
-    )
+pub async fn suggest_port(host: Option<String>, start: Option<u16>) -> Answer<Option<u16>> {
+    blocking(move || {
+        Ok(storycore_core::supervisor::suggest_free_port(
+            host.as_deref().unwrap_or("127.0.0.1"),
+            start.unwrap_or(8188),
+        ))
+    })
+    .await
 }
 
 /// The GPUs NVML lists, or why there are none.
 #[tauri::command]
-pub fn list_gpus() -> storycore_types::GpuList {
+pub async fn list_gpus() -> Answer<storycore_types::GpuList> {
+    blocking(|| Ok(gpu_list())).await
+}
+
+fn gpu_list() -> storycore_types::GpuList {
     storycore_types::GpuList {
         gpus: storycore_core::telemetry::list_gpus(),
         unavailable: storycore_core::telemetry::nvml_status().map(|why| {

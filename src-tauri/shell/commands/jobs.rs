@@ -1,6 +1,7 @@
 //! The job queue (the seed's WizardService, for a fleet) for the UI: submit a
 //! workflow or a template, follow, cancel, retry, release.
 
+use super::blocking;
 use serde_json::{Map, Value};
 use storycore_core::dispatch::templates;
 use storycore_core::dispatch::JobQueue;
@@ -20,59 +21,69 @@ pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
 
 /// `workflow` is the text of an API-format workflow (ComfyUI's "Save (API)").
 #[tauri::command]
-pub fn submit_workflow(q: Queue<'_>, workflow: String, target: Option<JobTarget>) -> Answer<Job> {
+pub async fn submit_workflow(
+    q: Queue<'_>,
+    workflow: String,
+    target: Option<JobTarget>,
+) -> Answer<Job> {
     // Size, nesting and shape are checked where the text enters.
     let value = storycore_core::dispatch::workflow::parse_workflow(&workflow)?;
-    Ok(q.submit(value, target.unwrap_or_default())?.summary())
+    Ok(q.submit(value, target.unwrap_or_default()).await?.summary())
 }
 
 #[tauri::command]
-pub fn submit_template(
+pub async fn submit_template(
     q: Queue<'_>,
     template_id: String,
     values: Map<String, Value>,
     target: Option<JobTarget>,
 ) -> Answer<Job> {
-    let t = q.templates().get(&template_id).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("no template with id \"{template_id}\""),
-        )
-    })?;
-    Ok(q.submit_template(&t, &values, target.unwrap_or_default())?
+    let templates = q.templates();
+    let id = template_id.clone();
+    let t = blocking(move || {
+        templates.get(&id).ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("no template with id \"{id}\""))
+        })
+    })
+    .await?;
+    Ok(q.submit_template(&t, &values, target.unwrap_or_default())
+        .await?
         .summary())
 }
 
 #[tauri::command]
-pub fn list_templates(q: Queue<'_>) -> Vec<WorkflowTemplate> {
-    q.templates().list()
+pub async fn list_templates(q: Queue<'_>) -> Answer<Vec<WorkflowTemplate>> {
+    let templates = q.templates();
+    blocking(move || Ok(templates.list())).await
 }
 
 /// Reads a workflow file to import: the workflow and the inputs that can
 /// become parameters; wrong files are refused with the reason.
 #[tauri::command]
-pub fn read_workflow_file(path: String) -> Answer<WorkflowFile> {
-    let path = path.trim();
+pub async fn read_workflow_file(path: String) -> Answer<WorkflowFile> {
+    let path = path.trim().to_string();
     if path.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidInput,
             "choose a workflow file first (ComfyUI's \"Save (API)\" writes one)",
         ));
     }
-    Ok(templates::read_workflow_file(std::path::Path::new(path))?)
+    blocking(move || Ok(templates::read_workflow_file(std::path::Path::new(&path))?)).await
 }
 
 /// Saves an imported workflow with its marked parameters as a new template.
 #[tauri::command]
-pub fn create_template(q: Queue<'_>, draft: TemplateDraft) -> Answer<WorkflowTemplate> {
-    let t = q.templates().create(&draft)?;
+pub async fn create_template(q: Queue<'_>, draft: TemplateDraft) -> Answer<WorkflowTemplate> {
+    let templates = q.templates();
+    let t = blocking(move || Ok(templates.create(&draft)?)).await?;
     tracing::info!(id = %t.id, parameters = t.parameters.len(), "template saved");
     Ok(t)
 }
 
 #[tauri::command]
-pub fn delete_template(q: Queue<'_>, id: String) -> Answer<()> {
-    Ok(q.templates().delete(&id)?)
+pub async fn delete_template(q: Queue<'_>, id: String) -> Answer<()> {
+    let templates = q.templates();
+    blocking(move || Ok(templates.delete(&id)?)).await
 }
 
 #[tauri::command]
@@ -81,36 +92,40 @@ pub async fn cancel_job(q: Queue<'_>, id: String) -> Answer<Job> {
 }
 
 #[tauri::command]
-pub fn retry_job(q: Queue<'_>, id: String) -> Answer<Job> {
-    Ok(q.retry(&id)?)
+pub async fn retry_job(q: Queue<'_>, id: String) -> Answer<Job> {
+    Ok(q.retry(&id).await?)
 }
 
 #[tauri::command]
-pub fn release_job(q: Queue<'_>, id: String) -> Answer<Job> {
-    Ok(q.release(&id)?)
+pub async fn release_job(q: Queue<'_>, id: String) -> Answer<Job> {
+    Ok(q.release(&id).await?)
 }
 
 #[tauri::command]
-pub fn remove_job(q: Queue<'_>, id: String) -> Answer<()> {
-    Ok(q.remove(&id)?)
+pub async fn remove_job(q: Queue<'_>, id: String) -> Answer<()> {
+    Ok(q.remove(&id).await?)
 }
 
 /// One output image of a job as a `data:` URL, for thumbnails and the full
 /// view (the webview cannot read the output folder itself).
 #[tauri::command]
-pub fn job_output_image(q: Queue<'_>, id: String, index: usize) -> Answer<String> {
+pub async fn job_output_image(q: Queue<'_>, id: String, index: usize) -> Answer<String> {
     use base64::Engine;
     let job = q
         .get(&id)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no job with id \"{id}\"")))?;
-    let output = job.outputs.get(index).ok_or_else(|| {
+    let output = job.outputs.get(index).cloned().ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
             format!("job {id} has no output {index}"),
         )
     })?;
-    let bytes = std::fs::read(&output.path)
-        .map_err(|e| ApiError::new(ErrorCode::Io, format!("cannot read {}: {e}", output.path)))?;
+    let path = output.path.clone();
+    let bytes = blocking(move || {
+        std::fs::read(&path)
+            .map_err(|e| ApiError::new(ErrorCode::Io, format!("cannot read {path}: {e}")))
+    })
+    .await?;
     let mime = match output
         .filename
         .rsplit('.')

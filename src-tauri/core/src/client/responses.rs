@@ -167,6 +167,23 @@ impl HistoryEntry {
             .as_ref()
             .is_some_and(|s| s.status_str == "success" && s.completed)
     }
+
+    /// Seconds from `execution_start` to `execution_success`, by ComfyUI's
+    /// own timestamps in the status messages (None if either is missing).
+    pub fn execution_secs(&self) -> Option<f64> {
+        let at = |kind: &str| {
+            self.status
+                .as_ref()?
+                .messages
+                .iter()
+                .find(|(k, _)| k == kind)?
+                .1
+                .get("timestamp")?
+                .as_i64()
+        };
+        let (start, end) = (at("execution_start")?, at("execution_success")?);
+        (end >= start).then(|| (end - start) as f64 / 1000.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -94,9 +94,13 @@ fn on_message(shared: &Shared, instance_id: &str, m: WsMessage) {
                 true
             });
         }
+        // The slot is free now; the runner collects the outcome.
         WsMessage::ExecutionSuccess(_)
         | WsMessage::ExecutionError(_)
-        | WsMessage::ExecutionInterrupted(_) => poke(shared, &job_id),
+        | WsMessage::ExecutionInterrupted(_) => {
+            runner::mark_executed(shared, &job_id, &prompt_id);
+            poke(shared, &job_id);
+        }
         _ => {}
     }
 }

@@ -1,9 +1,12 @@
 //! The write-ahead journal: one file per job, `<dir>/jobs/<job id>.json`,
-//! written atomically at every state change. A job is on disk as `dispatched`
-//! (with its instance and prompt id) before `POST /prompt` leaves the app, so
-//! a restarted app knows what to ask each instance about.
+//! written at every state change through the queue's one [`Writer`]. A job is
+//! durable as `dispatched` (with its instance and prompt id) before
+//! `POST /prompt` leaves the app, so a restarted app knows what to ask each
+//! instance about.
 
-use crate::store::{atomic_write, read_regular, StoreError};
+use super::writer::{self, Body, Durable, Writer};
+use crate::store::{read_regular, StoreError};
+use std::sync::Arc;
 
 /// A job's file holds its workflow (at most 16 MiB) and its state.
 const MAX_JOB_FILE_BYTES: u64 = 64 << 20;
@@ -12,9 +15,10 @@ use storycore_types::Job;
 
 pub const JOBS_FOLDER: &str = "jobs";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Journal {
     dir: PathBuf,
+    pub writer: Writer,
 }
 
 /// What reading the journal found.
@@ -27,36 +31,66 @@ pub struct Replayed {
 }
 
 impl Journal {
+    /// Opens `<root>/jobs`, finishes what a crash left half-written there and
+    /// in `root` (see [`writer::recover`]), and starts the writer.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let dir = root.join(JOBS_FOLDER);
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
             path: dir.clone(),
             source,
         })?;
-        Ok(Self { dir })
+        let outputs = root.join(super::outputs::OUTPUTS_FOLDER);
+        let job_outputs = std::fs::read_dir(&outputs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir());
+        for folder in [dir.clone(), root.to_path_buf()]
+            .into_iter()
+            .chain(job_outputs)
+        {
+            writer::recover(&folder).map_err(|source| StoreError::Write {
+                path: folder.clone(),
+                source,
+            })?;
+        }
+        let writer = Writer::start(root).map_err(|source| StoreError::Write {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(Self { dir, writer })
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
-    pub fn write(&self, job: &Job) -> Result<(), StoreError> {
-        let path = self.path(&job.id);
-        let bytes = serde_json::to_vec_pretty(job).map_err(|source| StoreError::Encode {
-            path: path.clone(),
-            source,
-        })?;
-        atomic_write(&path, &bytes)
+    fn body(job: &Job, workflow: &Arc<[u8]>) -> Body {
+        Body::Job {
+            summary: Box::new(job.summary()),
+            workflow: workflow.clone(),
+        }
     }
 
-    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
-        let path = self.path(id);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::Write { path, source: e })
-            }
-            _ => Ok(()),
-        }
+    /// Writes the job's record in the next group; nobody waits.
+    pub fn put(&self, job: &Job, workflow: &Arc<[u8]>) {
+        self.writer
+            .put(self.path(&job.id), Self::body(job, workflow));
+    }
+
+    /// Writes the job's record now; the answer says when it is durable.
+    pub fn put_durable(&self, job: &Job, workflow: &Arc<[u8]>) -> Durable {
+        self.writer
+            .put_durable(self.path(&job.id), Self::body(job, workflow))
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.writer.remove(self.path(id));
+    }
+
+    pub fn remove_durable(&self, id: &str) -> Durable {
+        self.writer.remove_durable(self.path(id))
     }
 
     /// Reads every job. A file that does not parse is renamed `.corrupt` (kept

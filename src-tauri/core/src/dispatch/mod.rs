@@ -8,7 +8,8 @@
 //! | `workflow.rs` | checking a workflow's shape; ComfyUI's refusals as job errors |
 //! | `placement.rs` | the pure placement policy (and the ones it is compared to) |
 //! | `speed.rs` | each instance's moving-average seconds per unit of work |
-//! | `journal.rs` | one file per job, written before the job is sent |
+//! | `writer.rs` | the one writer thread: group commit, one sync per group |
+//! | `journal.rs` | one file per job, durable before the job is sent |
 //! | `scheduler.rs` | places queued jobs, starts their runners |
 //! | `runner.rs` | one attempt: send, follow, time out, finish |
 //! | `follower.rs` | one `/ws` stream per instance: progress and end-of-prompt |
@@ -39,6 +40,7 @@ mod shared;
 pub mod speed;
 pub mod templates;
 pub mod workflow;
+pub mod writer;
 
 pub use error::DispatchError;
 pub use journal::JOBS_FOLDER;
@@ -80,6 +82,12 @@ pub struct DispatchOptions {
     pub cooldown: Duration,
     /// Seconds per unit of work assumed before any instance was measured.
     pub initial_secs_per_unit: f64,
+    /// A job that waited this long is placed before longer ones (the bound
+    /// on longest-first ordering: no job waits forever).
+    pub fifo_after: Duration,
+    /// Run the built-in smoke test on each instance when it first becomes
+    /// healthy, to seed its cost model (the default policy only).
+    pub calibrate: bool,
     /// Finished jobs kept: for how long, how many.
     pub retention: Retention,
 }
@@ -96,6 +104,8 @@ impl Default for DispatchOptions {
             lost_after_failures: 3,
             cooldown: Duration::from_secs(5),
             initial_secs_per_unit: 0.5,
+            fifo_after: Duration::from_secs(600),
+            calibrate: true,
             retention: Retention::default(),
         }
     }
@@ -138,6 +148,7 @@ impl JobQueue {
         let mut follow = Vec::new();
         for job in replayed.jobs {
             let work = workflow::estimate_work(&job.workflow);
+            let workflow_json = workflow_json(&job.workflow);
             let attempt = match (&job.state, &job.instance_id, &job.prompt_id) {
                 (JobState::Dispatched | JobState::Running, Some(i), Some(p)) => {
                     follow.push(job.id.clone());
@@ -157,6 +168,8 @@ impl JobQueue {
                 job.id.clone(),
                 Entry {
                     job,
+                    workflow_json,
+                    accepted: true,
                     work,
                     queued_at: Instant::now(),
                     submit_to_post: None,
@@ -181,13 +194,14 @@ impl JobQueue {
                 storage_blocked_until: None,
                 orphans: HashMap::new(),
                 retention: options.retention,
+                calibrating: HashSet::new(),
+                calibrated: HashSet::new(),
             }),
             options,
             wake: Notify::new(),
             cancel,
             tasks: TaskTracker::new(),
-            logs: Mutex::new(()),
-            unsaved: Mutex::new(HashSet::new()),
+            logs: Mutex::new(HashMap::new()),
         });
         report
             .notices
@@ -201,7 +215,7 @@ impl JobQueue {
         for id in follow {
             shared
                 .tasks
-                .spawn(runner::run(shared.clone(), id, runner::Mode::Follow));
+                .spawn(runner::run(shared.clone(), id, runner::Mode::Follow, None));
         }
         shared.tasks.spawn(failover::run(shared.clone(), events));
         shared.tasks.spawn(scheduler::run(shared.clone()));
@@ -210,15 +224,17 @@ impl JobQueue {
         Ok((Self { shared }, report))
     }
 
-    /// Accepts a workflow (API format) for `target`. It is on disk when this
+    /// Accepts a workflow (API format) for `target`. It is durable when this
     /// returns. A workflow of the wrong shape is refused here; ComfyUI's own
-    /// refusals (unknown node, missing input) become the job's error.
-    pub fn submit(&self, workflow: Value, target: JobTarget) -> Result<Job, DispatchError> {
-        self.submit_tagged(workflow, target, None)
+    /// refusals (unknown node, missing input) become the job's error. When the
+    /// fleet has room and nothing else waits, the job is placed at once and
+    /// its one durable record is already the `dispatched` one.
+    pub async fn submit(&self, workflow: Value, target: JobTarget) -> Result<Job, DispatchError> {
+        self.submit_tagged(workflow, target, None).await
     }
 
     /// [`submit`](Self::submit) for a template with parameter values.
-    pub fn submit_template(
+    pub async fn submit_template(
         &self,
         template: &storycore_types::WorkflowTemplate,
         values: &Map<String, Value>,
@@ -226,9 +242,10 @@ impl JobQueue {
     ) -> Result<Job, DispatchError> {
         let wf = templates::render(template, values)?;
         self.submit_tagged(wf, target, Some(template.id.clone()))
+            .await
     }
 
-    fn submit_tagged(
+    async fn submit_tagged(
         &self,
         workflow: Value,
         target: JobTarget,
@@ -244,7 +261,9 @@ impl JobQueue {
             }
         }
         let now = Utc::now();
-        let mut job = Job {
+        let work = workflow::estimate_work(&workflow);
+        let workflow_json = workflow_json(&workflow);
+        let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
             progress: JobProgress {
                 total_nodes: workflow::node_count(&workflow),
@@ -265,19 +284,17 @@ impl JobQueue {
             instances_killed: Vec::new(),
             template_id,
         };
-        let work = workflow::estimate_work(&job.workflow);
-        {
+        let id = job.id.clone();
+        let (durable, placed) = {
             let mut st = self.shared.lock();
-            // Accepted means on disk: refuse rather than hold it only in memory.
-            job.updated_at = Utc::now();
-            self.shared.journal.write(&job)?;
-            self.shared
-                .emit(AppEvent::JobUpdated(Box::new(job.summary())));
-            st.order.push(job.id.clone());
+            let nothing_waits = !st.jobs.values().any(|e| e.job.state == JobState::Queued);
+            st.order.push(id.clone());
             st.jobs.insert(
-                job.id.clone(),
+                id.clone(),
                 Entry {
-                    job: job.clone(),
+                    job,
+                    workflow_json,
+                    accepted: false,
                     work,
                     queued_at: Instant::now(),
                     submit_to_post: None,
@@ -285,15 +302,54 @@ impl JobQueue {
                     held_for_storage: false,
                 },
             );
+            let placed =
+                nothing_waits && st.storage_blocked_until.is_none_or(|t| t <= Instant::now()) && {
+                    let mut fleet = scheduler::Fleet::new(&self.shared, &mut st);
+                    scheduler::place(&self.shared, &mut st, &mut fleet, &id)
+                };
+            let e = st.jobs.get_mut(&id).expect("just inserted");
+            e.job.updated_at = Utc::now();
+            (
+                self.shared.journal.put_durable(&e.job, &e.workflow_json),
+                placed,
+            )
+        };
+        // Accepted means durable: refuse rather than hold it only in memory.
+        let result = written(durable).await;
+        let mut st = self.shared.lock();
+        if let Err(err) = result {
+            if let Some(e) = st.jobs.remove(&id) {
+                if let Some(a) = e.attempt {
+                    a.token.cancel();
+                }
+            }
+            st.order.retain(|j| j != &id);
+            drop(st);
+            self.shared.journal.remove(&id);
+            return Err(err);
         }
-        self.shared.wake.notify_one();
+        let e = st.jobs.get_mut(&id).expect("only removed here");
+        e.accepted = true;
+        e.queued_at = Instant::now();
+        let job = e.job.clone();
+        self.shared
+            .emit(AppEvent::JobUpdated(Box::new(job.summary())));
+        drop(st);
+        if placed {
+            let s = self.shared.clone();
+            self.shared
+                .tasks
+                .spawn(runner::run(s, id, runner::Mode::Submit, None));
+        } else {
+            self.shared.wake.notify_one();
+        }
         Ok(job)
     }
 
     /// Cancels a job that has not finished; one in flight is deleted from its
     /// instance's queue and interrupted there.
     pub async fn cancel(&self, id: &str) -> Result<Job, DispatchError> {
-        let (job, attempt) = {
+        let (job, attempt, durable) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
             if e.job.state.is_final() {
@@ -306,10 +362,11 @@ impl JobQueue {
             e.job.state = JobState::Cancelled;
             e.job.finished_at = Some(Utc::now());
             e.job.progress.node = None;
-            self.shared.persist(&mut e.job);
-            (e.job.clone(), attempt)
+            let durable = self.shared.persist_durable(e);
+            (e.job.clone(), attempt, durable)
         };
         self.shared.wake.notify_one();
+        written(durable).await?;
         if let Some(a) = attempt {
             if let Some(inst) = self.shared.manager.get(&a.instance_id) {
                 if let Ok(client) = crate::client::ComfyClient::for_instance(&inst.config) {
@@ -329,27 +386,29 @@ impl JobQueue {
     }
 
     /// Queues a failed or cancelled job again (a new attempt, a new prompt id).
-    pub fn retry(&self, id: &str) -> Result<Job, DispatchError> {
+    pub async fn retry(&self, id: &str) -> Result<Job, DispatchError> {
         self.requeue_by_user(id, "retrying", "failed or cancelled", |s| {
             matches!(s, JobState::Failed | JobState::Cancelled)
         })
+        .await
     }
 
     /// Lets a suspect or held job run again.
-    pub fn release(&self, id: &str) -> Result<Job, DispatchError> {
+    pub async fn release(&self, id: &str) -> Result<Job, DispatchError> {
         self.requeue_by_user(id, "releasing", "suspect or held", |s| {
             matches!(s, JobState::Suspect | JobState::Held)
         })
+        .await
     }
 
-    fn requeue_by_user(
+    async fn requeue_by_user(
         &self,
         id: &str,
         action: &'static str,
         allowed: &'static str,
         ok: impl Fn(JobState) -> bool,
     ) -> Result<Job, DispatchError> {
-        let job = {
+        let (job, durable) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
             if !ok(e.job.state) {
@@ -368,28 +427,30 @@ impl JobQueue {
                 ..JobProgress::default()
             };
             e.queued_at = Instant::now();
-            self.shared.persist(&mut e.job);
-            e.job.summary()
+            (e.job.summary(), self.shared.persist_durable(e))
         };
         self.shared.wake.notify_one();
+        written(durable).await?;
         Ok(job)
     }
 
     /// Forgets a finished job (its file and its outputs).
-    pub fn remove(&self, id: &str) -> Result<(), DispatchError> {
-        {
+    pub async fn remove(&self, id: &str) -> Result<(), DispatchError> {
+        let durable = {
             let mut st = self.shared.lock();
             let e = st.jobs.get(id).ok_or_else(|| not_found(id))?;
             if !e.job.state.is_final() {
                 return Err(wrong_state(e, "removing", "finished (cancel it first)"));
             }
-            self.shared.journal.remove(id)?;
             st.jobs.remove(id);
             st.order.retain(|j| j != id);
-        }
-        let _ = std::fs::remove_dir_all(outputs::job_folder(&self.shared.dir, id));
+            self.shared.journal.remove_durable(id)
+        };
         self.shared
             .emit(AppEvent::JobRemoved { id: id.to_string() });
+        written(durable).await?;
+        let folder = outputs::job_folder(&self.shared.dir, id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(folder)).await;
         Ok(())
     }
 
@@ -429,9 +490,11 @@ impl JobQueue {
     pub async fn set_retention(&self, retention: Retention) -> usize {
         self.shared.lock().retention = retention;
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || retention::prune(&shared))
+        let removed = tokio::task::spawn_blocking(move || retention::prune(&shared))
             .await
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.flush().await;
+        removed
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
@@ -456,6 +519,34 @@ impl JobQueue {
             .then(|| st.speeds.secs_per_unit(instance_id))
     }
 
+    /// What the journal's writer did so far (syncs, records, groups).
+    pub fn writer_counts(&self) -> writer::WriterCounts {
+        self.shared.journal.writer.counts()
+    }
+
+    /// Resolves once every record handed to the writer so far is on disk
+    /// (or failed): for readers of the files, such as tests.
+    pub async fn flush(&self) {
+        self.shared.journal.writer.flush().await;
+    }
+
+    /// Instances whose cost model has a measure.
+    pub fn measured(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        self.shared
+            .manager
+            .list()
+            .into_iter()
+            .map(|i| i.id)
+            .filter(|id| st.speeds.measured(id))
+            .collect()
+    }
+
+    /// The fitted cost model of an instance: (fixed seconds, seconds per unit).
+    pub fn cost_model(&self, instance_id: &str) -> Option<(f64, f64)> {
+        self.shared.lock().speeds.params(instance_id)
+    }
+
     /// The templates kept with this queue.
     pub fn templates(&self) -> TemplateStore {
         TemplateStore::new(&self.shared.dir)
@@ -471,7 +562,24 @@ impl JobQueue {
         self.shared.cancel.cancel();
         self.shared.tasks.close();
         self.shared.tasks.wait().await;
+        self.flush().await;
     }
+}
+
+/// Awaits a record's write, as the caller's error.
+async fn written(durable: writer::Durable) -> Result<(), DispatchError> {
+    match durable.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(f)) => Err(DispatchError::Store(f.into())),
+        Err(_) => Err(DispatchError::ShutDown),
+    }
+}
+
+/// A workflow as the JSON its records hold.
+fn workflow_json(workflow: &Value) -> Arc<[u8]> {
+    serde_json::to_vec(workflow)
+        .unwrap_or_else(|_| b"null".to_vec())
+        .into()
 }
 
 fn not_found(id: &str) -> DispatchError {

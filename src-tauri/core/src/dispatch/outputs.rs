@@ -1,8 +1,13 @@
 //! A finished job's images, fetched through `/view` into `<dir>/outputs/<job id>/`.
+//!
+//! Written on the blocking pool without a sync of their own: the job's end is
+//! recorded after them, and the journal writer's sync of that record (one
+//! `syncfs` of the whole filesystem, on Linux) makes them durable too. A crash before it leaves the job
+//! unfinished on disk, and the restarted app fetches them again.
 
 use super::shared::Shared;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
-use crate::store::{atomic_write, StoreError};
+use crate::store::StoreError;
 use std::path::PathBuf;
 use storycore_types::JobOutput;
 
@@ -51,18 +56,18 @@ pub(crate) async fn fetch(
                 source,
             })?;
         let local = folder.join(local_name(node, &image.filename));
-        let keep = |source| OutputError::Keep {
+        let path = local.clone();
+        let kept = tokio::task::spawn_blocking(move || write_unsynced(&path, &bytes))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        kept.map_err(|source| OutputError::Keep {
             job_id: job_id.into(),
             filename: image.filename.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&folder).map_err(|source| {
-            keep(StoreError::CreateDir {
-                path: folder.clone(),
+            source: StoreError::Write {
+                path: local.clone(),
                 source,
-            })
+            },
         })?;
-        atomic_write(&local, &bytes).map_err(keep)?;
         out.push(JobOutput {
             node_id: node.to_string(),
             filename: image.filename.clone(),
@@ -72,6 +77,18 @@ pub(crate) async fn fetch(
         });
     }
     Ok(out)
+}
+
+/// A temp file renamed over `path` (readers never see half a file), in a
+/// folder made if missing; no sync (see the module's notes).
+fn write_unsynced(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".partial");
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
 }
 
 /// `<node>_<file name>`, reduced to safe characters: the name comes from the

@@ -3,12 +3,21 @@
 //! over a [`Candidate`] list that the planner updates as it decides.
 //!
 //! ComfyUI runs one prompt at a time, and `POST /prompt` answers long before the
-//! prompt ends, so load is counted until a job finishes. The default policy
-//! aims at the earliest expected finish: (work already there + this job) x the
-//! instance's measured seconds per unit of work. When the instance that would
-//! finish first is full, the job waits in the app for it rather than going to
-//! a slower instance; that wait is counted as work on it, so that later jobs
-//! in the same pass spill onto other instances only when that is faster.
+//! prompt ends, so load is counted until ComfyUI says the prompt ended. The
+//! default policy binds late and aims at the earliest expected finish:
+//!
+//! - An instance holds at most one running and one queued prompt of this app
+//!   ([`LATE_BINDING_SLOTS`]): it never idles between prompts, and every other
+//!   job is still free to go wherever a slot frees first.
+//! - Waiting jobs are placed longest expected first (LPT, which keeps the
+//!   long ones from ending up last on a slow instance), except that a job
+//!   that waited [`DispatchOptions::fifo_after`](super::DispatchOptions) goes
+//!   first, oldest first, so none waits forever.
+//! - A job goes where it would finish first: the instance's expected backlog
+//!   plus its own cost there, `a + b * work` from the instance's fitted cost
+//!   model. When that instance is full, the job waits in the app for it
+//!   rather than going to a slower one; its cost is booked on it, so that
+//!   later jobs in the same pass spill elsewhere only when that is faster.
 
 /// How to pick. The others are here to be compared against (benchmark).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,14 +30,22 @@ pub enum Policy {
     FewestInFlight,
     /// Shortest queue as the instance last reported it (how ComfyUI-Distributed picks).
     ShortestQueue,
+    /// Only an instance with nothing of this app on it, the first such (how
+    /// the ComfyPool of the npm package @saintno/comfyui-sdk picks).
+    IdleFirst,
 }
 
+/// Prompts of this app an instance holds under [`Policy::EarliestFinish`]:
+/// one running, one queued behind it.
+pub const LATE_BINDING_SLOTS: u32 = 2;
+
 impl Policy {
-    pub const ALL: [Policy; 4] = [
+    pub const ALL: [Policy; 5] = [
         Policy::EarliestFinish,
         Policy::RoundRobin,
         Policy::FewestInFlight,
         Policy::ShortestQueue,
+        Policy::IdleFirst,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,7 +54,36 @@ impl Policy {
             Self::RoundRobin => "round-robin",
             Self::FewestInFlight => "fewest in flight (SwarmUI)",
             Self::ShortestQueue => "shortest queue (ComfyUI-Distributed)",
+            Self::IdleFirst => "idle first (comfyui-sdk ComfyPool)",
         }
+    }
+
+    /// Prompts of this app an instance may hold, given its `maxConcurrentWorkflows`.
+    pub fn slots(self, max_concurrent: u32) -> u32 {
+        match self {
+            Self::EarliestFinish => max_concurrent.clamp(1, LATE_BINDING_SLOTS),
+            Self::IdleFirst => 1,
+            _ => max_concurrent.max(1),
+        }
+    }
+
+    /// The order in which waiting jobs are considered, given each one's
+    /// expected work and how long it has waited (seconds), in submission
+    /// order. Returns indices into `jobs`.
+    pub fn order(self, jobs: &[(f64, f64)], fifo_after_secs: f64) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..jobs.len()).collect();
+        if self == Self::EarliestFinish {
+            // Stable: equal keys keep submission order.
+            idx.sort_by(|&a, &b| {
+                let (wa, ta) = jobs[a];
+                let (wb, tb) = jobs[b];
+                let (aged_a, aged_b) = (ta >= fifo_after_secs, tb >= fifo_after_secs);
+                aged_b
+                    .cmp(&aged_a)
+                    .then_with(|| if aged_a { a.cmp(&b) } else { wb.total_cmp(&wa) })
+            });
+        }
+        idx
     }
 }
 
@@ -45,18 +91,19 @@ impl Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub id: String,
-    /// `maxConcurrentWorkflows`.
+    /// Prompts of this app it may hold ([`Policy::slots`]).
     pub capacity: u32,
-    /// Jobs of this app sent there and not finished.
+    /// Prompts of this app sent there that ComfyUI has not finished.
     pub in_flight: u32,
-    /// Their estimated work.
-    pub in_flight_work: f64,
-    /// The instance's measured (or assumed) seconds per unit of work.
+    /// Expected seconds until those are done (the running one's remainder).
+    pub backlog_secs: f64,
+    /// Its cost model: `fixed_secs + secs_per_unit * work` per prompt.
+    pub fixed_secs: f64,
     pub secs_per_unit: f64,
     /// Running + pending prompts as the instance last reported (any client's).
     pub reported_queue: u32,
-    /// Work of jobs that chose to wait for this instance in this pass.
-    pub waiting_work: f64,
+    /// Expected seconds of jobs that chose to wait for it in this pass.
+    pub waiting_secs: f64,
 }
 
 impl Candidate {
@@ -64,9 +111,14 @@ impl Candidate {
         self.in_flight < self.capacity.max(1)
     }
 
+    /// Expected seconds of a job of `work` here.
+    pub fn cost(&self, work: f64) -> f64 {
+        self.fixed_secs + self.secs_per_unit * work
+    }
+
     /// When a job of `work` would finish here, in seconds from now.
     pub fn expected_finish(&self, work: f64) -> f64 {
-        (self.in_flight_work + self.waiting_work + work) * self.secs_per_unit
+        self.backlog_secs + self.waiting_secs + self.cost(work)
     }
 }
 
@@ -110,7 +162,7 @@ impl Planner {
                 });
                 match best {
                     Some(i) if !fleet[i].has_room() => {
-                        fleet[i].waiting_work += work;
+                        fleet[i].waiting_secs += fleet[i].cost(work);
                         return Decision::Wait;
                     }
                     other => other,
@@ -137,12 +189,16 @@ impl Planner {
                 .copied()
                 .filter(|&i| fleet[i].has_room())
                 .min_by_key(|&i| (fleet[i].reported_queue, i)),
+            Policy::IdleFirst => ok
+                .iter()
+                .copied()
+                .find(|&i| fleet[i].in_flight == 0 && fleet[i].has_room()),
         };
         match pick {
             Some(i) => {
                 let c = &mut fleet[i];
                 c.in_flight += 1;
-                c.in_flight_work += work;
+                c.backlog_secs += c.cost(work);
                 c.reported_queue += 1;
                 Decision::Place(i)
             }

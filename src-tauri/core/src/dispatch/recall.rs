@@ -172,9 +172,12 @@ fn collect(shared: &Arc<Shared>, t: &Taken) {
         a.token = shared.cancel.child_token();
         a.recalling = false;
     }
-    shared
-        .tasks
-        .spawn(runner::run(shared.clone(), t.job_id.clone(), Mode::Follow));
+    shared.tasks.spawn(runner::run(
+        shared.clone(),
+        t.job_id.clone(),
+        Mode::Follow,
+        None,
+    ));
 }
 
 /// Deletes and interrupts, on an instance that answers again, the prompts

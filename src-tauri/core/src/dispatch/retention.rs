@@ -4,7 +4,6 @@
 //! than the same age. Pruned when the queue opens, daily, and when the
 //! settings change. Unfinished jobs are never pruned.
 
-use super::instance_log::InstanceWorkflowsFile;
 use super::outputs;
 use super::shared::Shared;
 use chrono::Utc;
@@ -72,9 +71,7 @@ pub(crate) fn prune(shared: &Shared) -> usize {
         (removed, cutoff)
     };
     for id in &removed {
-        if let Err(e) = shared.journal.remove(id) {
-            tracing::warn!(job = %id, "could not delete a pruned job's file: {e}");
-        }
+        shared.journal.remove(id);
         let folder = outputs::job_folder(&shared.dir, id);
         if folder.exists() {
             if let Err(e) = std::fs::remove_dir_all(&folder) {
@@ -106,13 +103,7 @@ fn prune_instance_logs(shared: &Shared, cutoff: chrono::DateTime<Utc>) {
         else {
             continue;
         };
-        let _g = shared.logs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut f = InstanceWorkflowsFile::load(&shared.dir, id);
-        if f.prune_before(cutoff) {
-            if let Err(e) = f.save(&shared.dir) {
-                tracing::warn!("could not prune {name}: {e}");
-            }
-        }
+        shared.edit_log(id, |f| f.prune_before(cutoff));
     }
 }
 

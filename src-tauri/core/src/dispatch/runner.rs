@@ -9,6 +9,7 @@ use super::follower;
 use super::outputs;
 use super::shared::Shared;
 use super::workflow;
+use super::writer::Durable;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use chrono::Utc;
 use std::sync::Arc;
@@ -28,7 +29,9 @@ pub(crate) enum Mode {
 const QUICK_POLL: Duration = Duration::from_millis(25);
 const QUICK_POLLS: u32 = 40;
 
-pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode) {
+/// `durable`: the answer of the write of this attempt's `dispatched` record,
+/// when it was not awaited before: nothing is sent until it says durable.
+pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode, durable: Option<Durable>) {
     let Some((instance_id, prompt_id, workflow, token, done)) = ({
         let st = shared.lock();
         st.jobs.get(&job_id).and_then(|e| {
@@ -72,6 +75,21 @@ pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode) {
     follower::ensure(&shared, &instance_id, &client);
 
     if mode == Mode::Submit {
+        if let Some(durable) = durable {
+            let written = tokio::select! {
+                _ = token.cancelled() => return,
+                r = durable => r,
+            };
+            let why = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(f)) => Some(f.message),
+                Err(_) => Some("the journal writer stopped".to_string()),
+            };
+            if let Some(why) = why {
+                super::scheduler::hold_for_storage(&shared, &job_id, &prompt_id, &why);
+                return;
+            }
+        }
         {
             let mut st = shared.lock();
             if let Some(e) = st.jobs.get_mut(&job_id) {
@@ -138,6 +156,7 @@ pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode) {
         match step {
             Ok(None) => failures = 0,
             Ok(Some(entry)) => {
+                mark_executed(&shared, &job_id, &prompt_id);
                 match outputs::fetch(&shared, &client, &job_id, &entry).await {
                     Ok(files) => {
                         finish(&shared, &job_id, &prompt_id, &instance_id, &entry, files);
@@ -212,7 +231,23 @@ pub(crate) fn mark_running(shared: &Shared, job_id: &str, prompt_id: &str) {
     a.last_progress = Instant::now();
     e.job.state = JobState::Running;
     e.job.started_at.get_or_insert_with(Utc::now);
-    shared.persist(&mut e.job);
+    shared.persist(e);
+}
+
+/// ComfyUI finished executing the prompt: its slot is free for the next job
+/// while the outputs are fetched and the job's end is written.
+pub(crate) fn mark_executed(shared: &Shared, job_id: &str, prompt_id: &str) {
+    let mut st = shared.lock();
+    let a = st
+        .jobs
+        .get_mut(job_id)
+        .and_then(|e| e.attempt.as_mut())
+        .filter(|a| a.prompt_id == prompt_id && !a.executed);
+    if let Some(a) = a {
+        a.executed = true;
+        drop(st);
+        shared.wake.notify_one();
+    }
 }
 
 /// Past the instance's `timeoutMs` (counted from the start of execution, or
@@ -264,7 +299,7 @@ async fn time_out(
         e.job.state = JobState::Failed;
         e.job.finished_at = Some(Utc::now());
         e.job.error = Some(JobError::new(note));
-        shared.persist(&mut e.job);
+        shared.persist(e);
         let job = e.job.clone();
         drop(st);
         shared.wake.notify_one();
@@ -307,7 +342,10 @@ fn finish(
     let mut measure = None;
     let job = shared.with_attempt(job_id, prompt_id, |e| {
         let a = e.attempt.take().expect("checked by with_attempt");
-        let ran = a.started.unwrap_or(a.dispatched).elapsed();
+        let ran = entry
+            .execution_secs()
+            .map(Duration::from_secs_f64)
+            .unwrap_or_else(|| a.started.unwrap_or(a.dispatched).elapsed());
         measure = Some((ran, e.work));
         e.job.finished_at = Some(Utc::now());
         e.job.progress.node = None;

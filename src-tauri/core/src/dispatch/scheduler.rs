@@ -1,24 +1,28 @@
 //! The scheduler task: whenever something changes (a job queued, a slot freed,
-//! an instance back), it places queued jobs in submission order and starts a
-//! runner for each one placed. The job is written to disk as `dispatched`,
-//! with its instance and prompt id, before its runner may send it; when that
-//! write fails, nothing is sent: the job stays queued with an error saying
-//! what to do, and placing resumes by itself once writing works again.
+//! an instance back), it places queued jobs (see `placement` for the order and
+//! the choice) and starts a runner for each one placed. The job's record as
+//! `dispatched`, with its instance and prompt id, goes to the journal's
+//! writer; the runner sends the job only once that record is durable. When
+//! the write fails, nothing is sent: the job goes back to the queue with an
+//! error saying what to do, and placing resumes by itself once writing works
+//! again.
 
 use super::placement::{Candidate, Decision};
 use super::runner::{self, Mode};
-use super::shared::{Attempt, Shared};
+use super::shared::{Attempt, QueueState, Shared};
+use super::writer::Durable;
 use crate::manager::balance;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storycore_types::{AppEvent, Instance, JobError, JobState, JobTarget};
+use storycore_types::{Instance, JobError, JobState, JobTarget};
 
 /// Also re-plan this often without a wake-up: cooldowns expire and health
 /// figures move without an event that concerns the queue.
 const REPLAN_EVERY: Duration = Duration::from_millis(250);
 
 /// After a failed write of a `dispatched` record, no job is sent for this long.
-const STORAGE_RETRY: Duration = Duration::from_secs(2);
+pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(2);
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
@@ -27,117 +31,288 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(REPLAN_EVERY) => {}
         }
-        shared.retry_unsaved();
-        for (job_id, mode) in plan(&shared) {
+        for instance in calibrations(&shared) {
+            shared.tasks.spawn(calibrate(shared.clone(), instance));
+        }
+        for (job_id, durable) in plan(&shared) {
             let s = shared.clone();
-            shared.tasks.spawn(runner::run(s, job_id, mode));
+            shared
+                .tasks
+                .spawn(runner::run(s, job_id, Mode::Submit, Some(durable)));
         }
     }
 }
 
-/// One pass: returns the jobs placed.
-pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Mode)> {
-    let fleet = shared.manager.list();
-    let active = shared.manager.active_instance().map(|i| i.id);
-    let now = Instant::now();
+/// The instances that may take work now, as the planner sees them.
+pub(crate) struct Fleet {
+    pub instances: Vec<Instance>,
+    pub active: Option<String>,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Fleet {
+    pub fn new(shared: &Shared, st: &mut QueueState) -> Self {
+        let instances = shared.manager.list();
+        let active = shared.manager.active_instance().map(|i| i.id);
+        let now = Instant::now();
+        st.cooldown.retain(|_, until| *until > now);
+        // One pass over the jobs in flight: prompts and expected backlog per instance.
+        let mut load: HashMap<&str, (u32, f64)> = HashMap::new();
+        for e in st.jobs.values() {
+            let Some(a) = e.attempt.as_ref().filter(|a| !a.executed) else {
+                continue;
+            };
+            let cost = st.speeds.expected_secs(&a.instance_id, e.work);
+            let left = match a.started {
+                Some(t) => (cost - t.elapsed().as_secs_f64()).max(cost * 0.05),
+                None => cost,
+            };
+            let l = load.entry(a.instance_id.as_str()).or_default();
+            l.0 += 1;
+            l.1 += left;
+        }
+        let policy = st.planner.policy;
+        let candidates = instances
+            .iter()
+            .filter(|i| {
+                balance::eligible(i)
+                    && !st.cooldown.contains_key(&i.id)
+                    && !st.calibrating.contains(&i.id)
+            })
+            .map(|i| {
+                let (in_flight, backlog_secs) =
+                    load.get(i.id.as_str()).copied().unwrap_or_default();
+                let (fixed_secs, secs_per_unit) = st
+                    .speeds
+                    .params(&i.id)
+                    .unwrap_or_else(|| (0.0, st.speeds.secs_per_unit(&i.id)));
+                Candidate {
+                    id: i.id.clone(),
+                    capacity: policy.slots(i.config.max_concurrent()),
+                    in_flight,
+                    backlog_secs,
+                    fixed_secs,
+                    secs_per_unit,
+                    reported_queue: i
+                        .health
+                        .system_stats
+                        .as_ref()
+                        .map_or(0, |s| s.active_workflows),
+                    waiting_secs: 0.0,
+                }
+            })
+            .collect();
+        Self {
+            instances,
+            active,
+            candidates,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.candidates.iter().any(Candidate::has_room)
+    }
+}
+
+/// One pass: returns the jobs placed, each with the answer of its record's write.
+pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     let mut placed = Vec::new();
     let mut st = shared.lock();
-    if st.storage_blocked_until.is_some_and(|t| t > now) {
+    if st.storage_blocked_until.is_some_and(|t| t > Instant::now()) {
         return placed;
     }
-    st.cooldown.retain(|_, until| *until > now);
-    let mut candidates: Vec<Candidate> = fleet
+    let mut fleet = Fleet::new(shared, &mut st);
+    if !fleet.has_room() {
+        return placed;
+    }
+    let waiting: Vec<(String, f64, f64)> = st
+        .order
         .iter()
-        .filter(|i| balance::eligible(i) && !st.cooldown.contains_key(&i.id))
-        .map(|i| candidate(i, &st))
+        .filter_map(|id| st.jobs.get(id))
+        .filter(|e| e.accepted && e.job.state == JobState::Queued)
+        .map(|e| {
+            (
+                e.job.id.clone(),
+                e.work,
+                e.queued_at.elapsed().as_secs_f64(),
+            )
+        })
         .collect();
-    let order = st.order.clone();
-    for id in order {
-        let st = &mut *st;
-        let Some(e) = st.jobs.get_mut(&id) else {
-            continue;
-        };
-        if e.job.state != JobState::Queued {
-            continue;
+    let keys: Vec<(f64, f64)> = waiting.iter().map(|(_, w, t)| (*w, *t)).collect();
+    let fifo_after = shared.options.fifo_after.as_secs_f64();
+    for k in st.planner.policy.order(&keys, fifo_after) {
+        let id = &waiting[k].0;
+        if place(shared, &mut st, &mut fleet, id) {
+            let e = st.jobs.get_mut(id).expect("just placed");
+            placed.push((id.clone(), shared.persist_durable(e)));
         }
-        if let JobTarget::Instance { id: want } = &e.job.target {
-            if !fleet.iter().any(|i| &i.id == want) {
-                e.job.state = JobState::Held;
-                e.job.error = Some(JobError::new(format!(
-                    "its instance \"{want}\" no longer exists: retarget or cancel it"
-                )));
-                shared.persist(&mut e.job);
-                continue;
-            }
-        }
-        let killed = e.job.instances_killed.clone();
-        let others_exist = candidates.iter().any(|c| !killed.contains(&c.id));
-        let target = e.job.target.clone();
-        let active = active.clone();
-        let allowed = move |c: &Candidate| match &target {
-            JobTarget::Auto => !others_exist || !killed.contains(&c.id),
-            JobTarget::Active => active.as_deref() == Some(c.id.as_str()),
-            JobTarget::Instance { id } => &c.id == id,
-        };
-        let decision = st.planner.place(&mut candidates, allowed, e.work);
-        let Decision::Place(i) = decision else {
-            continue;
-        };
-        let instance_id = candidates[i].id.clone();
-        let prompt_id = uuid::Uuid::new_v4().to_string();
-        let before = (e.job.instance_id.clone(), e.job.error.clone());
-        e.job.state = JobState::Dispatched;
-        e.job.instance_id = Some(instance_id.clone());
-        e.job.prompt_id = Some(prompt_id.clone());
-        e.job.attempts += 1;
-        e.job.finished_at = None;
-        if e.held_for_storage {
-            e.job.error = None;
-        }
-        e.job.updated_at = chrono::Utc::now();
-        // Write-ahead: on disk before the runner may send it, or not sent.
-        if let Err(err) = shared.write(&e.job) {
-            e.job.state = JobState::Queued;
-            (e.job.instance_id, e.job.error) = before;
-            e.job.prompt_id = None;
-            e.job.attempts -= 1;
-            e.held_for_storage = true;
-            e.job.error = Some(JobError::new(format!(
-                "Not sent: its record could not be saved ({err}). Free disk space or make the \
-                 folder writable; it is sent by itself once saving works again."
-            )));
-            tracing::error!(job = %id, "not sent, its record could not be written: {err}");
-            shared.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
-            st.storage_blocked_until = Some(now + STORAGE_RETRY);
+        if !fleet.has_room() {
             break;
         }
-        e.held_for_storage = false;
-        e.attempt = Some(Attempt::new(instance_id, prompt_id, &shared.cancel));
-        shared.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
-        placed.push((id, Mode::Submit));
     }
     placed
 }
 
-fn candidate(i: &Instance, st: &super::shared::QueueState) -> Candidate {
-    let (mut in_flight, mut in_flight_work) = (0u32, 0.0f64);
-    for e in st.jobs.values() {
-        if e.attempt.as_ref().is_some_and(|a| a.instance_id == i.id) {
-            in_flight += 1;
-            in_flight_work += e.work;
+/// Decides for one queued job: on a place, its entry becomes `dispatched`
+/// with a new attempt (the caller writes its record). True when placed.
+pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id: &str) -> bool {
+    let st = &mut *st;
+    let Some(e) = st.jobs.get_mut(id) else {
+        return false;
+    };
+    if let JobTarget::Instance { id: want } = &e.job.target {
+        if !fleet.instances.iter().any(|i| &i.id == want) {
+            e.job.state = JobState::Held;
+            e.job.error = Some(JobError::new(format!(
+                "its instance \"{want}\" no longer exists: retarget or cancel it"
+            )));
+            shared.persist(e);
+            return false;
         }
     }
-    Candidate {
-        id: i.id.clone(),
-        capacity: i.config.max_concurrent(),
-        in_flight,
-        in_flight_work,
-        secs_per_unit: st.speeds.secs_per_unit(&i.id),
-        reported_queue: i
-            .health
-            .system_stats
-            .as_ref()
-            .map_or(0, |s| s.active_workflows),
-        waiting_work: 0.0,
+    let killed = &e.job.instances_killed;
+    let others_exist = fleet.candidates.iter().any(|c| !killed.contains(&c.id));
+    let target = &e.job.target;
+    let active = fleet.active.as_deref();
+    let allowed = |c: &Candidate| match target {
+        JobTarget::Auto => !others_exist || !killed.contains(&c.id),
+        JobTarget::Active => active == Some(c.id.as_str()),
+        JobTarget::Instance { id } => &c.id == id,
+    };
+    let Decision::Place(i) = st.planner.place(&mut fleet.candidates, allowed, e.work) else {
+        return false;
+    };
+    let instance_id = fleet.candidates[i].id.clone();
+    let prompt_id = uuid::Uuid::new_v4().to_string();
+    e.job.state = JobState::Dispatched;
+    e.job.instance_id = Some(instance_id.clone());
+    e.job.prompt_id = Some(prompt_id.clone());
+    e.job.attempts += 1;
+    e.job.finished_at = None;
+    if e.held_for_storage {
+        e.job.error = None;
+        e.held_for_storage = false;
     }
+    e.attempt = Some(Attempt::new(instance_id, prompt_id, &shared.cancel));
+    true
+}
+
+/// The `dispatched` record of this attempt did not become durable: the job
+/// goes back to the queue unsent, saying why, and no job is sent for
+/// [`STORAGE_RETRY`].
+pub(crate) fn hold_for_storage(shared: &Shared, job_id: &str, prompt_id: &str, why: &str) {
+    let mut st = shared.lock();
+    st.storage_blocked_until = Some(Instant::now() + STORAGE_RETRY);
+    let Some(e) = st.jobs.get_mut(job_id) else {
+        return;
+    };
+    if e.attempt.as_ref().map(|a| a.prompt_id.as_str()) != Some(prompt_id) {
+        return;
+    }
+    if let Some(a) = e.attempt.take() {
+        a.token.cancel();
+    }
+    e.job.state = JobState::Queued;
+    e.job.prompt_id = None;
+    e.job.attempts = e.job.attempts.saturating_sub(1);
+    e.held_for_storage = true;
+    e.job.error = Some(JobError::new(format!(
+        "Not sent: its record could not be saved ({why}). Free disk space or make the \
+         folder writable; it is sent by itself once saving works again."
+    )));
+    tracing::error!(job = %job_id, "not sent, its record could not be written: {why}");
+    shared.persist(e);
+    drop(st);
+    shared.wake.notify_one();
+}
+
+/// Instances to calibrate now: eligible, never measured, not tried yet in
+/// this run (only the default policy uses costs).
+fn calibrations(shared: &Shared) -> Vec<Instance> {
+    if !shared.options.calibrate {
+        return Vec::new();
+    }
+    let fleet = shared.manager.list();
+    let mut st = shared.lock();
+    if st.planner.policy != super::Policy::EarliestFinish {
+        return Vec::new();
+    }
+    let st = &mut *st;
+    fleet
+        .into_iter()
+        .filter(|i| {
+            balance::eligible(i) && !st.speeds.measured(&i.id) && st.calibrated.insert(i.id.clone())
+        })
+        .inspect(|i| {
+            st.calibrating.insert(i.id.clone());
+        })
+        .collect()
+}
+
+/// How long a calibration may take before the instance gets work anyway.
+const CALIBRATION_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs the built-in smoke test on a newly healthy instance and seeds its
+/// cost model with ComfyUI's own execution time. The instance takes no job
+/// until this ends (at most [`CALIBRATION_LIMIT`]): the first jobs, placed
+/// longest first, would otherwise go to instances of unknown speed.
+async fn calibrate(shared: Arc<Shared>, instance: Instance) {
+    let id = instance.id.clone();
+    let template = super::templates::smoke_test_template();
+    let mut values = serde_json::Map::new();
+    // A colour of its own, so ComfyUI's cache does not skip the work.
+    values.insert("color".into(), serde_json::json!(rand_color(&id)));
+    let run = async {
+        let workflow = super::templates::render(&template, &values)
+            .or_else(|_| super::templates::render(&template, &serde_json::Map::new()))
+            .map_err(|e| e.to_string())?;
+        let work = super::workflow::estimate_work(&workflow);
+        let client = crate::client::ComfyClient::for_instance(&instance.config)
+            .map_err(|e| e.to_string())?
+            .with_timeout(shared.options.request_timeout);
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        client
+            .submit_prompt(workflow, &prompt_id, &Shared::client_id(&id))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(h) = client
+                .history(&prompt_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return h
+                    .execution_secs()
+                    .map(|secs| (secs, work))
+                    .ok_or_else(|| "it did not succeed".to_string());
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        _ = shared.cancel.cancelled() => return,
+        r = tokio::time::timeout(CALIBRATION_LIMIT, run) => r,
+    };
+    let mut st = shared.lock();
+    st.calibrating.remove(&id);
+    match outcome {
+        Ok(Ok((secs, work))) => {
+            tracing::info!(instance = %id, secs, "calibrated with the smoke test");
+            st.speeds.record(&id, secs, work);
+        }
+        Ok(Err(why)) => tracing::warn!(instance = %id, "calibration failed: {why}"),
+        Err(_) => tracing::warn!(instance = %id, "calibration took too long"),
+    }
+    drop(st);
+    shared.wake.notify_one();
+}
+
+fn rand_color(id: &str) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let h = id
+        .bytes()
+        .fold(nanos, |h, b| h.rotate_left(5) ^ u32::from(b));
+    h & 0x00FF_FFFF
 }

@@ -1,10 +1,9 @@
 //! The queue's state and every transition of a job. One `std::sync::Mutex`,
-//! never held across an `.await`. A job's file is written while the lock is
-//! held: that keeps the writes of one job in order (an older snapshot never
-//! lands after a newer one), at the cost of a short fsync under the lock. A
-//! write that fails (full disk, read-only folder) is remembered and tried
-//! again until it succeeds; a job whose `dispatched` record cannot be written
-//! is not sent (see `scheduler`).
+//! never held across an `.await`, and no file I/O under it: a job's record is
+//! handed to the journal's writer thread (in order, so an older snapshot never
+//! lands after a newer one) and the lock is let go. The writer tries a failed
+//! write (full disk, read-only folder) again until it succeeds; a job whose
+//! `dispatched` record did not become durable is not sent (see `runner`).
 
 use super::instance_log::InstanceWorkflowsFile;
 use super::journal::Journal;
@@ -12,7 +11,6 @@ use super::placement::Planner;
 use super::speed::SpeedBook;
 use super::DispatchOptions;
 use crate::manager::InstanceManager;
-use crate::store::StoreError;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -33,10 +31,9 @@ pub(crate) struct Shared {
     pub wake: Notify,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
-    /// Serialises the read-modify-write of `instance_{id}_workflows.json`.
-    pub logs: Mutex<()>,
-    /// Jobs whose last state could not be written: written again until it is.
-    pub unsaved: Mutex<HashSet<String>>,
+    /// `instance_{id}_workflows.json` of each instance, read once, kept
+    /// here and written through the journal's writer.
+    pub logs: Mutex<HashMap<String, Arc<Mutex<InstanceWorkflowsFile>>>>,
 }
 
 pub(crate) struct QueueState {
@@ -57,10 +54,18 @@ pub(crate) struct QueueState {
     pub orphans: HashMap<String, Vec<String>>,
     /// How long finished jobs are kept, and how many.
     pub retention: super::Retention,
+    /// Instances running their calibration (no work for them until it ends).
+    pub calibrating: HashSet<String>,
+    /// Instances calibrated (or tried) in this run.
+    pub calibrated: HashSet<String>,
 }
 
 pub(crate) struct Entry {
     pub job: Job,
+    /// The workflow as JSON, serialised once: every record of the job holds it.
+    pub workflow_json: Arc<[u8]>,
+    /// Its submission is durable (the scheduler leaves it alone until then).
+    pub accepted: bool,
     /// `workflow::estimate_work` of the job.
     pub work: f64,
     /// When it last became queued (submit, retry, failover), for the dispatch overhead.
@@ -83,6 +88,9 @@ pub(crate) struct Attempt {
     pub done: Arc<Notify>,
     pub dispatched: Instant,
     pub started: Option<Instant>,
+    /// ComfyUI finished executing it (success, error or interrupt): its slot
+    /// is free, though outputs may still be on their way.
+    pub executed: bool,
     pub last_progress: Instant,
     /// Its instance was lost and the prompt is being stopped there before
     /// the job may run elsewhere (see `recall`).
@@ -99,6 +107,7 @@ impl Attempt {
             done: Arc::new(Notify::new()),
             dispatched: now,
             started: None,
+            executed: false,
             last_progress: now,
             recalling: false,
         }
@@ -114,54 +123,21 @@ impl Shared {
         let _ = self.manager.events().send(e);
     }
 
-    /// Writes the job's file and tells the listeners. Called with the lock
-    /// held. A failed write is logged and tried again later (nothing about
-    /// the job is lost while the app runs; the file catches up).
-    pub fn persist(&self, job: &mut Job) {
-        job.updated_at = Utc::now();
-        if let Err(e) = self.write(job) {
-            tracing::error!(job = %job.id, "could not write the job's file (will retry): {e}");
-        }
-        self.emit(AppEvent::JobUpdated(Box::new(job.summary())));
+    /// Hands the job's record to the writer (written in the next group) and
+    /// tells the listeners. Called with the lock held; does no I/O.
+    pub fn persist(&self, e: &mut Entry) {
+        e.job.updated_at = Utc::now();
+        self.journal.put(&e.job, &e.workflow_json);
+        self.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
     }
 
-    /// Writes the job's file, remembering a failure for [`Self::retry_unsaved`].
-    pub fn write(&self, job: &Job) -> Result<(), StoreError> {
-        let result = self.journal.write(job);
-        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        if result.is_ok() {
-            unsaved.remove(&job.id);
-        } else {
-            unsaved.insert(job.id.clone());
-        }
-        result
-    }
-
-    /// Writes again the jobs whose last write failed.
-    pub fn retry_unsaved(&self) {
-        let ids: Vec<String> = {
-            let unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-            if unsaved.is_empty() {
-                return;
-            }
-            unsaved.iter().cloned().collect()
-        };
-        let st = self.lock();
-        for id in ids {
-            match st.jobs.get(&id) {
-                Some(e) => {
-                    if self.write(&e.job).is_err() {
-                        return; // still failing: try later
-                    }
-                }
-                None => {
-                    self.unsaved
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                }
-            }
-        }
+    /// Like [`Self::persist`], committed at once; the answer says when the
+    /// record is durable. Await it after letting the lock go.
+    pub fn persist_durable(&self, e: &mut Entry) -> super::writer::Durable {
+        e.job.updated_at = Utc::now();
+        let durable = self.journal.put_durable(&e.job, &e.workflow_json);
+        self.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
+        durable
     }
 
     /// Applies `f` to the job if its current attempt is still `prompt_id`, then
@@ -178,7 +154,7 @@ impl Shared {
             return None;
         }
         f(e);
-        self.persist(&mut e.job);
+        self.persist(e);
         Some(e.job.clone())
     }
 
@@ -223,7 +199,7 @@ impl Shared {
             job.error = note.map(JobError::new);
             e.queued_at = Instant::now();
         }
-        self.persist(&mut e.job);
+        self.persist(e);
         self.wake.notify_one();
     }
 
@@ -276,21 +252,45 @@ impl Shared {
 
     /// Folds a finished job into `instance_{id}_workflows.json`.
     pub fn log_finished(&self, instance_id: &str, job: &Job) {
-        let _g = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut f = InstanceWorkflowsFile::load(&self.dir, instance_id);
-        f.record_finished(job);
-        if let Err(e) = f.save(&self.dir) {
-            tracing::warn!("could not write the workflows file of {instance_id}: {e}");
-        }
+        self.edit_log(instance_id, |f| {
+            f.record_finished(job);
+            true
+        });
     }
 
     pub fn log_taken_back(&self, instance_id: &str, job_id: &str, prompt_id: &str) {
-        let _g = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut f = InstanceWorkflowsFile::load(&self.dir, instance_id);
-        f.record_taken_back(job_id, prompt_id);
-        if let Err(e) = f.save(&self.dir) {
-            tracing::warn!("could not write the workflows file of {instance_id}: {e}");
+        self.edit_log(instance_id, |f| {
+            f.record_taken_back(job_id, prompt_id);
+            true
+        });
+    }
+
+    /// Changes an instance's workflows file in memory (read from disk the
+    /// first time) and, when `f` says it changed, hands it to the writer.
+    pub fn edit_log(&self, instance_id: &str, f: impl FnOnce(&mut InstanceWorkflowsFile) -> bool) {
+        let file = {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            logs.entry(instance_id.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(InstanceWorkflowsFile::load(
+                        &self.dir,
+                        instance_id,
+                    )))
+                })
+                .clone()
+        };
+        let changed = f(&mut file.lock().unwrap_or_else(|p| p.into_inner()));
+        if !changed {
+            return;
         }
+        let path = super::instance_log::file_path(&self.dir, instance_id);
+        let render = move || {
+            let f = file.lock().unwrap_or_else(|p| p.into_inner());
+            serde_json::to_vec_pretty(&*f).map_err(|e| e.to_string())
+        };
+        self.journal
+            .writer
+            .put(path, super::writer::Body::Render(Box::new(render)));
     }
 
     /// The `/ws` client id of this app on an instance. Stable across restarts,

@@ -1,16 +1,70 @@
-//! How fast each instance has been: an exponentially weighted moving average of
-//! seconds per unit of work (see `workflow::estimate_work`), per instance.
+//! What a job costs on each instance: `a + b * work` seconds, a fixed cost per
+//! prompt (loading, queue hand-over, saving) plus a cost per unit of work (see
+//! `workflow::estimate_work`), fitted per instance by least squares over its
+//! recent runs, older runs weighing less. The durations are ComfyUI's own
+//! (`execution_start` to `execution_success` timestamps on `/ws`), so the
+//! app's time to fetch outputs does not blur a fast GPU into a slow one.
 
 use std::collections::HashMap;
 
-/// Weight of the newest measure: recent enough to follow a GPU that got busy
-/// with something else, smooth enough that one odd job does not swing placement.
-const ALPHA: f64 = 0.3;
+/// Each new run multiplies the weight of the older ones by this: recent enough
+/// to follow a GPU that got busy with something else, smooth enough that one
+/// odd job does not swing placement.
+const DECAY: f64 = 0.9;
+
+/// Decayed sums of one instance's runs (x: work, y: seconds).
+#[derive(Debug, Clone, Copy, Default)]
+struct Fit {
+    n: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+}
+
+impl Fit {
+    fn add(&mut self, x: f64, y: f64) {
+        for s in [
+            &mut self.n,
+            &mut self.sx,
+            &mut self.sy,
+            &mut self.sxx,
+            &mut self.sxy,
+        ] {
+            *s *= DECAY;
+        }
+        self.n += 1.0;
+        self.sx += x;
+        self.sy += y;
+        self.sxx += x * x;
+        self.sxy += x * y;
+    }
+
+    /// (a, b). With one size of job seen so far the fixed cost cannot be told
+    /// apart: the cost is taken as proportional to the work.
+    fn params(&self) -> (f64, f64) {
+        let (mx, my) = (self.sx / self.n, self.sy / self.n);
+        let ratio = (0.0, (my / mx).max(1e-9));
+        let var = self.sxx / self.n - mx * mx;
+        if self.n < 1.5 || var <= 1e-9 * mx * mx {
+            return ratio;
+        }
+        let b = (self.sxy / self.n - mx * my) / var;
+        let a = my - b * mx;
+        if b <= 0.0 {
+            ratio
+        } else if a < 0.0 {
+            (0.0, (self.sxy / self.sxx).max(1e-9))
+        } else {
+            (a, b)
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct SpeedBook {
     initial: f64,
-    secs_per_unit: HashMap<String, f64>,
+    fits: HashMap<String, Fit>,
 }
 
 impl SpeedBook {
@@ -19,38 +73,51 @@ impl SpeedBook {
     pub fn new(initial: f64) -> Self {
         Self {
             initial: initial.max(1e-6),
-            secs_per_unit: HashMap::new(),
+            fits: HashMap::new(),
         }
     }
 
-    /// Folds in one finished job: `secs` of running time for `work` units.
+    /// Folds in one run: `secs` of execution for `work` units.
     pub fn record(&mut self, instance: &str, secs: f64, work: f64) {
-        if !(secs.is_finite() && secs >= 0.0 && work > 0.0) {
+        if !(secs.is_finite() && secs >= 0.0 && work.is_finite() && work > 0.0) {
             return;
         }
-        let sample = (secs / work).max(1e-6);
-        self.secs_per_unit
+        self.fits
             .entry(instance.to_string())
-            .and_modify(|v| *v += ALPHA * (sample - *v))
-            .or_insert(sample);
+            .or_default()
+            .add(work, secs.max(1e-6));
     }
 
-    /// The estimate for an instance. An unmeasured one is assumed as fast as
-    /// the fastest measured instance: optimistic, so it gets work and thereby a
-    /// measure, instead of never being tried.
-    pub fn secs_per_unit(&self, instance: &str) -> f64 {
-        if let Some(v) = self.secs_per_unit.get(instance) {
-            return *v;
+    /// The fitted (fixed seconds, seconds per unit), if measured.
+    pub fn params(&self, instance: &str) -> Option<(f64, f64)> {
+        self.fits.get(instance).map(Fit::params)
+    }
+
+    /// Expected seconds of a job of `work` there. An unmeasured instance is
+    /// assumed as fast as the fastest measured one for this job: optimistic,
+    /// so it gets work and thereby a measure, instead of never being tried.
+    pub fn expected_secs(&self, instance: &str, work: f64) -> f64 {
+        let cost = |(a, b): (f64, f64)| a + b * work;
+        if let Some(p) = self.params(instance) {
+            return cost(p);
         }
-        self.secs_per_unit
+        self.fits
             .values()
-            .copied()
+            .map(|f| cost(f.params()))
             .min_by(f64::total_cmp)
-            .unwrap_or(self.initial)
+            .unwrap_or(self.initial * work)
+    }
+
+    /// Seconds per unit of work (the slope), or the assumption if unmeasured.
+    pub fn secs_per_unit(&self, instance: &str) -> f64 {
+        match self.params(instance) {
+            Some((_, b)) => b,
+            None => self.expected_secs(instance, 1.0),
+        }
     }
 
     pub fn measured(&self, instance: &str) -> bool {
-        self.secs_per_unit.contains_key(instance)
+        self.fits.contains_key(instance)
     }
 }
 
@@ -59,19 +126,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn moves_toward_new_measures_and_seeds_unmeasured_optimistically() {
+    fn fits_a_fixed_cost_and_a_cost_per_unit() {
         let mut b = SpeedBook::new(2.0);
-        assert_eq!(b.secs_per_unit("a"), 2.0);
-        b.record("a", 10.0, 10.0);
-        assert_eq!(b.secs_per_unit("a"), 1.0);
-        b.record("a", 20.0, 10.0);
-        assert!((b.secs_per_unit("a") - 1.3).abs() < 1e-9);
-        b.record("b", 5.0, 10.0);
-        assert_eq!(b.secs_per_unit("c"), 0.5, "unmeasured: the fastest known");
-        b.record("a", f64::NAN, 1.0);
-        assert!(
-            (b.secs_per_unit("a") - 1.3).abs() < 1e-9,
-            "bad measures ignored"
+        assert_eq!(b.expected_secs("a", 3.0), 6.0, "nothing measured");
+        // a = 0.5 s, b = 0.1 s per unit, exactly.
+        for w in [1.0, 10.0, 5.0, 20.0, 2.0] {
+            b.record("a", 0.5 + 0.1 * w, w);
+        }
+        let (fixed, per) = b.params("a").unwrap();
+        assert!((fixed - 0.5).abs() < 1e-9 && (per - 0.1).abs() < 1e-9);
+        assert!((b.expected_secs("a", 100.0) - 10.5).abs() < 1e-9);
+        // One size only: proportional.
+        b.record("c", 4.0, 8.0);
+        assert_eq!(b.params("c"), Some((0.0, 0.5)));
+        assert_eq!(
+            b.expected_secs("new", 1.0),
+            0.5,
+            "unmeasured: the cheapest known for this job"
         );
+        b.record("a", f64::NAN, 1.0);
+        b.record("a", 1.0, 0.0);
+        assert!(
+            (b.expected_secs("a", 100.0) - 10.5).abs() < 1e-9,
+            "bad runs ignored"
+        );
+    }
+
+    #[test]
+    fn follows_an_instance_that_slows_down() {
+        let mut b = SpeedBook::new(1.0);
+        for w in [1.0, 4.0, 2.0, 8.0] {
+            b.record("a", 0.1 * w, w);
+        }
+        for w in [1.0, 4.0, 2.0, 8.0, 3.0, 6.0, 1.0, 4.0, 2.0, 8.0] {
+            b.record("a", 0.4 * w, w);
+        }
+        let per = b.secs_per_unit("a");
+        assert!(per > 0.3, "recent runs dominate: {per}");
     }
 }
