@@ -48,6 +48,11 @@ async fn a_job_runs_reports_progress_and_keeps_its_outputs() {
     let done = fleet.wait_state(&job.id, JobState::Succeeded, LONG).await;
     assert_eq!(done.instance_id.as_deref(), Some("gpu0"));
     assert_eq!(done.attempts, 1);
+    // The smoke test calibrated the instance before it took the job; the
+    // job's own run refined its cost model.
+    assert_eq!(fleet.queue.measured(), ["gpu0"]);
+    let (fixed, per_unit) = fleet.queue.cost_model("gpu0").unwrap();
+    assert!(fixed >= 0.0 && per_unit > 0.0, "{fixed} {per_unit}");
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(done.outputs.len(), 1, "{done:?}");
     let local = std::path::Path::new(&done.outputs[0].path);

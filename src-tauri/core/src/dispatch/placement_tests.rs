@@ -201,3 +201,39 @@ fn earliest_finish_beats_the_common_policies_on_mixed_fleets() {
         );
     }
 }
+
+#[test]
+fn longest_first_unless_a_job_waited_past_the_bound() {
+    // (work, seconds waited), in submission order.
+    let jobs = [
+        (1.0, 5.0),
+        (9.0, 1.0),
+        (4.0, 700.0),
+        (9.0, 0.0),
+        (2.0, 650.0),
+    ];
+    assert_eq!(
+        Policy::EarliestFinish.order(&jobs, 600.0),
+        [2, 4, 1, 3, 0],
+        "aged ones first, oldest first (by submission); then longest, ties in submission order"
+    );
+    for peer in &Policy::ALL[1..] {
+        assert_eq!(
+            peer.order(&jobs, 600.0),
+            [0, 1, 2, 3, 4],
+            "{peer:?}: as submitted"
+        );
+    }
+}
+
+#[test]
+fn late_binding_holds_one_running_and_one_queued_at_most() {
+    assert_eq!(Policy::EarliestFinish.slots(8), 2);
+    assert_eq!(
+        Policy::EarliestFinish.slots(1),
+        1,
+        "the user's limit is kept"
+    );
+    assert_eq!(Policy::IdleFirst.slots(8), 1);
+    assert_eq!(Policy::RoundRobin.slots(8), 8);
+}
