@@ -303,7 +303,12 @@ impl InstanceManager {
     /// folder and its runtime folder (log, temp, settings, database), but not
     /// the images ComfyUI saved in its output folder.
     pub(super) fn remove_instance_files(&self, id: &str) {
-        if let Err(e) = crate::store::remove_instance_files(&self.inner.options.config_dir, id) {
+        let removed = {
+            // Not while its health history is being written (it would be back).
+            let _writer = self.history_writer();
+            crate::store::remove_instance_files(&self.inner.options.config_dir, id)
+        };
+        if let Err(e) = removed {
             tracing::warn!(%id, "could not remove its per-instance files: {e}");
         }
         let Ok(dirs) = InstanceDirs::new(&self.inner.options.data_dir, id) else {

@@ -97,6 +97,13 @@ struct Inner {
     load_source: Mutex<Option<LoadSource>>,
     /// Stops what the app launched if the app dies without doing so.
     guardian: Arc<Guardian>,
+    /// Held while a health history is copied and written, and while an
+    /// instance's files are removed: one writer at a time, so an older copy
+    /// never lands after a newer one, nor a write after a delete.
+    history_writer: Mutex<()>,
+    /// Instances whose history is due to be written, and whether a writer
+    /// (one blocking task at a time) is draining them.
+    history_queue: Mutex<(std::collections::VecDeque<String>, bool)>,
 }
 
 /// Jobs in flight per instance id, as the job queue counts them: work the app
@@ -135,6 +142,8 @@ impl InstanceManager {
                 events,
                 save_lock: tokio::sync::Mutex::new(()),
                 load_source: Mutex::new(None),
+                history_writer: Mutex::new(()),
+                history_queue: Mutex::new(Default::default()),
             }),
         };
         Ok((
@@ -193,7 +202,11 @@ impl InstanceManager {
         };
         // A new instance never inherits the history of an earlier one of the
         // same id (files a crash kept from being deleted with it).
-        if let Err(e) = store::remove_instance_files(&self.inner.options.config_dir, &inst.id) {
+        let removed = {
+            let _writer = self.history_writer();
+            store::remove_instance_files(&self.inner.options.config_dir, &inst.id)
+        };
+        if let Err(e) = removed {
             tracing::warn!(id = %inst.id, "could not remove old per-instance files: {e}");
         }
         self.save().await?;
@@ -457,7 +470,10 @@ impl InstanceManager {
         for m in monitors {
             end_monitor(m).await;
         }
-        self.flush_histories(true);
+        let m = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || m.write_histories()).await {
+            tracing::warn!("writing the health histories failed: {e}");
+        }
         // Nothing is left to guard: the guardian exits (leaving running
         // whatever was detached, since it was told to keep it).
         self.inner.guardian.release();
@@ -744,23 +760,89 @@ impl InstanceManager {
         })
     }
 
-    /// The instance's health history as written so far (plus what is pending).
+    /// The instance's health history: as recorded so far (written or not),
+    /// or as on disk when this run has recorded none yet. Writes nothing.
     pub fn health_history(&self, id: &str) -> Result<store::HealthHistoryFile, ManagerError> {
-        self.config_of(id)?;
-        self.flush_histories(true);
-        Ok(
-            store::HealthHistory::load(&self.inner.options.config_dir, id)?
-                .data()
-                .clone(),
-        )
+        let recorded = {
+            let reg = self.lock();
+            let e = reg.get(id).ok_or_else(|| not_found(id))?;
+            e.history().map(|h| h.data().clone())
+        };
+        match recorded {
+            Some(data) => Ok(data),
+            None => Ok(
+                store::HealthHistory::load(&self.inner.options.config_dir, id)?
+                    .data()
+                    .clone(),
+            ),
+        }
     }
 
-    fn flush_histories(&self, force: bool) {
-        let histories = self.lock().take_histories_to_flush(force);
-        for h in histories {
-            if let Err(e) = h.save() {
-                tracing::warn!("could not write a health history: {e}");
+    fn history_writer(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .history_writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Has the instance's history written soon, off the runtime's workers
+    /// (a write and two fsyncs would hold up every other instance's probe):
+    /// one blocking task writes the histories due, one after the other, so a
+    /// minute's writes of a whole fleet never take more than one thread.
+    fn queue_history_write(&self, id: &str) {
+        let start_writer = {
+            let mut q = self
+                .inner
+                .history_queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !q.0.iter().any(|queued| queued == id) {
+                q.0.push_back(id.to_string());
             }
+            !std::mem::replace(&mut q.1, true)
+        };
+        if start_writer {
+            let m = self.clone();
+            tokio::task::spawn_blocking(move || loop {
+                let next = {
+                    let mut q = m
+                        .inner
+                        .history_queue
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let next = q.0.pop_front();
+                    q.1 = next.is_some();
+                    next
+                };
+                match next {
+                    Some(id) => m.write_history(&id),
+                    None => break,
+                }
+            });
+        }
+    }
+
+    /// Writes one instance's history if it has unwritten samples (blocking).
+    /// The copy is taken under the writer's lock, so writes of one file land
+    /// in order.
+    fn write_history(&self, id: &str) {
+        let _writer = self.history_writer();
+        let history = self
+            .lock()
+            .get_mut(id)
+            .ok()
+            .and_then(|e| e.take_history_to_flush());
+        if let Some(h) = history {
+            save_history(&h);
+        }
+    }
+
+    /// Writes every history with unwritten samples (blocking; on shutdown).
+    fn write_histories(&self) {
+        let _writer = self.history_writer();
+        let histories = self.lock().take_histories_to_flush();
+        for h in &histories {
+            save_history(h);
         }
     }
 
@@ -791,6 +873,12 @@ async fn end_monitor(m: Arc<HealthHandle>) {
 
 fn not_found(id: &str) -> ManagerError {
     ManagerError::NotFound { id: id.to_string() }
+}
+
+fn save_history(h: &store::HealthHistory) {
+    if let Err(e) = h.save() {
+        tracing::warn!("could not write a health history: {e}");
+    }
 }
 
 /// Folds a monitor's figures into the registry until the monitor ends: the
@@ -824,24 +912,30 @@ async fn watch_health(
         let Some(inner) = inner.upgrade() else { return };
         let manager = InstanceManager { inner };
         local::add_process_figures(&manager, &id, &mut health);
-        let promoted = {
+        let (promoted, write_history) = {
             let mut reg = manager.lock();
             let Ok(e) = reg.get_mut(&id) else { return };
             e.instance.health = health.clone();
             e.note_health(&health);
             e.record_history(&manager.inner.options.config_dir, &health);
+            let write_history = e.history_due();
             // The last probe got an answer: in the start phase the status
             // stays unknown until then.
             let answered = matches!(
                 health.status,
                 HealthStatus::Healthy | HealthStatus::Degraded
             ) && health.consecutive_failures == 0;
-            answered && e.instance.status == InstanceStatus::Starting
+            (
+                answered && e.instance.status == InstanceStatus::Starting,
+                write_history,
+            )
         };
         if promoted && manager.transition(&id, Action::Ready).is_ok() {
             deadline = None;
         }
+        if write_history {
+            manager.queue_history_write(&id);
+        }
         local::restart_if_hung(&manager, &id).await;
-        manager.flush_histories(false);
     }
 }

@@ -9,6 +9,7 @@ use crate::model::validate_id;
 use chrono::{DateTime, Utc};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use storycore_types::HealthStatus;
 
 pub const HEALTH_FILE_VERSION: &str = "1.0";
@@ -35,6 +36,21 @@ pub struct HealthHistory {
 
 /// A history bigger than this is not read (it is bounded far below it).
 const MAX_HISTORY_FILE_BYTES: u64 = 64 << 20;
+
+/// About the size of one sample in the file, to size the write buffer.
+const SAMPLE_BYTES: usize = 224;
+
+static FILES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Health history files this process has written so far, and their bytes
+/// (what the monitoring benchmark reports; two relaxed atomic adds per save).
+pub fn histories_written() -> (u64, u64) {
+    (
+        FILES_WRITTEN.load(Ordering::Relaxed),
+        BYTES_WRITTEN.load(Ordering::Relaxed),
+    )
+}
 
 impl HealthHistory {
     /// `{dir}/instance_{id}_health.json`; refuses ids that could name another path.
@@ -140,13 +156,21 @@ impl HealthHistory {
                 found: found.clone(),
             });
         }
-        let mut bytes =
-            serde_json::to_vec_pretty(&self.data).map_err(|source| StoreError::Encode {
-                path: self.path.clone(),
-                source,
-            })?;
+        // Compact, not pretty: a machine's file, written whole every minute
+        // for each monitored instance (indentation made it 1.6 times as big).
+        // Sized up front: growing the buffer copied it over and over.
+        let mut bytes = Vec::with_capacity(
+            SAMPLE_BYTES * self.data.samples.len() + 128 * self.data.errors.len() + 4096,
+        );
+        serde_json::to_writer(&mut bytes, &self.data).map_err(|source| StoreError::Encode {
+            path: self.path.clone(),
+            source,
+        })?;
         bytes.push(b'\n');
-        atomic_write(&self.path, &bytes)
+        atomic_write(&self.path, &bytes)?;
+        FILES_WRITTEN.fetch_add(1, Ordering::Relaxed);
+        BYTES_WRITTEN.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn data(&self) -> &HealthHistoryFile {

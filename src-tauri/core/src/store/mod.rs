@@ -29,7 +29,7 @@ pub use atomic::atomic_write;
 pub use error::StoreError;
 pub use export::{export, REDACTED_VALUE};
 pub use health_history::{
-    HealthHistory, HealthHistoryFile, HealthSample, HourlyFigures, LoggedError,
+    histories_written, HealthHistory, HealthHistoryFile, HealthSample, HourlyFigures, LoggedError,
     HEALTH_FILE_VERSION, MAX_ERRORS, MAX_HOURS, MAX_SAMPLES,
 };
 pub use import::{import, ClashPolicy, ImportAction, ImportEntry, ImportError, ImportOutcome};
