@@ -25,44 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A private X server. -displayfd names the display once the server accepts
-# connections; a loaded machine can take a while to get there, so wait up to a
-# minute, check that the display answers, and say why when it does not.
-start_x() {
-  : >"$work/display"
-  setsid Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
-  local xpid=$!
-  pids+=("$xpid")
-  for _ in $(seq 600); do
-    [ -s "$work/display" ] && break
-    kill -0 "$xpid" 2>/dev/null || break
-    sleep 0.1
-  done
-  local n
-  n=$(tr -dc '0-9' <"$work/display")
-  if [ -z "$n" ]; then
-    echo "Xvfb did not report a display; its log:" >&2
-    cat "$work/xvfb.log" >&2
-    return 1
-  fi
-  export DISPLAY=":$n"
-  for _ in $(seq 100); do
-    xdpyinfo >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "Xvfb reported $DISPLAY but it does not answer; its log:" >&2
-  cat "$work/xvfb.log" >&2
-  return 1
-}
-start_x || start_x || { echo "FAIL: could not start a private X display (Xvfb, package xvfb)" >&2; exit 1; }
-# GTK must use that display, not a Wayland session the caller may have.
-unset WAYLAND_DISPLAY
-export GDK_BACKEND=x11
-setsid dbus-daemon --session --nofork --print-address=1 >"$work/bus" 2>"$work/dbus.log" &
-pids+=($!)
-for _ in $(seq 300); do [ -s "$work/bus" ] && break; sleep 0.1; done
-[ -s "$work/bus" ] || { echo "FAIL: dbus-daemon did not start; its log:" >&2; cat "$work/dbus.log" >&2; exit 1; }
-export DBUS_SESSION_BUS_ADDRESS="$(head -n1 "$work/bus")"
+# A private X display and D-Bus session (scripts/private-session.sh).
+# shellcheck source=scripts/private-session.sh
+. "$ROOT/scripts/private-session.sh"
+start_private_session || exit 1
 
 STORYCORE_CONFIG_DIR="$work/config" STORYCORE_DATA_DIR="$work/data" STORYCORE_LOG=debug setsid "$prog" >"$work/app.log" 2>&1 &
 pids+=($!)
