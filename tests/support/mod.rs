@@ -12,6 +12,13 @@ use std::time::{Duration, Instant};
 
 pub const APP_BIN: &str = env!("CARGO_BIN_EXE_storycore-engine");
 
+/// The app binary WebDriver launches: `STORYCORE_E2E_APP` when set (an
+/// absolute path, e.g. a release build that `scripts/window-cost.sh`
+/// measures), else the one cargo built for the tests.
+pub fn app_bin() -> String {
+    std::env::var("STORYCORE_E2E_APP").unwrap_or_else(|_| APP_BIN.to_string())
+}
+
 /// A process started in its own group; the whole group is killed on drop.
 pub struct Group(pub Child);
 
@@ -186,7 +193,7 @@ impl App {
             Group::spawn(&mut cmd).expect("cannot start tauri-driver: run scripts/test.sh");
 
         let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
-            serde_json::json!({"browserName": "wry", "tauri:options": {"application": APP_BIN}}),
+            serde_json::json!({"browserName": "wry", "tauri:options": {"application": app_bin()}}),
         )
         .unwrap();
         // tauri-driver may forward the first request before WebKitWebDriver listens:
@@ -214,6 +221,12 @@ impl App {
             bus,
             _driver: driver,
         }
+    }
+
+    /// The pid of tauri-driver, whose descendants are WebKitWebDriver, the
+    /// app and the app's WebKit processes.
+    pub fn driver_pid(&self) -> i32 {
+        self._driver.pid()
     }
 
     /// Waits until the element exists and its text satisfies `pred`; returns the text.

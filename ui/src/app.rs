@@ -38,7 +38,7 @@ pub fn App() -> impl IntoView {
     });
     spawn_local(async move {
         match api::list_instances().await {
-            Ok(list) => fleet.instances.set(list),
+            Ok(list) => fleet.set_all(list),
             Err(e) => fleet.error.set(Some(e.message)),
         }
         if let Ok(active) = api::active_instance().await {

@@ -2,8 +2,9 @@
 //! commands' answers and the backend's events write here: the UI never polls.
 
 use leptos::prelude::*;
+use std::collections::{HashMap, VecDeque};
 use storycore_types::{
-    Alert, AppEvent, AppInfo, Heartbeat, Instance, InstanceHealth, Job, LogLines, Severity,
+    Alert, AppEvent, AppInfo, HealthStatus, Heartbeat, Instance, Job, LogLines, Severity,
 };
 
 /// Which main view the toolbar shows.
@@ -29,9 +30,36 @@ pub struct BackendState {
     pub notice: RwSignal<Option<String>>,
 }
 
+/// One instance as the UI holds it: its own signal, created once per id, so
+/// an update notifies only what shows this instance (its card, the details
+/// when it is selected, its option in the switcher), never the whole grid.
+#[derive(Clone)]
+pub struct Entry {
+    pub inst: ArcRwSignal<Instance>,
+    /// Health samples pushed by events (newest last, at most [`MAX_LIVE`]);
+    /// the details view joins them onto the history it loaded.
+    pub live: ArcRwSignal<VecDeque<LiveSample>>,
+}
+
+/// A health figure as an event brought it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSample {
+    /// Increases with every sample of every instance: a stable key for lists.
+    pub seq: u64,
+    /// When it was measured (`lastChecked`), in microseconds since 1970.
+    pub at_us: Option<i64>,
+    pub response_time: f64,
+    pub status: HealthStatus,
+}
+
 #[derive(Clone, Copy)]
 pub struct Fleet {
-    pub instances: RwSignal<Vec<Instance>>,
+    /// The instances' ids in the backend's order: changes only when an
+    /// instance is added or removed (or a snapshot reorders them).
+    pub ids: RwSignal<Vec<String>>,
+    /// Each instance's own signals, by id. Not reactive itself: whoever needs
+    /// an id that is not there yet tracks `ids`.
+    entries: StoredValue<HashMap<String, Entry>>,
     /// The active instance as the backend resolves it (chosen, or the default).
     pub active: RwSignal<Option<String>>,
     pub selected: RwSignal<Option<String>>,
@@ -43,9 +71,10 @@ pub struct Fleet {
     pub notices: RwSignal<Vec<String>>,
     /// The last failed action, shown until dismissed.
     pub error: RwSignal<Option<String>>,
-    /// Health samples pushed by events since the details view loaded its history.
-    pub live_health: RwSignal<Vec<(String, InstanceHealth)>>,
     pub jobs: RwSignal<Vec<Job>>,
+    /// Jobs in flight per instance id, derived once from `jobs`: a card
+    /// hears of a job event only when its own count changes.
+    pub jobs_in_flight: Memo<HashMap<String, usize>>,
     /// A start found a ComfyUI the app did not launch on the port: (id, why).
     pub attach_offer: RwSignal<Option<(String, String)>>,
     pub view: RwSignal<MainView>,
@@ -59,13 +88,16 @@ const MAX_ALERTS: usize = 5;
 /// Information and warnings dismiss themselves after this; errors stay.
 pub const INFO_TOAST_MS: u32 = 5_000;
 pub const WARNING_TOAST_MS: u32 = 10_000;
-/// Most live samples kept for the charts.
-const MAX_LIVE: usize = 2000;
+/// Most live samples kept per instance for the charts.
+pub const MAX_LIVE: usize = 240;
 
 impl Fleet {
+    /// Must run inside the app's reactive owner (it creates a memo).
     pub fn new() -> Self {
+        let jobs = RwSignal::new(Vec::<Job>::new());
         Self {
-            instances: RwSignal::new(Vec::new()),
+            ids: RwSignal::new(Vec::new()),
+            entries: StoredValue::new(HashMap::new()),
             active: RwSignal::new(None),
             selected: RwSignal::new(None),
             editor: RwSignal::new(None),
@@ -73,48 +105,128 @@ impl Fleet {
             alerts: RwSignal::new(Vec::new()),
             notices: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
-            live_health: RwSignal::new(Vec::new()),
-            jobs: RwSignal::new(Vec::new()),
+            jobs,
+            jobs_in_flight: Memo::new(move |_| {
+                let mut m = HashMap::new();
+                jobs.with(|l| {
+                    for j in l.iter().filter(|j| j.state.is_in_flight()) {
+                        if let Some(i) = &j.instance_id {
+                            *m.entry(i.clone()).or_insert(0) += 1;
+                        }
+                    }
+                });
+                m
+            }),
             attach_offer: RwSignal::new(None),
             view: RwSignal::new(MainView::Instances),
             log_lines: RwSignal::new(None),
         }
     }
 
+    /// The signals of instance `id`, untracked.
+    pub fn entry(&self, id: &str) -> Option<Entry> {
+        self.entries.with_value(|m| m.get(id).cloned())
+    }
+
+    /// Instance `id`, tracking its own signal (or the list of ids while it
+    /// does not exist, so a caller hears when it appears).
     pub fn get(&self, id: &str) -> Option<Instance> {
-        self.instances
-            .with(|l| l.iter().find(|i| i.id == id).cloned())
+        self.with(id, Instance::clone)
+    }
+
+    /// Reads instance `id` without cloning it, tracked as [`Self::get`].
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&Instance) -> T) -> Option<T> {
+        match self.entry(id) {
+            Some(e) => Some(e.inst.with(f)),
+            None => {
+                self.ids.track();
+                None
+            }
+        }
+    }
+
+    /// Every instance in order, untracked (for one-off reads).
+    pub fn all_untracked(&self) -> Vec<Instance> {
+        self.ids.with_untracked(|ids| {
+            self.entries.with_value(|m| {
+                ids.iter()
+                    .filter_map(|id| m.get(id).map(|e| e.inst.get_untracked()))
+                    .collect()
+            })
+        })
+    }
+
+    /// Replaces the whole list (the first load, a snapshot): an instance that
+    /// did not change notifies nothing, the ids only when the set or the
+    /// order changed.
+    pub fn set_all(&self, list: Vec<Instance>) {
+        let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
+        for i in list {
+            self.upsert(i, false);
+        }
+        if self.ids.with_untracked(|old| old != &ids) {
+            self.ids.set(ids.clone());
+        }
+        self.entries
+            .update_value(|m| m.retain(|id, _| ids.contains(id)));
+    }
+
+    /// Sets instance `i` if it changed; a new one gets its signals (and is
+    /// appended to the ids when `append`).
+    fn upsert(&self, i: Instance, append: bool) {
+        if let Some(e) = self.entry(&i.id) {
+            if e.inst.with_untracked(|x| x != &i) {
+                e.inst.set(i);
+            }
+            return;
+        }
+        let id = i.id.clone();
+        let entry = Entry {
+            inst: ArcRwSignal::new(i),
+            live: ArcRwSignal::new(VecDeque::new()),
+        };
+        // The signals exist before the id is listed: whatever the new id
+        // renders finds them.
+        self.entries.update_value(|m| {
+            m.insert(id.clone(), entry);
+        });
+        if append {
+            self.ids.update(|l| l.push(id));
+        }
     }
 
     /// Folds one backend event into the signals.
     pub fn apply(&self, ev: &AppEvent) {
         match ev {
-            AppEvent::InstanceUpdated(i) => {
-                self.instances
-                    .update(|l| match l.iter_mut().find(|x| x.id == i.id) {
-                        Some(x) => *x = (**i).clone(),
-                        None => l.push((**i).clone()),
-                    })
-            }
+            AppEvent::InstanceUpdated(i) => self.upsert((**i).clone(), true),
             AppEvent::InstanceRemoved { id } => {
-                self.instances.update(|l| l.retain(|x| &x.id != id));
+                if self.ids.with_untracked(|l| l.contains(id)) {
+                    self.ids.update(|l| l.retain(|x| x != id));
+                }
+                self.entries.update_value(|m| {
+                    m.remove(id);
+                });
                 if self.selected.get_untracked().as_deref() == Some(id.as_str()) {
                     self.selected.set(None);
                 }
             }
             AppEvent::ActiveInstanceChanged { id } => self.active.set(id.clone()),
             AppEvent::HealthChanged { id, health } => {
-                self.instances.update(|l| {
-                    if let Some(x) = l.iter_mut().find(|x| &x.id == id) {
-                        x.health = health.clone();
-                    }
-                });
-                self.live_health.update(|v| {
-                    v.push((id.clone(), health.clone()));
-                    if v.len() > MAX_LIVE {
-                        v.drain(..v.len() - MAX_LIVE);
-                    }
-                });
+                if let Some(e) = self.entry(id) {
+                    e.inst.update(|x| x.health = health.clone());
+                    let sample = LiveSample {
+                        seq: next_sample(),
+                        at_us: health.last_checked.map(|t| t.timestamp_micros()),
+                        response_time: health.response_time,
+                        status: health.status,
+                    };
+                    e.live.update(|v| {
+                        v.push_back(sample);
+                        if v.len() > MAX_LIVE {
+                            v.pop_front();
+                        }
+                    });
+                }
             }
             AppEvent::Alert(a) => {
                 let n = next_toast();
@@ -143,7 +255,7 @@ impl Fleet {
                 }
             }
             AppEvent::Snapshot(snap) => {
-                self.instances.set(snap.instances.clone());
+                self.set_all(snap.instances.clone());
                 self.active.set(snap.active.clone());
                 self.jobs.set(snap.jobs.clone());
                 if let Some(sel) = self.selected.get_untracked() {
@@ -178,16 +290,16 @@ impl Fleet {
     }
 }
 
-fn next_toast() -> u64 {
+fn next_sample() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-impl Default for Fleet {
-    fn default() -> Self {
-        Self::new()
-    }
+fn next_toast() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Runs a backend call; a failure goes to the error line instead of vanishing.

@@ -18,21 +18,30 @@ pub fn ActiveInstanceSwitcher() -> impl IntoView {
     view! {
         <div class="switcher" id="active-instance-switcher" title="Active instance (Ctrl+1..9)">
             <Show
-                when=move || fleet.instances.with(|l| !l.is_empty())
+                when=move || fleet.ids.with(|l| !l.is_empty())
                 fallback=|| view! { <span class="muted">"No active instance"</span> }
             >
                 <select id="active-instance-select" on:change=on_change
                     prop:value=move || fleet.active.get().unwrap_or_default()>
                     <option value="">"No active instance: the best one is used"</option>
-                    {move || fleet.instances.get().into_iter().enumerate().map(|(n, i)| {
-                        let label = format!(
-                            "{}{} \u{b7} {} \u{b7} {}",
-                            if n < 9 { format!("{}. ", n + 1) } else { String::new() },
-                            i.name, i.status.as_str(), health_label(i.health.status)
-                        );
-                        let selected = fleet.active.get().as_deref() == Some(i.id.as_str());
-                        view! { <option value=i.id.clone() selected=selected>{label}</option> }
-                    }).collect_view()}
+                    // One option per id, each following its own instance.
+                    <For each=move || fleet.ids.get().into_iter().enumerate()
+                        key=|(n, id)| (*n, id.clone())
+                        children=move |(n, id)| {
+                            let label = {
+                                let id = id.clone();
+                                move || fleet.with(&id, |i| format!(
+                                    "{}{} \u{b7} {} \u{b7} {}",
+                                    if n < 9 { format!("{}. ", n + 1) } else { String::new() },
+                                    i.name, i.status.as_str(), health_label(i.health.status)
+                                )).unwrap_or_default()
+                            };
+                            let selected = {
+                                let id = id.clone();
+                                move || fleet.active.with(|a| a.as_deref() == Some(id.as_str()))
+                            };
+                            view! { <option value=id selected=selected>{label}</option> }
+                        }/>
                 </select>
             </Show>
         </div>
@@ -55,10 +64,7 @@ pub fn ShortcutKeys() -> impl IntoView {
         else {
             return;
         };
-        let Some(id) = fleet
-            .instances
-            .with_untracked(|l| l.get(n - 1).map(|i| i.id.clone()))
-        else {
+        let Some(id) = fleet.ids.with_untracked(|l| l.get(n - 1).cloned()) else {
             return;
         };
         ev.prevent_default();

@@ -25,20 +25,25 @@ fn actions(s: InstanceStatus) -> &'static [Lifecycle] {
 
 /// "Starting for 12 s" (ticking with the backend's heartbeat) and the last
 /// line its ComfyUI wrote, so a slow start shows progress, not trouble.
-fn starting_line(i: &Instance) -> impl IntoView {
+fn starting_line(inst: RwSignal<Instance>) -> impl IntoView {
     let backend = expect_context::<crate::state::BackendState>();
-    let since = i.status_since.map(|t| t.timestamp_millis());
-    let waiting = if is_local(i) {
-        "waiting for ComfyUI to load".to_string()
-    } else {
-        format!("waiting for a first answer from {}", i.config.base_url())
-    };
-    let progress = i.start_progress.clone().unwrap_or(waiting);
+    let since = Memo::new(move |_| inst.with(|i| i.status_since.map(|t| t.timestamp_millis())));
+    let progress = Memo::new(move |_| {
+        inst.with(|i| {
+            i.start_progress.clone().unwrap_or_else(|| {
+                if is_local(i) {
+                    "waiting for ComfyUI to load".to_string()
+                } else {
+                    format!("waiting for a first answer from {}", i.config.base_url())
+                }
+            })
+        })
+    });
     view! {
         <div class="card-starting">
             <span class="starting-for">{move || {
                 backend.heartbeat.track();
-                match since {
+                match since.get() {
                     Some(t) => {
                         let ms = (js_sys::Date::now() as i64 - t).max(0) as u64;
                         format!("starting for {}", duration_ms(ms))
@@ -46,42 +51,53 @@ fn starting_line(i: &Instance) -> impl IntoView {
                     None => "starting".into(),
                 }
             }}</span>
-            <span class="start-progress" title=progress.clone()>{progress.clone()}</span>
+            <span class="start-progress" title=move || progress.get()>{move || progress.get()}</span>
         </div>
     }
 }
 
+/// One instance. It reads its own signal only, and each figure is its own
+/// small memo or text closure: a health update rewrites the few texts that
+/// changed, in place.
 #[component]
 pub fn InstanceCard(id: String) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
-    let inst = {
-        let id = id.clone();
-        Memo::new(move |_| fleet.get(&id))
-    };
+    // The grid lists only ids whose signals exist.
+    let entry = fleet.entry(&id)?;
+    let inst: RwSignal<Instance> = entry.inst.into();
     let menu_open = RwSignal::new(false);
     let jobs_here = {
         let id = id.clone();
         Memo::new(move |_| {
-            fleet.jobs.with(|l| {
-                l.iter()
-                    .filter(|j| {
-                        j.state.is_in_flight() && j.instance_id.as_deref() == Some(id.as_str())
-                    })
-                    .count()
-            })
+            fleet
+                .jobs_in_flight
+                .with(|m| m.get(&id).copied().unwrap_or(0))
         })
     };
     let id_for_select = id.clone();
     let selected = {
         let id = id.clone();
-        Signal::derive(move || fleet.selected.get().as_deref() == Some(id.as_str()))
+        Memo::new(move |_| fleet.selected.with(|s| s.as_deref() == Some(id.as_str())))
     };
     let active = {
         let id = id.clone();
-        Signal::derive(move || fleet.active.get().as_deref() == Some(id.as_str()))
+        Memo::new(move |_| fleet.active.with(|a| a.as_deref() == Some(id.as_str())))
     };
-    let status = Signal::derive(move || inst.get().map(|i| i.status).unwrap_or_default());
-    let health = Signal::derive(move || inst.get().map(|i| i.health.status).unwrap_or_default());
+    let status = Memo::new(move |_| inst.with(|i| i.status));
+    let health = Memo::new(move |_| inst.with(|i| i.health.status));
+    let name = Memo::new(move |_| inst.with(|i| i.name.clone()));
+    let local = Memo::new(move |_| inst.with(is_local));
+    let address =
+        Memo::new(move |_| inst.with(|i| format!("{}:{}", i.config.host(), i.config.port)));
+    let gpu = Memo::new(move |_| {
+        inst.with(|i| {
+            format!(
+                "GPU {}",
+                i.config.gpu_device.as_deref().unwrap_or("default")
+            )
+        })
+    });
+    let reason = Memo::new(move |_| inst.with(|i| i.status_reason.clone()));
     let act = {
         let id = id.clone();
         move |a: Lifecycle| {
@@ -115,9 +131,8 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                             run_action(fleet, async move { api::open_instance_path(&id, what).await.map(|_| ()) });
                         }
                         "copy-url" => {
-                            if let Some(url) = fleet.get(&id).map(|i| i.config.base_url()) {
-                                run_action(fleet, async move { api::copy_to_clipboard(&url).await });
-                            }
+                            let url = inst.with_untracked(|i| i.config.base_url());
+                            run_action(fleet, async move { api::copy_to_clipboard(&url).await });
                         }
                         _ => {}
                     }
@@ -125,41 +140,44 @@ pub fn InstanceCard(id: String) -> impl IntoView {
             }
         }
     };
-    view! {
+    Some(view! {
         <div
             class=move || format!("instance-card{}{}", if selected.get() { " selected" } else { "" },
                 if active.get() { " active" } else { "" })
             data-id=id.clone()
             on:click=move |_| fleet.selected.set(Some(id_for_select.clone()))
         >
-            {move || inst.get().map(|i| {
-                let stats = i.health.system_stats.clone().unwrap_or_default();
-                view! {
-                    <div class="card-head">
-                        <span class="card-name">{i.name.clone()}</span>
-                        <Show when=move || active.get()><span class="active-mark" title="Active instance">"active"</span></Show>
-                        <span class="spacer"></span>
-                        <InstanceHealthIndicator status=status health=health/>
-                    </div>
-                    <div class="card-info">
-                        <span class="card-url">{format!("{}:{}", i.config.host(), i.config.port)}</span>
-                        <span>{format!("GPU {}", i.config.gpu_device.clone().unwrap_or_else(|| "default".into()))}</span>
-                        <span>{if is_local(&i) { "local" } else { "remote" }}</span>
-                    </div>
-                    <div class="card-metrics">
-                        <span title="Response time">{if i.health.status != HealthStatus::Unknown { millis(i.health.response_time) } else { "-".into() }}</span>
-                        <span title="Active workflows">{format!("{} active", stats.active_workflows)}</span>
-                        <span title="VRAM in use">{match (stats.vram_used_bytes, stats.vram_total_bytes) {
-                            (Some(u), Some(t)) => format!("VRAM {} / {}", bytes(u), bytes(t)),
-                            _ => "VRAM -".into(),
-                        }}</span>
-                        <span title="Uptime">{format!("up {}", duration_ms(i.stats.uptime))}</span>
-                        <span class="card-jobs" title="Jobs of this app running here">{move || format!("{} jobs", jobs_here.get())}</span>
-                    </div>
-                    {(i.status == InstanceStatus::Starting).then(|| starting_line(&i))}
-                    {i.status_reason.clone().map(|r| view! { <div class="card-reason">{r}</div> })}
-                }
-            })}
+            <div class="card-head">
+                <span class="card-name">{move || name.get()}</span>
+                <Show when=move || active.get()><span class="active-mark" title="Active instance">"active"</span></Show>
+                <span class="spacer"></span>
+                <InstanceHealthIndicator status=status health=health/>
+            </div>
+            <div class="card-info">
+                <span class="card-url">{move || address.get()}</span>
+                <span>{move || gpu.get()}</span>
+                <span>{move || if local.get() { "local" } else { "remote" }}</span>
+            </div>
+            <div class="card-metrics">
+                <span title="Response time">{move || inst.with(|i| {
+                    if i.health.status != HealthStatus::Unknown { millis(i.health.response_time) } else { "-".into() }
+                })}</span>
+                <span title="Active workflows">{move || inst.with(|i| {
+                    format!("{} active", i.health.system_stats.as_ref().map_or(0, |s| s.active_workflows))
+                })}</span>
+                <span title="VRAM in use">{move || inst.with(|i| {
+                    match i.health.system_stats.as_ref().map(|s| (s.vram_used_bytes, s.vram_total_bytes)) {
+                        Some((Some(u), Some(t))) => format!("VRAM {} / {}", bytes(u), bytes(t)),
+                        _ => "VRAM -".into(),
+                    }
+                })}</span>
+                <span title="Uptime">{move || inst.with(|i| format!("up {}", duration_ms(i.stats.uptime)))}</span>
+                <span class="card-jobs" title="Jobs of this app running here">{move || format!("{} jobs", jobs_here.get())}</span>
+            </div>
+            <Show when=move || status.get() == InstanceStatus::Starting>
+                {starting_line(inst)}
+            </Show>
+            {move || reason.get().map(|r| view! { <div class="card-reason">{r}</div> })}
             <div class="card-actions" on:click=|ev| ev.stop_propagation()>
                 {move || actions(status.get()).iter().map(|a| {
                     let a = *a;
@@ -176,7 +194,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                         {menu_item("Edit", "edit")}
                         {menu_item("Duplicate", "duplicate")}
                         {menu_item("Copy URL", "copy-url")}
-                        {let mi = menu_item.clone(); move || inst.with(|i| i.as_ref().is_some_and(is_local)).then(|| view! {
+                        {let mi = menu_item.clone(); move || local.get().then(|| view! {
                             {mi("Open output folder", "open-output")}
                             {mi("Open log", "open-log")}
                         })}
@@ -185,5 +203,5 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                 </Show>
             </div>
         </div>
-    }
+    })
 }

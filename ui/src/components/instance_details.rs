@@ -26,6 +26,15 @@ fn reset_patch() -> storycore_types::InstanceConfigPatch {
 /// Most points drawn.
 const POINTS: usize = 120;
 
+/// One point of the response-time line and the timeline.
+#[derive(Clone, PartialEq)]
+struct Sample {
+    /// (live, number): the history's index or the live sample's sequence.
+    key: (bool, u64),
+    response_time: f64,
+    status: HealthStatus,
+}
+
 /// The selected instance: health over time (from its history, then live from
 /// events), statistics and actions.
 #[component]
@@ -46,32 +55,53 @@ pub fn InstanceDetails() -> impl IntoView {
             }
         });
     });
-    // History samples, then the ones events brought since (by time).
-    let samples = Memo::new(move |_| {
-        let id = id.get();
-        let mut v: Vec<(f64, HealthStatus)> = history.with(|h| {
-            h.as_ref()
-                .map(|h| {
-                    h.samples
-                        .iter()
-                        .map(|s| (s.response_time, s.status))
-                        .collect()
+    // The history's last points and when its newest was taken; read once
+    // per history load, not at every live sample.
+    let from_history = Memo::new(move |_| {
+        history.with(|h| {
+            let Some(h) = h.as_ref() else {
+                return (Vec::new(), None);
+            };
+            let skip = h.samples.len().saturating_sub(POINTS);
+            let v: Vec<Sample> = h
+                .samples
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .map(|(n, s)| Sample {
+                    key: (false, n as u64),
+                    response_time: s.response_time,
+                    status: s.status,
                 })
-                .unwrap_or_default()
-        });
-        let since = history.with(|h| h.as_ref().and_then(|h| h.samples.back().map(|s| s.at)));
-        fleet.live_health.with(|l| {
-            for (i, h) in l {
-                if i == &id && h.last_checked.is_some() && h.last_checked > since {
-                    v.push((h.response_time, h.status));
+                .collect();
+            (v, h.samples.back().map(|s| s.at.timestamp_micros()))
+        })
+    });
+    // History samples, then the ones events brought since (by time). Each
+    // keeps its key, so the timeline drops its oldest tick and adds the
+    // newest instead of drawing them all again.
+    let samples = Memo::new(move |_| {
+        let (mut v, since) = from_history.get();
+        if let Some(e) = fleet.entry(&id.get()) {
+            e.live.with(|l| {
+                for s in l {
+                    if s.at_us.is_some() && s.at_us > since {
+                        v.push(Sample {
+                            key: (true, s.seq),
+                            response_time: s.response_time,
+                            status: s.status,
+                        });
+                    }
                 }
-            }
-        });
+            });
+        }
         let skip = v.len().saturating_sub(POINTS);
         v.drain(..skip);
         v
     });
-    let response = Signal::derive(move || samples.get().iter().map(|s| s.0).collect::<Vec<_>>());
+    let response = Signal::derive(move || {
+        samples.with(|v| v.iter().map(|s| s.response_time).collect::<Vec<_>>())
+    });
     // Resource figures over time, from the history's samples.
     let resource = move |pick: fn(&storycore_types::SystemStats) -> Option<f64>| {
         Signal::derive(move || {
@@ -159,8 +189,10 @@ pub fn InstanceDetails() -> impl IntoView {
             (running, done)
         })
     });
-    let status = Signal::derive(move || inst.get().map(|i| i.status).unwrap_or_default());
-    let health = Signal::derive(move || inst.get().map(|i| i.health.status).unwrap_or_default());
+    let status =
+        Memo::new(move |_| inst.with(|i| i.as_ref().map(|i| i.status).unwrap_or_default()));
+    let health =
+        Memo::new(move |_| inst.with(|i| i.as_ref().map(|i| i.health.status).unwrap_or_default()));
     view! {
         <aside class="instance-details" id="instance-details">
             // Rebuilt only when another instance is selected; the figures below
@@ -188,9 +220,9 @@ pub fn InstanceDetails() -> impl IntoView {
                     <Sparkline values=vram id="vram-sparkline"/>
                     <h3>"Health timeline"</h3>
                     <div class="timeline" id="health-timeline">
-                        {move || samples.get().into_iter().map(|(_, st)| view! {
-                            <span class=format!("tick {}", health_class(st))></span>
-                        }).collect_view()}
+                        <For each=move || samples.get() key=|s| s.key children=|s| view! {
+                            <span class=format!("tick {}", health_class(s.status))></span>
+                        }/>
                     </div>
                     <dl class="stats" id="details-stats">
                         <dt>"Workflows"</dt><dd>{stat(|i| format!("{} ({} ok, {} failed)", i.stats.total_workflows, i.stats.successful_workflows, i.stats.failed_workflows))}</dd>

@@ -181,8 +181,11 @@ pub fn InstanceEditorDialog() -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let mode = fleet.editor.get_untracked().unwrap_or(EditorMode::New);
     let next_port = fleet
-        .instances
-        .with_untracked(|l| l.iter().map(|i| i.config.port).max().map(|p| p + 1))
+        .all_untracked()
+        .iter()
+        .map(|i| i.config.port)
+        .max()
+        .map(|p| p + 1)
         .unwrap_or(8188);
     let (title, edit_id, start) = match &mode {
         EditorMode::New => ("Add instance", None, InstanceConfig::new("", "", next_port)),

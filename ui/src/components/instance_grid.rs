@@ -3,16 +3,24 @@ use super::instance_list_header::Filters;
 use crate::state::Fleet;
 use leptos::prelude::*;
 
-/// The cards of the instances that pass the filters, keyed by id so an update
-/// re-renders one card, not the grid.
+/// The cards of the instances that pass the filters, keyed by id. The list of
+/// ids changes only when instances are added or removed (or, with a filter
+/// set, when one starts or stops passing it): an instance's update reaches
+/// its own card and nothing else of the grid.
 #[component]
 pub fn InstanceGrid(filters: Filters) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
+    let current = Memo::new(move |_| filters.current());
     let visible = Memo::new(move |_| {
-        fleet.instances.with(|l| {
-            l.iter()
-                .filter(|i| filters.matches(i))
-                .map(|i| i.id.clone())
+        let f = current.get();
+        if f.is_empty() {
+            // Tracks the ids only: no instance's figures matter.
+            return fleet.ids.get();
+        }
+        fleet.ids.with(|ids| {
+            ids.iter()
+                .filter(|id| fleet.with(id, |i| f.matches(i)).unwrap_or(false))
+                .cloned()
                 .collect::<Vec<_>>()
         })
     });

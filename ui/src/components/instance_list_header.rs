@@ -23,27 +23,56 @@ impl Filters {
         }
     }
 
+    /// The filters as they are now (tracked), to test many instances with.
+    pub fn current(&self) -> FilterValues {
+        FilterValues {
+            query: self.query.with(|q| q.trim().to_lowercase()),
+            status: self.status.get(),
+            health: self.health.get(),
+            location: self.location.get(),
+        }
+    }
+}
+
+/// The filters' values at one moment.
+#[derive(Clone, PartialEq)]
+pub struct FilterValues {
+    query: String,
+    status: String,
+    health: String,
+    location: String,
+}
+
+impl FilterValues {
+    /// No filter set: every instance passes, whatever its figures.
+    pub fn is_empty(&self) -> bool {
+        self.query.is_empty()
+            && self.status.is_empty()
+            && self.health.is_empty()
+            && self.location.is_empty()
+    }
+
     /// Search by name, description, host and port; filter by status, health,
     /// GPU text and local/remote.
     pub fn matches(&self, i: &Instance) -> bool {
-        let q = self.query.get().trim().to_lowercase();
-        let text = format!(
-            "{} {} {}:{} {}",
-            i.name,
-            i.config.description.as_deref().unwrap_or(""),
-            i.config.host(),
-            i.config.port,
-            i.config.gpu_device.as_deref().unwrap_or("")
-        )
-        .to_lowercase();
-        let status = self.status.get();
-        let health = self.health.get();
-        let location = self.location.get();
+        let text_matches = || {
+            format!(
+                "{} {} {}:{} {}",
+                i.name,
+                i.config.description.as_deref().unwrap_or(""),
+                i.config.host(),
+                i.config.port,
+                i.config.gpu_device.as_deref().unwrap_or("")
+            )
+            .to_lowercase()
+            .contains(&self.query)
+        };
         let local = crate::components::instance_card::is_local(i);
-        (q.is_empty() || text.contains(&q))
-            && (status.is_empty() || i.status.as_str() == status)
-            && (health.is_empty() || crate::format::health_label(i.health.status) == health)
-            && (location.is_empty() || (location == "local") == local)
+        (self.status.is_empty() || i.status.as_str() == self.status)
+            && (self.health.is_empty()
+                || crate::format::health_label(i.health.status) == self.health)
+            && (self.location.is_empty() || (self.location == "local") == local)
+            && (self.query.is_empty() || text_matches())
     }
 }
 

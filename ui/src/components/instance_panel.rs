@@ -14,7 +14,7 @@ pub fn InstancePanel() -> impl IntoView {
         <main class="main-panel" id="main-panel">
             <InstanceListHeader filters=filters/>
             <Show
-                when=move || fleet.instances.with(|l| !l.is_empty())
+                when=move || fleet.ids.with(|l| !l.is_empty())
                 fallback=move || view! {
                     <div class="empty-state" id="instances-empty">
                         <p>"No ComfyUI instances yet."</p>

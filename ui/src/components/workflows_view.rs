@@ -99,9 +99,13 @@ pub fn WorkflowsView() -> impl IntoView {
                         <select id="job-target" on:change=move |ev| target.set(event_target_value(&ev))>
                             <option value="auto">"the best instance (automatic)"</option>
                             <option value="active">"the active instance"</option>
-                            {move || fleet.instances.get().into_iter().map(|i| view! {
-                                <option value=i.id.clone()>{i.name.clone()}</option>
-                            }).collect_view()}
+                            <For each=move || fleet.ids.get() key=|id| id.clone() children=move |id| {
+                                let name = {
+                                    let id = id.clone();
+                                    move || fleet.with(&id, |i| i.name.clone()).unwrap_or_default()
+                                };
+                                view! { <option value=id>{name}</option> }
+                            }/>
                         </select>
                     </label>
                     <button class="primary" id="run-template" on:click=run_template>"Run"</button>
@@ -163,6 +167,11 @@ fn JobRow(id: String) -> impl IntoView {
         });
         v
     });
+    // The instance's name only: its health updates do not reach the row.
+    let instance_name = Memo::new(move |_| {
+        job.with(|j| j.as_ref().and_then(|j| j.instance_id.clone()))
+            .and_then(|i| fleet.with(&i, |x| x.name.clone()))
+    });
     let job_id = id.clone();
     view! {
         <div class="job-row" data-id=id.clone()>
@@ -171,7 +180,7 @@ fn JobRow(id: String) -> impl IntoView {
                     100.0 * (j.progress.executed_nodes.len() + j.progress.cached_nodes.len()) as f64 / j.progress.total_nodes as f64
                 } else { 0.0 };
                 let pct = if j.state == JobState::Succeeded { 100.0 } else { pct.min(100.0) };
-                let instance = j.instance_id.clone().and_then(|i| fleet.get(&i).map(|x| x.name)).unwrap_or_else(|| "-".into());
+                let instance = instance_name.get().unwrap_or_else(|| "-".into());
                 let id2 = j.id.clone();
                 view! {
                     <div class="job-head">
