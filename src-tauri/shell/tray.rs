@@ -142,11 +142,10 @@ fn crate_health(h: HealthStatus) -> &'static str {
 
 /// Rebuilds menu, icon and tooltip when the picture changed (health figures
 /// such as response times stream in often and do not change the tray).
-fn refresh(app: &AppHandle, manager: &InstanceManager) -> tauri::Result<()> {
+fn refresh(app: &AppHandle, pic: Picture) -> tauri::Result<()> {
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return Ok(());
     };
-    let pic = picture(manager);
     let state = app.state::<TrayMenu>();
     if state.1.lock().unwrap().as_ref() == Some(&pic) {
         return Ok(());
@@ -190,9 +189,16 @@ pub fn install(app: &AppHandle, manager: InstanceManager) -> tauri::Result<()> {
                     // Coalesce a burst of events into one rebuild.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     while rx.try_recv().is_ok() {}
-                    let (a, m) = (app.clone(), manager.clone());
+                    // Compared here: the main thread (which also runs the
+                    // window) is woken only when the tray must change.
+                    let pic = picture(&manager);
+                    let state = app.state::<TrayMenu>();
+                    if state.1.lock().unwrap().as_ref() == Some(&pic) {
+                        continue;
+                    }
+                    let a = app.clone();
                     let _ = app.run_on_main_thread(move || {
-                        if let Err(e) = refresh(&a, &m) {
+                        if let Err(e) = refresh(&a, pic) {
                             tracing::warn!("could not update the tray: {e}");
                         }
                     });

@@ -24,15 +24,22 @@ const REPLAN_EVERY: Duration = Duration::from_millis(250);
 /// After a failed write of a `dispatched` record, no job is sent for this long.
 pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(2);
 
+/// Newly healthy instances are looked for this often (it reads the fleet).
+const CALIBRATION_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut checked = Instant::now() - CALIBRATION_CHECK_EVERY;
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(REPLAN_EVERY) => {}
         }
-        for instance in calibrations(&shared) {
-            shared.tasks.spawn(calibrate(shared.clone(), instance));
+        if checked.elapsed() >= CALIBRATION_CHECK_EVERY {
+            checked = Instant::now();
+            for instance in calibrations(&shared) {
+                shared.tasks.spawn(calibrate(shared.clone(), instance));
+            }
         }
         for (job_id, durable) in plan(&shared) {
             let s = shared.clone();
@@ -119,6 +126,14 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     let mut placed = Vec::new();
     let mut st = shared.lock();
     if st.storage_blocked_until.is_some_and(|t| t > Instant::now()) {
+        return placed;
+    }
+    // Most passes find nothing waiting: then the fleet is not even read.
+    if !st
+        .jobs
+        .values()
+        .any(|e| e.accepted && e.job.state == JobState::Queued)
+    {
         return placed;
     }
     let mut fleet = Fleet::new(shared, &mut st);
