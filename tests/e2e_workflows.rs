@@ -4,26 +4,7 @@
 mod support;
 
 use serde_json::json;
-use support::standin::StandIn;
-use support::App;
-
-/// The app with one attached stand-in, "GPU 0" (`instance_001`), started.
-async fn app_with_one_instance(name: &str) -> (StandIn, App) {
-    let server = StandIn::start();
-    let app = App::launch(name, &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
-    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
-        .await;
-    app.invoke(
-        "create_instance",
-        json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
-    )
-    .await
-    .unwrap();
-    app.invoke("start_instance", json!({"id": "instance_001"}))
-        .await
-        .unwrap();
-    (server, app)
-}
+use support::app_with_one_instance;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_the_smoke_test_template_and_refuse_a_bad_workflow() {

@@ -10,7 +10,6 @@ mod support;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::standin::StandIn;
 use support::App;
 
 /// In one thread's trace: (syncs, writes to regular files or renames, a few examples).
@@ -73,7 +72,6 @@ async fn wait_final(app: &App, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_main_thread_makes_no_sync_while_the_ui_works() {
-    let server = StandIn::start();
     let work = tempfile::tempdir().unwrap();
     let trace = work.path().join("trace");
     let wrapper = work.path().join("traced-app.sh");
@@ -95,18 +93,7 @@ async fn the_main_thread_makes_no_sync_while_the_ui_works() {
     // This test binary holds this one test: the variable concerns it alone.
     std::env::set_var("STORYCORE_E2E_APP", &wrapper);
 
-    let app = App::launch("main-thread-io", &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
-    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
-        .await;
-    app.invoke(
-        "create_instance",
-        json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
-    )
-    .await
-    .unwrap();
-    app.invoke("start_instance", json!({"id": "instance_001"}))
-        .await
-        .unwrap();
+    let (_server, app) = support::app_with_one_instance("main-thread-io").await;
 
     // Every command that touches the disk, as the UI calls them.
     let wf = json!({

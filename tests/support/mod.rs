@@ -486,6 +486,24 @@ fn tauri_driver() -> PathBuf {
     PathBuf::from("tauri-driver")
 }
 
+/// The app with one attached stand-in, "GPU 0" (`instance_001`), started.
+pub async fn app_with_one_instance(name: &str) -> (standin::StandIn, App) {
+    let server = standin::StandIn::start();
+    let app = App::launch(name, &[("STORYCORE_HEALTH_INTERVAL_MS", "300")]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    app.invoke(
+        "create_instance",
+        serde_json::json!({"config": {"id": "", "name": "GPU 0", "port": server.port(), "host": "127.0.0.1"}}),
+    )
+    .await
+    .unwrap();
+    app.invoke("start_instance", serde_json::json!({"id": "instance_001"}))
+        .await
+        .unwrap();
+    (server, app)
+}
+
 /// The ComfyUI stand-in launcher, shared with the core crate's tests.
 #[path = "../../src-tauri/core/tests/support/standin.rs"]
 pub mod standin;
