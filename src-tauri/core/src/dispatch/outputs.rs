@@ -57,9 +57,10 @@ pub(crate) async fn fetch(
             })?;
         let local = folder.join(local_name(node, &image.filename));
         let path = local.clone();
-        let kept = tokio::task::spawn_blocking(move || write_unsynced(&path, &bytes))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let kept =
+            tokio::task::spawn_blocking(move || crate::store::replace_unsynced(&path, &bytes))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         kept.map_err(|source| OutputError::Keep {
             job_id: job_id.into(),
             filename: image.filename.clone(),
@@ -77,18 +78,6 @@ pub(crate) async fn fetch(
         });
     }
     Ok(out)
-}
-
-/// A temp file renamed over `path` (readers never see half a file), in a
-/// folder made if missing; no sync (see the module's notes).
-fn write_unsynced(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder)?;
-    }
-    let mut temp = path.as_os_str().to_owned();
-    temp.push(".partial");
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, path)
 }
 
 /// `<node>_<file name>`, reduced to safe characters: the name comes from the

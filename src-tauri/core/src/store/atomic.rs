@@ -39,6 +39,22 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     sync_folder(path).map_err(write_err)
 }
 
+/// Replaces `path` through a temp file like [`atomic_write`] (a reader never
+/// sees half a file), making its folder if missing, but syncs nothing: for
+/// files whose durability comes from a later sync (a job's outputs ride on
+/// the journal writer's `syncfs` of the job's end).
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let temp = temp_path(path);
+    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
 /// `{name}.partial-{pid}-{n}`: unique per process and per write, so two
 /// writers of one file never share a temp file.
 fn temp_path(path: &Path) -> PathBuf {

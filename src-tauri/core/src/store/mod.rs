@@ -25,7 +25,7 @@ mod migration;
 mod read;
 mod recovery;
 
-pub use atomic::atomic_write;
+pub use atomic::{atomic_write, replace_unsynced};
 pub use error::StoreError;
 pub use export::{export, REDACTED_VALUE};
 pub use health_history::{
