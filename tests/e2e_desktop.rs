@@ -89,8 +89,10 @@ async fn folder_picker_open_log_and_output_and_the_live_log() {
         .await
         .unwrap();
     }
+    // At least six: the scheduler may also have calibrated the new instance
+    // with one smoke test of its own, before or between these jobs.
     app.wait_text("#details-log", "the jobs' lines, live", |t| {
-        t.contains("got prompt") && t.matches("Prompt executed in").count() == 6
+        t.contains("got prompt") && t.matches("Prompt executed in").count() >= 6
     })
     .await;
     // Following keeps the newest line in sight.
