@@ -49,8 +49,9 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     let mut options = ManagerOptions::new(&paths.config_dir);
     options.data_dir = paths.data_dir.clone();
     if let Some(every) = settings.health_interval {
+        // Probes read RAM and VRAM each time; the queue keeps its own pace
+        // (`resource_interval`): a probe every second costs one request.
         options.health.interval = every;
-        options.health.resource_interval = options.health.resource_interval.min(every);
     }
     let (manager, mut report) = InstanceManager::open(options)
         .map_err(|e| format!("cannot open the instance files: {e}"))?;

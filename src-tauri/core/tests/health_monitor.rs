@@ -4,12 +4,16 @@
 mod support;
 
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storycore_core::client::ComfyClient;
 use storycore_core::health::{HealthHandle, HealthMonitor, HealthPolicy};
 use storycore_types::{Alert, AlertKind, AppEvent, HealthStatus};
 use support::fault_proxy::{FaultProxy, Mode};
 use support::standin::StandIn;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -289,4 +293,85 @@ async fn a_new_policy_takes_effect_without_a_restart() {
             probes += 1;
         }
     }
+}
+
+/// A server that answers `/system_stats` as ComfyUI recorded it and
+/// `/queue` as an idle ComfyUI does, over keep-alive HTTP/1.1, and counts
+/// the requests for each path.
+async fn counting_server() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let stats = support::read_fixture("http/system_stats.json");
+    let c = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let (counts, stats) = (c.clone(), stats.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(request)) = lines.next_line().await {
+                    // The headers, up to the empty line (GETs have no body).
+                    while let Ok(Some(h)) = lines.next_line().await {
+                        if h.is_empty() {
+                            break;
+                        }
+                    }
+                    let path = request.split(' ').nth(1).unwrap_or("").to_string();
+                    let body = match path.as_str() {
+                        "/system_stats" => stats.clone(),
+                        "/queue" => r#"{"queue_running": [], "queue_pending": []}"#.to_string(),
+                        _ => "{}".to_string(),
+                    };
+                    *counts.lock().unwrap().entry(path).or_default() += 1;
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, counts)
+}
+
+#[tokio::test]
+async fn probes_every_150_ms_read_the_queue_once_per_resource_interval() {
+    let (url, counts) = counting_server().await;
+    let policy = HealthPolicy {
+        resource_interval: Duration::from_secs(1),
+        ..quick_policy()
+    };
+    let (handle, _rx) = spawn("inst-q", &url, policy);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let count = |p: &str| counts.lock().unwrap().get(p).copied().unwrap_or(0);
+    let (stats, queue) = (count("/system_stats"), count("/queue"));
+    // About 20 probes; the queue at 0, 1, 2 and 3 s (every probe read it before).
+    assert!(stats >= 10, "{stats} probes in 3 s");
+    assert!(
+        (2..=5).contains(&queue),
+        "/queue read {queue} times in 3 s, by {stats} probes"
+    );
+    drop(handle);
+
+    // Asked to check now, a probe reads the queue whatever its age: here
+    // right after the first probe read it, an hour before the next is due.
+    let (url, counts) = counting_server().await;
+    let policy = HealthPolicy {
+        interval: Duration::from_secs(3600),
+        resource_interval: Duration::from_secs(3600),
+        ..quick_policy()
+    };
+    let (handle, mut rx) = spawn("inst-q2", &url, policy);
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let count = |p: &str| counts.lock().unwrap().get(p).copied().unwrap_or(0);
+    assert_eq!((count("/system_stats"), count("/queue")), (1, 1));
+    handle.check_now().await.unwrap();
+    assert_eq!((count("/system_stats"), count("/queue")), (2, 2));
 }

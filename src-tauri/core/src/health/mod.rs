@@ -5,7 +5,9 @@
 //! Two cadences, as in the seed: health probes (`interval`, 30 s; 1 s until
 //! the server first answers) move the status, and resource samples
 //! (`resource_interval`, 5 s) only refresh RAM/VRAM/queue figures and resource
-//! alerts. A failed resource sample is not counted as a failure: the status
+//! alerts. A health probe reads `/system_stats`; it reads `/queue` as well
+//! only when that is older than `resource_interval` (or when asked to check
+//! now), so probing every second costs one request, not two. A failed resource sample is not counted as a failure: the status
 //! changes at the health probe's pace, so one cadence decides it.
 //!
 //! Events go out on the app's broadcast: `HealthChanged` after every health

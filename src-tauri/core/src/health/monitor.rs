@@ -8,6 +8,8 @@ use super::policy::{HealthPolicy, HealthState, Observation};
 use super::probe::{active_workflows, probe, resource_sample};
 use crate::client::ComfyClient;
 use chrono::Utc;
+use std::sync::OnceLock;
+use std::time::Duration;
 use storycore_types::{Alert, AppEvent, InstanceHealth};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -44,6 +46,10 @@ pub struct HealthMonitor {
     state: HealthState,
     events: broadcast::Sender<AppEvent>,
     current: watch::Sender<InstanceHealth>,
+    /// When `/queue` was last read. A scheduled probe reads it again only
+    /// once `resource_interval` has passed: the queue is a resource figure,
+    /// and with probes every second it was half the probes' requests.
+    queue_read: Option<Instant>,
 }
 
 /// The owner's side of a running monitor. Dropping it stops the monitor.
@@ -75,6 +81,7 @@ impl HealthMonitor {
             state: HealthState::new(policy, Utc::now()),
             events,
             current: cur_tx,
+            queue_read: None,
         };
         let task = tokio::spawn(monitor.run(cmd_rx, cancel.clone()));
         HealthHandle {
@@ -96,7 +103,7 @@ impl HealthMonitor {
                 cmd = commands.recv() => match cmd {
                     None => break,
                     Some(Command::CheckNow(reply)) => {
-                        if !self.health_probe(&cancel).await {
+                        if !self.health_probe(&cancel, true).await {
                             break;
                         }
                         let _ = reply.send(self.state.health().clone());
@@ -114,7 +121,7 @@ impl HealthMonitor {
                     }
                 },
                 _ = sleep_until(next_health) => {
-                    if !self.health_probe(&cancel).await {
+                    if !self.health_probe(&cancel, false).await {
                         break;
                     }
                     Done::HealthProbe
@@ -132,10 +139,10 @@ impl HealthMonitor {
             match done {
                 // A health probe also read the resources: the next sample can wait.
                 Done::HealthProbe => {
-                    next_health = now + health_in;
-                    next_resource = now + resource_in;
+                    next_health = on_grid(now + health_in, health_in);
+                    next_resource = on_grid(now + resource_in, resource_in);
                 }
-                Done::ResourceSample => next_resource = now + resource_in,
+                Done::ResourceSample => next_resource = on_grid(now + resource_in, resource_in),
                 // Shorter intervals take effect at once; longer ones after the next probe.
                 Done::PolicyChange => {
                     next_health = next_health.min(now + health_in);
@@ -147,12 +154,28 @@ impl HealthMonitor {
         tracing::debug!(instance = %self.instance_id, "health monitor stopped");
     }
 
+    /// Whether this probe should read `/queue` too: always when asked for
+    /// (`check now`), else once per `resource_interval`.
+    fn queue_due(&mut self, asked: bool) -> bool {
+        let policy = self.state.policy();
+        let due = policy.watch_queue
+            && (asked
+                || self
+                    .queue_read
+                    .is_none_or(|t| t.elapsed() >= policy.resource_interval));
+        if due {
+            self.queue_read = Some(Instant::now());
+        }
+        due
+    }
+
     /// Returns false when cancelled mid-probe.
-    async fn health_probe(&mut self, cancel: &CancellationToken) -> bool {
+    async fn health_probe(&mut self, cancel: &CancellationToken, asked: bool) -> bool {
         let previous_active = self.active_workflows();
+        let read_queue = self.queue_due(asked);
         let outcome = tokio::select! {
             _ = cancel.cancelled() => return false,
-            o = probe(&self.probe_client, self.state.policy().watch_queue, previous_active) => o,
+            o = probe(&self.probe_client, read_queue, previous_active) => o,
         };
         let obs = self.state.on_probe(outcome, Utc::now());
         self.publish(obs);
@@ -160,7 +183,7 @@ impl HealthMonitor {
     }
 
     async fn resource_sample(&mut self, cancel: &CancellationToken) -> bool {
-        let watch_queue = self.state.policy().watch_queue;
+        let watch_queue = self.queue_due(true);
         let fetched = tokio::select! {
             _ = cancel.cancelled() => return false,
             r = async {
@@ -224,6 +247,28 @@ impl HealthMonitor {
             }));
         }
     }
+}
+
+/// Probe times are rounded to this grid, shared by every monitor, so that
+/// many instances probed at the same interval wake the runtime together,
+/// and their events reach the window in one batch (see the app's event
+/// bridge), instead of one by one all through the second.
+const PROBE_GRID: Duration = Duration::from_millis(100);
+
+/// `at` moved to the nearest point of [`PROBE_GRID`] (at most half of it
+/// away), when `interval` is long enough for that not to matter (a second
+/// or more: the shorter intervals of the start phase and of tests stay exact).
+/// Rounding to the nearest keeps the mean interval as it was.
+fn on_grid(at: Instant, interval: Duration) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    if interval < PROBE_GRID * 10 {
+        return at;
+    }
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let grid = PROBE_GRID.as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let rounded = (since + grid / 2) / grid * grid;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
 }
 
 impl HealthHandle {
@@ -290,5 +335,33 @@ impl HealthHandle {
 impl Drop for HealthHandle {
     fn drop(&mut self) {
         self.cancel.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn probe_times_meet_on_the_grid_without_drifting() {
+        let second = Duration::from_secs(1);
+        let g = on_grid(Instant::now() + second, second);
+        // A point already on the grid stays: a steady 1 s probe stays at 1 s.
+        assert_eq!(on_grid(g, second), g);
+        assert_eq!(on_grid(g + second, second), g + second);
+        // Probes due up to 49 ms either side of a grid point all wake there.
+        for ms in [1, 20, 49] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(on_grid(g + d, second), g, "+{ms} ms");
+            assert_eq!(on_grid(g - d, second), g, "-{ms} ms");
+        }
+        // Beyond half a step, the next point.
+        assert_eq!(
+            on_grid(g + Duration::from_millis(51), second),
+            g + PROBE_GRID
+        );
+        // Short intervals (start phase, tests) stay exact.
+        let t = g + Duration::from_millis(37);
+        assert_eq!(on_grid(t, Duration::from_millis(150)), t);
     }
 }
