@@ -6,8 +6,8 @@
 //!    (the app's process) and each WebKit process it started (the webview).
 //! 2. The UI's update latency, end to end: a listener added to the page
 //!    through WebDriver hears the same events as the UI, and for each
-//!    `healthChanged` it takes the time after the next frame was rendered
-//!    (`requestAnimationFrame`, then a task) minus the event's
+//!    `healthChanged` (alone, or in a `batch`) it takes the time after the
+//!    next frame was rendered (`requestAnimationFrame`, then a task) minus the event's
 //!    `health.lastChecked`, which the backend stamps just before it publishes
 //!    the event. The UI's own listener was registered first, so the frame
 //!    measured is the one that shows the update. Needs nothing in the UI, so
@@ -27,10 +27,14 @@ use std::time::{Duration, Instant};
 use support::standin::StandIn;
 use support::App;
 
-/// Goals (issue 12): per cent of one core, and MB of RSS together.
+/// Goals (issue 12): per cent of one core, and MB taken together. Memory
+/// together is the sum of PSS: each page counted once, a page shared by
+/// several processes (the WebKit, GTK and Mesa libraries every one of them
+/// maps) divided among them. Summed RSS counts such a page once per
+/// process that maps it, up to three times; it is printed too.
 const WEBVIEW_CPU_GOAL: f64 = 5.0;
 const BACKEND_CPU_GOAL: f64 = 2.0;
-const TOTAL_RSS_GOAL_MB: f64 = 300.0;
+const TOTAL_MEMORY_GOAL_MB: f64 = 300.0;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -72,6 +76,13 @@ fn rss_mb(pid: i32) -> Option<f64> {
 
 fn pss_mb(pid: i32) -> Option<f64> {
     kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// PSS split into the process's own memory (heap, stacks, JIT) and mapped
+/// files (libraries, shared with the other processes that map them), in MB.
+fn pss_split_mb(pid: i32) -> (f64, f64) {
+    let f = |field| kb_field(&format!("/proc/{pid}/smaps_rollup"), field).unwrap_or(f64::NAN);
+    (f("Pss_Anon:"), f("Pss_File:"))
 }
 
 /// Every live process below `root` (not `root` itself), with its name.
@@ -133,10 +144,17 @@ const parse = (s) => {
 };
 window.__TAURI__.event.listen('storycore://event', (e) => {
   const p = e.payload;
-  if (!p || p.kind !== 'healthChanged' || !p.data.health.lastChecked) return;
-  w.events++;
-  w.pending.push(parse(p.data.health.lastChecked));
-  if (w.scheduled) return;
+  if (!p) return;
+  // One event, or several gathered in a batch (builds since the batching).
+  const list = p.kind === 'batch' ? p.data : [p];
+  let n = 0;
+  for (const q of list) {
+    if (q.kind !== 'healthChanged' || !q.data.health.lastChecked) continue;
+    w.events++;
+    n++;
+    w.pending.push(parse(q.data.health.lastChecked));
+  }
+  if (n === 0 || w.scheduled) return;
   w.scheduled = true;
   requestAnimationFrame(() => setTimeout(() => {
     const now = performance.timeOrigin + performance.now();
@@ -264,14 +282,24 @@ async fn window_cost() {
         .iter()
         .filter_map(|(p, _)| pss_mb(*p).map(|v| (*p, v)))
         .collect();
+    let split: HashMap<i32, (f64, f64)> =
+        procs.iter().map(|(p, _)| (*p, pss_split_mb(*p))).collect();
 
     println!(
         "\nwindow-cost [{label}]: {n} instances probed every 1 s, {build} app {app_bin}, \
          {elapsed:.0} s sampled"
     );
     println!(
-        "{:<8} {:<16} {:>7} {:>8} {:>13} {:>8} {:>8}",
-        "part", "process", "pid", "cpu s", "% of 1 core", "rss MB", "pss MB"
+        "{:<8} {:<16} {:>7} {:>8} {:>13} {:>8} {:>8} {:>9} {:>9}",
+        "part",
+        "process",
+        "pid",
+        "cpu s",
+        "% of 1 core",
+        "rss MB",
+        "pss MB",
+        "anon pss",
+        "file pss"
     );
     let (mut web_cpu, mut web_rss, mut web_pss) = (0.0, 0.0, 0.0);
     let (mut back_cpu, mut back_rss, mut back_pss) = (0.0, 0.0, 0.0);
@@ -297,11 +325,13 @@ async fn window_cost() {
         } else {
             "helper"
         };
+        let (anon, file) = split.get(p).copied().unwrap_or((f64::NAN, f64::NAN));
         println!(
-            "{part:<8} {comm:<16} {p:>7} {cpu_s:>8.2} {pct:>12.2}% {mean_rss:>8.1} {pss:>8.1}"
+            "{part:<8} {comm:<16} {p:>7} {cpu_s:>8.2} {pct:>12.2}% {mean_rss:>8.1} {pss:>8.1} {anon:>9.1} {file:>9.1}"
         );
     }
     let total_rss = back_rss + web_rss;
+    let total_pss = back_pss + web_pss;
     println!(
         "webview (WebKit processes): {web_cpu:.2}% of one core, {web_rss:.1} MB RSS ({web_pss:.1} MB PSS)"
     );
@@ -309,15 +339,14 @@ async fn window_cost() {
         "backend ({build}):          {back_cpu:.2}% of one core, {back_rss:.1} MB RSS ({back_pss:.1} MB PSS)"
     );
     println!(
-        "together:                   {total_rss:.1} MB RSS ({:.1} MB PSS)",
-        back_pss + web_pss
+        "together:                   {total_pss:.1} MB PSS ({total_rss:.1} MB RSS summed, shared pages counted once per process)"
     );
     println!(
         "goals: webview < {WEBVIEW_CPU_GOAL}% of one core: {}; backend < {BACKEND_CPU_GOAL}% ({build} build): {}; \
-         together < {TOTAL_RSS_GOAL_MB} MB: {}",
+         together < {TOTAL_MEMORY_GOAL_MB} MB (PSS): {}",
         met(web_cpu < WEBVIEW_CPU_GOAL),
         met(back_cpu < BACKEND_CPU_GOAL),
-        met(total_rss < TOTAL_RSS_GOAL_MB),
+        met(total_pss < TOTAL_MEMORY_GOAL_MB),
     );
 
     // 2. Update latency, emit to rendered.
@@ -356,7 +385,7 @@ async fn window_cost() {
     );
     println!(
         "SUMMARY window_cost label={} build={build} webview_cpu_pct={web_cpu:.2} backend_cpu_pct={back_cpu:.2} \
-         total_rss_mb={total_rss:.0} latency_p50_ms={p50:.1} latency_p95_ms={p95:.1}",
+         total_pss_mb={total_pss:.0} total_rss_mb={total_rss:.0} latency_p50_ms={p50:.1} latency_p95_ms={p95:.1}",
         label.replace(' ', "_")
     );
     app.finish().await;

@@ -47,6 +47,10 @@ pub enum AppEvent {
     /// Everything at once, sent when events were skipped (the UI fell
     /// behind): the UI replaces its instances and jobs with these.
     Snapshot(Box<Snapshot>),
+    /// Several events, in the order they happened: the bridge to the window
+    /// gathers frequent ones (health probes, job progress) for a few
+    /// milliseconds so the window wakes once for all of them.
+    Batch(Vec<AppEvent>),
 }
 
 /// The whole state the UI shows, at one moment.

@@ -24,13 +24,7 @@ pub fn App() -> impl IntoView {
 
     // Subscribe first, then load: an event that arrives in between is applied
     // to the list the load then replaces with a newer answer.
-    api::on_event(move |ev| match &ev {
-        AppEvent::Heartbeat(hb) => state.heartbeat.set(Some(hb.clone())),
-        AppEvent::SecondLaunch => state.notice.set(Some(
-            "StoryCore Engine was already running: here it is.".into(),
-        )),
-        other => fleet.apply(other),
-    });
+    api::on_event(move |ev| route(state, fleet, &ev));
     spawn_local(async move {
         state
             .info
@@ -69,5 +63,21 @@ pub fn App() -> impl IntoView {
         <Show when=move || fleet.confirm_delete.with(Option::is_some)>
             <ConfirmDeleteDialog/>
         </Show>
+    }
+}
+
+/// Hands one backend event (each of a batch's, in order) to what shows it.
+fn route(state: BackendState, fleet: Fleet, ev: &AppEvent) {
+    match ev {
+        AppEvent::Heartbeat(hb) => state.heartbeat.set(Some(hb.clone())),
+        AppEvent::SecondLaunch => state.notice.set(Some(
+            "StoryCore Engine was already running: here it is.".into(),
+        )),
+        AppEvent::Batch(list) => {
+            for e in list {
+                route(state, fleet, e);
+            }
+        }
+        other => fleet.apply(other),
     }
 }

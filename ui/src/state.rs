@@ -285,6 +285,7 @@ impl Fleet {
                 }
             }),
             AppEvent::LogLines(b) => self.log_lines.set(Some(b.clone())),
+            AppEvent::Batch(list) => list.iter().for_each(|e| self.apply(e)),
             AppEvent::Heartbeat(_) | AppEvent::SecondLaunch => {}
         }
     }
