@@ -176,6 +176,20 @@ pub struct Job {
     /// The template it was made from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+    /// A copy of the job running on a faster instance that went idle, beside
+    /// the attempt above: the first to succeed wins and the other is
+    /// interrupted. Written before the copy is sent, so that a restarted
+    /// app stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<JobCopy>,
+}
+
+/// Where a job's copy runs (see [`Job::copy`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCopy {
+    pub instance_id: String,
+    pub prompt_id: String,
 }
 
 impl Job {
@@ -200,6 +214,7 @@ impl Job {
             error: self.error.clone(),
             instances_killed: self.instances_killed.clone(),
             template_id: self.template_id.clone(),
+            copy: self.copy.clone(),
         }
     }
 }

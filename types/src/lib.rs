@@ -25,8 +25,9 @@ pub use instance::{
     INSTANCES_FILE_VERSION,
 };
 pub use job::{
-    Job, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget, ParameterMark,
-    ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput, WorkflowTemplate,
+    Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget,
+    ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput,
+    WorkflowTemplate,
 };
 pub use settings::{
     AppSettings, NotificationSettings, TrayItem, DEFAULT_JOB_RETENTION_DAYS,

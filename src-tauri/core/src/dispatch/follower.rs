@@ -28,22 +28,48 @@ pub(crate) fn ensure(shared: &Arc<Shared>, instance_id: &str, client: &ComfyClie
     });
 }
 
-fn on_message(shared: &Shared, instance_id: &str, m: WsMessage) {
+fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     let Some(prompt_id) = m.prompt_id().map(str::to_string) else {
         return;
     };
-    let job_id = {
-        let st = shared.lock();
-        st.jobs
-            .iter()
-            .find(|(_, e)| {
-                e.attempt
-                    .as_ref()
-                    .is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
-            })
-            .map(|(id, _)| id.clone())
+    let ours = |a: Option<&super::shared::Attempt>| {
+        a.is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
     };
-    let Some(job_id) = job_id else { return };
+    let (job_id, copy) = {
+        let st = shared.lock();
+        let Some((id, e)) = st
+            .jobs
+            .iter()
+            .find(|(_, e)| ours(e.attempt.as_ref()) || ours(e.copy.as_ref()))
+        else {
+            return;
+        };
+        (id.clone(), ours(e.copy.as_ref()))
+    };
+    // Of a copy only the start and the end count (the job shows its
+    // attempt's progress); any message is a sign of life for the stall check.
+    if copy {
+        if let Some(c) = shared
+            .lock()
+            .jobs
+            .get_mut(&job_id)
+            .and_then(|e| e.copy.as_mut())
+        {
+            c.last_progress = Instant::now();
+        }
+        let succeeded = match m {
+            WsMessage::ExecutionStart(_) => {
+                runner::mark_running(shared, &job_id, &prompt_id);
+                return;
+            }
+            WsMessage::ExecutionSuccess(_) => true,
+            WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => false,
+            _ => return,
+        };
+        runner::mark_executed(shared, &job_id, &prompt_id, succeeded);
+        poke(shared, &job_id, &prompt_id);
+        return;
+    }
     match m {
         WsMessage::ExecutionStart(_) => runner::mark_running(shared, &job_id, &prompt_id),
         WsMessage::ExecutionCached(c) => {
@@ -68,7 +94,7 @@ fn on_message(shared: &Shared, instance_id: &str, m: WsMessage) {
                     max: 0.0,
                 });
             }
-            None => poke(shared, &job_id),
+            None => poke(shared, &job_id, &prompt_id),
         },
         WsMessage::Progress(p) => {
             touch(shared, &job_id, |job| {
@@ -95,11 +121,13 @@ fn on_message(shared: &Shared, instance_id: &str, m: WsMessage) {
             });
         }
         // The slot is free now; the runner collects the outcome.
-        WsMessage::ExecutionSuccess(_)
-        | WsMessage::ExecutionError(_)
-        | WsMessage::ExecutionInterrupted(_) => {
-            runner::mark_executed(shared, &job_id, &prompt_id);
-            poke(shared, &job_id);
+        WsMessage::ExecutionSuccess(_) => {
+            runner::mark_executed(shared, &job_id, &prompt_id, true);
+            poke(shared, &job_id, &prompt_id);
+        }
+        WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => {
+            runner::mark_executed(shared, &job_id, &prompt_id, false);
+            poke(shared, &job_id, &prompt_id);
         }
         _ => {}
     }
@@ -121,9 +149,10 @@ fn touch(shared: &Shared, job_id: &str, f: impl FnOnce(&mut storycore_types::Job
     }
 }
 
-fn poke(shared: &Shared, job_id: &str) {
-    let st = shared.lock();
-    if let Some(a) = st.jobs.get(job_id).and_then(|e| e.attempt.as_ref()) {
+/// Wakes the runner of the attempt or copy sent as `prompt_id`.
+fn poke(shared: &Shared, job_id: &str, prompt_id: &str) {
+    let mut st = shared.lock();
+    if let Some(a) = st.jobs.get_mut(job_id).and_then(|e| e.sent_as(prompt_id)) {
         a.done.notify_one();
     }
 }

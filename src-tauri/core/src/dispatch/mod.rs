@@ -88,6 +88,10 @@ pub struct DispatchOptions {
     /// Run the built-in smoke test on each instance when it first becomes
     /// healthy, to seed its cost model (the default policy only).
     pub calibrate: bool,
+    /// When nothing waits and a calibrated instance is idle, run there a
+    /// copy of a job expected to end much sooner there than where it runs
+    /// (see `scheduler::speculate`).
+    pub speculate: bool,
     /// Finished jobs kept: for how long, how many.
     pub retention: Retention,
 }
@@ -106,6 +110,7 @@ impl Default for DispatchOptions {
             initial_secs_per_unit: 0.5,
             fifo_after: Duration::from_secs(600),
             calibrate: true,
+            speculate: true,
             retention: Retention::default(),
         }
     }
@@ -146,6 +151,7 @@ impl JobQueue {
         let mut jobs = HashMap::new();
         let mut order = Vec::new();
         let mut follow = Vec::new();
+        let mut stale_copies = Vec::new();
         for job in replayed.jobs {
             let work = workflow::estimate_work(&job.workflow);
             let workflow_json = workflow_json(&job.workflow);
@@ -157,6 +163,11 @@ impl JobQueue {
                 _ => None,
             };
             let mut job = job;
+            // A copy left running by the previous run is stopped, not
+            // followed: the attempt above is (see `speculate`).
+            if let Some(c) = job.copy.take() {
+                stale_copies.push((c.instance_id, c.prompt_id));
+            }
             if attempt.is_none() && job.state.is_in_flight() {
                 job.state = JobState::Queued; // in flight without a prompt id: never sent
             }
@@ -174,6 +185,7 @@ impl JobQueue {
                     queued_at: Instant::now(),
                     submit_to_post: None,
                     attempt,
+                    copy: None,
                     held_for_storage: false,
                 },
             );
@@ -192,7 +204,13 @@ impl JobQueue {
                 cooldown: HashMap::new(),
                 followers: HashSet::new(),
                 storage_blocked_until: None,
-                orphans: HashMap::new(),
+                orphans: stale_copies.into_iter().fold(
+                    HashMap::new(),
+                    |mut m: HashMap<String, Vec<String>>, (i, p)| {
+                        m.entry(i).or_default().push(p);
+                        m
+                    },
+                ),
                 retention: options.retention,
                 calibrating: HashSet::new(),
                 calibrated: HashSet::new(),
@@ -283,6 +301,7 @@ impl JobQueue {
             error: None,
             instances_killed: Vec::new(),
             template_id,
+            copy: None,
         };
         let id = job.id.clone();
         let (durable, placed) = {
@@ -299,6 +318,7 @@ impl JobQueue {
                     queued_at: Instant::now(),
                     submit_to_post: None,
                     attempt: None,
+                    copy: None,
                     held_for_storage: false,
                 },
             );
@@ -349,7 +369,7 @@ impl JobQueue {
     /// Cancels a job that has not finished; one in flight is deleted from its
     /// instance's queue and interrupted there.
     pub async fn cancel(&self, id: &str) -> Result<Job, DispatchError> {
-        let (job, attempt, durable) = {
+        let (job, attempt, durable, copy) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
             if e.job.state.is_final() {
@@ -359,13 +379,15 @@ impl JobQueue {
             if let Some(a) = &attempt {
                 a.token.cancel();
             }
+            let copy = e.take_copy();
             e.job.state = JobState::Cancelled;
             e.job.finished_at = Some(Utc::now());
             e.job.progress.node = None;
             let durable = self.shared.persist_durable(e);
-            (e.job.clone(), attempt, durable)
+            (e.job.clone(), attempt, durable, copy)
         };
         self.shared.wake.notify_one();
+        self.shared.stop_prompts(copy);
         written(durable).await?;
         if let Some(a) = attempt {
             if let Some(inst) = self.shared.manager.get(&a.instance_id) {

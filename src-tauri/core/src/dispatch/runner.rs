@@ -32,10 +32,63 @@ const QUICK_POLLS: u32 = 40;
 /// `durable`: the answer of the write of this attempt's `dispatched` record,
 /// when it was not awaited before: nothing is sent until it says durable.
 pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode, durable: Option<Durable>) {
+    run_as(shared, job_id, mode, durable, false).await
+}
+
+/// Runs the job's copy (see `scheduler::speculate`) like an attempt. If it
+/// ends without having taken the attempt's place (refused, failed, lost),
+/// it is dropped and its prompt stopped; the attempt carries on. At the
+/// app's shutdown it stays recorded, so the next start stops it.
+pub(crate) async fn run_copy(shared: Arc<Shared>, job_id: String, durable: Durable) {
+    let Some(prompt_id) = shared
+        .lock()
+        .jobs
+        .get(&job_id)
+        .and_then(|e| e.copy.as_ref().map(|c| c.prompt_id.clone()))
+    else {
+        return;
+    };
+    run_as(
+        shared.clone(),
+        job_id.clone(),
+        Mode::Submit,
+        Some(durable),
+        true,
+    )
+    .await;
+    if shared.cancel.is_cancelled() {
+        return;
+    }
+    let stop = {
+        let mut st = shared.lock();
+        match st.jobs.get_mut(&job_id) {
+            Some(e) if e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id) => {
+                let stop = e.take_copy();
+                shared.persist(e);
+                stop
+            }
+            _ => None,
+        }
+    };
+    if let Some(stop) = stop {
+        tracing::info!(job = %job_id, instance = %stop.0, "its copy is dropped");
+        shared.stop_prompts([stop]);
+        shared.wake.notify_one();
+    }
+}
+
+async fn run_as(
+    shared: Arc<Shared>,
+    job_id: String,
+    mode: Mode,
+    durable: Option<Durable>,
+    copy: bool,
+) {
     let Some((instance_id, prompt_id, workflow, token, done)) = ({
         let st = shared.lock();
         st.jobs.get(&job_id).and_then(|e| {
-            e.attempt.as_ref().map(|a| {
+            let sent = if copy { &e.copy } else { &e.attempt };
+            sent.as_ref().map(|a| {
                 (
                     a.instance_id.clone(),
                     a.prompt_id.clone(),
@@ -156,7 +209,9 @@ pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode, durable
         match step {
             Ok(None) => failures = 0,
             Ok(Some(entry)) => {
-                mark_executed(&shared, &job_id, &prompt_id);
+                if !mark_executed(&shared, &job_id, &prompt_id, entry.succeeded()) {
+                    return; // its copy won, or it is a copy that lost
+                }
                 match outputs::fetch(&shared, &client, &job_id, &entry).await {
                     Ok(files) => {
                         finish(&shared, &job_id, &prompt_id, &instance_id, &entry, files);
@@ -221,14 +276,18 @@ pub(crate) fn mark_running(shared: &Shared, job_id: &str, prompt_id: &str) {
     let Some(e) = st.jobs.get_mut(job_id) else {
         return;
     };
-    let Some(a) = e.attempt.as_mut().filter(|a| a.prompt_id == prompt_id) else {
+    let is_attempt = e.attempt.as_ref().is_some_and(|a| a.prompt_id == prompt_id);
+    let Some(a) = e.sent_as(prompt_id) else {
         return;
     };
-    if e.job.state != JobState::Dispatched {
+    if a.started.is_none() {
+        a.started = Some(Instant::now());
+        a.last_progress = Instant::now();
+    }
+    // The job's own state follows its attempt, not a copy.
+    if !is_attempt || e.job.state != JobState::Dispatched {
         return;
     }
-    a.started.get_or_insert_with(Instant::now);
-    a.last_progress = Instant::now();
     e.job.state = JobState::Running;
     e.job.started_at.get_or_insert_with(Utc::now);
     shared.persist(e);
@@ -236,29 +295,63 @@ pub(crate) fn mark_running(shared: &Shared, job_id: &str, prompt_id: &str) {
 
 /// ComfyUI finished executing the prompt: its slot is free for the next job
 /// while the outputs are fetched and the job's end is written.
-pub(crate) fn mark_executed(shared: &Shared, job_id: &str, prompt_id: &str) {
+///
+/// Of a job's attempt and its copy, the first to end decides: the attempt
+/// ending in any way drops the copy; the copy succeeding takes the
+/// attempt's place, and the attempt is interrupted. Both are stopped under
+/// the lock, so only one of them ever fetches outputs. False when this
+/// prompt no longer counts for the job: its runner stops.
+pub(crate) fn mark_executed(
+    shared: &Arc<Shared>,
+    job_id: &str,
+    prompt_id: &str,
+    succeeded: bool,
+) -> bool {
     let mut st = shared.lock();
-    let a = st
-        .jobs
-        .get_mut(job_id)
-        .and_then(|e| e.attempt.as_mut())
-        .filter(|a| a.prompt_id == prompt_id && !a.executed);
-    if let Some(a) = a {
+    let Some(e) = st.jobs.get_mut(job_id) else {
+        return false;
+    };
+    let stop = if let Some(a) = e.attempt.as_mut().filter(|a| a.prompt_id == prompt_id) {
         a.executed = true;
-        drop(st);
-        shared.wake.notify_one();
+        let stop = e.take_copy();
+        if stop.is_some() {
+            tracing::info!(job = %job_id, "it ended before its copy, which is stopped");
+            shared.persist(e);
+        }
+        stop
+    } else if succeeded && e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id) {
+        let mut c = e.copy.take().expect("checked");
+        c.executed = true;
+        c.started.get_or_insert(c.dispatched);
+        e.job.copy = None;
+        e.job.instance_id = Some(c.instance_id.clone());
+        e.job.prompt_id = Some(c.prompt_id.clone());
+        e.job.state = JobState::Running;
+        e.job.started_at.get_or_insert_with(Utc::now);
+        tracing::info!(job = %job_id, instance = %c.instance_id, "its copy finished first");
+        let lost = e.attempt.replace(c).map(|old| {
+            old.token.cancel();
+            (old.instance_id, old.prompt_id)
+        });
+        shared.persist(e);
+        lost
+    } else {
+        return false;
+    };
+    drop(st);
+    shared.wake.notify_one();
+    if let Some(stop) = stop {
+        shared.stop_prompts([stop]);
     }
+    true
 }
 
 /// Past the instance's `timeoutMs` (counted from the start of execution, or
 /// from sending while it waits in the instance's queue), or no progress for
 /// `stall_after` while running.
 fn overdue(shared: &Shared, job_id: &str, prompt_id: &str, timeout: Duration) -> Option<String> {
-    let st = shared.lock();
-    let a = st.jobs.get(job_id)?.attempt.as_ref()?;
-    if a.prompt_id != prompt_id {
-        return None;
-    }
+    let mut st = shared.lock();
+    let a = st.jobs.get_mut(job_id)?.sent_as(prompt_id)?;
     let since = a.started.unwrap_or(a.dispatched);
     if since.elapsed() > timeout {
         return Some(format!("timed out after {} ms", timeout.as_millis()));

@@ -27,8 +27,20 @@ pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(2);
 /// Newly healthy instances are looked for this often (it reads the fleet).
 const CALIBRATION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Idle instances are matched with running jobs this often (it reads the fleet).
+const SPECULATION_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A copy is worth it when it is expected to end within this fraction of
+/// the time the job is expected to need still where it runs (a copy costs
+/// a GPU's time, and the estimates are estimates)...
+const COPY_GAIN: f64 = 0.5;
+
+/// ... and that time left is at least this long.
+const COPY_MIN_LEFT_SECS: f64 = 2.0;
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut checked = Instant::now() - CALIBRATION_CHECK_EVERY;
+    let mut speculated = Instant::now();
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -41,11 +53,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 shared.tasks.spawn(calibrate(shared.clone(), instance));
             }
         }
-        for (job_id, durable) in plan(&shared) {
+        let placed = plan(&shared);
+        let nothing_placed = placed.is_empty();
+        for (job_id, durable) in placed {
             let s = shared.clone();
             shared
                 .tasks
                 .spawn(runner::run(s, job_id, Mode::Submit, Some(durable)));
+        }
+        if nothing_placed && speculated.elapsed() >= SPECULATION_CHECK_EVERY {
+            speculated = Instant::now();
+            for (job_id, durable) in speculate(&shared) {
+                let s = shared.clone();
+                shared.tasks.spawn(runner::run_copy(s, job_id, durable));
+            }
         }
     }
 }
@@ -65,8 +86,12 @@ impl Fleet {
         st.cooldown.retain(|_, until| *until > now);
         // One pass over the jobs in flight: prompts and expected backlog per instance.
         let mut load: HashMap<&str, (u32, f64)> = HashMap::new();
-        for e in st.jobs.values() {
-            let Some(a) = e.attempt.as_ref().filter(|a| !a.executed) else {
+        let sent = st
+            .jobs
+            .values()
+            .flat_map(|e| [(e, e.attempt.as_ref()), (e, e.copy.as_ref())]);
+        for (e, a) in sent {
+            let Some(a) = a.filter(|a| !a.executed) else {
                 continue;
             };
             let cost = st.speeds.expected_secs(&a.instance_id, e.work);
@@ -166,6 +191,87 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         }
     }
     placed
+}
+
+/// Near the end of a batch, a fast instance can sit idle while a slow one
+/// still has a long job: then a copy of that job runs on the idle one, and
+/// the first to succeed wins (`runner::mark_executed`). Only when nothing
+/// waits (copies use idle capacity only), on instances measured idle
+/// (nothing of this app in flight there) and calibrated, for jobs the app
+/// may place anywhere (target "auto") that run on another instance, have
+/// no copy yet, and are expected to end there at least [`COPY_MIN_LEFT_SECS`]
+/// from now, when the copy is expected to need under [`COPY_GAIN`] of that.
+/// The copy's record is written before it is sent, like an attempt's.
+pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
+    let mut made = Vec::new();
+    if !shared.options.speculate || shared.options.policy != super::Policy::EarliestFinish {
+        return made;
+    }
+    let mut st = shared.lock();
+    if st.storage_blocked_until.is_some_and(|t| t > Instant::now())
+        || st
+            .jobs
+            .values()
+            .any(|e| e.accepted && e.job.state == JobState::Queued)
+    {
+        return made;
+    }
+    // (job, its instance, work, seconds it has run): cheap, before the fleet.
+    let running: Vec<(String, String, f64, f64)> = st
+        .jobs
+        .values()
+        .filter(|e| e.copy.is_none() && e.job.target == JobTarget::Auto)
+        .filter_map(|e| {
+            let a = e.attempt.as_ref().filter(|a| !a.executed && !a.recalling)?;
+            let ran = a.started?.elapsed().as_secs_f64();
+            Some((e.job.id.clone(), a.instance_id.clone(), e.work, ran))
+        })
+        .collect();
+    if running.is_empty() {
+        return made;
+    }
+    let fleet = Fleet::new(shared, &mut st);
+    let idle: Vec<String> = fleet
+        .candidates
+        .iter()
+        .filter(|c| c.in_flight == 0 && c.reported_queue == 0 && st.speeds.measured(&c.id))
+        .map(|c| c.id.clone())
+        .collect();
+    let mut taken: Vec<String> = Vec::new();
+    for here in idle {
+        let best = running
+            .iter()
+            .filter(|(id, on, ..)| *on != here && !taken.contains(id))
+            .filter(|(id, ..)| {
+                st.jobs
+                    .get(id)
+                    .is_some_and(|e| !e.job.instances_killed.contains(&here))
+            })
+            .filter_map(|(id, on, work, ran)| {
+                let left = st.speeds.expected_secs(on, *work) - ran;
+                let copy = st.speeds.expected_secs(&here, *work);
+                (left >= COPY_MIN_LEFT_SECS && copy < left * COPY_GAIN)
+                    .then(|| (id.clone(), on.clone(), left, copy))
+            })
+            .max_by(|a, b| (a.2 - a.3).total_cmp(&(b.2 - b.3)));
+        let Some((id, on, left, copy)) = best else {
+            continue;
+        };
+        let e = st.jobs.get_mut(&id).expect("listed above");
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        tracing::info!(
+            job = %id, from = %on, to = %here,
+            "a copy runs on an idle instance: expected {copy:.1} s there, {left:.1} s left where it runs"
+        );
+        e.job.copy = Some(storycore_types::JobCopy {
+            instance_id: here.clone(),
+            prompt_id: prompt_id.clone(),
+        });
+        e.copy = Some(Attempt::new(here, prompt_id, &shared.cancel));
+        made.push((id.clone(), shared.persist_durable(e)));
+        taken.push(id);
+    }
+    made
 }
 
 /// Decides for one queued job: on a place, its entry becomes `dispatched`

@@ -72,6 +72,9 @@ pub(crate) struct Entry {
     pub queued_at: Instant,
     pub submit_to_post: Option<Duration>,
     pub attempt: Option<Attempt>,
+    /// A copy running on another instance beside `attempt` (see
+    /// `speculate`); recorded in the job's `copy`.
+    pub copy: Option<Attempt>,
     /// Queued but not sent because its record could not be written: the
     /// error says so, and goes once it is sent.
     pub held_for_storage: bool,
@@ -111,6 +114,25 @@ impl Attempt {
             last_progress: now,
             recalling: false,
         }
+    }
+}
+
+impl Entry {
+    /// The attempt or the copy sent as `prompt_id`.
+    pub fn sent_as(&mut self, prompt_id: &str) -> Option<&mut Attempt> {
+        [self.attempt.as_mut(), self.copy.as_mut()]
+            .into_iter()
+            .flatten()
+            .find(|a| a.prompt_id == prompt_id)
+    }
+
+    /// Takes the copy away from its runner; the caller stops its prompt
+    /// (see [`Shared::stop_prompts`]) once the lock is let go.
+    pub fn take_copy(&mut self) -> Option<(String, String)> {
+        let c = self.copy.take()?;
+        c.token.cancel();
+        self.job.copy = None;
+        Some((c.instance_id, c.prompt_id))
     }
 }
 
@@ -160,6 +182,8 @@ impl Shared {
 
     /// Ends the attempt and puts the job back in the app's queue (or holds it).
     /// `died_running`: its instance died while running it.
+    /// A copy running elsewhere takes the attempt's place instead: the job
+    /// is not sent a third time.
     pub fn requeue(&self, e: &mut Entry, died_running: bool, note: Option<String>) {
         let instance = e.attempt.take().map(|a| {
             a.token.cancel();
@@ -172,6 +196,24 @@ impl Shared {
                     job.instances_killed.push(i);
                 }
             }
+        }
+        if let Some(copy) = e.copy.take() {
+            tracing::info!(job = %job.id, instance = %copy.instance_id, "its copy carries on as the job");
+            job.copy = None;
+            job.instance_id = Some(copy.instance_id.clone());
+            job.prompt_id = Some(copy.prompt_id.clone());
+            job.state = if copy.started.is_some() {
+                JobState::Running
+            } else {
+                JobState::Dispatched
+            };
+            if let Some(n) = note {
+                tracing::info!(job = %job.id, "the attempt it replaces: {n}");
+            }
+            e.attempt = Some(copy);
+            self.persist(e);
+            self.wake.notify_one();
+            return;
         }
         job.prompt_id = None;
         job.started_at = None;
@@ -206,6 +248,7 @@ impl Shared {
     /// An instance crashed, stopped, became unhealthy or vanished: every job in
     /// flight there is taken from its runner and, once the instance is known
     /// not to run it any more, goes back to the queue (see `recall`).
+    /// Copies there are dropped, their prompts stopped when it answers again.
     pub fn instance_lost(self: &Arc<Self>, instance_id: &str, why: &str) {
         let taken = {
             let mut st = self.lock();
@@ -213,6 +256,22 @@ impl Shared {
                 instance_id.to_string(),
                 Instant::now() + self.options.cooldown,
             );
+            let mut dropped = Vec::new();
+            for e in st.jobs.values_mut() {
+                if e.copy
+                    .as_ref()
+                    .is_some_and(|c| c.instance_id == instance_id)
+                {
+                    dropped.extend(e.take_copy().map(|(_, p)| p));
+                    self.persist(e);
+                }
+            }
+            if !dropped.is_empty() {
+                st.orphans
+                    .entry(instance_id.to_string())
+                    .or_default()
+                    .extend(dropped);
+            }
             let ids: Vec<String> = st
                 .jobs
                 .iter()
@@ -247,6 +306,26 @@ impl Shared {
                 why.to_string(),
                 taken,
             ));
+        }
+    }
+
+    /// Deletes `prompts` from their instances' queues and interrupts them
+    /// there (now, or when the instance answers again). Call without the lock.
+    pub fn stop_prompts(self: &Arc<Self>, prompts: impl IntoIterator<Item = (String, String)>) {
+        let mut instances = Vec::new();
+        {
+            let mut st = self.lock();
+            for (instance_id, prompt_id) in prompts {
+                st.orphans
+                    .entry(instance_id.clone())
+                    .or_default()
+                    .push(prompt_id);
+                instances.push(instance_id);
+            }
+        }
+        instances.dedup();
+        for i in instances {
+            super::recall::clear_orphans(self, &i);
         }
     }
 

@@ -579,6 +579,7 @@ mod tests {
             error: None,
             instances_killed: Vec::new(),
             template_id: None,
+            copy: None,
         }
     }
 
