@@ -19,9 +19,9 @@ pub fn emit(app: &tauri::AppHandle, event: AppEvent) {
 /// Each event sent wakes the main thread and the page (a script evaluated
 /// in the webview, then a frame): with 50 instances probed every second,
 /// one wake-up per probe was most of the backend's own CPU. The health
-/// monitors probe on a shared 100 ms grid, so one probe round arrives
-/// within a few milliseconds and goes out as one batch; 25 ms adds little
-/// to what the window shows (README, "Window cost").
+/// monitors probe on a shared grid (250 ms at a 1 s interval), so a probe
+/// round arrives within a few milliseconds and goes out as one batch; 25 ms
+/// adds little to what the window shows (README, "Window cost").
 const GATHER: Duration = Duration::from_millis(25);
 
 /// The events worth gathering: frequent, and each applied on its own by the

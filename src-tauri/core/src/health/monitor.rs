@@ -249,23 +249,27 @@ impl HealthMonitor {
     }
 }
 
-/// Probe times are rounded to this grid, shared by every monitor, so that
-/// many instances probed at the same interval wake the runtime together,
-/// and their events reach the window in one batch (see the app's event
-/// bridge), instead of one by one all through the second.
-const PROBE_GRID: Duration = Duration::from_millis(100);
+/// Probe times are rounded to a grid shared by every monitor, so that many
+/// instances probed at the same interval wake the runtime together, and
+/// their events reach the window in one batch (see the app's event bridge),
+/// instead of one by one all through the interval. The grid is a quarter of
+/// the interval, between 100 ms and 1 s: at most four rounds per interval.
+/// Only the first probe moves (by at most half a step); once on the grid,
+/// a steady interval stays exact, so the mean rate does not change.
+fn grid_for(interval: Duration) -> Duration {
+    (interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
 
-/// `at` moved to the nearest point of [`PROBE_GRID`] (at most half of it
-/// away), when `interval` is long enough for that not to matter (a second
-/// or more: the shorter intervals of the start phase and of tests stay exact).
-/// Rounding to the nearest keeps the mean interval as it was.
+/// `at` moved to the nearest point of the grid for `interval`, when that
+/// interval is a second or more (the shorter ones of the start phase and of
+/// tests stay exact).
 fn on_grid(at: Instant, interval: Duration) -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    if interval < PROBE_GRID * 10 {
+    if interval < Duration::from_secs(1) {
         return at;
     }
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let grid = PROBE_GRID.as_nanos();
+    let grid = grid_for(interval).as_nanos();
     let since = at.saturating_duration_since(epoch).as_nanos();
     let rounded = (since + grid / 2) / grid * grid;
     epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
@@ -345,21 +349,21 @@ mod tests {
     #[tokio::test]
     async fn probe_times_meet_on_the_grid_without_drifting() {
         let second = Duration::from_secs(1);
+        assert_eq!(grid_for(second), Duration::from_millis(250));
+        assert_eq!(grid_for(Duration::from_secs(30)), second);
+        let step = grid_for(second);
         let g = on_grid(Instant::now() + second, second);
         // A point already on the grid stays: a steady 1 s probe stays at 1 s.
         assert_eq!(on_grid(g, second), g);
         assert_eq!(on_grid(g + second, second), g + second);
-        // Probes due up to 49 ms either side of a grid point all wake there.
-        for ms in [1, 20, 49] {
+        // Probes due up to 124 ms either side of a grid point all wake there.
+        for ms in [1, 60, 124] {
             let d = Duration::from_millis(ms);
             assert_eq!(on_grid(g + d, second), g, "+{ms} ms");
             assert_eq!(on_grid(g - d, second), g, "-{ms} ms");
         }
         // Beyond half a step, the next point.
-        assert_eq!(
-            on_grid(g + Duration::from_millis(51), second),
-            g + PROBE_GRID
-        );
+        assert_eq!(on_grid(g + Duration::from_millis(126), second), g + step);
         // Short intervals (start phase, tests) stay exact.
         let t = g + Duration::from_millis(37);
         assert_eq!(on_grid(t, Duration::from_millis(150)), t);
