@@ -187,6 +187,17 @@ fn JobRow(id: String) -> impl IntoView {
                         <span class=format!("badge job-{}", j.state.as_str())>{j.state.as_str()}</span>
                         <span class="job-instance">{instance}</span>
                         <span class="muted">{format!("attempt {}", j.attempts)}</span>
+                        {j.copy.as_ref().map(|c| {
+                            // Untracked: the copy's instance's health must not redraw the row.
+                            let on = untrack(|| fleet.with(&c.instance_id, |x| x.name.clone()))
+                                .unwrap_or_else(|| c.instance_id.clone());
+                            view! {
+                                <span class="job-copy muted"
+                                    title="A copy runs on an idle, faster instance: the first to finish wins, the other is stopped">
+                                    {format!("+ copy on {on}")}
+                                </span>
+                            }
+                        })}
                         <span class="spacer"></span>
                         {match j.state {
                             JobState::Queued | JobState::Dispatched | JobState::Running => Some(("cancel", "Cancel")),
