@@ -9,7 +9,7 @@ mod support;
 use dispatch_fleet::{attached, chain_workflow, fast_options, outputs_with_prefix, Fleet};
 use std::time::Duration;
 use storycore_core::dispatch::JobQueue;
-use storycore_types::{Job, JobState, JobTarget};
+use storycore_types::{Job, JobCopy, JobState, JobTarget};
 use support::standin::StandIn;
 use support::wait_for;
 
@@ -24,6 +24,25 @@ fn slow() -> StandIn {
         .env("STANDIN_NODE_MS", "40")
         .env("STANDIN_SPEED", "2.0")
         .start()
+}
+
+/// The fleet of the two stand-ins, neither started yet.
+async fn fleet_of(slow: &StandIn, fast: &StandIn) -> Fleet {
+    Fleet::open(
+        vec![
+            attached("slow", slow.port(), 1),
+            attached("fast", fast.port(), 1),
+        ],
+        fast_options(),
+    )
+    .await
+}
+
+async fn wait_copy(fleet: &Fleet, job: &str) -> JobCopy {
+    wait_for(LONG, "a copy of the job", || async {
+        fleet.queue.get(job).and_then(|j| j.copy)
+    })
+    .await
 }
 
 /// Starts the slow instance alone, sends the long job there and waits until
@@ -64,22 +83,12 @@ async fn a_copy_on_an_idle_fast_instance_wins_and_the_slow_run_is_interrupted() 
         .env("STANDIN_NODE_MS", "40")
         .env("STANDIN_SPEED", "0.25")
         .start();
-    let fleet = Fleet::open(
-        vec![
-            attached("slow", slow.port(), 1),
-            attached("fast", fast.port(), 1),
-        ],
-        fast_options(),
-    )
-    .await;
+    let fleet = fleet_of(&slow, &fast).await;
     let job = long_job_on_slow_then_fast(&fleet, "spec_win").await;
     let first_prompt = job.prompt_id.clone().unwrap();
 
     // The copy is recorded (written before it is sent).
-    let copy = wait_for(LONG, "a copy of the job", || async {
-        fleet.queue.get(&job.id).and_then(|j| j.copy)
-    })
-    .await;
+    let copy = wait_copy(&fleet, &job.id).await;
     assert_eq!(copy.instance_id, "fast");
 
     let done = fleet.wait_state(&job.id, JobState::Succeeded, LONG).await;
@@ -98,14 +107,8 @@ async fn a_copy_on_an_idle_fast_instance_wins_and_the_slow_run_is_interrupted() 
         Duration::from_secs(10),
         "the slow instance idle",
         || async {
-            let q: serde_json::Value = reqwest::get(format!("{}/queue", slow.url()))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (q["queue_running"].as_array()?.is_empty() && q["queue_pending"].as_array()?.is_empty())
-                .then_some(())
+            let (running, pending) = queue(&slow).await?;
+            (running.is_empty() && pending.is_empty()).then_some(())
         },
     )
     .await;
@@ -115,9 +118,10 @@ async fn a_copy_on_an_idle_fast_instance_wins_and_the_slow_run_is_interrupted() 
         "the slow instance finished prompt {first_prompt}: it was not interrupted"
     );
     // Only the winner's image came into the app's outputs.
-    let ours: Vec<_> = walk(&fleet.dir.path().join("outputs"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(&job.id))
+    let ours: Vec<_> = std::fs::read_dir(fleet.dir.path().join("outputs").join(&job.id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
         .collect();
     assert_eq!(ours.len(), 1, "{ours:?}");
     fleet.queue.shutdown().await;
@@ -132,19 +136,9 @@ async fn a_copy_that_fails_is_dropped_and_the_job_ends_where_it_ran() {
         .env("STANDIN_SPEED", "0.25")
         .env("STANDIN_FAIL_NODE", "ImageInvert")
         .start();
-    let fleet = Fleet::open(
-        vec![
-            attached("slow", slow.port(), 1),
-            attached("fast", fast.port(), 1),
-        ],
-        fast_options(),
-    )
-    .await;
+    let fleet = fleet_of(&slow, &fast).await;
     let job = long_job_on_slow_then_fast(&fleet, "spec_fail").await;
-    wait_for(LONG, "a copy of the job", || async {
-        fleet.queue.get(&job.id).and_then(|j| j.copy)
-    })
-    .await;
+    wait_copy(&fleet, &job.id).await;
     wait_for(LONG, "the failed copy dropped", || async {
         fleet.queue.get(&job.id).filter(|j| j.copy.is_none())
     })
@@ -169,31 +163,12 @@ async fn a_copy_left_by_a_stopped_app_is_interrupted_at_the_next_start() {
         .env("STANDIN_SPEED", "4.0")
         .start();
     let fast = StandIn::builder().env("STANDIN_NODE_MS", "40").start();
-    let fleet = Fleet::open(
-        vec![
-            attached("slow", slow.port(), 1),
-            attached("fast", fast.port(), 1),
-        ],
-        fast_options(),
-    )
-    .await;
+    let fleet = fleet_of(&slow, &fast).await;
     let job = long_job_on_slow_then_fast(&fleet, "spec_restart").await;
-    let copy = wait_for(LONG, "a copy of the job", || async {
-        fleet.queue.get(&job.id).and_then(|j| j.copy)
-    })
-    .await;
+    let copy = wait_copy(&fleet, &job.id).await;
     wait_for(LONG, "the copy running on the fast instance", || async {
-        let q: serde_json::Value = reqwest::get(format!("{}/queue", fast.url()))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        q["queue_running"]
-            .as_array()?
-            .iter()
-            .any(|item| item[1] == copy.prompt_id.as_str())
-            .then_some(())
+        let (running, _) = queue(&fast).await?;
+        running.contains(&copy.prompt_id).then_some(())
     })
     .await;
     // The app stops while both run; its record names the copy.
@@ -232,17 +207,22 @@ async fn a_copy_left_by_a_stopped_app_is_interrupted_at_the_next_start() {
     queue.shutdown().await;
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+/// The prompt ids a stand-in runs and holds: (running, pending).
+async fn queue(s: &StandIn) -> Option<(Vec<String>, Vec<String>)> {
+    let q: serde_json::Value = reqwest::get(format!("{}/queue", s.url()))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    // Each item is [number, prompt_id, prompt, extra_data, outputs].
+    let ids = |k: &str| -> Option<Vec<String>> {
+        Some(
+            q[k].as_array()?
+                .iter()
+                .filter_map(|i| i[1].as_str().map(str::to_string))
+                .collect(),
+        )
+    };
+    Some((ids("queue_running")?, ids("queue_pending")?))
 }
