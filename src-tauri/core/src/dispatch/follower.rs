@@ -36,27 +36,25 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         a.is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
     };
     let (job_id, copy) = {
-        let st = shared.lock();
+        let mut st = shared.lock();
         let Some((id, e)) = st
             .jobs
-            .iter()
+            .iter_mut()
             .find(|(_, e)| ours(e.attempt.as_ref()) || ours(e.copy.as_ref()))
         else {
             return;
         };
-        (id.clone(), ours(e.copy.as_ref()))
-    };
-    // Of a copy only the start and the end count (the job shows its
-    // attempt's progress); any message is a sign of life for the stall check.
-    if copy {
-        if let Some(c) = shared
-            .lock()
-            .jobs
-            .get_mut(&job_id)
-            .and_then(|e| e.copy.as_mut())
-        {
+        let copy = e.copy.as_mut().filter(|c| c.prompt_id == prompt_id);
+        // Any message of a copy is a sign of life for its stall check.
+        let is_copy = copy.is_some();
+        if let Some(c) = copy {
             c.last_progress = Instant::now();
         }
+        (id.clone(), is_copy)
+    };
+    // Of a copy only the start and the end count (the job shows its
+    // attempt's progress).
+    if copy {
         let succeeded = match m {
             WsMessage::ExecutionStart(_) => {
                 runner::mark_running(shared, &job_id, &prompt_id);

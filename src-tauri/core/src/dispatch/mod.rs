@@ -151,7 +151,9 @@ impl JobQueue {
         let mut jobs = HashMap::new();
         let mut order = Vec::new();
         let mut follow = Vec::new();
-        let mut stale_copies = Vec::new();
+        // Prompts of copies left by the previous run, by instance: stopped
+        // when their instance answers (see `recall::clear_orphans`).
+        let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
         for job in replayed.jobs {
             let work = workflow::estimate_work(&job.workflow);
             let workflow_json = workflow_json(&job.workflow);
@@ -166,7 +168,7 @@ impl JobQueue {
             // A copy left running by the previous run is stopped, not
             // followed: the attempt above is (see `speculate`).
             if let Some(c) = job.copy.take() {
-                stale_copies.push((c.instance_id, c.prompt_id));
+                orphans.entry(c.instance_id).or_default().push(c.prompt_id);
             }
             if attempt.is_none() && job.state.is_in_flight() {
                 job.state = JobState::Queued; // in flight without a prompt id: never sent
@@ -204,13 +206,7 @@ impl JobQueue {
                 cooldown: HashMap::new(),
                 followers: HashSet::new(),
                 storage_blocked_until: None,
-                orphans: stale_copies.into_iter().fold(
-                    HashMap::new(),
-                    |mut m: HashMap<String, Vec<String>>, (i, p)| {
-                        m.entry(i).or_default().push(p);
-                        m
-                    },
-                ),
+                orphans,
                 retention: options.retention,
                 calibrating: HashSet::new(),
                 calibrated: HashSet::new(),

@@ -320,16 +320,11 @@ pub(crate) fn mark_executed(
         }
         stop
     } else if succeeded && e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id) {
-        let mut c = e.copy.take().expect("checked");
+        let c = e.copy.as_mut().expect("checked");
         c.executed = true;
         c.started.get_or_insert(c.dispatched);
-        e.job.copy = None;
-        e.job.instance_id = Some(c.instance_id.clone());
-        e.job.prompt_id = Some(c.prompt_id.clone());
-        e.job.state = JobState::Running;
-        e.job.started_at.get_or_insert_with(Utc::now);
-        tracing::info!(job = %job_id, instance = %c.instance_id, "its copy finished first");
-        let lost = e.attempt.replace(c).map(|old| {
+        tracing::info!(job = %job_id, "its copy finished first");
+        let lost = e.promote_copy().map(|old| {
             old.token.cancel();
             (old.instance_id, old.prompt_id)
         });

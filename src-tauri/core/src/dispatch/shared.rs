@@ -126,6 +126,26 @@ impl Entry {
             .find(|a| a.prompt_id == prompt_id)
     }
 
+    /// Makes the copy the job's attempt (its instance, prompt and state);
+    /// returns the attempt it replaces, whose runner the caller stops.
+    pub fn promote_copy(&mut self) -> Option<Attempt> {
+        let copy = self.copy.take()?;
+        let job = &mut self.job;
+        tracing::info!(job = %job.id, instance = %copy.instance_id, "its copy carries on as the job");
+        job.copy = None;
+        job.instance_id = Some(copy.instance_id.clone());
+        job.prompt_id = Some(copy.prompt_id.clone());
+        job.state = if copy.started.is_some() {
+            JobState::Running
+        } else {
+            JobState::Dispatched
+        };
+        if copy.started.is_some() {
+            job.started_at.get_or_insert_with(Utc::now);
+        }
+        self.attempt.replace(copy)
+    }
+
     /// Takes the copy away from its runner; the caller stops its prompt
     /// (see [`Shared::stop_prompts`]) once the lock is let go.
     pub fn take_copy(&mut self) -> Option<(String, String)> {
@@ -197,20 +217,11 @@ impl Shared {
                 }
             }
         }
-        if let Some(copy) = e.copy.take() {
-            tracing::info!(job = %job.id, instance = %copy.instance_id, "its copy carries on as the job");
-            job.copy = None;
-            job.instance_id = Some(copy.instance_id.clone());
-            job.prompt_id = Some(copy.prompt_id.clone());
-            job.state = if copy.started.is_some() {
-                JobState::Running
-            } else {
-                JobState::Dispatched
-            };
+        if e.copy.is_some() {
             if let Some(n) = note {
-                tracing::info!(job = %job.id, "the attempt it replaces: {n}");
+                tracing::info!(job = %job.id, "its attempt ended: {n}");
             }
-            e.attempt = Some(copy);
+            e.promote_copy();
             self.persist(e);
             self.wake.notify_one();
             return;
