@@ -21,6 +21,9 @@ APT_PACKAGES=(
   webkit2gtk-driver xvfb xauth dbus dbus-x11 imagemagick python3-dbus python3-gi x11-utils
   # tests: driving native dialogs (the folder and file pickers)
   xdotool
+  # tests: a real Secret Service for API keys (GNOME Keyring; secret-tool reads
+  # what the app stored), dbus-send, and a self-signed certificate for HTTPS
+  gnome-keyring libsecret-tools dbus-bin openssl
 )
 
 missing=()

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 /// Starts the desktop app and blocks until it exits.
 pub fn run() -> ExitCode {
+    // Configs, environment values, jobs and logs are the user's alone: what
+    // the app creates from here on is 0600 (folders 0700). ComfyUI gets the
+    // user's own umask back when the supervisor starts it.
+    storycore_core::privacy::restrict_umask();
     let paths = match paths::AppPaths::from_env() {
         Ok(p) => p,
         Err(e) => {
@@ -25,6 +29,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Folders an earlier version made 0755: what is inside becomes private
+    // whatever its own modes.
+    for dir in [&paths.config_dir, &paths.data_dir, &paths.log_dir] {
+        if let Err(e) = storycore_core::privacy::tighten_dir(dir) {
+            tracing::warn!(dir = %dir.display(), "could not make the folder private: {e}");
+        }
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         config_dir = %paths.config_dir.display(),

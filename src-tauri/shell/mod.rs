@@ -110,6 +110,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::import_instances,
             commands::instances::take_startup_notices,
             commands::instances::test_connection,
+            commands::instances::set_api_key,
             commands::instances::get_health_history,
             commands::instances::get_instance_log,
             commands::instances::export_instance_log,
@@ -154,7 +155,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             events::bridge(app.handle().clone(), manager.subscribe());
             signals::quit_on_signals(app.handle().clone());
             let m = manager.clone();
+            let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
+                // API keys first (a D-Bus round trip each, off the window's
+                // start): the monitors of what starts next send them.
+                for n in m.load_api_keys().await {
+                    handle.state::<StartupNotices>().add(n);
+                }
                 // Re-attach before autoStart, so a kept process is not started twice.
                 let kept = m.reattach_local().await;
                 if !kept.is_empty() {

@@ -92,6 +92,54 @@ pub struct InstanceConfig {
     /// PYTHONHOME, PYTHONSTARTUP, LD_LIBRARY_PATH). Default false: refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_risky_env_vars: Option<bool>,
+    /// How the API key is sent, as the proxy in front of ComfyUI expects:
+    /// `bearer` (default: `Authorization: Bearer <key>`), `basic`
+    /// (`Authorization: Basic`, the key written `user:password`) or
+    /// `header:<Name>` (the key as the value of that header, e.g.
+    /// `header:X-API-Key`). Used on HTTP and on `/ws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_auth: Option<String>,
+    /// A PEM file of the certificate authority (or the self-signed
+    /// certificate itself) that an `https` instance's certificate is checked
+    /// against, in addition to the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+/// How an API key travels, parsed from [`InstanceConfig::api_key_auth`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAuth {
+    Bearer,
+    Basic,
+    Header(String),
+}
+
+impl KeyAuth {
+    /// Parses `bearer`, `basic` or `header:<Name>`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "bearer" => return Ok(Self::Bearer),
+            "basic" => return Ok(Self::Basic),
+            _ => {}
+        }
+        let Some(name) = t
+            .strip_prefix("header:")
+            .or_else(|| t.strip_prefix("Header:"))
+        else {
+            return Err(format!(
+                "'{t}' is not a way to send the key: write bearer, basic or header:<Name> (e.g. header:X-API-Key)"
+            ));
+        };
+        let name = name.trim();
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(format!(
+                "'{name}' is not a valid HTTP header name (letters, digits and - only, e.g. X-API-Key)"
+            ));
+        }
+        Ok(Self::Header(name.to_string()))
+    }
 }
 
 impl InstanceConfig {
@@ -117,7 +165,17 @@ impl InstanceConfig {
             api_key_ref: None,
             start_timeout_ms: None,
             allow_risky_env_vars: None,
+            api_key_auth: None,
+            ca_file: None,
         }
+    }
+    /// How the key is sent; `bearer` when unset or unreadable (validation
+    /// reports the latter).
+    pub fn key_auth(&self) -> KeyAuth {
+        self.api_key_auth
+            .as_deref()
+            .and_then(|t| KeyAuth::parse(t).ok())
+            .unwrap_or(KeyAuth::Bearer)
     }
     pub fn host(&self) -> &str {
         self.host.as_deref().unwrap_or(DEFAULT_HOST)
@@ -248,6 +306,16 @@ pub struct InstanceConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub allow_risky_env_vars: Option<Option<bool>>,
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key_auth: Option<Option<String>>,
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca_file: Option<Option<String>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -278,6 +346,7 @@ impl InstanceConfigPatch {
             start_timeout_ms,
             allow_risky_env_vars
         );
+        set!(api_key_auth, ca_file);
     }
 }
 

@@ -21,8 +21,8 @@ pub use health::{
 };
 pub use instance::{
     ConnectionOutcome, ConnectionTest, DeviceSummary, Instance, InstanceConfig,
-    InstanceConfigPatch, InstancePath, InstanceStatus, InstancesFile, MigrationResult, Scheme,
-    INSTANCES_FILE_VERSION,
+    InstanceConfigPatch, InstancePath, InstanceStatus, InstancesFile, KeyAuth, MigrationResult,
+    Scheme, INSTANCES_FILE_VERSION,
 };
 pub use job::{
     Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget,

@@ -122,8 +122,26 @@ pub async fn set_active_instance(id: Option<&str>) -> Result<(), ApiError> {
         .map(|_| ())
 }
 
-pub async fn test_connection(config: &InstanceConfig) -> Result<ConnectionTest, ApiError> {
-    call("test_connection", &json!({ "config": config })).await
+/// `api_key`: a key typed in the editor and not stored yet.
+pub async fn test_connection(
+    config: &InstanceConfig,
+    api_key: Option<&str>,
+) -> Result<ConnectionTest, ApiError> {
+    call(
+        "test_connection",
+        &json!({ "config": config, "apiKey": api_key }),
+    )
+    .await
+}
+
+/// Stores the key in the OS keyring (`in_file`: the 0600 file instead), or
+/// removes it (`None`).
+pub async fn set_api_key(id: &str, key: Option<&str>, in_file: bool) -> Result<Instance, ApiError> {
+    call(
+        "set_api_key",
+        &json!({ "id": id, "key": key, "inFile": in_file }),
+    )
+    .await
 }
 
 pub async fn health_history(id: &str) -> Result<HealthHistoryFile, ApiError> {

@@ -11,12 +11,16 @@
 //! | `manager` | the registry of instances, the lifecycle, the public API |
 //! | `supervisor` | one local ComfyUI process: launch spec, isolation, logs, stop, restart |
 //! | `telemetry` | GPUs (NVML) and process trees (sysinfo): CPU, RAM, VRAM |
+//! | `secrets` | API keys in the OS keyring (or, by choice, a 0600 file) |
+//! | `privacy` | files 0600 and folders 0700; the umask ComfyUI gets back |
 
 pub mod client;
 pub mod dispatch;
 pub mod health;
 pub mod manager;
 pub mod model;
+pub mod privacy;
+pub mod secrets;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -270,6 +270,21 @@ fn each_bad_config_is_faulted_on_the_right_field() {
             |c| c.api_key_ref = Some("".into()),
             &["apiKeyRef"],
         ),
+        (
+            "unknown way to send the key",
+            |c| c.api_key_auth = Some("digest".into()),
+            &["apiKeyAuth"],
+        ),
+        (
+            "bad header name for the key",
+            |c| c.api_key_auth = Some("header:X API Key".into()),
+            &["apiKeyAuth"],
+        ),
+        (
+            "CA file over http",
+            |c| c.ca_file = Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            &["caFile"],
+        ),
     ];
     for (what, edit, expected) in table {
         let mut c = base();
@@ -288,6 +303,8 @@ fn good_configs_pass() {
     let table: &[fn(&mut InstanceConfig)] = &[
         |_| {},
         |c| c.host = Some("gpu-2.lan".into()),
+        |c| c.api_key_auth = Some("header:X-API-Key".into()),
+        |c| c.api_key_auth = Some("basic".into()),
         |c| c.host = Some("fe80::1".into()),
         |c| c.host = Some("[2001:db8::1]".into()),
         |c| c.host = Some("10.0.0.5".into()),

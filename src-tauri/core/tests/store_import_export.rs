@@ -50,12 +50,19 @@ fn export_drops_key_refs_and_redacts_secret_values_then_imports_back() {
         ("my_api_key".to_string(), "k".to_string()),
         ("DB_PASSWORD".to_string(), "p".to_string()),
         ("CUDA_VISIBLE_DEVICES".to_string(), "0".to_string()),
+        // Names that slipped through before: AUTH and CREDENTIAL.
+        ("PROXY_AUTH".to_string(), "user:pw".to_string()),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS".to_string(),
+            "/home/me/gcp.json".to_string(),
+        ),
     ]));
     let text = export(&file(vec![c], Some("remote")));
     assert!(
         !text.contains("hf_secret") && !text.contains("storycore/remote"),
         "{text}"
     );
+    assert!(!text.contains("user:pw") && !text.contains("gcp.json"), "{text}");
 
     let v: Value = serde_json::from_str(&text).unwrap();
     let env = &v["instances"][0]["envVars"];
@@ -66,7 +73,7 @@ fn export_drops_key_refs_and_redacts_secret_values_then_imports_back() {
     assert!(v["instances"][0].get("apiKeyRef").is_none());
     assert_eq!(
         v["exportNotes"].as_array().unwrap().len(),
-        4,
+        6,
         "{}",
         v["exportNotes"]
     );
@@ -78,7 +85,7 @@ fn export_drops_key_refs_and_redacts_secret_values_then_imports_back() {
     assert_eq!(outcome.entries[0].action, ImportAction::Added);
     assert_eq!(
         outcome.entries[0].notes.len(),
-        3,
+        5,
         "{:?}",
         outcome.entries[0].notes
     );

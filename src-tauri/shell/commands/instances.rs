@@ -36,6 +36,19 @@ pub async fn update_instance(
     Ok(m.update(&id, patch).await?)
 }
 
+/// Stores the instance's API key in the OS keyring (or, with `inFile`, the
+/// 0600 secrets file), or removes it (`key: null`). The key never comes back
+/// to the window: instances show only that one is set (`apiKeyRef`).
+#[tauri::command]
+pub async fn set_api_key(
+    m: Manager<'_>,
+    id: String,
+    key: Option<String>,
+    in_file: bool,
+) -> Answer<Instance> {
+    Ok(m.set_api_key(&id, key, in_file).await?)
+}
+
 #[tauri::command]
 pub async fn delete_instance(m: Manager<'_>, id: String) -> Answer<()> {
     Ok(m.delete(&id).await?)
@@ -118,8 +131,8 @@ pub fn take_startup_notices(notices: State<'_, crate::shell::StartupNotices>) ->
 }
 
 #[tauri::command]
-pub async fn test_connection(config: InstanceConfig) -> ConnectionTest {
-    manager::test_connection(&config).await
+pub async fn test_connection(config: InstanceConfig, api_key: Option<String>) -> ConnectionTest {
+    manager::test_connection(&config, api_key.as_deref()).await
 }
 
 #[tauri::command]

@@ -30,6 +30,20 @@ pub struct Standin {
     pub never_ready: bool,
     /// Read at each `GET /system_stats`: faults a test switches at run time.
     pub control_file: Option<std::path::PathBuf>,
+    /// Like a reverse proxy in front of ComfyUI: every request (HTTP and
+    /// `/ws`) without this key is answered 401.
+    pub api_key: Option<String>,
+    /// How the key must come: `bearer`, `basic` or `header:<Name>`.
+    pub api_key_auth: KeyAuth,
+    /// Serve HTTPS with this PEM certificate and PKCS#8 PEM key.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyAuth {
+    Bearer,
+    Basic,
+    Header(String),
 }
 
 /// Every recognised variable with a one-line description (shown on errors).
@@ -100,6 +114,16 @@ pub const VARS: &[(&str, &str)] = &[
         "STANDIN_CONTROL_FILE",
         "a file read at each GET /system_stats: while it holds `system_stats_500`, that route answers 500",
     ),
+    (
+        "STANDIN_API_KEY",
+        "demand this key on every request and on /ws, like a reverse proxy (401 without it)",
+    ),
+    (
+        "STANDIN_API_KEY_AUTH",
+        "how the key must come: bearer (default), basic (the key is user:password) or header:<Name>",
+    ),
+    ("STANDIN_TLS_CERT", "serve HTTPS with this PEM certificate (needs STANDIN_TLS_KEY)"),
+    ("STANDIN_TLS_KEY", "the PKCS#8 PEM private key of STANDIN_TLS_CERT"),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -203,6 +227,39 @@ impl Standin {
             ));
         }
         let progress_steps = int("STANDIN_PROGRESS_STEPS")?.unwrap_or(0);
+        let api_key_auth = match get("STANDIN_API_KEY_AUTH") {
+            None => KeyAuth::Bearer,
+            Some(v) => match v.as_str() {
+                "bearer" => KeyAuth::Bearer,
+                "basic" => KeyAuth::Basic,
+                _ => match v.strip_prefix("header:") {
+                    Some(name) if !name.trim().is_empty() => KeyAuth::Header(name.trim().into()),
+                    _ => {
+                        return Err(invalid(
+                            "STANDIN_API_KEY_AUTH",
+                            &v,
+                            "bearer, basic or header:<Name>",
+                        ))
+                    }
+                },
+            },
+        };
+        let tls = match (get("STANDIN_TLS_CERT"), get("STANDIN_TLS_KEY")) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((c.into(), k.into())),
+            (c, _) => {
+                let (name, other) = if c.is_some() {
+                    ("STANDIN_TLS_KEY", "STANDIN_TLS_CERT")
+                } else {
+                    ("STANDIN_TLS_CERT", "STANDIN_TLS_KEY")
+                };
+                return Err(invalid(
+                    name,
+                    "",
+                    &format!("a PEM file, since {other} is set"),
+                ));
+            }
+        };
         Ok(Standin {
             startup_delay_ms: int("STANDIN_STARTUP_DELAY_MS")?.unwrap_or(0),
             node_ms: int("STANDIN_NODE_MS")?.unwrap_or(20),
@@ -222,6 +279,9 @@ impl Standin {
             system_stats_500: flag("STANDIN_SYSTEM_STATS_500")?,
             never_ready: flag("STANDIN_NEVER_READY")?,
             control_file: get("STANDIN_CONTROL_FILE").map(Into::into),
+            api_key: get("STANDIN_API_KEY"),
+            api_key_auth,
+            tls,
         })
     }
 

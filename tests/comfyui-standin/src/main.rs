@@ -259,7 +259,12 @@ async fn run(args: args::Args, cfg: Standin) {
     } else {
         host.clone()
     };
-    app.log(&format!("To see the GUI go to: http://{shown}:{port}"));
+    let scheme = if app.cfg.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    app.log(&format!("To see the GUI go to: {scheme}://{shown}:{port}"));
     if cfg.hang {
         app.hung.store(true, Ordering::Relaxed);
     }
@@ -279,7 +284,62 @@ async fn run(args: args::Args, cfg: Standin) {
         });
     }
     tokio::spawn(exec::worker(app.clone()));
-    if let Err(e) = axum::serve(listener, routes::router(app.clone())).await {
+    let served = match &app.cfg.tls {
+        Some((cert, key)) => {
+            let acceptor = tls_acceptor(cert, key).unwrap_or_else(|e| fail(1, &e));
+            let tls = TlsListener {
+                tcp: listener,
+                acceptor,
+            };
+            axum::serve(tls, routes::router(app.clone())).await
+        }
+        None => axum::serve(listener, routes::router(app.clone())).await,
+    };
+    if let Err(e) = served {
         fail(1, &format!("server error: {e}"));
+    }
+}
+
+/// HTTPS like ComfyUI's `--tls-certfile/--tls-keyfile`, or a proxy in front.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_native_tls::TlsAcceptor, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let identity = native_tls::Identity::from_pkcs8(&read(cert)?, &read(key)?).map_err(|e| {
+        format!("STANDIN_TLS_CERT/STANDIN_TLS_KEY are not a PEM certificate and PKCS#8 key: {e}")
+    })?;
+    native_tls::TlsAcceptor::new(identity)
+        .map(Into::into)
+        .map_err(|e| format!("TLS: {e}"))
+}
+
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_native_tls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_native_tls::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, addr) = match self.tcp.accept().await {
+                Ok(c) => c,
+                Err(_) => {
+                    // Out of descriptors and the like: wait instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // A client that does not speak TLS (or gives up) costs one connection.
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(5), self.acceptor.accept(tcp)).await
+            {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::faults::KeyAuth;
 use crate::state::{App, QueueItem};
 use crate::validate::{self, py_str};
 
@@ -138,6 +139,11 @@ async fn gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let cors = app.args.enable_cors_header.clone();
+    if let Some(key) = &app.cfg.api_key {
+        if !key_matches(&app.cfg.api_key_auth, key, req.headers()) {
+            return unauthorized(&app.cfg.api_key_auth);
+        }
+    }
     if req.method() == Method::OPTIONS {
         return add_cors(empty(StatusCode::OK), cors.as_deref(), origin.as_deref());
     }
@@ -155,6 +161,36 @@ async fn gate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         }
     }
     add_cors(next.run(req).await, cors.as_deref(), origin.as_deref())
+}
+
+/// What a reverse proxy (nginx `auth_request`, Caddy, a cloud gateway) checks.
+fn key_matches(auth: &KeyAuth, key: &str, headers: &axum::http::HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match auth {
+        KeyAuth::Bearer => value("authorization") == Some(&format!("Bearer {key}")),
+        KeyAuth::Basic => {
+            use base64::Engine as _;
+            let want = base64::engine::general_purpose::STANDARD.encode(key);
+            value("authorization") == Some(&format!("Basic {want}"))
+        }
+        KeyAuth::Header(name) => value(name) == Some(key),
+    }
+}
+
+fn unauthorized(auth: &KeyAuth) -> Response {
+    let challenge = match auth {
+        KeyAuth::Basic => "Basic realm=\"ComfyUI\"",
+        _ => "Bearer",
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::WWW_AUTHENTICATE, challenge),
+        ],
+        "401: Unauthorized",
+    )
+        .into_response()
 }
 
 fn add_cors(mut r: Response, cors: Option<&str>, _origin: Option<&str>) -> Response {

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use std::collections::BTreeMap;
 use storycore_types::{
-    ConnectionOutcome, ConnectionTest, FieldError, InstanceConfig, InstanceConfigPatch, Scheme,
+    ConnectionOutcome, ConnectionTest, FieldError, InstanceConfig, InstanceConfigPatch, KeyAuth,
+    Scheme,
 };
 
 /// The editor's fields as the user types them.
@@ -28,6 +29,16 @@ struct Form {
     queue_monitoring: RwSignal<bool>,
     auto_start: RwSignal<bool>,
     allow_risky_env: RwSignal<bool>,
+    /// Typed here, sent to the keyring on save, never shown again.
+    api_key: RwSignal<String>,
+    /// `bearer`, `basic` or `header`.
+    key_auth: RwSignal<String>,
+    key_header: RwSignal<String>,
+    key_in_file: RwSignal<bool>,
+    key_remove: RwSignal<bool>,
+    ca_file: RwSignal<String>,
+    /// The stored key's reference, kept as it is by the config fields.
+    api_key_ref: StoredValue<Option<String>>,
 }
 
 /// One environment variable in the key-value editor. `n` keys the row so
@@ -84,6 +95,40 @@ impl Form {
             queue_monitoring: RwSignal::new(c.queue_monitoring()),
             auto_start: RwSignal::new(c.autostart()),
             allow_risky_env: RwSignal::new(c.allow_risky_env_vars == Some(true)),
+            api_key: RwSignal::new(String::new()),
+            key_auth: RwSignal::new(
+                match c.key_auth() {
+                    KeyAuth::Bearer => "bearer",
+                    KeyAuth::Basic => "basic",
+                    KeyAuth::Header(_) => "header",
+                }
+                .to_string(),
+            ),
+            key_header: RwSignal::new(match c.key_auth() {
+                KeyAuth::Header(h) => h,
+                _ => "X-API-Key".to_string(),
+            }),
+            key_in_file: RwSignal::new(
+                c.api_key_ref
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("file:")),
+            ),
+            key_remove: RwSignal::new(false),
+            ca_file: RwSignal::new(c.ca_file.clone().unwrap_or_default()),
+            api_key_ref: StoredValue::new(c.api_key_ref.clone()),
+        }
+    }
+
+    /// The key to store (`Some(Some)`), to remove (`Some(None)`), or nothing
+    /// to do (`None`).
+    fn key_change(&self) -> Option<Option<String>> {
+        let typed = self.api_key.get_untracked().trim().to_string();
+        if !typed.is_empty() {
+            Some(Some(typed))
+        } else if self.key_remove.get_untracked() && self.api_key_ref.with_value(Option::is_some) {
+            Some(None)
+        } else {
+            None
         }
     }
 
@@ -147,6 +192,13 @@ impl Form {
         c.enable_queue_monitoring = Some(self.queue_monitoring.get_untracked());
         c.auto_start = Some(self.auto_start.get_untracked());
         c.allow_risky_env_vars = self.allow_risky_env.get_untracked().then_some(true);
+        c.api_key_auth = match self.key_auth.get_untracked().as_str() {
+            "basic" => Some("basic".into()),
+            "header" => Some(format!("header:{}", self.key_header.get_untracked().trim())),
+            _ => None,
+        };
+        c.ca_file = text(self.ca_file);
+        c.api_key_ref = self.api_key_ref.get_value();
         Ok(c)
     }
 }
@@ -171,6 +223,8 @@ fn patch_of(c: InstanceConfig) -> InstanceConfigPatch {
         api_key_ref: None,
         start_timeout_ms: Some(c.start_timeout_ms),
         allow_risky_env_vars: Some(c.allow_risky_env_vars),
+        api_key_auth: Some(c.api_key_auth),
+        ca_file: Some(c.ca_file),
     }
 }
 
@@ -301,9 +355,12 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             </label>
         }
     };
-    let edit_id2 = edit_id.clone();
+    // Set once the instance exists (an edit, or a new one saved while its
+    // key could not be): the next Save updates it instead of adding another.
+    let saved_id = RwSignal::new(edit_id.clone());
     let save = move |_| {
-        let config = match form.to_config(edit_id2.as_deref().unwrap_or("")) {
+        let id_now = saved_id.get_untracked();
+        let config = match form.to_config(id_now.as_deref().unwrap_or("")) {
             Ok(c) => c,
             Err(e) => {
                 errors.set(e);
@@ -311,21 +368,38 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                 return;
             }
         };
-        let edit_id = edit_id2.clone();
+        let key_change = form.key_change();
+        let in_file = form.key_in_file.get_untracked();
         saving.set(true);
         spawn_local(async move {
-            let result = match &edit_id {
+            let result = match &id_now {
                 Some(id) => api::update_instance(id, &patch_of(config)).await,
                 None => api::create_instance(&config).await,
             };
-            saving.set(false);
-            match result {
-                Ok(_) => fleet.editor.set(None),
+            let inst = match result {
+                Ok(i) => i,
                 Err(e) => {
+                    saving.set(false);
                     general.set(Some(e.message));
                     errors.set(e.fields);
+                    return;
                 }
+            };
+            saved_id.set(Some(inst.id.clone()));
+            if let Some(key) = key_change {
+                if let Err(e) = api::set_api_key(&inst.id, key.as_deref(), in_file).await {
+                    saving.set(false);
+                    general.set(Some(format!(
+                        "The settings were saved, the API key was not: {}",
+                        e.message
+                    )));
+                    errors.set(e.fields);
+                    return;
+                }
+                form.api_key.set(String::new());
             }
+            saving.set(false);
+            fleet.editor.set(None);
         });
     };
     let test_connection = move |_| {
@@ -334,9 +408,13 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             return;
         };
         test.set(None);
+        let typed = form.api_key.get_untracked().trim().to_string();
         spawn_local(async move {
+            let key = (!typed.is_empty()).then_some(typed.as_str());
             test.set(Some(
-                api::test_connection(&config).await.map_err(|e| e.message),
+                api::test_connection(&config, key)
+                    .await
+                    .map_err(|e| e.message),
             ));
         });
     };
@@ -392,6 +470,36 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                     {input("editor-python-path", "Python interpreter", form.python_path, "pythonPath", "/home/me/ComfyUI/venv/bin/python")}
                     {folder("editor-custom-nodes", "Custom nodes folder", form.custom_nodes, "customNodesPath", "", "Choose the custom nodes folder")}
                     {input("editor-max-concurrent", "Max concurrent workflows", form.max_concurrent, "maxConcurrentWorkflows", "1")}
+                </fieldset>
+                <fieldset>
+                    <legend>"Remote access"</legend>
+                    <label class="field">
+                        <span>"API key (kept in the OS keyring, never in a file)"</span>
+                        <input id="editor-api-key" type="password" autocomplete="off"
+                            placeholder=if form.api_key_ref.with_value(Option::is_some) { "a key is stored: type a new one to replace it" } else { "none" }
+                            prop:value=move || form.api_key.get()
+                            class:invalid=move || !error_for("apiKey")().is_empty()
+                            on:input=move |ev| form.api_key.set(event_target_value(&ev))/>
+                        {field_error("apiKey")}
+                    </label>
+                    <label class="field">
+                        <span>"Sent as"</span>
+                        <select id="editor-api-key-auth" class:invalid=move || !error_for("apiKeyAuth")().is_empty()
+                            on:change=move |ev| form.key_auth.set(event_target_value(&ev))>
+                            {[("bearer", "Authorization: Bearer <key>"), ("basic", "HTTP basic auth (key written user:password)"), ("header", "A header of its own")]
+                                .into_iter().map(|(value, label)| {
+                                    let selected = value == form.key_auth.get_untracked();
+                                    view! { <option value=value selected=selected>{label}</option> }
+                                }).collect_view()}
+                        </select>
+                        {field_error("apiKeyAuth")}
+                    </label>
+                    <Show when=move || form.key_auth.get() == "header">
+                        {input("editor-api-key-header", "Header name", form.key_header, "apiKeyAuth", "X-API-Key")}
+                    </Show>
+                    {check("editor-api-key-file", "No keyring on this machine: keep the key in a file readable only by me", form.key_in_file)}
+                    {form.api_key_ref.with_value(Option::is_some).then(|| check("editor-api-key-remove", "Remove the stored key", form.key_remove))}
+                    {input("editor-ca-file", "CA certificate (PEM) for HTTPS with a self-signed certificate", form.ca_file, "caFile", "/home/me/comfy-ca.pem")}
                 </fieldset>
                 <fieldset>
                     <legend>"Runtime"</legend>

@@ -39,6 +39,14 @@ pub enum ClientError {
         body: Box<ErrorBody>,
     },
 
+    /// 401: the server, or the proxy in front of it, wants an API key.
+    #[error("401: check the API key. ComfyUI at {url} (or the proxy in front of it) refused {} while {action}: {}", if *.sent_key { "the key it was sent" } else { "access without a key" }, if *.sent_key { "enter the right key in the instance's settings, or choose how it is sent (bearer, basic, header)" } else { "enter the key in the instance's settings" })]
+    Unauthorized {
+        url: String,
+        action: String,
+        sent_key: bool,
+    },
+
     #[error("ComfyUI at {url} sent an unexpected {what} while {action}: {detail}")]
     Malformed {
         url: String,
@@ -58,6 +66,7 @@ impl ClientError {
             }
             // A 400 from ComfyUI means the workflow itself is wrong.
             Self::Http { status: 400, .. } => ErrorCode::InvalidInput,
+            Self::Unauthorized { .. } => ErrorCode::InvalidInput,
             Self::Http { .. } | Self::Malformed { .. } => ErrorCode::Internal,
         }
     }

@@ -20,9 +20,11 @@ pub use responses::{
 };
 pub use ws::{WsEvent, WsOptions};
 
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
+use std::sync::Arc;
 use std::time::Duration;
-use storycore_types::InstanceConfig;
+use storycore_types::{InstanceConfig, KeyAuth};
 
 /// The default request timeout of a client made from a bare endpoint: the
 /// seed's `timeoutMs` default.
@@ -35,13 +37,75 @@ pub struct ComfyClient {
     base: String,
     http: reqwest::Client,
     timeout: Duration,
+    /// The API key's header, on every request and on `/ws` (its value is
+    /// marked sensitive: `Debug` and the HTTP stack's logs never show it).
+    auth: Option<Arc<(HeaderName, HeaderValue)>>,
+    /// The instance's own certificate authority, for `wss://` (HTTP requests
+    /// carry it in `http`).
+    tls: Option<native_tls::TlsConnector>,
 }
 
 impl ComfyClient {
     /// A client for an instance of the fleet, with the instance's timeout.
+    /// Its API key is the one [`crate::secrets`] knows under `apiKeyRef`
+    /// (none known: requests go without, and a server that wants one answers
+    /// 401, reported as "check the API key").
     pub fn for_instance(config: &InstanceConfig) -> Result<Self, ClientError> {
-        let client = Self::from_endpoint(&config.base_url())?;
-        Ok(client.with_timeout(Duration::from_millis(config.timeout())))
+        let mut client = Self::from_endpoint(&config.base_url())?
+            .with_timeout(Duration::from_millis(config.timeout()));
+        if let Some(ca) = config.ca_file.as_deref() {
+            let (http, tls) =
+                http::with_ca_file(ca).map_err(|reason| ClientError::InvalidEndpoint {
+                    endpoint: config.base_url(),
+                    reason,
+                })?;
+            client.http = http;
+            client.tls = Some(tls);
+        }
+        if let Some(key) = config
+            .api_key_ref
+            .as_deref()
+            .and_then(crate::secrets::known)
+        {
+            client = client.with_api_key(&config.key_auth(), &key)?;
+        }
+        Ok(client)
+    }
+
+    /// The same server, sending `key` as `auth` says.
+    pub fn with_api_key(mut self, auth: &KeyAuth, key: &str) -> Result<Self, ClientError> {
+        use base64::Engine as _;
+        let bad = |reason: String| ClientError::InvalidEndpoint {
+            endpoint: self.base.clone(),
+            reason,
+        };
+        let (name, value) = match auth {
+            KeyAuth::Bearer => (reqwest::header::AUTHORIZATION, format!("Bearer {key}")),
+            KeyAuth::Basic => {
+                if !key.contains(':') {
+                    return Err(bad(
+                        "basic authentication needs the key written as user:password".into(),
+                    ));
+                }
+                let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+                (reqwest::header::AUTHORIZATION, format!("Basic {encoded}"))
+            }
+            KeyAuth::Header(h) => (
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| bad(format!("'{h}' is not a valid header name")))?,
+                key.to_string(),
+            ),
+        };
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| bad("the API key holds characters an HTTP header cannot carry".into()))?;
+        value.set_sensitive(true);
+        self.auth = Some(Arc::new((name, value)));
+        Ok(self)
+    }
+
+    /// True when requests carry an API key.
+    pub fn has_api_key(&self) -> bool {
+        self.auth.is_some()
     }
 
     /// A client for a bare address such as `http://localhost:8188` (the seed's
@@ -90,6 +154,8 @@ impl ComfyClient {
             base,
             http: http::shared_http().clone(),
             timeout: DEFAULT_TIMEOUT,
+            auth: None,
+            tls: None,
         })
     }
 

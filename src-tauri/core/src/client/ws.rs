@@ -83,22 +83,56 @@ impl ComfyClient {
     ) -> mpsc::Receiver<WsEvent> {
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let url = self.ws_url(&options.client_id);
-        tokio::spawn(run(url, options, tx, cancel));
+        let conn = Connect {
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+        };
+        tokio::spawn(run(url, conn, options, tx, cancel));
         rx
     }
 }
 
-async fn run(url: String, opts: WsOptions, tx: mpsc::Sender<WsEvent>, cancel: CancellationToken) {
+/// What a connection needs beside its URL: the API key and the instance's CA.
+struct Connect {
+    auth: Option<std::sync::Arc<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>>,
+    tls: Option<native_tls::TlsConnector>,
+}
+
+impl Connect {
+    async fn open(&self, url: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request()?;
+        if let Some(auth) = &self.auth {
+            // tungstenite's `http` is the same crate and version as reqwest's.
+            req.headers_mut().insert(auth.0.clone(), auth.1.clone());
+        }
+        let connector = self
+            .tls
+            .clone()
+            .map(tokio_tungstenite::Connector::NativeTls);
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector)
+            .await
+            .map(|(s, _)| s)
+    }
+}
+
+async fn run(
+    url: String,
+    conn: Connect,
+    opts: WsOptions,
+    tx: mpsc::Sender<WsEvent>,
+    cancel: CancellationToken,
+) {
     let mut backoff = opts.initial_backoff;
     let mut outage_reported = false;
     loop {
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tx.closed() => return,
-            r = tokio::time::timeout(opts.connect_timeout, tokio_tungstenite::connect_async(&url)) => r,
+            r = tokio::time::timeout(opts.connect_timeout, conn.open(&url)) => r,
         };
         let reason = match attempt {
-            Ok(Ok((stream, _))) => {
+            Ok(Ok(stream)) => {
                 outage_reported = false;
                 if !deliver(&tx, WsEvent::Connected, &cancel).await {
                     return;
@@ -112,6 +146,9 @@ async fn run(url: String, opts: WsOptions, tx: mpsc::Sender<WsEvent>, cancel: Ca
                         reason
                     }
                 }
+            }
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) if r.status() == 401 => {
+                format!("{url} answered 401: check the API key")
             }
             Ok(Err(e)) => format!("could not connect to {url}: {e}"),
             Err(_) => format!(

@@ -7,10 +7,19 @@ use storycore_types::{ConnectionOutcome, ConnectionTest, DeviceSummary, Instance
 
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn test_connection(config: &InstanceConfig) -> ConnectionTest {
+/// `key`: one typed in the editor and not stored yet; without it, the key
+/// stored under the config's `apiKeyRef` (if any) is sent.
+pub async fn test_connection(config: &InstanceConfig, key: Option<&str>) -> ConnectionTest {
     let client = match ComfyClient::for_instance(config) {
         Ok(c) => c.with_timeout(TEST_TIMEOUT),
         Err(e) => return failed(ConnectionOutcome::Failed, e),
+    };
+    let client = match key {
+        Some(k) => match client.with_api_key(&config.key_auth(), k) {
+            Ok(c) => c,
+            Err(e) => return failed(ConnectionOutcome::Failed, e),
+        },
+        None => client,
     };
     let started = Instant::now();
     match client.system_stats().await {

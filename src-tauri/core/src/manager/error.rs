@@ -58,6 +58,13 @@ pub enum ManagerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The API key could not be stored, read or removed.
+    #[error("instance \"{id}\": {source}")]
+    Secret {
+        id: String,
+        #[source]
+        source: crate::secrets::SecretError,
+    },
     #[error("import refused: {source}")]
     Import {
         #[source]
@@ -90,6 +97,12 @@ impl ManagerError {
             Self::Health { .. } => ErrorCode::Internal,
             Self::Store(e) => e.code(),
             Self::Import { .. } => ErrorCode::InvalidInput,
+            Self::Secret { source, .. } => match source {
+                crate::secrets::SecretError::Invalid(_) => ErrorCode::InvalidInput,
+                // No keyring: the user can choose the file instead.
+                crate::secrets::SecretError::NoKeyring { .. } => ErrorCode::Unreachable,
+                _ => ErrorCode::Io,
+            },
         }
     }
 }
@@ -99,6 +112,9 @@ impl From<ManagerError> for ApiError {
         let mut api = ApiError::new(e.code(), e.to_string());
         match e {
             ManagerError::Invalid { fields } => api.fields = fields,
+            ManagerError::Secret { source, .. } => {
+                api.fields = vec![FieldError::new("apiKey", source.to_string())];
+            }
             ManagerError::Launch { source, .. } => {
                 if let SupervisorError::InvalidLaunch { problems, .. } = *source {
                     api.fields = problems;

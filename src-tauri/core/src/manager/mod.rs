@@ -240,10 +240,14 @@ impl InstanceManager {
             let mut config = entry.instance.config.clone();
             patch.apply(&mut config);
             validate_config(&config, &others).map_err(|fields| ManagerError::Invalid { fields })?;
+            let old = &entry.instance.config;
             let reconnect = entry.monitor.is_some()
-                && (config.base_url() != entry.instance.config.base_url()
-                    || config.timeout() != entry.instance.config.timeout()
-                    || config.queue_monitoring() != entry.instance.config.queue_monitoring());
+                && (config.base_url() != old.base_url()
+                    || config.timeout() != old.timeout()
+                    || config.queue_monitoring() != old.queue_monitoring()
+                    || config.api_key_ref != old.api_key_ref
+                    || config.key_auth() != old.key_auth()
+                    || config.ca_file != old.ca_file);
             entry.instance.name = config.name.clone();
             entry.instance.config = config;
             (entry.view(), reconnect)
@@ -274,9 +278,19 @@ impl InstanceManager {
         if let Some(p) = entry.process.take() {
             local::end_process(p).await;
         }
+        let key_ref = entry.instance.config.api_key_ref.clone();
         drop(entry); // the last monitor handle: cancels the monitor
         self.save().await?;
         self.remove_instance_files(id);
+        if let Some(r) = key_ref {
+            // The key goes with its instance; a keyring that does not answer
+            // now keeps an entry nothing refers to, which is only logged.
+            let vault = self.vault();
+            let removed = tokio::task::spawn_blocking(move || vault.delete(&r)).await;
+            if let Ok(Err(e)) = removed {
+                tracing::warn!(%id, "the instance's API key was not removed: {e}");
+            }
+        }
         tracing::info!(%id, "instance deleted");
         self.emit(AppEvent::InstanceRemoved { id: id.to_string() });
         if active_changed {
@@ -285,6 +299,115 @@ impl InstanceManager {
             });
         }
         Ok(())
+    }
+
+    // ----- API keys -------------------------------------------------------------
+
+    fn vault(&self) -> crate::secrets::Vault {
+        crate::secrets::Vault::new(&self.inner.options.config_dir)
+    }
+
+    /// Stores (`Some`) or removes (`None`) the instance's API key and points
+    /// its `apiKeyRef` at it: in the OS keyring, or in the 0600 secrets file
+    /// when `in_file` (the user's explicit choice on a machine without a
+    /// keyring). A monitored instance is probed with the new key at once.
+    pub async fn set_api_key(
+        &self,
+        id: &str,
+        key: Option<String>,
+        in_file: bool,
+    ) -> Result<Instance, ManagerError> {
+        let old = self.config_of(id)?.api_key_ref;
+        let same_ref_before = old.clone();
+        let vault = self.vault();
+        let secret = |source| ManagerError::Secret {
+            id: id.to_string(),
+            source,
+        };
+        let new_ref = match key {
+            Some(key) => {
+                let reference = crate::secrets::api_key_reference(id, in_file);
+                let (v, r) = (vault.clone(), reference.clone());
+                tokio::task::spawn_blocking(move || v.store(&r, &key))
+                    .await
+                    .expect("the keyring task panicked")
+                    .map_err(secret)?;
+                Some(reference)
+            }
+            None => None,
+        };
+        if let Some(old) = old.filter(|o| Some(o) != new_ref.as_ref()) {
+            let v = vault.clone();
+            let removed = tokio::task::spawn_blocking(move || v.delete(&old))
+                .await
+                .expect("the keyring task panicked");
+            if let Err(e) = removed {
+                tracing::warn!(%id, "the previous API key was not removed: {e}");
+            }
+        }
+        let inst = self
+            .update(
+                id,
+                InstanceConfigPatch {
+                    api_key_ref: Some(new_ref),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        // Same reference, new key: `update` saw no change, and the monitor's
+        // client still has the old key.
+        let monitored = self.lock().get(id).is_some_and(|e| e.monitor.is_some());
+        if monitored && same_ref_before == inst.config.api_key_ref {
+            self.start_monitor(id, &inst.config, inst.status == InstanceStatus::Starting)?;
+        }
+        tracing::info!(%id, stored_in = if in_file { "file" } else { "keyring" }, "API key set");
+        Ok(inst)
+    }
+
+    /// Reads the keys of every instance with an `apiKeyRef` into memory (a
+    /// blocking D-Bus round trip each). What cannot be read is reported as
+    /// a notice: the instance is then probed without its key and says
+    /// "401: check the API key".
+    pub async fn load_api_keys(&self) -> Vec<String> {
+        let refs: Vec<(String, String, String)> = self
+            .lock()
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let c = &e.instance.config;
+                c.api_key_ref
+                    .clone()
+                    .map(|r| (c.id.clone(), c.name.clone(), r))
+            })
+            .collect();
+        if refs.is_empty() {
+            return Vec::new();
+        }
+        let vault = self.vault();
+        let found = tokio::task::spawn_blocking(move || {
+            refs.into_iter()
+                .map(|(id, name, r)| {
+                    let got = vault.load(&r);
+                    (id, name, r, got)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("the keyring task panicked");
+        let mut notices = Vec::new();
+        for (id, name, reference, got) in found {
+            match got {
+                Ok(Some(_)) => {}
+                Ok(None) => notices.push(format!(
+                    "The API key of '{name}' ({id}) is not in the keyring (entry {reference}): enter it again in the instance's settings."
+                )),
+                Err(e) => notices.push(format!("The API key of '{name}' ({id}) could not be read: {e}")),
+            }
+        }
+        for n in &notices {
+            tracing::warn!("{n}");
+        }
+        notices
     }
 
     // ----- active instance ---------------------------------------------------

@@ -298,6 +298,34 @@ fn check_paths(c: &InstanceConfig, checks: Checks, errors: &mut Vec<FieldError>)
             check_local_path(field, value, kind, errors);
         }
     }
+    if let Some(ca) = &c.ca_file {
+        let before = errors.len();
+        check_path_text("caFile", ca, errors);
+        if c.scheme() != storycore_types::Scheme::Https {
+            errors.push(FieldError::new(
+                "caFile",
+                "A CA file is only used over https: set the scheme to https, or clear the CA file.",
+            ));
+        } else if checks == Checks::Full && errors.len() == before {
+            check_ca_file(ca, errors);
+        }
+    }
+}
+
+/// The CA file must be a readable PEM certificate: found now, not at the
+/// first request.
+fn check_ca_file(path: &str, errors: &mut Vec<FieldError>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => {}
+        Ok(_) => errors.push(FieldError::new(
+            "caFile",
+            format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----): choose the server's certificate or its CA's, in PEM form."),
+        )),
+        Err(e) => errors.push(FieldError::new(
+            "caFile",
+            format!("The CA file {path} cannot be read ({e}): check the path and its permissions."),
+        )),
+    }
 }
 
 fn check_numbers(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
@@ -343,5 +371,10 @@ fn check_texts(c: &InstanceConfig, errors: &mut Vec<FieldError>) {
             required: true,
         };
         check_text("apiKeyRef", "The key reference", k, rules, errors);
+    }
+    if let Some(a) = &c.api_key_auth {
+        if let Err(e) = storycore_types::KeyAuth::parse(a) {
+            errors.push(FieldError::new("apiKeyAuth", e));
+        }
     }
 }

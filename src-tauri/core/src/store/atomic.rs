@@ -21,10 +21,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     };
     let temp = temp_path(path);
     let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::privacy::FILE_MODE);
+        let mut f = options.open(&temp)?;
         f.write_all(bytes)?;
         f.sync_all()
     })();
@@ -45,10 +46,17 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// the journal writer's `syncfs` of the job's end).
 pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder)?;
+        crate::privacy::create_private_dir(folder)?;
     }
     let temp = temp_path(path);
-    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    let written = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, crate::privacy::FILE_MODE);
+        options.open(&temp)?.write_all(bytes)?;
+        std::fs::rename(&temp, path)
+    })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temp);
     }

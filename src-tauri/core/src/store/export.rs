@@ -9,7 +9,17 @@ use storycore_types::InstancesFile;
 pub const REDACTED_VALUE: &str = "<redacted at export: set it again>";
 
 /// Words that mark a variable as holding a secret (matched case-insensitively).
-const SECRET_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD"];
+const SECRET_WORDS: &[&str] = &[
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "AUTH",
+    "CREDENTIAL",
+    "PRIVATE",
+    "COOKIE",
+];
 
 /// Pretty JSON of `file` with `apiKeyRef` dropped (it names an entry of this
 /// machine's keyring, meaningless elsewhere) and secret-looking variable values

@@ -53,9 +53,14 @@ pub fn spawn_process(
         // Its own group: a stop reaches whatever ComfyUI or a custom node starts,
         // and a Ctrl-C in the app's terminal does not reach ComfyUI.
         .process_group(0);
-    // SAFETY: `signal` is async-signal-safe; nothing else runs between fork and exec.
+    let umask = crate::privacy::inherited_umask() as libc::mode_t;
+    // SAFETY: `signal` and `umask` are async-signal-safe; nothing else runs
+    // between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // The app's own files are private (umask 0077); ComfyUI's images
+            // get the umask the user started the app with.
+            libc::umask(umask);
             // A parent started without job control passes SIGINT on as ignored,
             // and Python then never installs its handler, so the clean stop
             // would do nothing (FACTS section 6). Reset it to the default.

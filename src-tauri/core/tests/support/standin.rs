@@ -103,7 +103,13 @@ impl StandInBuilder {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
             let child = cmd.spawn().expect("spawning the stand-in");
-            let mut s = StandIn { child, port, dir };
+            let tls = self.env.iter().any(|(k, _)| k == "STANDIN_TLS_CERT");
+            let mut s = StandIn {
+                child,
+                port,
+                dir,
+                tls,
+            };
             if !self.wait_ready {
                 return s;
             }
@@ -124,6 +130,8 @@ pub struct StandIn {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Serves HTTPS (`STANDIN_TLS_CERT`).
+    tls: bool,
 }
 
 impl StandIn {
@@ -144,7 +152,8 @@ impl StandIn {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -177,7 +186,14 @@ impl StandIn {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("it exited with {status}; log:\n{}", self.log()));
             }
-            if http_status(self.port, "/system_stats") == Some(200) {
+            // Behind a demanded key, 401 is the answer of a ready server;
+            // over TLS, the line it prints once it listens.
+            let ready = if self.tls {
+                self.log().contains("To see the GUI go to: https://")
+            } else {
+                matches!(http_status(self.port, "/system_stats"), Some(200 | 401))
+            };
+            if ready {
                 return Ok(());
             }
             if Instant::now() > deadline {
