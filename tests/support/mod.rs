@@ -275,6 +275,27 @@ impl App {
             .unwrap_or_else(|e| panic!("{}: cannot click {css}: {e}", self.name));
     }
 
+    /// Chooses `value` in a `<select>` as the user's choice would (clicking an
+    /// option opens GTK's native popup menu, which WebDriver cannot reach):
+    /// the value is set and a `change` event sent, which the page handles.
+    pub async fn choose(&self, css: &str, value: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{}: no {css} to choose in: {e}", self.name));
+        let arg = serde_json::to_value(&el).unwrap();
+        self.client
+            .execute(
+                "const [s, v] = arguments; s.value = v;\
+                 if (s.value !== v) throw new Error('no option ' + v);\
+                 s.dispatchEvent(new Event('change', {bubbles: true}));",
+                vec![arg, value.into()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: cannot choose {value} in {css}: {e}", self.name));
+    }
+
     /// Ctrl+<key> as the user presses it (keyboard actions, not synthetic events).
     pub async fn press_ctrl(&self, key: char) {
         use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -507,3 +528,8 @@ pub async fn app_with_one_instance(name: &str) -> (standin::StandIn, App) {
 /// The ComfyUI stand-in launcher, shared with the core crate's tests.
 #[path = "../../src-tauri/core/tests/support/standin.rs"]
 pub mod standin;
+
+/// A real Secret Service (GNOME Keyring) on a private bus, shared with the
+/// core crate's tests.
+#[path = "../../src-tauri/core/tests/support/keyring.rs"]
+pub mod keyring;

@@ -59,11 +59,17 @@ async fn a_key_is_sent_the_way_the_proxy_wants_it_on_http_and_ws() {
         let bare = ComfyClient::for_instance(&config).unwrap();
         assert!(!bare.has_api_key());
         let e = bare.system_stats().await.unwrap_err();
-        assert!(matches!(e, ClientError::Unauthorized { .. }), "{mode}: {e:?}");
+        assert!(
+            matches!(e, ClientError::Unauthorized { .. }),
+            "{mode}: {e:?}"
+        );
         assert!(e.to_string().starts_with("401: check the API key"), "{e}");
         match first_ws_event(&bare).await {
             WsEvent::Disconnected { reason, .. } => {
-                assert!(reason.contains("401: check the API key"), "{mode}: {reason}")
+                assert!(
+                    reason.contains("401: check the API key"),
+                    "{mode}: {reason}"
+                )
             }
             other => panic!("{mode}: /ws without a key gave {other:?}"),
         }
@@ -103,7 +109,9 @@ fn basic_needs_user_and_password_and_header_names_are_checked() {
         .unwrap_err();
     assert!(e.to_string().contains("user:password"), "{e}");
     assert!(KeyAuth::parse("header:X API").is_err());
-    assert!(KeyAuth::parse("digest").unwrap_err().contains("bearer, basic or header:"));
+    assert!(KeyAuth::parse("digest")
+        .unwrap_err()
+        .contains("bearer, basic or header:"));
     let e = c.with_api_key(&KeyAuth::Bearer, "line\nbreak").unwrap_err();
     assert!(e.to_string().contains("cannot carry"), "{e}");
 }
@@ -115,6 +123,7 @@ async fn health_says_check_the_api_key_without_it_and_is_healthy_with_it() {
     config.api_key_ref = Some("test/health-auth".into());
 
     let policy = HealthPolicy {
+        starting: true,
         interval: Duration::from_millis(150),
         starting_interval: Duration::from_millis(50),
         probe_timeout: Duration::from_millis(2_000),
@@ -156,9 +165,15 @@ async fn health_says_check_the_api_key_without_it_and_is_healthy_with_it() {
         }
     };
 
-    // No key in memory: unhealthy, and the alert says what to do.
+    // No key in memory: unhealthy, and the alert says what to do. The 401
+    // is an answer: a start in progress is over (it does not wait out the
+    // start timeout as if nothing answered).
     let (h, rx) = watch(&config);
     let alerts = settle(rx, HealthStatus::Unhealthy).await;
+    assert!(
+        h.start_phase_over(),
+        "a 401 left the monitor in its start phase"
+    );
     assert!(
         alerts.iter().any(|m| m.contains("401: check the API key")),
         "{alerts:?}"
@@ -176,7 +191,9 @@ fn self_signed(dir: &Path) -> (String, String) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=storycore-test"])
         .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
         .arg("-keyout")

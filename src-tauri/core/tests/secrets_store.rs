@@ -71,11 +71,17 @@ async fn keys_live_in_the_keyring_or_by_choice_in_a_private_file() {
         blocking(move || v.load(&r)).await.unwrap().as_deref(),
         Some("sk-file-456")
     );
-    assert_eq!(keyring.lookup(&file_ref), None, "a file key went to the keyring");
+    assert_eq!(
+        keyring.lookup(&file_ref),
+        None,
+        "a file key went to the keyring"
+    );
 
     // Keys that cannot travel in a header are refused before anything is stored.
     let (v, r) = (nested.clone(), file_ref.clone());
-    let e = blocking(move || v.store(&r, "two\nlines")).await.unwrap_err();
+    let e = blocking(move || v.store(&r, "two\nlines"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("one line"), "{e}");
 
     // A damaged file says which file and what to do.

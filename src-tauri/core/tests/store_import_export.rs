@@ -62,7 +62,10 @@ fn export_drops_key_refs_and_redacts_secret_values_then_imports_back() {
         !text.contains("hf_secret") && !text.contains("storycore/remote"),
         "{text}"
     );
-    assert!(!text.contains("user:pw") && !text.contains("gcp.json"), "{text}");
+    assert!(
+        !text.contains("user:pw") && !text.contains("gcp.json"),
+        "{text}"
+    );
 
     let v: Value = serde_json::from_str(&text).unwrap();
     let env = &v["instances"][0]["envVars"];

@@ -8,7 +8,8 @@ use super::policy::{HealthPolicy, HealthState, Observation};
 use super::probe::{active_workflows, probe, resource_sample};
 use crate::client::ComfyClient;
 use chrono::Utc;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use storycore_types::{Alert, AppEvent, InstanceHealth};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -50,6 +51,9 @@ pub struct HealthMonitor {
     /// once `resource_interval` has passed: the queue is a resource figure,
     /// and with probes every second it was half the probes' requests.
     queue_read: Option<Instant>,
+    /// Set once the server has answered anything since its start (see
+    /// [`HealthHandle::start_phase_over`]).
+    answered_once: Arc<AtomicBool>,
 }
 
 /// The owner's side of a running monitor. Dropping it stops the monitor.
@@ -59,6 +63,7 @@ pub struct HealthHandle {
     current: watch::Receiver<InstanceHealth>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
+    answered_once: Arc<AtomicBool>,
 }
 
 impl HealthMonitor {
@@ -74,7 +79,9 @@ impl HealthMonitor {
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (cur_tx, cur_rx) = watch::channel(InstanceHealth::default());
         let cancel = CancellationToken::new();
+        let answered_once = Arc::new(AtomicBool::new(false));
         let monitor = HealthMonitor {
+            answered_once: answered_once.clone(),
             instance_id: instance_id.clone(),
             probe_client: client.with_timeout(policy.probe_timeout),
             client,
@@ -90,6 +97,7 @@ impl HealthMonitor {
             current: cur_rx,
             cancel,
             task: Some(task),
+            answered_once,
         }
     }
 
@@ -220,6 +228,10 @@ impl HealthMonitor {
     }
 
     fn publish(&mut self, obs: Observation) {
+        if !self.state.is_starting() {
+            // Before the watch wakes its readers, so they see it.
+            self.answered_once.store(true, Ordering::Release);
+        }
         let health = self.state.health().clone();
         self.current.send_replace(health.clone());
         if let Some((from, to)) = obs.status_change {
@@ -290,6 +302,12 @@ impl HealthHandle {
             .await
             .map_err(|_| self.stopped())?;
         rx.await.map_err(|_| self.stopped())
+    }
+
+    /// Whether the start phase is over: the server answered, even if only
+    /// to refuse the probe (401). Such a server is running, and unhealthy.
+    pub fn start_phase_over(&self) -> bool {
+        self.answered_once.load(Ordering::Acquire)
     }
 
     /// The health as of the last probe, without waiting.

@@ -97,6 +97,12 @@ pub enum ProbeOutcome {
     Failed {
         error: String,
     },
+    /// The server answered but refused the probe (401: a proxy in front of
+    /// it wants an API key). It is up, so a start is over; it is no use,
+    /// so it counts as a failure.
+    Refused {
+        error: String,
+    },
 }
 
 /// Resource figures of one sample, already turned into percentages.
@@ -215,7 +221,7 @@ impl HealthState {
                     obs.alerts.extend(self.take_resources(sample));
                 }
             }
-            ProbeOutcome::Failed { error } => {
+            ProbeOutcome::Failed { error } | ProbeOutcome::Refused { error } => {
                 self.success_streak = 0;
                 self.health.consecutive_failures =
                     self.health.consecutive_failures.saturating_add(1);

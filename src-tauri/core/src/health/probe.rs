@@ -13,6 +13,11 @@ pub async fn probe(client: &ComfyClient, watch_queue: bool, previous_active: u32
     let started = Instant::now();
     let stats = match client.system_stats().await {
         Ok(s) => s,
+        Err(e @ crate::client::ClientError::Unauthorized { .. }) => {
+            return ProbeOutcome::Refused {
+                error: e.to_string(),
+            }
+        }
         Err(e) => {
             return ProbeOutcome::Failed {
                 error: e.to_string(),

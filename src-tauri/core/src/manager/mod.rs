@@ -1048,6 +1048,9 @@ async fn watch_health(
                 health.status,
                 HealthStatus::Healthy | HealthStatus::Degraded
             ) && health.consecutive_failures == 0;
+            // Or it answered only to refuse the probe (401: wrong or no API
+            // key): it runs, unhealthy, and the alert says why.
+            let answered = answered || e.monitor.as_ref().is_some_and(|m| m.start_phase_over());
             (
                 answered && e.instance.status == InstanceStatus::Starting,
                 write_history,

@@ -110,7 +110,13 @@ impl TestKeyring {
     /// `secret-tool`, as another program on the desktop would.
     pub fn lookup(&self, reference: &str) -> Option<String> {
         let mut cmd = Command::new("secret-tool");
-        cmd.args(["lookup", "service", "storycore-engine", "username", reference]);
+        cmd.args([
+            "lookup",
+            "service",
+            "storycore-engine",
+            "username",
+            reference,
+        ]);
         self.env(&mut cmd);
         let out = cmd
             .output()
