@@ -351,6 +351,20 @@ impl App {
         self.xdotool(&["key", "Return"]);
     }
 
+    /// Answers GTK's save dialog titled `title` with `path`. The name field
+    /// comes with the suggested name's stem selected (typing would keep its
+    /// ".json"): select all of it first, as a user typing a whole path does.
+    pub async fn save_in_file_dialog(&self, title: &str, path: &Path) {
+        let win = self.wait_window(title).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.xdotool(&["windowfocus", "--sync", &win]);
+        self.xdotool(&["key", "--clearmodifiers", "ctrl+a"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.xdotool(&["type", "--delay", "20", &path.display().to_string()]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.xdotool(&["key", "Return"]);
+    }
+
     /// The current `value` of an input (the property, as the user sees it).
     pub async fn value(&self, css: &str) -> String {
         self.client
@@ -367,7 +381,11 @@ impl App {
     /// Runs xdotool on this app's display (native windows WebDriver cannot
     /// reach, such as the GTK file chooser); answers its stdout.
     pub fn xdotool(&self, args: &[&str]) -> String {
-        let out = Command::new("xdotool")
+        // Bounded: `windowfocus --sync` waits for ever on a window that
+        // never takes the focus; a test must fail instead.
+        let out = Command::new("timeout")
+            .arg("15")
+            .arg("xdotool")
             .args(args)
             .env("DISPLAY", &self.display.name)
             .output()
@@ -379,7 +397,9 @@ impl App {
     pub async fn wait_window(&self, title: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let found = self.xdotool(&["search", "--name", &format!("^{title}$")]);
+            // Visible only: a chooser used before may linger unmapped, and
+            // focusing it would wait for ever.
+            let found = self.xdotool(&["search", "--onlyvisible", "--name", &format!("^{title}$")]);
             if let Some(id) = found.lines().next() {
                 return id.to_string();
             }

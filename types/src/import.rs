@@ -59,3 +59,31 @@ pub struct ImportEntry {
     /// Things to do after import (secrets to set again).
     pub notes: Vec<String>,
 }
+
+/// What importing a file would do, shown before it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportPreview {
+    /// The file, as chosen.
+    pub path: String,
+    /// One line per instance of the file: added, renamed, replaced, skipped
+    /// or rejected (with its errors), and what to do after (keys to set again).
+    pub entries: Vec<ImportEntry>,
+    /// Whether applying now would import (nothing rejected, no clash left
+    /// under the chosen policy).
+    pub applicable: bool,
+    /// Why nothing can be imported from this file at all (not JSON, not an
+    /// instances file, a newer format), or why it would be refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportOutcome {
+    pub path: String,
+    pub instances: usize,
+    /// What was left out (API keys, secret-looking values).
+    pub notes: Vec<String>,
+}

@@ -3,6 +3,7 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::json;
+use storycore_types::import::{ClashPolicy, ExportOutcome, ImportEntry, ImportPreview};
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
     InstanceConfig, InstanceConfigPatch, InstancePath, Job, JobTarget, LogLines, TemplateDraft,
@@ -257,6 +258,31 @@ pub async fn pick_folder(title: &str, start: &str) -> Result<Option<String>, Api
 }
 
 /// The native file chooser for a workflow file; `None` when cancelled.
+/// The native chooser for an instances file: where to export (`save`), or
+/// which file to import.
+pub async fn pick_instances_file(save: bool) -> Result<Option<String>, ApiError> {
+    call("pick_instances_file", &json!({ "save": save })).await
+}
+
+pub async fn export_instances_to(path: &str) -> Result<ExportOutcome, ApiError> {
+    call("export_instances_to", &json!({ "path": path })).await
+}
+
+pub async fn preview_import(path: &str, policy: ClashPolicy) -> Result<ImportPreview, ApiError> {
+    call("preview_import", &json!({ "path": path, "policy": policy })).await
+}
+
+pub async fn import_instances_file(
+    path: &str,
+    policy: ClashPolicy,
+) -> Result<Vec<ImportEntry>, ApiError> {
+    call(
+        "import_instances_file",
+        &json!({ "path": path, "policy": policy }),
+    )
+    .await
+}
+
 pub async fn pick_workflow_file() -> Result<Option<String>, ApiError> {
     call("pick_workflow_file", &json!({ "start": null })).await
 }

@@ -57,7 +57,12 @@ pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
 #[cfg(unix)]
 pub fn tighten_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::metadata(path)?;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // Not made yet: it will be made private.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     // SAFETY: getuid cannot fail.
     if !meta.is_dir() || meta.uid() != unsafe { libc::getuid() } {
         return Ok(());

@@ -122,3 +122,29 @@ pub async fn pick_workflow_file(app: AppHandle, start: Option<String>) -> Answer
     });
     Ok(rx.await.unwrap_or(None))
 }
+
+/// The native chooser for an instances file: where to export (`save`), or
+/// which file to import. `None` when the user cancels.
+#[tauri::command]
+pub async fn pick_instances_file(app: AppHandle, save: bool) -> Answer<Option<String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let dialog = app.dialog().file();
+    if save {
+        // No filter here: with one, the chooser appends ".json" to a name
+        // the user already ended with ".json" (fleet.json.json).
+        dialog
+            .set_title("Export instances")
+            .set_file_name("comfyui_instances_export.json")
+            .save_file(move |f| {
+                let _ = tx.send(picked(f));
+            });
+    } else {
+        dialog
+            .add_filter("Instances file (JSON)", &["json"])
+            .set_title("Import instances")
+            .pick_file(move |f| {
+                let _ = tx.send(picked(f));
+            });
+    }
+    Ok(rx.await.unwrap_or(None))
+}

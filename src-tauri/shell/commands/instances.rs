@@ -3,9 +3,10 @@
 use super::blocking;
 use storycore_core::manager::{self, InstanceManager};
 use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
+use storycore_types::import::{ExportOutcome, ImportPreview};
 use storycore_types::{
-    ApiError, ConnectionTest, Instance, InstanceConfig, InstanceConfigPatch, InstanceHealth,
-    InstanceStats, LogLines,
+    ApiError, ConnectionTest, ErrorCode, Instance, InstanceConfig, InstanceConfigPatch,
+    InstanceHealth, InstanceStats, LogLines,
 };
 use tauri::State;
 
@@ -121,6 +122,73 @@ pub async fn import_instances(
     policy: Option<ClashPolicy>,
 ) -> Answer<Vec<ImportEntry>> {
     Ok(m.import(&data, policy.unwrap_or_default()).await?.entries)
+}
+
+/// Largest instances file an import reads (the instances file's own limit).
+const MAX_IMPORT_BYTES: u64 = storycore_core::store::MAX_INSTANCES_FILE_BYTES;
+
+fn read_import(path: &str) -> Answer<String> {
+    let p = std::path::Path::new(path);
+    let bad = |what: String| ApiError::new(ErrorCode::InvalidInput, what);
+    match storycore_core::store::read_regular(p, MAX_IMPORT_BYTES) {
+        Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|_| {
+            bad(format!(
+                "{path} is not UTF-8 text: choose an instances file (JSON)"
+            ))
+        }),
+        Ok(None) => Err(bad(format!("{path} does not exist: choose the file again"))),
+        Err(e) => Err(bad(format!("{path} cannot be imported: {e}"))),
+    }
+}
+
+/// Writes the export (no secrets) to `path`, readable by the user only.
+#[tauri::command]
+pub async fn export_instances_to(m: Manager<'_>, path: String) -> Answer<ExportOutcome> {
+    let text = m.export();
+    let instances = m.list().len();
+    let notes = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("exportNotes").cloned())
+        .and_then(|n| serde_json::from_value::<Vec<String>>(n).ok())
+        .unwrap_or_default();
+    let target = path.clone();
+    blocking(move || {
+        storycore_core::store::atomic_write(std::path::Path::new(&target), text.as_bytes())
+            .map_err(|e| ApiError::new(ErrorCode::Io, format!("the export was not written: {e}")))
+    })
+    .await?;
+    tracing::info!(%path, instances, "instances exported");
+    Ok(ExportOutcome {
+        path,
+        instances,
+        notes,
+    })
+}
+
+/// What importing the file would do under `policy`; nothing changes.
+#[tauri::command]
+pub async fn preview_import(
+    m: Manager<'_>,
+    path: String,
+    policy: Option<ClashPolicy>,
+) -> Answer<ImportPreview> {
+    let p = path.clone();
+    let data = blocking(move || read_import(&p)).await?;
+    Ok(m.preview_import(&path, &data, policy.unwrap_or_default()))
+}
+
+/// Imports the file under `policy` (all or nothing).
+#[tauri::command]
+pub async fn import_instances_file(
+    m: Manager<'_>,
+    path: String,
+    policy: Option<ClashPolicy>,
+) -> Answer<Vec<ImportEntry>> {
+    let p = path.clone();
+    let data = blocking(move || read_import(&p)).await?;
+    let entries = m.import(&data, policy.unwrap_or_default()).await?.entries;
+    tracing::info!(%path, entries = entries.len(), "instances imported");
+    Ok(entries)
 }
 
 /// What starting found (repairs, migration, a read-only file, recovered

@@ -1,5 +1,8 @@
+use crate::api;
+use crate::components::import_dialog::ImportDialog;
 use crate::state::{EditorMode, Fleet};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use storycore_types::Instance;
 
 /// Search text, filters and layout, shared by the header and the grid.
@@ -79,6 +82,8 @@ impl FilterValues {
 #[component]
 pub fn InstanceListHeader(filters: Filters) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
+    // The file being imported, while its preview is open.
+    let importing = RwSignal::new(None::<String>);
     let select = |id: &'static str,
                   sig: RwSignal<String>,
                   all: &'static str,
@@ -111,6 +116,41 @@ pub fn InstanceListHeader(filters: Filters) -> impl IntoView {
                 {move || if filters.list_layout.get() { "Grid" } else { "List" }}
             </button>
             <span class="spacer"></span>
+            <button id="export-instances" title="Save the instances to a file, without secrets"
+                on:click=move |_| {
+                    spawn_local(async move {
+                        let result = match api::pick_instances_file(true).await {
+                            Ok(Some(path)) => api::export_instances_to(&path).await.map(Some),
+                            Ok(None) => Ok(None),
+                            Err(e) => Err(e),
+                        };
+                        match result {
+                            Ok(Some(out)) => {
+                                let mut text = format!("Exported {} instances to {}.", out.instances, out.path);
+                                for n in out.notes {
+                                    text.push(' ');
+                                    text.push_str(&n);
+                                }
+                                fleet.notices.update(|v| v.push(text));
+                            }
+                            Ok(None) => {}
+                            Err(e) => fleet.error.set(Some(e.message)),
+                        }
+                    });
+                }>"Export\u{2026}"</button>
+            <button id="import-instances" title="Add instances from an exported file, after a preview"
+                on:click=move |_| {
+                    spawn_local(async move {
+                        match api::pick_instances_file(false).await {
+                            Ok(Some(path)) => importing.set(Some(path)),
+                            Ok(None) => {}
+                            Err(e) => fleet.error.set(Some(e.message)),
+                        }
+                    });
+                }>"Import\u{2026}"</button>
+            {move || importing.get().map(|path| view! {
+                <ImportDialog path=path on_close=Callback::new(move |()| importing.set(None))/>
+            })}
             <button class="primary" id="add-instance"
                 on:click=move |_| fleet.editor.set(Some(EditorMode::New))>
                 "+ Add instance"

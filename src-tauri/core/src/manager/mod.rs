@@ -852,6 +852,37 @@ impl InstanceManager {
         store::export(&self.lock().to_file())
     }
 
+    /// What [`Self::import`] would do with `data` under `policy`, changing
+    /// nothing: the window shows it before the user applies it.
+    pub fn preview_import(
+        &self,
+        path: &str,
+        data: &str,
+        policy: ClashPolicy,
+    ) -> storycore_types::import::ImportPreview {
+        let current = self.lock().to_file();
+        let (entries, applicable, problem) = match store::import(data, &current, policy) {
+            Ok(outcome) => (outcome.entries, true, None),
+            Err(store::ImportError::Rejected { entries }) => {
+                let e = store::ImportError::Rejected {
+                    entries: entries.clone(),
+                };
+                (entries, false, Some(e.to_string()))
+            }
+            Err(e) => (Vec::new(), false, Some(e.to_string())),
+        };
+        let problem = match (problem, self.lock().writable()) {
+            (None, Err(e)) => Some(e.to_string()),
+            (p, _) => p,
+        };
+        storycore_types::import::ImportPreview {
+            path: path.to_string(),
+            applicable: applicable && problem.is_none(),
+            entries,
+            problem,
+        }
+    }
+
     /// The seed's `importInstances`: all or nothing, with a report per instance.
     pub async fn import(
         &self,

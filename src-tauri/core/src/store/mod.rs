@@ -34,7 +34,9 @@ pub use health_history::{
 };
 pub use import::{import, ClashPolicy, ImportAction, ImportEntry, ImportError, ImportOutcome};
 pub use instance_files::{instance_files, remove_instance_files, workflows_file_path};
-pub use instances::{InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME};
+pub use instances::{
+    InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME, MAX_INSTANCES_FILE_BYTES,
+};
 pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};
 pub use read::{human_size, read_regular, ReadProblem};
 pub(crate) use recovery::move_aside;
