@@ -124,6 +124,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             app_settings::set_settings,
             tray::tray_menu,
             commands::jobs::list_jobs,
+            commands::jobs::instance_workflow_history,
             commands::jobs::submit_workflow,
             commands::jobs::submit_template,
             commands::jobs::list_templates,

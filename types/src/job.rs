@@ -326,3 +326,22 @@ mod tests {
         assert!(JobState::Cancelled.is_final() && !JobState::Suspect.is_final());
     }
 }
+
+/// One workflow an instance ran, as `instance_{id}_workflows.json`'s
+/// `executionHistory` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowExecution {
+    pub job_id: String,
+    pub prompt_id: String,
+    pub state: JobState,
+    pub queued_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    pub outputs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

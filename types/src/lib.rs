@@ -26,8 +26,8 @@ pub use instance::{
 };
 pub use job::{
     Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget,
-    ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowFile, WorkflowInput,
-    WorkflowTemplate,
+    ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowExecution,
+    WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use settings::{
     AppSettings, NotificationSettings, TrayItem, DEFAULT_JOB_RETENTION_DAYS,

@@ -6,8 +6,8 @@ use serde_json::json;
 use storycore_types::import::{ClashPolicy, ExportOutcome, ImportEntry, ImportPreview};
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
-    InstanceConfig, InstanceConfigPatch, InstancePath, Job, JobTarget, LogLines, TemplateDraft,
-    WorkflowFile, WorkflowTemplate, APP_EVENT,
+    InstanceConfig, InstanceConfigPatch, InstanceHealth, InstancePath, Job, JobTarget, LogLines,
+    TemplateDraft, WorkflowExecution, WorkflowFile, WorkflowTemplate, APP_EVENT,
 };
 use wasm_bindgen::prelude::*;
 
@@ -242,6 +242,20 @@ pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(),
 
 /// The last `lines` of a local instance's log, numbered like the live
 /// `LogLines` events that continue it.
+/// Probes the instance now; answers its health.
+pub async fn check_instance_health(id: &str) -> Result<InstanceHealth, ApiError> {
+    call("check_instance_health", &json!({ "id": id })).await
+}
+
+/// The instance's last runs, newest first.
+pub async fn workflow_history(id: &str, limit: usize) -> Result<Vec<WorkflowExecution>, ApiError> {
+    call(
+        "instance_workflow_history",
+        &json!({ "id": id, "limit": limit }),
+    )
+    .await
+}
+
 pub async fn instance_log(id: &str, lines: usize) -> Result<LogLines, ApiError> {
     call("get_instance_log", &json!({ "id": id, "lines": lines })).await
 }

@@ -58,3 +58,9 @@ pub fn status_class(s: InstanceStatus) -> &'static str {
         InstanceStatus::Error => "s-error",
     }
 }
+
+/// A moment in the user's time zone and locale, as the webview formats it.
+pub fn local_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(t.timestamp_millis() as f64));
+    String::from(d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED))
+}

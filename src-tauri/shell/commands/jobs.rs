@@ -143,3 +143,15 @@ pub async fn job_output_image(q: Queue<'_>, id: String, index: usize) -> Answer<
         base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
 }
+
+/// The instance's last runs (time, result, duration), newest first, from its
+/// `instance_{id}_workflows.json`.
+#[tauri::command]
+pub async fn instance_workflow_history(
+    q: Queue<'_>,
+    id: String,
+    limit: Option<usize>,
+) -> Answer<Vec<storycore_types::WorkflowExecution>> {
+    let q = q.inner().clone();
+    blocking(move || Ok(q.execution_history(&id, limit.unwrap_or(50).min(500)))).await
+}

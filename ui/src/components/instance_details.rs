@@ -23,6 +23,18 @@ fn reset_patch() -> storycore_types::InstanceConfigPatch {
     }
 }
 
+/// A run's duration: hundredths of a second under 10 s, tenths under a minute.
+fn run_time(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
+    if ms < 10_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        duration_ms(ms)
+    }
+}
+
 /// Most points drawn.
 const POINTS: usize = 120;
 
@@ -189,6 +201,38 @@ pub fn InstanceDetails() -> impl IntoView {
             (running, done)
         })
     });
+    // The instance's last runs, read again when a job of it finishes.
+    let runs = RwSignal::new(Vec::<storycore_types::WorkflowExecution>::new());
+    Effect::new(move |_| {
+        let id = id.get();
+        let _ = jobs.get();
+        if id.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            if let Ok(r) = api::workflow_history(&id, 20).await {
+                runs.set(r);
+            }
+        });
+    });
+    let checked = RwSignal::new(None::<String>);
+    let check_now = move |_| {
+        let id = id.get_untracked();
+        checked.set(Some("checking\u{2026}".into()));
+        spawn_local(async move {
+            checked.set(Some(match api::check_instance_health(&id).await {
+                Ok(h) => format!(
+                    "{} ({} ms) at {}",
+                    crate::format::health_label(h.status),
+                    h.response_time.round(),
+                    h.last_checked
+                        .map(crate::format::local_time)
+                        .unwrap_or_default()
+                ),
+                Err(e) => e.message,
+            }));
+        });
+    };
     let status =
         Memo::new(move |_| inst.with(|i| i.as_ref().map(|i| i.status).unwrap_or_default()));
     let health =
@@ -212,6 +256,10 @@ pub fn InstanceDetails() -> impl IntoView {
                     </div>
                     <p class="muted">{stat(|i| i.config.description.clone().unwrap_or_default())}</p>
                     <p class="card-url">{stat(|i| i.config.base_url())}</p>
+                    <div class="details-check">
+                        <button id="details-check-now" title="Probe the instance now" on:click=check_now>"Check now"</button>
+                        <span class="muted" id="details-check-result">{move || checked.get().unwrap_or_default()}</span>
+                    </div>
                     <h3>"Response time"</h3>
                     <Sparkline values=response id="response-sparkline"/>
                     <h3>"CPU %, RAM %, VRAM (process tree of a local instance)"</h3>
@@ -235,6 +283,23 @@ pub fn InstanceDetails() -> impl IntoView {
                         <dt>"Last error"</dt><dd id="details-last-error">{stat(|i| i.stats.last_error.clone().unwrap_or_else(|| "none".into()))}</dd>
                         <dt>"Jobs"</dt><dd id="details-jobs">{move || { let (r, d) = jobs.get(); format!("{r} running, {d} finished") }}</dd>
                     </dl>
+                    <h3>"Workflow history"</h3>
+                    <table class="history" id="details-history">
+                        <thead><tr><th>"Finished"</th><th>"Result"</th><th>"Duration"</th><th>"Outputs"</th></tr></thead>
+                        <tbody>
+                            {move || runs.get().into_iter().map(|r| view! {
+                                <tr class="run" data-state=r.state.as_str() title=r.error.clone().unwrap_or_default()>
+                                    <td>{crate::format::local_time(r.finished_at)}</td>
+                                    <td>{r.state.as_str()}</td>
+                                    <td>{r.duration_ms.map(run_time).unwrap_or_else(|| "-".into())}</td>
+                                    <td>{r.outputs}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <Show when=move || runs.with(Vec::is_empty)>
+                        <p class="muted" id="details-history-empty">"Nothing has run here yet."</p>
+                    </Show>
                     <Show when=move || inst.with(|i| i.as_ref().is_some_and(|i| i.config.comfyui_path.is_some()))>
                         <h3>"Log"
                             <label class="inline" title="Show new lines as ComfyUI writes them">

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use storycore_types::{Job, JobState};
+use storycore_types::Job;
 
 pub const WORKFLOWS_FILE_VERSION: &str = "1.0";
 pub const MAX_SAVED_WORKFLOWS: usize = 50;
@@ -38,22 +38,9 @@ pub struct SavedWorkflow {
     pub workflow: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Execution {
-    pub job_id: String,
-    pub prompt_id: String,
-    pub state: JobState,
-    pub queued_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<i64>,
-    pub outputs: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+/// One run of the execution history (the window shows them in an
+/// instance's details).
+pub use storycore_types::WorkflowExecution as Execution;
 
 /// A prompt taken back from the instance's queue when it was paused: the job
 /// went back to the app's queue and runs elsewhere or after resume.

@@ -565,6 +565,28 @@ impl JobQueue {
         self.shared.lock().speeds.params(instance_id)
     }
 
+    /// What the instance ran, newest first, at most `limit` runs: its
+    /// `instance_{id}_workflows.json` as this queue keeps it (also for an
+    /// instance that is gone, while the file is there).
+    pub fn execution_history(
+        &self,
+        instance_id: &str,
+        limit: usize,
+    ) -> Vec<instance_log::Execution> {
+        let mut runs = Vec::new();
+        self.shared.edit_log(instance_id, |f| {
+            runs = f
+                .execution_history
+                .iter()
+                .rev()
+                .take(limit)
+                .cloned()
+                .collect();
+            false
+        });
+        runs
+    }
+
     /// The templates kept with this queue.
     pub fn templates(&self) -> TemplateStore {
         TemplateStore::new(&self.shared.dir)
