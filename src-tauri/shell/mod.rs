@@ -88,6 +88,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .manage(paths)
         .manage(manager.clone())
         .manage(notices)
+        .manage(commands::desktop::EditorWindows::default())
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::instances::list_instances,
@@ -112,6 +113,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::preview_import,
             commands::instances::import_instances_file,
             commands::desktop::pick_instances_file,
+            commands::desktop::open_comfyui,
             commands::instances::take_startup_notices,
             commands::instances::test_connection,
             commands::instances::set_api_key,

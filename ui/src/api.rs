@@ -242,6 +242,12 @@ pub async fn set_settings(settings: &storycore_types::AppSettings) -> Result<(),
 
 /// The last `lines` of a local instance's log, numbered like the live
 /// `LogLines` events that continue it.
+/// Opens the instance's own ComfyUI editor in a window of the app (with its
+/// key applied); answers the window's label.
+pub async fn open_comfyui(id: &str) -> Result<String, ApiError> {
+    call("open_comfyui", &json!({ "id": id })).await
+}
+
 /// Probes the instance now; answers its health.
 pub async fn check_instance_health(id: &str) -> Result<InstanceHealth, ApiError> {
     call("check_instance_health", &json!({ "id": id })).await

@@ -250,3 +250,86 @@ async fn https_with_a_self_signed_certificate_needs_its_ca_file() {
     let e = ComfyClient::for_instance(&config).unwrap_err();
     assert!(e.to_string().contains("CA file"), "{e}");
 }
+
+#[tokio::test]
+async fn the_editor_proxy_adds_the_key_for_the_app_window_only() {
+    use storycore_core::client::editor_proxy::EditorProxy;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let s = StandIn::builder()
+        .env("STANDIN_API_KEY", KEY)
+        .env("STANDIN_API_KEY_AUTH", "header:X-API-Key")
+        .start();
+    let mut config = remote("proxied", &s);
+    config.api_key_auth = Some("header:X-API-Key".into());
+    config.api_key_ref = Some("test/proxied".into());
+    secrets::remember("test/proxied", KEY);
+    let proxy = EditorProxy::start(ComfyClient::for_instance(&config).unwrap())
+        .await
+        .unwrap();
+    let base = proxy.url.split("/?").next().unwrap().to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Anyone else on the machine: 403, and the server is not reached.
+    let r = http
+        .get(format!("{base}/system_stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The window's first request trades the token for a cookie.
+    let r = http.get(&proxy.url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_string();
+
+    // With it: pages, API calls and a POST with the page's own Origin.
+    let r = http
+        .get(format!("{base}/system_stats"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stats: serde_json::Value = r.json().await.unwrap();
+    assert!(stats["system"]["comfyui_version"].is_string(), "{stats}");
+    let r = http
+        .post(format!("{base}/api/prompt"))
+        .header("cookie", &cookie)
+        .header("origin", &base)
+        .header("content-type", "application/json")
+        .body(r#"{"prompt": {"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}, "client_id": "proxy-test"}"#)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_ne!(status, 401, "{text}");
+    assert_ne!(status, 403, "the Origin reached ComfyUI: {text}");
+
+    // The WebSocket, keyed by the proxy.
+    let mut req = format!(
+        "{}/ws?clientId=proxy-test",
+        base.replace("http://", "ws://")
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.to_text().unwrap().contains("\"status\""), "{first:?}");
+    drop(proxy);
+}

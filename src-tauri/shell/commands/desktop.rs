@@ -3,9 +3,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use storycore_core::client::editor_proxy::EditorProxy;
+use storycore_core::client::ComfyClient;
 use storycore_core::manager::InstanceManager;
 use storycore_types::{ApiError, ErrorCode, InstancePath};
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager, State, WebviewUrl, WebviewWindowBuilder};
 use tauri_plugin_dialog::{DialogExt, FilePath};
 
 type Answer<T> = Result<T, ApiError>;
@@ -147,4 +149,81 @@ pub async fn pick_instances_file(app: AppHandle, save: bool) -> Answer<Option<St
             });
     }
     Ok(rx.await.unwrap_or(None))
+}
+
+/// The editor windows open now, with the proxy each one needs (an instance
+/// with an API key or its own CA), stopped when its window closes.
+#[derive(Default)]
+pub struct EditorWindows(std::sync::Mutex<std::collections::HashMap<String, EditorProxy>>);
+
+/// Opens the instance's own ComfyUI web editor in a window of the app (or
+/// brings it forward): straight at its address, or through a proxy on the
+/// loopback address that adds its API key and trusts its CA. Answers the
+/// window's label.
+#[tauri::command]
+pub async fn open_comfyui(
+    app: AppHandle,
+    m: State<'_, InstanceManager>,
+    windows: State<'_, EditorWindows>,
+    id: String,
+) -> Answer<String> {
+    let inst = m.get(&id).ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, format!("no instance with id \"{id}\""))
+    })?;
+    let label = format!("comfyui-{id}");
+    if let Some(w) = app.get_webview_window(&label) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+        return Ok(label);
+    }
+    let client = ComfyClient::for_instance(&inst.config)
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    let proxy = if client.has_api_key() || inst.config.ca_file.is_some() {
+        Some(EditorProxy::start(client).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::Io,
+                format!("the editor's local proxy could not start: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+    let address = match &proxy {
+        Some(p) => p.url.clone(),
+        None => format!("{}/", inst.config.base_url()),
+    };
+    let url: tauri::Url = address.parse().map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidInput,
+            format!("{address} is not an address a window can open: {e}"),
+        )
+    })?;
+    let window = WebviewWindowBuilder::new(&app, &label, WebviewUrl::External(url))
+        .title(format!("ComfyUI \u{2014} {}", inst.name))
+        .inner_size(1280.0, 860.0)
+        .build()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the window did not open: {e}")))?;
+    if let Some(p) = proxy {
+        windows
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(label.clone(), p);
+        let handle = app.clone();
+        let closing = label.clone();
+        window.on_window_event(move |e| {
+            if let tauri::WindowEvent::Destroyed = e {
+                let windows = handle.state::<EditorWindows>();
+                let gone = windows
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&closing);
+                drop(gone);
+            }
+        });
+    }
+    tracing::info!(%id, %label, proxied = windows.0.lock().map(|w| w.contains_key(&label)).unwrap_or(false), "ComfyUI editor opened");
+    Ok(label)
 }

@@ -130,6 +130,10 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                             let id = id.clone();
                             run_action(fleet, async move { api::open_instance_path(&id, what).await.map(|_| ()) });
                         }
+                        "open-comfyui" => {
+                            let id = id.clone();
+                            run_action(fleet, async move { api::open_comfyui(&id).await.map(|_| ()) });
+                        }
                         "copy-url" => {
                             let url = inst.with_untracked(|i| i.config.base_url());
                             run_action(fleet, async move { api::copy_to_clipboard(&url).await });
@@ -191,6 +195,7 @@ pub fn InstanceCard(id: String) -> impl IntoView {
                 <button class="menu-button" title="More" on:click=move |_| menu_open.update(|o| *o = !*o)>"\u{22ef}"</button>
                 <Show when=move || menu_open.get()>
                     <div class="context-menu">
+                        {menu_item("Open ComfyUI", "open-comfyui")}
                         {menu_item("Edit", "edit")}
                         {menu_item("Duplicate", "duplicate")}
                         {menu_item("Copy URL", "copy-url")}

@@ -1,7 +1,8 @@
 use super::about_dialog::AboutDialog;
 use super::active_instance_switcher::ActiveInstanceSwitcher;
 use super::settings_dialog::SettingsDialog;
-use crate::state::{Fleet, MainView};
+use crate::api;
+use crate::state::{run_action, Fleet, MainView};
 use leptos::prelude::*;
 
 /// The top bar: the app's name, the views, the active-instance switcher, About.
@@ -22,6 +23,13 @@ pub fn Toolbar() -> impl IntoView {
             {tab(MainView::Instances, "tab-instances", "Instances")}
             {tab(MainView::Workflows, "tab-workflows", "Workflows")}
             <ActiveInstanceSwitcher/>
+            <button id="toolbar-open-comfyui" title="The active instance's own ComfyUI editor, in a window"
+                disabled=move || fleet.active.get().is_none()
+                on:click=move |_| {
+                    if let Some(id) = fleet.active.get_untracked() {
+                        run_action(fleet, async move { api::open_comfyui(&id).await.map(|_| ()) });
+                    }
+                }>"Open ComfyUI"</button>
             <span class="spacer"></span>
             <button id="settings-button" on:click=move |_| settings_open.update(|o| *o = !*o)>
                 "Settings"

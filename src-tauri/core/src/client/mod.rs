@@ -6,6 +6,7 @@
 
 mod api;
 mod binary;
+pub mod editor_proxy;
 mod error;
 mod http;
 pub mod messages;

@@ -92,6 +92,24 @@ impl ComfyClient {
     }
 }
 
+impl ComfyClient {
+    /// A bare WebSocket to `path_and_query` on this server (`/ws?clientId=…`),
+    /// with the API key and the instance's CA: for the editor proxy, which
+    /// passes frames through as they are.
+    pub(crate) async fn open_raw_ws(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+        let base = self.ws_url("x");
+        let base = base.split("/ws?").next().unwrap_or(&base).to_string();
+        let conn = Connect {
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+        };
+        conn.open(&format!("{base}{path_and_query}")).await
+    }
+}
+
 /// What a connection needs beside its URL: the API key and the instance's CA.
 struct Connect {
     auth: Option<std::sync::Arc<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>>,
@@ -186,7 +204,7 @@ async fn deliver(tx: &mpsc::Sender<WsEvent>, ev: WsEvent, cancel: &CancellationT
     }
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn pump(
