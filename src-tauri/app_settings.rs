@@ -90,6 +90,16 @@ pub async fn set_settings(
     queue
         .set_retention(crate::shell::retention_of(&settings))
         .await;
+    // The environment was read at start and is still what it was.
+    if let Ok(env) = crate::settings::EnvSettings::from_env() {
+        manager
+            .set_health_policy(crate::shell::health_policy_of(&settings, &env))
+            .await;
+    }
+    queue.set_placement(
+        storycore_core::dispatch::Policy::from_setting(settings.placement),
+        settings.copies_near_the_end,
+    );
     Ok(())
 }
 
@@ -113,6 +123,53 @@ fn check(s: &AppSettings) -> Result<(), ApiError> {
                 s.max_finished_jobs
             ),
         ));
+    }
+    let h = &s.health;
+    let ranges: [(&str, u32, std::ops::RangeInclusive<u32>, &str); 6] = [
+        (
+            "health.intervalMs",
+            h.interval_ms,
+            1_000..=3_600_000,
+            "probe every 1000 ms (1 s) to 3600000 ms (1 hour)",
+        ),
+        (
+            "health.probeTimeoutMs",
+            h.probe_timeout_ms,
+            500..=60_000,
+            "give a probe 500 to 60000 ms",
+        ),
+        (
+            "health.degradedResponseMs",
+            h.degraded_response_ms,
+            50..=60_000,
+            "count answers slower than 50 to 60000 ms as degraded",
+        ),
+        (
+            "health.failureThreshold",
+            h.failure_threshold,
+            1..=20,
+            "use 1 to 20 failed probes in a row",
+        ),
+        (
+            "health.successThreshold",
+            h.success_threshold,
+            1..=20,
+            "use 1 to 20 answers in a row",
+        ),
+        (
+            "health.resourceHighPercent",
+            h.resource_high_percent,
+            50..=100,
+            "alert from 50% to 100%",
+        ),
+    ];
+    for (field, value, range, what) in ranges {
+        if !range.contains(&value) {
+            fields.push(FieldError::new(
+                field,
+                format!("{value} is out of range: {what}"),
+            ));
+        }
     }
     if fields.is_empty() {
         return Ok(());

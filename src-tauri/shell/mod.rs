@@ -39,6 +39,21 @@ impl StartupNotices {
     }
 }
 
+/// The health policy of the settings; `STORYCORE_HEALTH_INTERVAL_MS`, when
+/// set, overrides their interval (tests, a quick look at one instance).
+pub(crate) fn health_policy_of(
+    s: &storycore_types::AppSettings,
+    env: &EnvSettings,
+) -> storycore_core::health::HealthPolicy {
+    let mut policy = storycore_core::health::HealthPolicy::from_settings(&s.health);
+    if let Some(every) = env.health_interval {
+        // Probes read RAM and VRAM each time; the queue keeps its own pace
+        // (`resource_interval`): a probe every second costs one request.
+        policy.interval = every;
+    }
+    policy
+}
+
 /// The retention settings as the job queue takes them.
 pub(crate) fn retention_of(s: &storycore_types::AppSettings) -> Retention {
     Retention::from_settings(s.job_retention_days, s.max_finished_jobs)
@@ -46,16 +61,12 @@ pub(crate) fn retention_of(s: &storycore_types::AppSettings) -> Retention {
 
 /// Builds and runs the Tauri app until the user quits.
 pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
+    let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
     let mut options = ManagerOptions::new(&paths.config_dir);
     options.data_dir = paths.data_dir.clone();
-    if let Some(every) = settings.health_interval {
-        // Probes read RAM and VRAM each time; the queue keeps its own pace
-        // (`resource_interval`): a probe every second costs one request.
-        options.health.interval = every;
-    }
+    options.health = health_policy_of(&settings_store.get(), &settings);
     let (manager, mut report) = InstanceManager::open(options)
         .map_err(|e| format!("cannot open the instance files: {e}"))?;
-    let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
     let config_dir = paths.config_dir.clone();
     if let Some(n) = notice {
         tracing::warn!("{n}");
@@ -72,6 +83,8 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     manager.set_keep_running(current.keep_instances_running);
     let dispatch_options = DispatchOptions {
         retention: retention_of(&current),
+        policy: storycore_core::dispatch::Policy::from_setting(current.placement),
+        speculate: current.copies_near_the_end,
         ..DispatchOptions::default()
     };
     let app = tauri::Builder::default()

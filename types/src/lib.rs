@@ -30,6 +30,6 @@ pub use job::{
     WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use settings::{
-    AppSettings, NotificationSettings, TrayItem, DEFAULT_JOB_RETENTION_DAYS,
-    DEFAULT_MAX_FINISHED_JOBS,
+    AppSettings, HealthSettings, NotificationSettings, PlacementPolicy, TrayItem,
+    DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS,
 };

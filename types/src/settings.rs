@@ -59,6 +59,61 @@ pub struct AppSettings {
     pub job_retention_days: u32,
     /// At most this many finished jobs are kept (the oldest go first).
     pub max_finished_jobs: u32,
+    /// The health monitors' interval and thresholds, for every instance.
+    pub health: HealthSettings,
+    /// How the automatic target picks an instance.
+    pub placement: PlacementPolicy,
+    /// Run a copy of a long job on an idle, faster instance near the end
+    /// (earliest-finish placement only).
+    pub copies_near_the_end: bool,
+}
+
+/// The health monitors' settings (the seed's defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HealthSettings {
+    /// Between probes of a server that answers.
+    pub interval_ms: u32,
+    /// A probe without an answer within this counts as failed.
+    pub probe_timeout_ms: u32,
+    /// An answer slower than this makes the server degraded.
+    pub degraded_response_ms: u32,
+    /// Failed probes in a row that make it unhealthy.
+    pub failure_threshold: u32,
+    /// Answers in a row that make an unhealthy server healthy again.
+    pub success_threshold: u32,
+    /// RAM or VRAM use above this percentage raises an alert.
+    pub resource_high_percent: u32,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            interval_ms: 30_000,
+            probe_timeout_ms: 5_000,
+            degraded_response_ms: 2_000,
+            failure_threshold: 3,
+            success_threshold: 2,
+            resource_high_percent: 90,
+        }
+    }
+}
+
+/// How the automatic target picks an instance for a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PlacementPolicy {
+    /// Where the job is expected to finish first, from each instance's
+    /// measured speed and what it holds (this app's own).
+    #[default]
+    EarliestFinish,
+    RoundRobin,
+    /// Fewest jobs of this app in flight (how SwarmUI picks).
+    FewestInFlight,
+    /// Shortest queue as the instance reports it (ComfyUI-Distributed).
+    ShortestQueue,
+    /// Only an instance with nothing of this app on it (comfyui-sdk's pool).
+    IdleFirst,
 }
 
 pub const DEFAULT_JOB_RETENTION_DAYS: u32 = 30;
@@ -71,6 +126,9 @@ impl Default for AppSettings {
             keep_instances_running: false,
             job_retention_days: DEFAULT_JOB_RETENTION_DAYS,
             max_finished_jobs: DEFAULT_MAX_FINISHED_JOBS,
+            health: HealthSettings::default(),
+            placement: PlacementPolicy::default(),
+            copies_near_the_end: true,
         }
     }
 }

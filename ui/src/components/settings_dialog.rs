@@ -2,9 +2,33 @@ use crate::api;
 use crate::state::{run_action, Fleet};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use storycore_types::{AppSettings, NotificationSettings};
+use storycore_types::{AppSettings, NotificationSettings, PlacementPolicy};
 
 type Flag = fn(&mut NotificationSettings) -> &mut bool;
+
+const PLACEMENTS: [(PlacementPolicy, &str, &str); 5] = [
+    (
+        PlacementPolicy::EarliestFinish,
+        "earliestFinish",
+        "Earliest expected finish (measured speed and load)",
+    ),
+    (
+        PlacementPolicy::FewestInFlight,
+        "fewestInFlight",
+        "Fewest jobs in flight",
+    ),
+    (
+        PlacementPolicy::ShortestQueue,
+        "shortestQueue",
+        "Shortest queue, as the instance reports it",
+    ),
+    (PlacementPolicy::RoundRobin, "roundRobin", "Round-robin"),
+    (
+        PlacementPolicy::IdleFirst,
+        "idleFirst",
+        "Only idle instances",
+    ),
+];
 
 /// Which alerts become OS notifications; saved at once to settings.json.
 #[component]
@@ -64,7 +88,15 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                             Ok(v) => {
                                 set(&mut s, v);
                                 settings.set(Some(s.clone()));
-                                run_action(fleet, async move { api::set_settings(&s).await });
+                                spawn_local(async move {
+                                    if let Err(e) = api::set_settings(&s).await {
+                                        // Refused (out of range): show what is in force.
+                                        fleet.error.set(Some(e.message));
+                                        if let Ok(now) = api::get_settings().await {
+                                            settings.set(Some(now));
+                                        }
+                                    }
+                                });
                             }
                             Err(_) => fleet.error.set(Some(format!("{label}: enter a whole number"))),
                         }
@@ -112,6 +144,48 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
             <Show when=move || settings.with(Option::is_some)>
                 {number_field("retention-days", "Keep finished jobs for (days)", |s| s.job_retention_days, |s, v| s.job_retention_days = v)}
                 {number_field("retention-count", "Keep at most (finished jobs)", |s| s.max_finished_jobs, |s, v| s.max_finished_jobs = v)}
+            </Show>
+            <h2>"Health checks"</h2>
+            <p class="muted">"For every instance, from its next probe on. A starting instance is probed every second until it answers."</p>
+            <Show when=move || settings.with(Option::is_some)>
+                {number_field("settings-health-interval", "Probe every (ms)", |s| s.health.interval_ms, |s, v| s.health.interval_ms = v)}
+                {number_field("settings-health-timeout", "A probe fails after (ms)", |s| s.health.probe_timeout_ms, |s, v| s.health.probe_timeout_ms = v)}
+                {number_field("settings-health-degraded", "Degraded when slower than (ms)", |s| s.health.degraded_response_ms, |s, v| s.health.degraded_response_ms = v)}
+                {number_field("settings-health-failures", "Unhealthy after failed probes in a row", |s| s.health.failure_threshold, |s, v| s.health.failure_threshold = v)}
+                {number_field("settings-health-successes", "Healthy again after answers in a row", |s| s.health.success_threshold, |s, v| s.health.success_threshold = v)}
+                {number_field("settings-health-resource", "Alert when RAM or VRAM use is above (%)", |s| s.health.resource_high_percent, |s, v| s.health.resource_high_percent = v)}
+            </Show>
+            <h2>"Placement"</h2>
+            <p class="muted">"Where a job goes when it may run anywhere. Jobs already sent stay where they are."</p>
+            <Show when=move || settings.with(Option::is_some)>
+                <label class="field">
+                    <span>"Policy"</span>
+                    <select id="settings-placement" on:change=move |ev| {
+                        let v = event_target_value(&ev);
+                        let Some((p, _, _)) = PLACEMENTS.iter().find(|(_, k, _)| *k == v) else { return };
+                        let Some(mut s) = settings.get_untracked() else { return };
+                        s.placement = *p;
+                        settings.set(Some(s.clone()));
+                        run_action(fleet, async move { api::set_settings(&s).await });
+                    }>
+                        {PLACEMENTS.iter().map(|(p, key, label)| {
+                            let selected = settings.with_untracked(|s| s.as_ref().map(|s| s.placement) == Some(*p));
+                            view! { <option value=*key selected=selected>{*label}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+                <label class="check">
+                    <input id="settings-copies" type="checkbox"
+                        prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.copies_near_the_end).unwrap_or(true))
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            let Some(mut s) = settings.get_untracked() else { return };
+                            s.copies_near_the_end = on;
+                            settings.set(Some(s.clone()));
+                            run_action(fleet, async move { api::set_settings(&s).await });
+                        }/>
+                    "Copy a long job to an idle, faster instance near its end (earliest finish only)"
+                </label>
             </Show>
             <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
         </div>

@@ -211,6 +211,7 @@ impl JobQueue {
                 calibrating: HashSet::new(),
                 calibrated: HashSet::new(),
             }),
+            speculate: std::sync::atomic::AtomicBool::new(options.speculate),
             options,
             wake: Notify::new(),
             cancel,
@@ -505,6 +506,22 @@ impl JobQueue {
 
     /// Changes how long finished jobs are kept (the settings changed) and
     /// prunes at once. Returns how many jobs were deleted.
+    /// How the automatic target picks from now on, and whether long jobs
+    /// get copies near the end. Jobs already sent stay where they are.
+    pub fn set_placement(&self, policy: Policy, copies: bool) {
+        self.shared.lock().planner.policy = policy;
+        self.shared
+            .speculate
+            .store(copies, std::sync::atomic::Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        tracing::info!(policy = policy.name(), copies, "placement settings applied");
+    }
+
+    /// The placement policy in use.
+    pub fn placement(&self) -> Policy {
+        self.shared.lock().planner.policy
+    }
+
     pub async fn set_retention(&self, retention: Retention) -> usize {
         self.shared.lock().retention = retention;
         let shared = self.shared.clone();

@@ -40,6 +40,18 @@ pub enum Policy {
 pub const LATE_BINDING_SLOTS: u32 = 2;
 
 impl Policy {
+    /// The policy a setting names.
+    pub fn from_setting(p: storycore_types::PlacementPolicy) -> Self {
+        use storycore_types::PlacementPolicy as P;
+        match p {
+            P::EarliestFinish => Self::EarliestFinish,
+            P::RoundRobin => Self::RoundRobin,
+            P::FewestInFlight => Self::FewestInFlight,
+            P::ShortestQueue => Self::ShortestQueue,
+            P::IdleFirst => Self::IdleFirst,
+        }
+    }
+
     pub const ALL: [Policy; 5] = [
         Policy::EarliestFinish,
         Policy::RoundRobin,

@@ -204,10 +204,13 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
 /// The copy's record is written before it is sent, like an attempt's.
 pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     let mut made = Vec::new();
-    if !shared.options.speculate || shared.options.policy != super::Policy::EarliestFinish {
+    if !shared.speculate.load(std::sync::atomic::Ordering::Relaxed) {
         return made;
     }
     let mut st = shared.lock();
+    if st.planner.policy != super::Policy::EarliestFinish {
+        return made;
+    }
     if st.storage_blocked_until.is_some_and(|t| t > Instant::now())
         || st
             .jobs

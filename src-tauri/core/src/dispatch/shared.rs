@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// `instance_{id}_workflows.json` of each instance, read once, kept
     /// here and written through the journal's writer.
     pub logs: Mutex<HashMap<String, Arc<Mutex<InstanceWorkflowsFile>>>>,
+    /// Copies near the end (`options.speculate` at first; Settings change it).
+    pub speculate: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct QueueState {

@@ -78,6 +78,19 @@ impl Default for HealthPolicy {
 }
 
 impl HealthPolicy {
+    /// The policy with the user's settings over the defaults.
+    pub fn from_settings(h: &storycore_types::HealthSettings) -> Self {
+        Self {
+            interval: Duration::from_millis(u64::from(h.interval_ms)),
+            probe_timeout: Duration::from_millis(u64::from(h.probe_timeout_ms)),
+            degraded_response_ms: f64::from(h.degraded_response_ms),
+            failure_threshold: h.failure_threshold,
+            success_threshold: h.success_threshold,
+            resource_high_percent: f64::from(h.resource_high_percent),
+            ..Self::default()
+        }
+    }
+
     /// The defaults, with the instance's own setting for queue monitoring.
     pub fn for_instance(config: &storycore_types::InstanceConfig) -> Self {
         Self {

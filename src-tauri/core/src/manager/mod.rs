@@ -104,6 +104,9 @@ struct Inner {
     /// Instances whose history is due to be written, and whether a writer
     /// (one blocking task at a time) is draining them.
     history_queue: Mutex<(std::collections::VecDeque<String>, bool)>,
+    /// The health policy new monitors get (`options.health` at first; the
+    /// Settings dialog changes it).
+    health: Mutex<HealthPolicy>,
 }
 
 /// Jobs in flight per instance id, as the job queue counts them: work the app
@@ -136,6 +139,7 @@ impl InstanceManager {
         let manager = Self {
             inner: Arc::new(Inner {
                 guardian,
+                health: Mutex::new(options.health.clone()),
                 store,
                 options,
                 state: Mutex::new(registry),
@@ -299,6 +303,43 @@ impl InstanceManager {
             });
         }
         Ok(())
+    }
+
+    // ----- health settings ------------------------------------------------------
+
+    /// The health policy monitors get now.
+    pub fn health_policy(&self) -> HealthPolicy {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// New intervals and thresholds, for new monitors and, from their next
+    /// probe on, every running one (each keeps its own queue watching and
+    /// its start phase).
+    pub async fn set_health_policy(&self, policy: HealthPolicy) {
+        *self.inner.health.lock().unwrap_or_else(|p| p.into_inner()) = policy.clone();
+        let monitors: Vec<(Arc<HealthHandle>, bool)> = self
+            .lock()
+            .entries
+            .iter()
+            .filter_map(|e| {
+                e.monitor
+                    .clone()
+                    .map(|m| (m, e.instance.config.queue_monitoring()))
+            })
+            .collect();
+        for (m, watch_queue) in monitors {
+            let mut p = policy.clone();
+            p.watch_queue = watch_queue;
+            let _ = m.set_policy(p).await;
+        }
+        tracing::info!(
+            interval_ms = policy.interval.as_millis() as u64,
+            "health settings applied"
+        );
     }
 
     // ----- API keys -------------------------------------------------------------
@@ -626,7 +667,7 @@ impl InstanceManager {
             id: id.to_string(),
             source,
         })?;
-        let mut policy = self.inner.options.health.clone();
+        let mut policy = self.health_policy();
         policy.watch_queue = config.queue_monitoring();
         policy.starting = starting;
         let handle = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
@@ -752,7 +793,7 @@ impl InstanceManager {
             id: id.to_string(),
             source,
         })?;
-        let mut policy = self.inner.options.health.clone();
+        let mut policy = self.health_policy();
         policy.watch_queue = config.queue_monitoring();
         let once = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
         let health = once
