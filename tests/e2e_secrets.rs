@@ -137,6 +137,36 @@ async fn a_key_typed_in_the_editor_lives_in_the_keyring_and_makes_the_instance_h
     assert_eq!(inst["config"]["apiKeyRef"], REF, "{inst}");
     assert_eq!(inst["config"]["apiKeyAuth"], "header:X-API-Key", "{inst}");
 
+    // A secret environment value, marked in the editor: in the keyring too.
+    let token = "hf_window_secret_77";
+    open_editor(&app).await;
+    app.click("#editor-env-add").await;
+    let row = "#editor-env .env-row:last-of-type";
+    app.fill(&format!("{row} .env-key"), "HF_TOKEN").await;
+    app.click(&format!("{row} .env-secret-check")).await;
+    app.fill(&format!("{row} .env-value"), token).await;
+    assert_eq!(
+        app.attr(&format!("{row} .env-value"), "type")
+            .await
+            .as_deref(),
+        Some("password")
+    );
+    app.click("#editor-save").await;
+    app.wait_instance(
+        "instance_001",
+        Duration::from_secs(10),
+        "the secret variable",
+        |i| i["config"]["secretEnvVars"]["HF_TOKEN"] == "instance/instance_001/env/HF_TOKEN",
+    )
+    .await;
+    assert_eq!(
+        keyring
+            .lookup("instance/instance_001/env/HF_TOKEN")
+            .as_deref(),
+        Some(token)
+    );
+    assert_private_and_keyless(app.config_dir.path(), token, None);
+
     // In the keyring, as another program reads it; in no file, log, event
     // snapshot or export.
     assert_eq!(keyring.lookup(REF).as_deref(), Some(key));

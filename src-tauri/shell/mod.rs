@@ -130,6 +130,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::take_startup_notices,
             commands::instances::test_connection,
             commands::instances::set_api_key,
+            commands::instances::set_secret_env,
             commands::instances::get_health_history,
             commands::instances::get_instance_log,
             commands::instances::export_instance_log,

@@ -104,6 +104,11 @@ pub struct InstanceConfig {
     /// against, in addition to the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// Environment variables whose values are secret: name -> the keyring
+    /// entry holding the value (as `apiKeyRef`). The value is never in this
+    /// file; the launch reads it from the keyring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env_vars: Option<BTreeMap<String, String>>,
 }
 
 /// How an API key travels, parsed from [`InstanceConfig::api_key_auth`].
@@ -167,6 +172,7 @@ impl InstanceConfig {
             allow_risky_env_vars: None,
             api_key_auth: None,
             ca_file: None,
+            secret_env_vars: None,
         }
     }
     /// How the key is sent; `bearer` when unset or unreadable (validation
@@ -213,6 +219,21 @@ impl InstanceConfig {
             format!("{}://{h}:{}", self.scheme().as_str(), self.port)
         }
     }
+    /// Every keyring entry this instance refers to: its API key and its
+    /// secret environment values.
+    pub fn secret_refs(&self) -> Vec<String> {
+        self.api_key_ref
+            .iter()
+            .cloned()
+            .chain(
+                self.secret_env_vars
+                    .iter()
+                    .flatten()
+                    .map(|(_, r)| r.clone()),
+            )
+            .collect()
+    }
+
     /// Launched by the app (has a ComfyUI folder), as opposed to attached.
     pub fn is_local_launch(&self) -> bool {
         self.comfyui_path.is_some()
@@ -316,6 +337,11 @@ pub struct InstanceConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub ca_file: Option<Option<String>>,
+    #[serde(
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secret_env_vars: Option<Option<BTreeMap<String, String>>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -346,7 +372,7 @@ impl InstanceConfigPatch {
             start_timeout_ms,
             allow_risky_env_vars
         );
-        set!(api_key_auth, ca_file);
+        set!(api_key_auth, ca_file, secret_env_vars);
     }
 }
 

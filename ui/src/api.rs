@@ -135,6 +135,21 @@ pub async fn test_connection(
     .await
 }
 
+/// Stores a secret environment value in the OS keyring (`in_file`: the 0600
+/// file instead), or removes it (`None`).
+pub async fn set_secret_env(
+    id: &str,
+    name: &str,
+    value: Option<&str>,
+    in_file: bool,
+) -> Result<Instance, ApiError> {
+    call(
+        "set_secret_env",
+        &json!({ "id": id, "name": name, "value": value, "inFile": in_file }),
+    )
+    .await
+}
+
 /// Stores the key in the OS keyring (`in_file`: the 0600 file instead), or
 /// removes it (`None`).
 pub async fn set_api_key(id: &str, key: Option<&str>, in_file: bool) -> Result<Instance, ApiError> {

@@ -50,6 +50,20 @@ pub async fn set_api_key(
     Ok(m.set_api_key(&id, key, in_file).await?)
 }
 
+/// Stores the secret value of environment variable `name` in the keyring
+/// (or, with `inFile`, the 0600 secrets file) and lists it in the
+/// instance's `secretEnvVars`, or removes it (`value: null`).
+#[tauri::command]
+pub async fn set_secret_env(
+    m: Manager<'_>,
+    id: String,
+    name: String,
+    value: Option<String>,
+    in_file: bool,
+) -> Answer<Instance> {
+    Ok(m.set_secret_env(&id, &name, value, in_file).await?)
+}
+
 #[tauri::command]
 pub async fn delete_instance(m: Manager<'_>, id: String) -> Answer<()> {
     Ok(m.delete(&id).await?)

@@ -39,6 +39,8 @@ struct Form {
     ca_file: RwSignal<String>,
     /// The stored key's reference, kept as it is by the config fields.
     api_key_ref: StoredValue<Option<String>>,
+    /// The secret variables' keyring entries, as loaded.
+    secret_refs: StoredValue<BTreeMap<String, String>>,
 }
 
 /// One environment variable in the key-value editor. `n` keys the row so
@@ -48,6 +50,11 @@ struct EnvRow {
     n: usize,
     key: RwSignal<String>,
     value: RwSignal<String>,
+    /// The value is secret: it goes to the keyring, never to the file.
+    secret: RwSignal<bool>,
+    /// A secret value is already stored for this name (the field stays
+    /// empty: typing replaces it).
+    stored: bool,
 }
 
 static NEXT_ROW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -58,6 +65,17 @@ impl EnvRow {
             n: NEXT_ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             key: RwSignal::new(key.to_string()),
             value: RwSignal::new(value.to_string()),
+            secret: RwSignal::new(false),
+            stored: false,
+        }
+    }
+
+    /// A secret variable whose value is in the keyring.
+    fn stored_secret(key: &str) -> Self {
+        Self {
+            secret: RwSignal::new(true),
+            stored: true,
+            ..Self::new(key, "")
         }
     }
 }
@@ -71,9 +89,16 @@ impl Form {
     fn from_config(c: &InstanceConfig) -> Self {
         let env = c
             .env_vars
-            .as_ref()
-            .map(|m| m.iter().map(|(k, v)| EnvRow::new(k, v)).collect())
-            .unwrap_or_default();
+            .iter()
+            .flatten()
+            .map(|(k, v)| EnvRow::new(k, v))
+            .chain(
+                c.secret_env_vars
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| EnvRow::stored_secret(k)),
+            )
+            .collect();
         Self {
             name: RwSignal::new(c.name.clone()),
             description: RwSignal::new(c.description.clone().unwrap_or_default()),
@@ -116,7 +141,24 @@ impl Form {
             key_remove: RwSignal::new(false),
             ca_file: RwSignal::new(c.ca_file.clone().unwrap_or_default()),
             api_key_ref: StoredValue::new(c.api_key_ref.clone()),
+            secret_refs: StoredValue::new(c.secret_env_vars.clone().unwrap_or_default()),
         }
+    }
+
+    /// Secret values typed now: (name, value), stored after the save.
+    fn typed_secrets(&self) -> Vec<(String, String)> {
+        self.env
+            .get_untracked()
+            .iter()
+            .filter(|r| r.secret.get_untracked())
+            .map(|r| {
+                (
+                    r.key.get_untracked().trim().to_string(),
+                    r.value.get_untracked(),
+                )
+            })
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .collect()
     }
 
     /// The key to store (`Some(Some)`), to remove (`Some(None)`), or nothing
@@ -151,9 +193,23 @@ impl Form {
         let start_timeout =
             text(self.start_timeout).map(|_| number("startTimeoutMs", self.start_timeout));
         let mut env = BTreeMap::new();
+        let mut secret_refs = BTreeMap::new();
         for (n, row) in self.env.get_untracked().iter().enumerate() {
             let key = row.key.get_untracked().trim().to_string();
             let value = row.value.get_untracked();
+            if row.secret.get_untracked() {
+                // Its value goes to the keyring after the save; a stored one
+                // left untouched keeps its entry.
+                if let Some(r) = self.secret_refs.with_value(|m| m.get(&key).cloned()) {
+                    secret_refs.insert(key.clone(), r);
+                } else if value.is_empty() && !key.is_empty() {
+                    errors.push(FieldError::new(
+                        "envVars",
+                        format!("{key} is secret: type its value (it goes to the keyring)."),
+                    ));
+                }
+                continue;
+            }
             if key.is_empty() {
                 if !value.trim().is_empty() {
                     errors.push(FieldError::new(
@@ -199,6 +255,7 @@ impl Form {
         };
         c.ca_file = text(self.ca_file);
         c.api_key_ref = self.api_key_ref.get_value();
+        c.secret_env_vars = (!secret_refs.is_empty()).then_some(secret_refs);
         Ok(c)
     }
 }
@@ -225,6 +282,7 @@ fn patch_of(c: InstanceConfig) -> InstanceConfigPatch {
         allow_risky_env_vars: Some(c.allow_risky_env_vars),
         api_key_auth: Some(c.api_key_auth),
         ca_file: Some(c.ca_file),
+        secret_env_vars: Some(c.secret_env_vars),
     }
 }
 
@@ -369,6 +427,7 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             }
         };
         let key_change = form.key_change();
+        let secrets = form.typed_secrets();
         let in_file = form.key_in_file.get_untracked();
         saving.set(true);
         spawn_local(async move {
@@ -397,6 +456,17 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                     return;
                 }
                 form.api_key.set(String::new());
+            }
+            for (name, value) in &secrets {
+                if let Err(e) = api::set_secret_env(&inst.id, name, Some(value), in_file).await {
+                    saving.set(false);
+                    general.set(Some(format!(
+                        "The settings were saved, the secret value of {name} was not: {}",
+                        e.message
+                    )));
+                    errors.set(e.fields);
+                    return;
+                }
             }
             saving.set(false);
             fleet.editor.set(None);
@@ -455,8 +525,15 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                                     <input class="env-key" placeholder="NAME" prop:value=move || r.key.get()
                                         on:input=move |ev| r.key.set(event_target_value(&ev))/>
                                     <span>"="</span>
-                                    <input class="env-value" placeholder="value" prop:value=move || r.value.get()
+                                    <input class="env-value" prop:value=move || r.value.get()
+                                        prop:type=move || if r.secret.get() { "password" } else { "text" }
+                                        placeholder=if r.stored { "stored in the keyring: type to replace" } else { "value" }
                                         on:input=move |ev| r.value.set(event_target_value(&ev))/>
+                                    <label class="env-secret" title="Keep the value in the OS keyring, not in the instances file">
+                                        <input type="checkbox" class="env-secret-check" prop:checked=move || r.secret.get()
+                                            on:change=move |ev| r.secret.set(event_target_checked(&ev))/>
+                                        "secret"
+                                    </label>
                                     <button class="env-remove" title="Remove this variable"
                                         on:click=move |_| form.env.update(|v| v.retain(|x| x.n != r.n))>"\u{2715}"</button>
                                 </div>
@@ -497,7 +574,7 @@ pub fn InstanceEditorDialog() -> impl IntoView {
                     <Show when=move || form.key_auth.get() == "header">
                         {input("editor-api-key-header", "Header name", form.key_header, "apiKeyAuth", "X-API-Key")}
                     </Show>
-                    {check("editor-api-key-file", "No keyring on this machine: keep the key in a file readable only by me", form.key_in_file)}
+                    {check("editor-api-key-file", "No keyring on this machine: keep the key and secret values in a file readable only by me", form.key_in_file)}
                     {form.api_key_ref.with_value(Option::is_some).then(|| check("editor-api-key-remove", "Remove the stored key", form.key_remove))}
                     {input("editor-ca-file", "CA certificate (PEM) for HTTPS with a self-signed certificate", form.ca_file, "caFile", "/home/me/comfy-ca.pem")}
                 </fieldset>

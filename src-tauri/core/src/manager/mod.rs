@@ -236,13 +236,21 @@ impl InstanceManager {
         id: &str,
         patch: InstanceConfigPatch,
     ) -> Result<Instance, ManagerError> {
-        let (inst, reconnect) = {
+        let (inst, reconnect, dropped) = {
             let mut reg = self.lock();
             reg.writable()?;
             let others = reg.configs_except(Some(id));
             let entry = reg.get_mut(id)?;
             let mut config = entry.instance.config.clone();
             patch.apply(&mut config);
+            let kept = config.secret_refs();
+            let dropped: Vec<String> = entry
+                .instance
+                .config
+                .secret_refs()
+                .into_iter()
+                .filter(|r| !kept.contains(r))
+                .collect();
             validate_config(&config, &others).map_err(|fields| ManagerError::Invalid { fields })?;
             let old = &entry.instance.config;
             let reconnect = entry.monitor.is_some()
@@ -254,13 +262,15 @@ impl InstanceManager {
                     || config.ca_file != old.ca_file);
             entry.instance.name = config.name.clone();
             entry.instance.config = config;
-            (entry.view(), reconnect)
+            (entry.view(), reconnect, dropped)
         };
         if reconnect {
             let starting = inst.status == InstanceStatus::Starting;
             self.start_monitor(&inst.id, &inst.config, starting)?;
         }
         self.save().await?;
+        // Secrets the instance no longer refers to leave the keyring.
+        self.forget_secrets(id, dropped).await;
         self.emit_instance(&inst);
         Ok(inst)
     }
@@ -282,19 +292,13 @@ impl InstanceManager {
         if let Some(p) = entry.process.take() {
             local::end_process(p).await;
         }
-        let key_ref = entry.instance.config.api_key_ref.clone();
+        let refs = entry.instance.config.secret_refs();
         drop(entry); // the last monitor handle: cancels the monitor
         self.save().await?;
         self.remove_instance_files(id);
-        if let Some(r) = key_ref {
-            // The key goes with its instance; a keyring that does not answer
-            // now keeps an entry nothing refers to, which is only logged.
-            let vault = self.vault();
-            let removed = tokio::task::spawn_blocking(move || vault.delete(&r)).await;
-            if let Ok(Err(e)) = removed {
-                tracing::warn!(%id, "the instance's API key was not removed: {e}");
-            }
-        }
+        // Its secrets go with it; a keyring that does not answer now keeps
+        // entries nothing refers to, which is only logged.
+        self.forget_secrets(id, refs).await;
         tracing::info!(%id, "instance deleted");
         self.emit(AppEvent::InstanceRemoved { id: id.to_string() });
         if active_changed {
@@ -405,6 +409,93 @@ impl InstanceManager {
         Ok(inst)
     }
 
+    async fn forget_secrets(&self, id: &str, refs: Vec<String>) {
+        if refs.is_empty() {
+            return;
+        }
+        let vault = self.vault();
+        let failed = tokio::task::spawn_blocking(move || {
+            refs.into_iter()
+                .filter_map(|r| vault.delete(&r).err().map(|e| format!("{r}: {e}")))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for f in failed {
+            tracing::warn!(%id, "a secret of the instance was not removed: {f}");
+        }
+    }
+
+    /// Stores (`Some`) or removes (`None`) the secret value of environment
+    /// variable `name` and lists it in the instance's `secretEnvVars`: the
+    /// launch reads it from the keyring (or the 0600 file, `in_file`), and
+    /// no file of the app holds it. A plain variable of that name is
+    /// replaced by the secret one.
+    pub async fn set_secret_env(
+        &self,
+        id: &str,
+        name: &str,
+        value: Option<String>,
+        in_file: bool,
+    ) -> Result<Instance, ManagerError> {
+        let config = self.config_of(id)?;
+        let mut secret = config.secret_env_vars.clone().unwrap_or_default();
+        let old = secret.get(name).cloned();
+        let secret_err = |source| ManagerError::Secret {
+            id: id.to_string(),
+            source,
+        };
+        match value {
+            Some(v) => {
+                // Checked before anything is stored: a bad name stores nothing.
+                let mut probe = config.clone();
+                let mut names = secret.clone();
+                names.insert(name.to_string(), "probe".into());
+                probe.secret_env_vars = Some(names);
+                if let Some(plain) = probe.env_vars.as_mut() {
+                    plain.remove(name);
+                }
+                let others = self.lock().configs_except(Some(id));
+                crate::model::validate_config(&probe, &others)
+                    .map_err(|fields| ManagerError::Invalid { fields })?;
+                let prefix = if in_file {
+                    crate::secrets::FILE_PREFIX
+                } else {
+                    ""
+                };
+                let reference = format!("{prefix}instance/{id}/env/{name}");
+                let (vault, r) = (self.vault(), reference.clone());
+                tokio::task::spawn_blocking(move || vault.store(&r, &v))
+                    .await
+                    .expect("the keyring task panicked")
+                    .map_err(secret_err)?;
+                secret.insert(name.to_string(), reference);
+            }
+            None => {
+                secret.remove(name);
+            }
+        }
+        let mut plain = config.env_vars.clone();
+        if let Some(p) = plain.as_mut() {
+            p.remove(name);
+        }
+        let inst = self
+            .update(
+                id,
+                InstanceConfigPatch {
+                    secret_env_vars: Some((!secret.is_empty()).then_some(secret.clone())),
+                    env_vars: Some(plain.filter(|p| !p.is_empty())),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let Some(old) = old.filter(|o| !secret.values().any(|r| r == o)) {
+            self.forget_secrets(id, vec![old]).await;
+        }
+        tracing::info!(%id, %name, "secret environment value set");
+        Ok(inst)
+    }
+
     /// Reads the keys of every instance with an `apiKeyRef` into memory (a
     /// blocking D-Bus round trip each). What cannot be read is reported as
     /// a notice: the instance is then probed without its key and says
@@ -414,11 +505,12 @@ impl InstanceManager {
             .lock()
             .entries
             .iter()
-            .filter_map(|e| {
+            .flat_map(|e| {
                 let c = &e.instance.config;
-                c.api_key_ref
-                    .clone()
+                c.secret_refs()
+                    .into_iter()
                     .map(|r| (c.id.clone(), c.name.clone(), r))
+                    .collect::<Vec<_>>()
             })
             .collect();
         if refs.is_empty() {
@@ -440,9 +532,9 @@ impl InstanceManager {
             match got {
                 Ok(Some(_)) => {}
                 Ok(None) => notices.push(format!(
-                    "The API key of '{name}' ({id}) is not in the keyring (entry {reference}): enter it again in the instance's settings."
+                    "A secret of '{name}' ({id}) is not in the keyring (entry {reference}): enter it again in the instance's settings."
                 )),
-                Err(e) => notices.push(format!("The API key of '{name}' ({id}) could not be read: {e}")),
+                Err(e) => notices.push(format!("A secret of '{name}' ({id}) could not be read (entry {reference}): {e}")),
             }
         }
         for n in &notices {

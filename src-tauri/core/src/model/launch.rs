@@ -139,6 +139,50 @@ pub(crate) fn check_env_vars(
     }
 }
 
+/// Secret variables (values in the keyring): the same name rules, no name
+/// both plain and secret, and a keyring entry for each.
+pub(crate) fn check_secret_env_vars(
+    secret: &BTreeMap<String, String>,
+    plain: Option<&BTreeMap<String, String>>,
+    allow_code_paths: bool,
+    errors: &mut Vec<FieldError>,
+) {
+    let names: BTreeMap<String, String> =
+        secret.keys().map(|n| (n.clone(), String::new())).collect();
+    let mut found = Vec::new();
+    check_env_vars(&names, allow_code_paths, &mut found);
+    for mut e in found {
+        if let Some(rest) = e.field.strip_prefix("envVars") {
+            e.field = format!("secretEnvVars{rest}");
+        }
+        errors.push(e);
+    }
+    for (name, reference) in secret {
+        let field = format!(
+            "secretEnvVars.{}",
+            name.chars().take(MAX_ENV_NAME).collect::<String>()
+        );
+        if plain.is_some_and(|p| p.contains_key(name)) {
+            errors.push(FieldError::new(
+                &field,
+                format!(
+                    "{} is both a plain and a secret variable: keep one.",
+                    quote(name)
+                ),
+            ));
+        }
+        if reference.trim().is_empty()
+            || reference.len() > 256
+            || reference.chars().any(char::is_control)
+        {
+            errors.push(FieldError::new(
+                &field,
+                "Its keyring entry name is empty, too long or holds control characters: set the value again.",
+            ));
+        }
+    }
+}
+
 fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')

@@ -207,6 +207,14 @@ fn check_config(
     if let Some(vars) = &c.env_vars {
         check_env_vars(vars, c.allow_risky_env_vars == Some(true), &mut errors);
     }
+    if let Some(secret) = &c.secret_env_vars {
+        super::launch::check_secret_env_vars(
+            secret,
+            c.env_vars.as_ref(),
+            c.allow_risky_env_vars == Some(true),
+            &mut errors,
+        );
+    }
     if let Some(args) = &c.extra_args {
         check_extra_args(args, &mut errors);
     }

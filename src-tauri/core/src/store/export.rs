@@ -35,7 +35,21 @@ pub fn export(file: &InstancesFile) -> String {
                 c.name, c.id
             ));
         }
+        // Secret variables travel as names only: their values are in this
+        // machine's keyring; import asks for them again.
+        for (name, _) in c.secret_env_vars.take().into_iter().flatten() {
+            c.env_vars
+                .get_or_insert_with(Default::default)
+                .insert(name, REDACTED_VALUE.to_string());
+        }
         for (name, value) in c.env_vars.iter_mut().flatten() {
+            if is_redacted(value) {
+                notes.push(format!(
+                    "The value of envVars.{name} of '{}' ({}) was left out: set it again after import.",
+                    c.name, c.id
+                ));
+                continue;
+            }
             if is_secret_name(name) {
                 *value = REDACTED_VALUE.to_string();
                 notes.push(format!(

@@ -79,6 +79,20 @@ pub fn build_launch_spec(
             problems.push(refused);
         }
     }
+    // Secret values come from the keyring, read at the app's start or when
+    // they were set; one that is not there stops the launch, said plainly.
+    let mut secret_env = BTreeMap::new();
+    for (name, reference) in config.secret_env_vars.iter().flatten() {
+        match crate::secrets::known(reference) {
+            Some(v) => {
+                secret_env.insert(name.clone(), v.to_string());
+            }
+            None => problems.push(FieldError::new(
+                format!("secretEnvVars.{name}"),
+                format!("the secret value of {name} is not in the keyring (entry {reference}): unlock the keyring and restart the app, or enter the value again in the instance's settings"),
+            )),
+        }
+    }
     let port = u16::try_from(config.port).ok().filter(|p| *p != 0);
     let gpu_request = parse_gpu_device(config.gpu_device.as_deref());
     if problems.is_empty() {
@@ -149,6 +163,7 @@ pub fn build_launch_spec(
     args.extend(config.extra_args.iter().flatten().cloned());
 
     let mut env = config.env_vars.clone().unwrap_or_default();
+    env.extend(secret_env);
     if let GpuPinning::Gpu(index) = gpu {
         if env.contains_key("CUDA_VISIBLE_DEVICES") {
             warnings.push("envVars sets CUDA_VISIBLE_DEVICES; gpuDevice overrides it".into());
@@ -193,6 +208,7 @@ fn injecting_vars(config: &InstanceConfig) -> Vec<FieldError> {
         .env_vars
         .iter()
         .flatten()
+        .chain(config.secret_env_vars.iter().flatten())
         .filter_map(|(name, _)| {
             crate::model::refused_env_name(name)
                 .map(|why| FieldError::new(format!("envVars.{name}"), why))
