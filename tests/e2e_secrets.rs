@@ -167,6 +167,53 @@ async fn a_key_typed_in_the_editor_lives_in_the_keyring_and_makes_the_instance_h
     );
     assert_private_and_keyless(app.config_dir.path(), token, None);
 
+    // A duplicate does not borrow the original's secrets: it asks for its own.
+    let card = ".instance-card[data-id='instance_001']";
+    app.click(&format!("{card} .menu-button")).await;
+    app.click(&format!("{card} .menu-item[data-action='duplicate']"))
+        .await;
+    app.wait_text("#instance-editor h2", "the editor", |t| {
+        t == "Duplicate instance"
+    })
+    .await;
+    assert_eq!(
+        app.attr("#editor-api-key", "placeholder").await.as_deref(),
+        Some("none")
+    );
+    app.click("#editor-save").await;
+    app.wait_text(
+        "#instance-editor .field-error[data-field='envVars']",
+        "the ask",
+        |t| t.contains("HF_TOKEN is secret: type its value"),
+    )
+    .await;
+    let copy_row = "#editor-env .env-row:last-of-type";
+    app.fill(&format!("{copy_row} .env-value"), "hf_copy_own")
+        .await;
+    app.click("#editor-save").await;
+    app.wait_instance(
+        "instance_002",
+        Duration::from_secs(10),
+        "the copy's own secret",
+        |i| {
+            i["config"]["secretEnvVars"]["HF_TOKEN"] == "instance/instance_002/env/HF_TOKEN"
+                && i["config"].get("apiKeyRef").is_none()
+        },
+    )
+    .await;
+    assert_eq!(
+        keyring
+            .lookup("instance/instance_002/env/HF_TOKEN")
+            .as_deref(),
+        Some("hf_copy_own")
+    );
+    assert_eq!(
+        keyring
+            .lookup("instance/instance_001/env/HF_TOKEN")
+            .as_deref(),
+        Some(token)
+    );
+
     // In the keyring, as another program reads it; in no file, log, event
     // snapshot or export.
     assert_eq!(keyring.lookup(REF).as_deref(), Some(key));

@@ -89,6 +89,20 @@ async fn a_secret_value_reaches_comfyui_from_the_keyring_and_no_file() {
     assert!(export.contains("\"HF_TOKEN\": \"<redacted"), "{export}");
     assert!(!export.contains("secretEnvVars"), "{export}");
 
+    // A copy of the config (a duplicate, a hand edit) names the same entry:
+    // deleting the copy leaves the original's secret where it is.
+    let mut copy = m.get("local-1").unwrap().config;
+    copy.id = "local-2".into();
+    copy.name = "local-2".into();
+    copy.port = u32::from(free_port());
+    m.create(copy).await.unwrap();
+    m.delete("local-2").await.unwrap();
+    assert_eq!(
+        keyring.lookup("instance/local-1/env/HF_TOKEN").as_deref(),
+        Some("hf_s3cret_value"),
+        "deleting a copy deleted the original's secret"
+    );
+
     // The launched ComfyUI has it.
     m.start("local-1").await.unwrap();
     wait_for(Duration::from_secs(20), "local-1 running", || async {

@@ -299,6 +299,7 @@ pub fn InstanceEditorDialog() -> impl IntoView {
         .max()
         .map(|p| p + 1)
         .unwrap_or(8188);
+    let mut duplicated_secrets = Vec::new();
     let (title, edit_id, start) = match &mode {
         EditorMode::New => ("Add instance", None, InstanceConfig::new("", "", next_port)),
         EditorMode::Edit(id) => (
@@ -317,10 +318,26 @@ pub fn InstanceEditorDialog() -> impl IntoView {
             c.id = String::new();
             c.name = format!("{} (copy)", c.name);
             c.port = next_port;
+            // Secrets are the original's own: the copy asks for its own key
+            // and values (its secret variables stay marked secret).
+            c.api_key_ref = None;
+            let secret_names: Vec<String> = c
+                .secret_env_vars
+                .take()
+                .into_iter()
+                .flatten()
+                .map(|(n, _)| n)
+                .collect();
+            duplicated_secrets = secret_names;
             ("Duplicate instance", None, c)
         }
     };
     let form = Form::from_config(&start);
+    for name in duplicated_secrets {
+        let row = EnvRow::new(&name, "");
+        row.secret.set(true);
+        form.env.update(|v| v.push(row));
+    }
     let gpus = RwSignal::new(None::<storycore_types::GpuList>);
     spawn_local(async move {
         if let Ok(list) = api::list_gpus().await {

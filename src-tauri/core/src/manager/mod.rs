@@ -409,7 +409,19 @@ impl InstanceManager {
         Ok(inst)
     }
 
+    /// Deletes the entries among `refs` that the app made for instance `id`
+    /// (`instance/<id>/...`, in the keyring or the file). An entry the user
+    /// named by hand, or one a duplicated config still names, is left alone.
     async fn forget_secrets(&self, id: &str, refs: Vec<String>) {
+        let own = format!("instance/{id}/");
+        let refs: Vec<String> = refs
+            .into_iter()
+            .filter(|r| {
+                r.strip_prefix(crate::secrets::FILE_PREFIX)
+                    .unwrap_or(r)
+                    .starts_with(&own)
+            })
+            .collect();
         if refs.is_empty() {
             return;
         }
