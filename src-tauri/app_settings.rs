@@ -85,21 +85,29 @@ pub async fn set_settings(
     settings: AppSettings,
 ) -> Result<(), ApiError> {
     check(&settings)?;
+    let before = store.get();
     store.set(settings.clone())?;
     manager.set_keep_running(settings.keep_instances_running);
     queue
         .set_retention(crate::shell::retention_of(&settings))
         .await;
-    // The environment was read at start and is still what it was.
-    if let Ok(env) = crate::settings::EnvSettings::from_env() {
-        manager
-            .set_health_policy(crate::shell::health_policy_of(&settings, &env))
-            .await;
+    // Only what changed: a notification toggle does not touch every monitor.
+    if settings.health != before.health {
+        // The environment was read at start and is still what it was.
+        if let Ok(env) = crate::settings::EnvSettings::from_env() {
+            manager
+                .set_health_policy(crate::shell::health_policy_of(&settings, &env))
+                .await;
+        }
     }
-    queue.set_placement(
-        storycore_core::dispatch::Policy::from_setting(settings.placement),
-        settings.copies_near_the_end,
-    );
+    if (settings.placement, settings.copies_near_the_end)
+        != (before.placement, before.copies_near_the_end)
+    {
+        queue.set_placement(
+            storycore_core::dispatch::Policy::from_setting(settings.placement),
+            settings.copies_near_the_end,
+        );
+    }
     Ok(())
 }
 

@@ -5,9 +5,7 @@
 mod support;
 
 use std::time::Duration;
-use support::keyring::TestKeyring;
 use support::standin::StandIn;
-use support::App;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn open_comfyui_shows_the_instance_page_with_its_key_applied() {
@@ -16,17 +14,7 @@ async fn open_comfyui_shows_the_instance_page_with_its_key_applied() {
         .env("STANDIN_API_KEY", key)
         .env("STANDIN_API_KEY_AUTH", "header:X-API-Key")
         .start();
-    let keyring = TestKeyring::start();
-    let app = App::launch(
-        "open_comfyui",
-        &[
-            ("STORYCORE_HEALTH_INTERVAL_MS", "300"),
-            ("DBUS_SESSION_BUS_ADDRESS", &keyring.bus_address),
-        ],
-    )
-    .await;
-    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
-        .await;
+    let (_keyring, app) = support::app_with_keyring("open_comfyui").await;
     app.invoke(
         "create_instance",
         serde_json::json!({"config": {"id": "", "name": "Cloud box", "port": server.port(),
@@ -42,10 +30,7 @@ async fn open_comfyui_shows_the_instance_page_with_its_key_applied() {
     .unwrap();
     let main = app.client.window().await.unwrap();
 
-    let card = ".instance-card[data-id='instance_001']";
-    app.click(&format!("{card} .menu-button")).await;
-    app.click(&format!("{card} .menu-item[data-action='open-comfyui']"))
-        .await;
+    app.card_menu("instance_001", "open-comfyui").await;
     let title = "ComfyUI \u{2014} Cloud box";
     app.wait_window(title).await;
 

@@ -9,7 +9,6 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use support::keyring::TestKeyring;
 use support::standin::StandIn;
 use support::App;
 
@@ -66,10 +65,7 @@ async fn add_remote(app: &App, name: &str, port: u16) {
 }
 
 async fn open_editor(app: &App) {
-    let card = ".instance-card[data-id='instance_001']";
-    app.click(&format!("{card} .menu-button")).await;
-    app.click(&format!("{card} .menu-item[data-action='edit']"))
-        .await;
+    app.card_menu("instance_001", "edit").await;
     app.wait_text("#instance-editor h2", "the editor", |t| {
         t == "Edit instance"
     })
@@ -93,17 +89,7 @@ async fn a_key_typed_in_the_editor_lives_in_the_keyring_and_makes_the_instance_h
         .env("STANDIN_API_KEY", key)
         .env("STANDIN_API_KEY_AUTH", "header:X-API-Key")
         .start();
-    let keyring = TestKeyring::start();
-    let app = App::launch(
-        "secrets_keyring",
-        &[
-            ("STORYCORE_HEALTH_INTERVAL_MS", "300"),
-            ("DBUS_SESSION_BUS_ADDRESS", &keyring.bus_address),
-        ],
-    )
-    .await;
-    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
-        .await;
+    let (keyring, app) = support::app_with_keyring("secrets_keyring").await;
 
     // Without the key: unhealthy, and the alert says what to do.
     add_remote(&app, "Cloud box", server.port()).await;
@@ -168,10 +154,7 @@ async fn a_key_typed_in_the_editor_lives_in_the_keyring_and_makes_the_instance_h
     assert_private_and_keyless(app.config_dir.path(), token, None);
 
     // A duplicate does not borrow the original's secrets: it asks for its own.
-    let card = ".instance-card[data-id='instance_001']";
-    app.click(&format!("{card} .menu-button")).await;
-    app.click(&format!("{card} .menu-item[data-action='duplicate']"))
-        .await;
+    app.card_menu("instance_001", "duplicate").await;
     app.wait_text("#instance-editor h2", "the editor", |t| {
         t == "Duplicate instance"
     })

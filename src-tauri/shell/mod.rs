@@ -180,7 +180,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             tauri::async_runtime::spawn(async move {
                 // API keys first (a D-Bus round trip each, off the window's
                 // start): the monitors of what starts next send them.
-                for n in m.load_api_keys().await {
+                for n in m.load_secrets().await {
                     handle.state::<StartupNotices>().add(n);
                 }
                 // Re-attach before autoStart, so a kept process is not started twice.

@@ -275,6 +275,15 @@ impl App {
             .unwrap_or_else(|e| panic!("{}: cannot click {css}: {e}", self.name));
     }
 
+    /// Picks `action` (its `data-action`) in the "More" menu of instance
+    /// `id`'s card.
+    pub async fn card_menu(&self, id: &str, action: &str) {
+        let card = format!(".instance-card[data-id='{id}']");
+        self.click(&format!("{card} .menu-button")).await;
+        self.click(&format!("{card} .menu-item[data-action='{action}']"))
+            .await;
+    }
+
     /// Chooses `value` in a `<select>` as the user's choice would (clicking an
     /// option opens GTK's native popup menu, which WebDriver cannot reach):
     /// the value is set and a `change` event sent, which the page handles.
@@ -525,6 +534,23 @@ fn tauri_driver() -> PathBuf {
         }
     }
     PathBuf::from("tauri-driver")
+}
+
+/// The app on a private bus whose keyring (GNOME Keyring, unlocked) it
+/// uses, probing every 300 ms, its window up.
+pub async fn app_with_keyring(name: &str) -> (keyring::TestKeyring, App) {
+    let keyring = keyring::TestKeyring::start();
+    let app = App::launch(
+        name,
+        &[
+            ("STORYCORE_HEALTH_INTERVAL_MS", "300"),
+            ("DBUS_SESSION_BUS_ADDRESS", &keyring.bus_address),
+        ],
+    )
+    .await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    (keyring, app)
 }
 
 /// The app with one attached stand-in, "GPU 0" (`instance_001`), started.

@@ -72,8 +72,26 @@ fn forget(reference: &str) {
 
 /// The reference an instance's API key is kept under.
 pub fn api_key_reference(instance_id: &str, in_file: bool) -> String {
+    instance_reference(instance_id, "api-key", in_file)
+}
+
+/// The reference the secret value of an instance's variable `name` is kept under.
+pub fn env_reference(instance_id: &str, name: &str, in_file: bool) -> String {
+    instance_reference(instance_id, &format!("env/{name}"), in_file)
+}
+
+fn instance_reference(instance_id: &str, what: &str, in_file: bool) -> String {
     let prefix = if in_file { FILE_PREFIX } else { "" };
-    format!("{prefix}instance/{instance_id}/api-key")
+    format!("{prefix}instance/{instance_id}/{what}")
+}
+
+/// True for a reference the app made for this instance (keyring or file),
+/// as opposed to one the user named by hand or a copied config names.
+pub fn belongs_to(reference: &str, instance_id: &str) -> bool {
+    reference
+        .strip_prefix(FILE_PREFIX)
+        .unwrap_or(reference)
+        .starts_with(&format!("instance/{instance_id}/"))
 }
 
 /// True for a reference kept in the secrets file.

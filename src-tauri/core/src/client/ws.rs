@@ -63,13 +63,8 @@ enum End {
 impl ComfyClient {
     /// `ws://host:port[/prefix]/ws?clientId=<id>`.
     pub fn ws_url(&self, client_id: &str) -> String {
-        let base = self.base_url();
-        let base = base
-            .strip_prefix("https://")
-            .map(|rest| format!("wss://{rest}"))
-            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
-            .unwrap_or_else(|| base.to_string());
-        let mut url = reqwest::Url::parse(&format!("{base}/ws")).expect("base URL was validated");
+        let mut url =
+            reqwest::Url::parse(&format!("{}/ws", self.ws_base())).expect("base URL was validated");
         url.query_pairs_mut().append_pair("clientId", client_id);
         url.to_string()
     }
@@ -100,13 +95,21 @@ impl ComfyClient {
         &self,
         path_and_query: &str,
     ) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
-        let base = self.ws_url("x");
-        let base = base.split("/ws?").next().unwrap_or(&base).to_string();
         let conn = Connect {
             auth: self.auth.clone(),
             tls: self.tls.clone(),
         };
-        conn.open(&format!("{base}{path_and_query}")).await
+        conn.open(&format!("{}{path_and_query}", self.ws_base()))
+            .await
+    }
+
+    /// The base URL with `ws://` or `wss://` for its scheme.
+    fn ws_base(&self) -> String {
+        let base = self.base_url();
+        base.strip_prefix("https://")
+            .map(|rest| format!("wss://{rest}"))
+            .or_else(|| base.strip_prefix("http://").map(|r| format!("ws://{r}")))
+            .unwrap_or_else(|| base.to_string())
     }
 }
 

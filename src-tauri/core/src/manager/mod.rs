@@ -363,7 +363,6 @@ impl InstanceManager {
         in_file: bool,
     ) -> Result<Instance, ManagerError> {
         let old = self.config_of(id)?.api_key_ref;
-        let same_ref_before = old.clone();
         let vault = self.vault();
         let secret = |source| ManagerError::Secret {
             id: id.to_string(),
@@ -381,6 +380,7 @@ impl InstanceManager {
             }
             None => None,
         };
+        let same_ref = old == new_ref;
         if let Some(old) = old.filter(|o| Some(o) != new_ref.as_ref()) {
             let v = vault.clone();
             let removed = tokio::task::spawn_blocking(move || v.delete(&old))
@@ -402,7 +402,7 @@ impl InstanceManager {
         // Same reference, new key: `update` saw no change, and the monitor's
         // client still has the old key.
         let monitored = self.lock().get(id).is_some_and(|e| e.monitor.is_some());
-        if monitored && same_ref_before == inst.config.api_key_ref {
+        if monitored && same_ref {
             self.start_monitor(id, &inst.config, inst.status == InstanceStatus::Starting)?;
         }
         tracing::info!(%id, stored_in = if in_file { "file" } else { "keyring" }, "API key set");
@@ -413,14 +413,9 @@ impl InstanceManager {
     /// (`instance/<id>/...`, in the keyring or the file). An entry the user
     /// named by hand, or one a duplicated config still names, is left alone.
     async fn forget_secrets(&self, id: &str, refs: Vec<String>) {
-        let own = format!("instance/{id}/");
         let refs: Vec<String> = refs
             .into_iter()
-            .filter(|r| {
-                r.strip_prefix(crate::secrets::FILE_PREFIX)
-                    .unwrap_or(r)
-                    .starts_with(&own)
-            })
+            .filter(|r| crate::secrets::belongs_to(r, id))
             .collect();
         if refs.is_empty() {
             return;
@@ -470,12 +465,7 @@ impl InstanceManager {
                 let others = self.lock().configs_except(Some(id));
                 crate::model::validate_config(&probe, &others)
                     .map_err(|fields| ManagerError::Invalid { fields })?;
-                let prefix = if in_file {
-                    crate::secrets::FILE_PREFIX
-                } else {
-                    ""
-                };
-                let reference = format!("{prefix}instance/{id}/env/{name}");
+                let reference = crate::secrets::env_reference(id, name, in_file);
                 let (vault, r) = (self.vault(), reference.clone());
                 tokio::task::spawn_blocking(move || vault.store(&r, &v))
                     .await
@@ -508,11 +498,11 @@ impl InstanceManager {
         Ok(inst)
     }
 
-    /// Reads the keys of every instance with an `apiKeyRef` into memory (a
+    /// Reads the API keys and secret environment values of every instance into memory (a
     /// blocking D-Bus round trip each). What cannot be read is reported as
     /// a notice: the instance is then probed without its key and says
     /// "401: check the API key".
-    pub async fn load_api_keys(&self) -> Vec<String> {
+    pub async fn load_secrets(&self) -> Vec<String> {
         let refs: Vec<(String, String, String)> = self
             .lock()
             .entries

@@ -43,14 +43,7 @@ pub fn export(file: &InstancesFile) -> String {
                 .insert(name, REDACTED_VALUE.to_string());
         }
         for (name, value) in c.env_vars.iter_mut().flatten() {
-            if is_redacted(value) {
-                notes.push(format!(
-                    "The value of envVars.{name} of '{}' ({}) was left out: set it again after import.",
-                    c.name, c.id
-                ));
-                continue;
-            }
-            if is_secret_name(name) {
+            if is_redacted(value) || is_secret_name(name) {
                 *value = REDACTED_VALUE.to_string();
                 notes.push(format!(
                     "The value of envVars.{name} of '{}' ({}) was left out: set it again after import.",
