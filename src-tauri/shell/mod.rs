@@ -79,6 +79,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
     for n in &report.notices {
         notices.add(n.clone());
     }
+    let (projects, project_notices, legacy_projects) =
+        storycore_core::projects::Projects::open(&paths.config_dir)
+            .map_err(|e| format!("cannot open the projects file: {e}"))?;
+    for n in project_notices {
+        tracing::warn!("{n}");
+        notices.add(n);
+    }
     let current = settings_store.get();
     manager.set_keep_running(current.keep_instances_running);
     let dispatch_options = DispatchOptions {
@@ -100,6 +107,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .manage(settings_store)
         .manage(paths)
         .manage(manager.clone())
+        .manage(projects.clone())
         .manage(notices)
         .manage(commands::desktop::EditorWindows::default())
         .invoke_handler(tauri::generate_handler![
@@ -152,6 +160,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::jobs::read_workflow_file,
             commands::jobs::create_template,
             commands::jobs::delete_template,
+            commands::jobs::set_template_pins,
+            commands::projects::list_projects,
+            commands::projects::create_project,
+            commands::projects::update_project,
+            commands::projects::delete_project,
+            commands::projects::set_current_project,
+            commands::projects::new_instance_config,
             commands::desktop::open_instance_path,
             commands::desktop::pick_folder,
             commands::desktop::pick_workflow_file,
@@ -159,6 +174,14 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .setup(move |app| {
             tray::install(app.handle(), manager.clone())?;
             notifier::spawn(app.handle().clone(), manager.subscribe());
+            // Projects that still name the single-instance server get its
+            // instance (created by the migration above, or now).
+            let migrated =
+                tauri::async_runtime::block_on(projects.migrate(&manager, legacy_projects));
+            for n in migrated {
+                tracing::info!("{n}");
+                app.state::<StartupNotices>().add(n);
+            }
             // The job queue spawns its tasks on Tauri's runtime; jobs left in
             // flight by a previous run are looked up on their instances now.
             let (queue, recovered) = tauri::async_runtime::block_on(async {

@@ -104,6 +104,9 @@ pub struct JobOutput {
     pub kind: String,
     /// The local copy.
     pub path: String,
+    /// The copy in the project's output folder, when the job has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<String>,
 }
 
 /// Why a job failed, with ComfyUI's own reasons when it gave any.
@@ -182,6 +185,21 @@ pub struct Job {
     /// app stops it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<JobCopy>,
+    /// The project it was run in (see `Project`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Where its outputs are copied besides the app's own folder (the
+    /// project's output folder when it was submitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_folder: Option<String>,
+    /// Only these instances may run it (its template is pinned to them);
+    /// empty: any the target allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_instances: Vec<String>,
+    /// Why a queued job is not placed, when no instance it may run on can
+    /// take work (stopped, unhealthy, paused); unset while it only waits for room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// Where a job's copy runs (see [`Job::copy`]).
@@ -215,6 +233,10 @@ impl Job {
             instances_killed: self.instances_killed.clone(),
             template_id: self.template_id.clone(),
             copy: self.copy.clone(),
+            project_id: self.project_id.clone(),
+            output_folder: self.output_folder.clone(),
+            pinned_instances: self.pinned_instances.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -256,6 +278,13 @@ pub struct WorkflowTemplate {
     /// Shipped with the app (cannot be deleted or overwritten).
     #[serde(default)]
     pub built_in: bool,
+    /// The project it belongs to; unset: a global template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Only these instances run it (those that have its models, say);
+    /// empty: any instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_instances: Vec<String>,
 }
 
 /// One plain-valued input of a workflow's node: what can be made a template

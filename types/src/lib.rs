@@ -9,6 +9,7 @@ pub mod health;
 pub mod import;
 pub mod instance;
 pub mod job;
+pub mod project;
 pub mod settings;
 
 pub use app::AppInfo;
@@ -28,6 +29,9 @@ pub use job::{
     Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget,
     ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowExecution,
     WorkflowFile, WorkflowInput, WorkflowTemplate,
+};
+pub use project::{
+    InstanceDefaults, Project, ProjectDraft, ProjectList, ProjectsFile, PROJECTS_FILE_VERSION,
 };
 pub use settings::{
     AppSettings, HealthSettings, NotificationSettings, PlacementPolicy, TrayItem,

@@ -20,6 +20,7 @@ pub mod health;
 pub mod manager;
 pub mod model;
 pub mod privacy;
+pub mod projects;
 pub mod secrets;
 pub mod store;
 pub mod supervisor;

@@ -4,7 +4,9 @@
 use super::blocking;
 use serde_json::{Map, Value};
 use storycore_core::dispatch::templates;
-use storycore_core::dispatch::JobQueue;
+use storycore_core::dispatch::{JobContext, JobQueue, TemplateStore};
+use storycore_core::manager::InstanceManager;
+use storycore_core::projects::Projects;
 use storycore_types::{
     ApiError, ErrorCode, Job, JobTarget, TemplateDraft, WorkflowFile, WorkflowTemplate,
 };
@@ -13,6 +15,26 @@ use tauri::State;
 type Queue<'a> = State<'a, JobQueue>;
 type Answer<T> = Result<T, ApiError>;
 
+/// The templates the window sees: the global ones and the current project's.
+fn visible_templates(q: &JobQueue, p: &Projects) -> TemplateStore {
+    match p.current() {
+        Some(project) => q.project_templates(&project.id),
+        None => q.templates(),
+    }
+}
+
+/// Where a job from the window runs when it names no target (the current
+/// project's default, else automatic), and the project it belongs to.
+fn in_current_project(p: &Projects, target: Option<JobTarget>) -> (JobTarget, JobContext) {
+    match p.current() {
+        Some(project) => (
+            target.unwrap_or_else(|| project.default_target.clone()),
+            JobContext::project(&project),
+        ),
+        None => (target.unwrap_or_default(), JobContext::default()),
+    }
+}
+
 /// Every job, without its workflow.
 #[tauri::command]
 pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
@@ -20,25 +42,29 @@ pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
 }
 
 /// `workflow` is the text of an API-format workflow (ComfyUI's "Save (API)").
+/// It runs in the current project; no `target`: the project's default.
 #[tauri::command]
 pub async fn submit_workflow(
     q: Queue<'_>,
+    p: State<'_, Projects>,
     workflow: String,
     target: Option<JobTarget>,
 ) -> Answer<Job> {
     // Size, nesting and shape are checked where the text enters.
     let value = storycore_core::dispatch::workflow::parse_workflow(&workflow)?;
-    Ok(q.submit(value, target.unwrap_or_default()).await?.summary())
+    let (target, context) = in_current_project(&p, target);
+    Ok(q.submit_in(value, target, &context).await?.summary())
 }
 
 #[tauri::command]
 pub async fn submit_template(
     q: Queue<'_>,
+    p: State<'_, Projects>,
     template_id: String,
     values: Map<String, Value>,
     target: Option<JobTarget>,
 ) -> Answer<Job> {
-    let templates = q.templates();
+    let templates = visible_templates(&q, &p);
     let id = template_id.clone();
     let t = blocking(move || {
         templates.get(&id).ok_or_else(|| {
@@ -46,15 +72,36 @@ pub async fn submit_template(
         })
     })
     .await?;
-    Ok(q.submit_template(&t, &values, target.unwrap_or_default())
+    let (target, context) = in_current_project(&p, target);
+    Ok(q.submit_template_in(&t, &values, target, &context)
         .await?
         .summary())
 }
 
+/// The built-in, global and current project's templates.
 #[tauri::command]
-pub async fn list_templates(q: Queue<'_>) -> Answer<Vec<WorkflowTemplate>> {
-    let templates = q.templates();
+pub async fn list_templates(q: Queue<'_>, p: State<'_, Projects>) -> Answer<Vec<WorkflowTemplate>> {
+    let templates = visible_templates(&q, &p);
     blocking(move || Ok(templates.list())).await
+}
+
+/// Pins a template to instances (an empty list: any instance).
+#[tauri::command]
+pub async fn set_template_pins(
+    q: Queue<'_>,
+    p: State<'_, Projects>,
+    m: State<'_, InstanceManager>,
+    id: String,
+    instances: Vec<String>,
+) -> Answer<WorkflowTemplate> {
+    if let Some(unknown) = instances.iter().find(|i| m.get(i).is_none()) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("there is no instance \"{unknown}\" to pin the template to"),
+        ));
+    }
+    let templates = visible_templates(&q, &p);
+    blocking(move || Ok(templates.set_pins(&id, instances)?)).await
 }
 
 /// Reads a workflow file to import: the workflow and the inputs that can
@@ -71,18 +118,28 @@ pub async fn read_workflow_file(path: String) -> Answer<WorkflowFile> {
     blocking(move || Ok(templates::read_workflow_file(std::path::Path::new(&path))?)).await
 }
 
-/// Saves an imported workflow with its marked parameters as a new template.
+/// Saves an imported workflow with its marked parameters as a new template:
+/// the current project's own, or a global one when `global` (or no project).
 #[tauri::command]
-pub async fn create_template(q: Queue<'_>, draft: TemplateDraft) -> Answer<WorkflowTemplate> {
-    let templates = q.templates();
+pub async fn create_template(
+    q: Queue<'_>,
+    p: State<'_, Projects>,
+    draft: TemplateDraft,
+    global: Option<bool>,
+) -> Answer<WorkflowTemplate> {
+    let templates = if global.unwrap_or(false) {
+        q.templates()
+    } else {
+        visible_templates(&q, &p)
+    };
     let t = blocking(move || Ok(templates.create(&draft)?)).await?;
     tracing::info!(id = %t.id, parameters = t.parameters.len(), "template saved");
     Ok(t)
 }
 
 #[tauri::command]
-pub async fn delete_template(q: Queue<'_>, id: String) -> Answer<()> {
-    let templates = q.templates();
+pub async fn delete_template(q: Queue<'_>, p: State<'_, Projects>, id: String) -> Answer<()> {
+    let templates = visible_templates(&q, &p);
     blocking(move || Ok(templates.delete(&id)?)).await
 }
 

@@ -116,6 +116,25 @@ impl Default for DispatchOptions {
     }
 }
 
+/// What a job belongs to besides its workflow and target: the project it
+/// runs in (a tag the Workflows view filters by) and the folder its outputs
+/// are copied to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobContext {
+    pub project_id: Option<String>,
+    pub output_folder: Option<String>,
+}
+
+impl JobContext {
+    /// Jobs run in `project`: tagged with it, outputs copied to its folder.
+    pub fn project(project: &storycore_types::Project) -> Self {
+        Self {
+            project_id: Some(project.id.clone()),
+            output_folder: Some(project.outputs_folder()),
+        }
+    }
+}
+
 /// What opening the queue found, for the user.
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
@@ -245,7 +264,18 @@ impl JobQueue {
     /// fleet has room and nothing else waits, the job is placed at once and
     /// its one durable record is already the `dispatched` one.
     pub async fn submit(&self, workflow: Value, target: JobTarget) -> Result<Job, DispatchError> {
-        self.submit_tagged(workflow, target, None).await
+        self.submit_in(workflow, target, &JobContext::default())
+            .await
+    }
+
+    /// [`submit`](Self::submit) within a project (see [`JobContext`]).
+    pub async fn submit_in(
+        &self,
+        workflow: Value,
+        target: JobTarget,
+        context: &JobContext,
+    ) -> Result<Job, DispatchError> {
+        self.submit_tagged(workflow, target, None, context).await
     }
 
     /// [`submit`](Self::submit) for a template with parameter values.
@@ -255,8 +285,21 @@ impl JobQueue {
         values: &Map<String, Value>,
         target: JobTarget,
     ) -> Result<Job, DispatchError> {
+        self.submit_template_in(template, values, target, &JobContext::default())
+            .await
+    }
+
+    /// [`submit_template`](Self::submit_template) within a project. A
+    /// template pinned to instances runs only on them.
+    pub async fn submit_template_in(
+        &self,
+        template: &storycore_types::WorkflowTemplate,
+        values: &Map<String, Value>,
+        target: JobTarget,
+        context: &JobContext,
+    ) -> Result<Job, DispatchError> {
         let wf = templates::render(template, values)?;
-        self.submit_tagged(wf, target, Some(template.id.clone()))
+        self.submit_tagged(wf, target, Some(template), context)
             .await
     }
 
@@ -264,7 +307,8 @@ impl JobQueue {
         &self,
         workflow: Value,
         target: JobTarget,
-        template_id: Option<String>,
+        template: Option<&storycore_types::WorkflowTemplate>,
+        context: &JobContext,
     ) -> Result<Job, DispatchError> {
         if self.shared.cancel.is_cancelled() {
             return Err(DispatchError::ShutDown);
@@ -273,6 +317,20 @@ impl JobQueue {
         if let JobTarget::Instance { id } = &target {
             if self.shared.manager.get(id).is_none() {
                 return Err(DispatchError::UnknownInstance { id: id.clone() });
+            }
+        }
+        let pinned_instances = template
+            .map(|t| t.pinned_instances.clone())
+            .unwrap_or_default();
+        if let (JobTarget::Instance { id }, Some(t)) = (&target, template) {
+            if !pinned_instances.is_empty() && !pinned_instances.contains(id) {
+                return Err(DispatchError::Template {
+                    id: t.id.clone(),
+                    reason: format!(
+                        "it is pinned to {}, not to \"{id}\": run it on one of them, or on the automatic target",
+                        pinned_instances.join(", ")
+                    ),
+                });
             }
         }
         let now = Utc::now();
@@ -297,8 +355,12 @@ impl JobQueue {
             outputs: Vec::new(),
             error: None,
             instances_killed: Vec::new(),
-            template_id,
+            template_id: template.map(|t| t.id.clone()),
             copy: None,
+            project_id: context.project_id.clone(),
+            output_folder: context.output_folder.clone(),
+            pinned_instances,
+            waiting: None,
         };
         let id = job.id.clone();
         let (durable, placed) = {
@@ -607,6 +669,11 @@ impl JobQueue {
     /// The templates kept with this queue.
     pub fn templates(&self) -> TemplateStore {
         TemplateStore::new(&self.shared.dir)
+    }
+
+    /// The global templates and those of a project.
+    pub fn project_templates(&self, project_id: &str) -> TemplateStore {
+        TemplateStore::in_project(&self.shared.dir, project_id)
     }
 
     pub fn dir(&self) -> &Path {

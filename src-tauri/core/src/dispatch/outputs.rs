@@ -35,17 +35,35 @@ pub fn job_folder(shared_dir: &std::path::Path, job_id: &str) -> PathBuf {
     shared_dir.join(OUTPUTS_FOLDER).join(job_id)
 }
 
+/// A finished job's files, and why they are not all in its project's folder.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub outputs: Vec<JobOutput>,
+    pub not_copied: Option<String>,
+}
+
 pub(crate) async fn fetch(
     shared: &Shared,
     client: &ComfyClient,
     job_id: &str,
     entry: &HistoryEntry,
-) -> Result<Vec<JobOutput>, OutputError> {
+) -> Result<Fetched, OutputError> {
     if !entry.succeeded() {
-        return Ok(Vec::new());
+        return Ok(Fetched::default());
     }
     let folder = job_folder(&shared.dir, job_id);
+    // The project's copy: `<output folder>/<job id's first 8>_<name>`, so
+    // runs of one template on two instances (both counting from 00001) do
+    // not overwrite each other, and a fetch repeated after a crash does.
+    let project = shared
+        .lock()
+        .jobs
+        .get(job_id)
+        .and_then(|e| e.job.output_folder.clone())
+        .map(PathBuf::from);
+    let short: String = job_id.chars().take(8).collect();
     let mut out = Vec::new();
+    let mut not_copied = None;
     for (node, image) in entry.images() {
         let bytes = client
             .view(&image.filename, &image.subfolder, &image.kind)
@@ -55,12 +73,22 @@ pub(crate) async fn fetch(
                 filename: image.filename.clone(),
                 source,
             })?;
-        let local = folder.join(local_name(node, &image.filename));
+        let name = local_name(node, &image.filename);
+        let local = folder.join(&name);
+        let copy = project.as_ref().map(|p| p.join(format!("{short}_{name}")));
         let path = local.clone();
-        let kept =
-            tokio::task::spawn_blocking(move || crate::store::replace_unsynced(&path, &bytes))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let (kept, copied) = tokio::task::spawn_blocking(move || {
+            let kept = crate::store::replace_unsynced(&path, &bytes);
+            // The project's copy is a convenience: when it cannot be made the
+            // job still succeeds, with the outputs in the app's folder.
+            let copied = match (&kept, copy) {
+                (Ok(()), Some(c)) => Some(crate::store::replace_unsynced(&c, &bytes).map(|()| c)),
+                _ => None,
+            };
+            (kept, copied)
+        })
+        .await
+        .unwrap_or_else(|e| (Err(std::io::Error::other(e)), None));
         kept.map_err(|source| OutputError::Keep {
             job_id: job_id.into(),
             filename: image.filename.clone(),
@@ -69,15 +97,31 @@ pub(crate) async fn fetch(
                 source,
             },
         })?;
+        let project_path = match copied {
+            Some(Ok(c)) => Some(c.to_string_lossy().into_owned()),
+            Some(Err(e)) => {
+                let folder = project.as_deref().unwrap_or(&folder).display();
+                tracing::warn!(job = %job_id, "copying an output to {folder}: {e}");
+                not_copied.get_or_insert(format!(
+                    "The outputs are in the app's folder, but could not be copied to the project's folder {folder} ({e}): make it writable or choose another output folder in the project's settings."
+                ));
+                None
+            }
+            None => None,
+        };
         out.push(JobOutput {
             node_id: node.to_string(),
             filename: image.filename.clone(),
             subfolder: image.subfolder.clone(),
             kind: image.kind.clone(),
             path: local.to_string_lossy().into_owned(),
+            project_path,
         });
     }
-    Ok(out)
+    Ok(Fetched {
+        outputs: out,
+        not_copied,
+    })
 }
 
 /// `<node>_<file name>`, reduced to safe characters: the name comes from the

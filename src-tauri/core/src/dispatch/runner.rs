@@ -424,7 +424,7 @@ fn finish(
     prompt_id: &str,
     instance_id: &str,
     entry: &HistoryEntry,
-    files: Vec<storycore_types::JobOutput>,
+    files: outputs::Fetched,
 ) {
     let ok = entry.succeeded();
     let mut measure = None;
@@ -439,8 +439,8 @@ fn finish(
         e.job.progress.node = None;
         if ok {
             e.job.state = JobState::Succeeded;
-            e.job.error = None;
-            e.job.outputs = files;
+            e.job.error = files.not_copied.map(JobError::new);
+            e.job.outputs = files.outputs;
         } else {
             e.job.state = JobState::Failed;
             e.job.error = Some(workflow::execution_error(entry, instance_id));

@@ -162,6 +162,7 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         return placed;
     }
     let mut fleet = Fleet::new(shared, &mut st);
+    explain_waits(shared, &mut st, &fleet);
     if !fleet.has_room() {
         return placed;
     }
@@ -246,9 +247,11 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
             .iter()
             .filter(|(id, on, ..)| *on != here && !taken.contains(id))
             .filter(|(id, ..)| {
-                st.jobs
-                    .get(id)
-                    .is_some_and(|e| !e.job.instances_killed.contains(&here))
+                st.jobs.get(id).is_some_and(|e| {
+                    !e.job.instances_killed.contains(&here)
+                        && (e.job.pinned_instances.is_empty()
+                            || e.job.pinned_instances.contains(&here))
+                })
             })
             .filter_map(|(id, on, work, ran)| {
                 let left = st.speeds.expected_secs(on, *work) - ran;
@@ -298,10 +301,14 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
     let others_exist = fleet.candidates.iter().any(|c| !killed.contains(&c.id));
     let target = &e.job.target;
     let active = fleet.active.as_deref();
-    let allowed = |c: &Candidate| match target {
-        JobTarget::Auto => !others_exist || !killed.contains(&c.id),
-        JobTarget::Active => active == Some(c.id.as_str()),
-        JobTarget::Instance { id } => &c.id == id,
+    let pins = &e.job.pinned_instances;
+    let allowed = |c: &Candidate| {
+        (pins.is_empty() || pins.contains(&c.id))
+            && match target {
+                JobTarget::Auto => !others_exist || !killed.contains(&c.id),
+                JobTarget::Active => active == Some(c.id.as_str()),
+                JobTarget::Instance { id } => &c.id == id,
+            }
     };
     let Decision::Place(i) = st.planner.place(&mut fleet.candidates, allowed, e.work) else {
         return false;
@@ -313,12 +320,86 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
     e.job.prompt_id = Some(prompt_id.clone());
     e.job.attempts += 1;
     e.job.finished_at = None;
+    e.job.waiting = None;
     if e.held_for_storage {
         e.job.error = None;
         e.held_for_storage = false;
     }
     e.attempt = Some(Attempt::new(instance_id, prompt_id, &shared.cancel));
     true
+}
+
+/// Says on each queued job why it waits when no instance it may run on can
+/// take work (and clears it when one can): the record is rewritten only
+/// when the reason changes.
+fn explain_waits(shared: &Shared, st: &mut QueueState, fleet: &Fleet) {
+    for e in st.jobs.values_mut() {
+        if !e.accepted || e.job.state != JobState::Queued {
+            continue;
+        }
+        let why = waiting_reason(&e.job, fleet);
+        if why != e.job.waiting {
+            e.job.waiting = why;
+            shared.persist(e);
+        }
+    }
+}
+
+/// Why no instance the job may run on can take it now, or `None` when one
+/// can (the job then waits only for room).
+pub(crate) fn waiting_reason(job: &storycore_types::Job, fleet: &Fleet) -> Option<String> {
+    let pins = &job.pinned_instances;
+    let wanted: Vec<&str> = match &job.target {
+        JobTarget::Auto if pins.is_empty() => {
+            let ready = fleet.instances.iter().any(balance::eligible);
+            return (!ready).then(|| {
+                if fleet.instances.is_empty() {
+                    "Waits for an instance: the fleet has none. Add one.".to_string()
+                } else {
+                    "Waits for an instance that can take work: none is running and healthy."
+                        .to_string()
+                }
+            });
+        }
+        JobTarget::Auto => pins.iter().map(String::as_str).collect(),
+        JobTarget::Active => match fleet.active.as_deref() {
+            Some(a) => vec![a],
+            None => return Some("Waits for an active instance: none is chosen.".to_string()),
+        },
+        JobTarget::Instance { id } => vec![id.as_str()],
+    };
+    let mut states = Vec::new();
+    for id in &wanted {
+        match fleet.instances.iter().find(|i| i.id == *id) {
+            Some(i) if balance::eligible(i) => {
+                if pins.is_empty() || pins.iter().any(|p| p == id) {
+                    return None;
+                }
+                states.push(format!("{} (not among the template's instances)", i.name));
+            }
+            Some(i) => states.push(format!("{} ({})", i.name, instance_state(i))),
+            None => states.push(format!("{id} (deleted)")),
+        }
+    }
+    let list = states.join(", ");
+    Some(if pins.is_empty() {
+        format!("Waits for {list}.")
+    } else {
+        let template = job.template_id.as_deref().unwrap_or("its template");
+        format!(
+            "Waits for an instance its template \"{template}\" is pinned to: {list}. Start one of them, or pin the template to more instances."
+        )
+    })
+}
+
+/// A few words on why an instance takes no work.
+fn instance_state(i: &Instance) -> String {
+    use storycore_types::{HealthStatus, InstanceStatus};
+    match (i.status, i.health.status) {
+        (InstanceStatus::Running, HealthStatus::Unhealthy) => "unhealthy".into(),
+        (InstanceStatus::Running, h) => format!("health {}", format!("{h:?}").to_lowercase()),
+        (s, _) => s.as_str().into(),
+    }
 }
 
 /// The `dispatched` record of this attempt did not become durable: the job

@@ -84,6 +84,8 @@ pub fn smoke_test_template() -> WorkflowTemplate {
             ),
         ],
         built_in: true,
+        project_id: None,
+        pinned_instances: Vec::new(),
     }
 }
 
@@ -102,6 +104,8 @@ pub fn from_workflow_json(
         workflow,
         parameters: Vec::new(),
         built_in: false,
+        project_id: None,
+        pinned_instances: Vec::new(),
     })
 }
 
@@ -308,19 +312,45 @@ fn check_id(id: &str) -> Result<(), DispatchError> {
     }
 }
 
-/// The saved templates of `<dir>/templates/`, plus the built-in ones.
+/// Where a project's own templates are kept: `<root>/projects/<id>/templates/`.
+pub fn project_templates_dir(root: &Path, project_id: &str) -> PathBuf {
+    root.join(PROJECTS_FOLDER)
+        .join(project_id)
+        .join(TEMPLATES_FOLDER)
+}
+
+pub const PROJECTS_FOLDER: &str = "projects";
+
+/// The saved templates of `<dir>/templates/`, plus the built-in ones, and,
+/// for a project ([`in_project`](Self::in_project)), the project's own.
 #[derive(Debug, Clone)]
 pub struct TemplateStore {
     dir: PathBuf,
+    /// The project's id and templates folder.
+    project: Option<(String, PathBuf)>,
 }
 
 impl TemplateStore {
     pub fn new(root: &Path) -> Self {
         Self {
             dir: root.join(TEMPLATES_FOLDER),
+            project: None,
         }
     }
 
+    /// The global templates and those of project `project_id`; templates
+    /// created through it belong to the project.
+    pub fn in_project(root: &Path, project_id: &str) -> Self {
+        Self {
+            dir: root.join(TEMPLATES_FOLDER),
+            project: Some((
+                project_id.to_string(),
+                project_templates_dir(root, project_id),
+            )),
+        }
+    }
+
+    /// Built-in first, then global ones, then the project's, each by name.
     pub fn list(&self) -> Vec<WorkflowTemplate> {
         let (mut out, problems) = self.read_all();
         for p in problems {
@@ -337,32 +367,53 @@ impl TemplateStore {
     }
 
     fn read_all(&self) -> (Vec<WorkflowTemplate>, Vec<String>) {
-        let mut saved = Vec::new();
-        let mut problems = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return (saved, problems);
-        };
-        for e in entries.flatten() {
-            if !e.file_name().to_string_lossy().ends_with(".json") {
-                continue;
-            }
-            let path = e.path();
-            let read = crate::store::read_regular(&path, MAX_WORKFLOW_FILE_BYTES * 2)
-                .map_err(|p| p.to_string())
-                .and_then(|b| b.ok_or_else(|| "it vanished".to_string()))
-                .and_then(|b| {
-                    serde_json::from_slice::<WorkflowTemplate>(&b).map_err(|e| e.to_string())
-                });
-            match read {
-                Ok(t) => saved.push(t),
-                Err(why) => problems.push(format!(
-                    "the template file {} cannot be read ({why}); it is not in the list: fix or delete it",
-                    path.display()
-                )),
-            }
+        let (mut saved, mut problems) = read_folder(&self.dir);
+        for t in &mut saved {
+            t.project_id = None;
         }
-        saved.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some((id, dir)) = &self.project {
+            let (mut own, p) = read_folder(dir);
+            for t in &mut own {
+                t.project_id = Some(id.clone());
+            }
+            saved.extend(own);
+            problems.extend(p);
+        }
         (saved, problems)
+    }
+
+    /// The folder a template is (or would be) kept in.
+    fn folder_of(&self, t: &WorkflowTemplate) -> Result<&Path, DispatchError> {
+        match (&t.project_id, &self.project) {
+            (None, _) => Ok(&self.dir),
+            (Some(p), Some((id, dir))) if p == id => Ok(dir),
+            (Some(p), _) => Err(err(
+                &t.id,
+                format!("it belongs to project \"{p}\", which is not the current one"),
+            )),
+        }
+    }
+
+    /// Pins a saved template to instances (none: any instance): its jobs
+    /// run only there, and wait, saying why, while none of them can.
+    pub fn set_pins(&self, id: &str, pins: Vec<String>) -> Result<WorkflowTemplate, DispatchError> {
+        if id == SMOKE_TEST_ID {
+            return Err(err(
+                id,
+                "the built-in template cannot be pinned; import a copy of it and pin that",
+            ));
+        }
+        let mut t = self
+            .get(id)
+            .ok_or_else(|| err(id, "there is no such template"))?;
+        let mut seen = std::collections::HashSet::new();
+        t.pinned_instances = pins
+            .into_iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty() && seen.insert(p.clone()))
+            .collect();
+        self.save(&t)?;
+        Ok(t)
     }
 
     pub fn get(&self, id: &str) -> Option<WorkflowTemplate> {
@@ -379,11 +430,12 @@ impl TemplateStore {
         }
         check_workflow(&t.workflow)?;
         render(t, &Map::new())?;
-        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::CreateDir {
-            path: self.dir.clone(),
+        let dir = self.folder_of(t)?;
+        crate::privacy::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
             source,
         })?;
-        let path = self.dir.join(format!("{}.json", t.id));
+        let path = dir.join(format!("{}.json", t.id));
         let bytes = serde_json::to_vec_pretty(t).map_err(|source| StoreError::Encode {
             path: path.clone(),
             source,
@@ -414,7 +466,15 @@ impl TemplateStore {
         let base = slug(name);
         let mut id = base.clone();
         let mut n = 2;
-        while existing.iter().any(|t| t.id == id) || self.dir.join(format!("{id}.json")).exists() {
+        let taken = |id: &str| {
+            existing.iter().any(|t| t.id == id)
+                || self.dir.join(format!("{id}.json")).exists()
+                || self
+                    .project
+                    .as_ref()
+                    .is_some_and(|(_, d)| d.join(format!("{id}.json")).exists())
+        };
+        while taken(&id) {
             id = format!("{base}-{n}");
             n += 1;
         }
@@ -430,6 +490,8 @@ impl TemplateStore {
             workflow: draft.workflow.clone(),
             parameters: Vec::new(),
             built_in: false,
+            project_id: self.project.as_ref().map(|(id, _)| id.clone()),
+            pinned_instances: Vec::new(),
         };
         for m in &draft.parameters {
             mark_parameter(&mut t, m.name.trim(), &m.node_id, &m.input, m.kind)?;
@@ -446,9 +508,42 @@ impl TemplateStore {
         if id == SMOKE_TEST_ID {
             return Err(err(id, "built-in templates cannot be deleted"));
         }
-        let path = self.dir.join(format!("{id}.json"));
+        let t = self
+            .get(id)
+            .ok_or_else(|| err(id, "there is no such template"))?;
+        let path = self.folder_of(&t)?.join(format!("{id}.json"));
         std::fs::remove_file(&path).map_err(|source| DispatchError::Read { path, source })
     }
+}
+
+/// The templates saved in one folder, by name, and the files that cannot be read.
+fn read_folder(dir: &Path) -> (Vec<WorkflowTemplate>, Vec<String>) {
+    let mut saved = Vec::new();
+    let mut problems = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (saved, problems);
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().ends_with(".json") {
+            continue;
+        }
+        let path = e.path();
+        let read = crate::store::read_regular(&path, MAX_WORKFLOW_FILE_BYTES * 2)
+            .map_err(|p| p.to_string())
+            .and_then(|b| b.ok_or_else(|| "it vanished".to_string()))
+            .and_then(|b| {
+                serde_json::from_slice::<WorkflowTemplate>(&b).map_err(|e| e.to_string())
+            });
+        match read {
+            Ok(t) => saved.push(t),
+            Err(why) => problems.push(format!(
+                "the template file {} cannot be read ({why}); it is not in the list: fix or delete it",
+                path.display()
+            )),
+        }
+    }
+    saved.sort_by(|a, b| a.name.cmp(&b.name));
+    (saved, problems)
 }
 
 /// A name or description: not too long, no control characters, and (a

@@ -580,6 +580,10 @@ mod tests {
             instances_killed: Vec::new(),
             template_id: None,
             copy: None,
+            project_id: None,
+            output_folder: None,
+            pinned_instances: Vec::new(),
+            waiting: None,
         }
     }
 

@@ -38,10 +38,10 @@ pub struct Loaded {
     pub migration: Option<MigrationResult>,
 }
 
-/// What is on disk at one path.
-pub(crate) enum OnDisk {
+/// What is on disk at one path (an instances file, or another versioned file).
+pub(crate) enum OnDisk<T = InstancesFile> {
     Missing,
-    Good { file: InstancesFile, bytes: Vec<u8> },
+    Good { file: T, bytes: Vec<u8> },
     Newer { version: String, value: Value },
     Corrupt { why: String },
 }
@@ -290,7 +290,17 @@ pub(crate) fn empty_file() -> InstancesFile {
 /// folder, a FIFO or a device in its place, or a file too big to be one, is
 /// corrupt: moved aside, never read (reading a FIFO would hang).
 pub(crate) fn read_instances_file(path: &Path) -> Result<OnDisk, StoreError> {
-    let bytes = match read_regular(path, MAX_INSTANCES_FILE_BYTES) {
+    read_versioned(path, MAX_INSTANCES_FILE_BYTES, INSTANCES_FILE_VERSION)
+}
+
+/// Reads and classifies a JSON file with a `"version"`: missing, good, from
+/// a newer app than `current`, or corrupt (with why).
+pub(crate) fn read_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max_bytes: u64,
+    current: &str,
+) -> Result<OnDisk<T>, StoreError> {
+    let bytes = match read_regular(path, max_bytes) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(OnDisk::Missing),
         Err(p @ (ReadProblem::NotAFile(_) | ReadProblem::TooBig { .. })) => {
@@ -321,10 +331,10 @@ pub(crate) fn read_instances_file(path: &Path) -> Result<OnDisk, StoreError> {
             why: "it has no \"version\"".into(),
         });
     };
-    if let FormatAge::Newer(version) = format_age(&version, INSTANCES_FILE_VERSION) {
+    if let FormatAge::Newer(version) = format_age(&version, current) {
         return Ok(OnDisk::Newer { version, value });
     }
-    match serde_json::from_value::<InstancesFile>(value) {
+    match serde_json::from_value::<T>(value) {
         Ok(file) => Ok(OnDisk::Good { file, bytes }),
         Err(e) => Ok(OnDisk::Corrupt {
             why: format!("its content does not match the format: {e}"),

@@ -127,7 +127,7 @@ fn legacy_to_config(bytes: &[u8]) -> Result<InstanceConfig, String> {
             format!("enableQueueMonitoring in {LEGACY_FILE_NAME} is not true or false")
         })?),
     };
-    let mut config = config_from_endpoint(endpoint)?;
+    let mut config = config_from_endpoint(endpoint, MIGRATED_ID, MIGRATED_NAME)?;
     config.timeout_ms = timeout_ms;
     config.enable_queue_monitoring = queue_monitoring;
     validate_config(&config, &[]).map_err(|errors| {
@@ -143,7 +143,13 @@ fn legacy_to_config(bytes: &[u8]) -> Result<InstanceConfig, String> {
     Ok(config)
 }
 
-fn config_from_endpoint(endpoint: &str) -> Result<InstanceConfig, String> {
+/// An instance's configuration for the single-instance app's `endpoint` URL,
+/// or why that URL cannot be one.
+pub(crate) fn config_from_endpoint(
+    endpoint: &str,
+    id: &str,
+    name: &str,
+) -> Result<InstanceConfig, String> {
     let bad = |why: &str| format!("the endpoint '{endpoint}' in {LEGACY_FILE_NAME} {why}");
     let url = reqwest::Url::parse(endpoint).map_err(|e| bad(&format!("is not a URL ({e})")))?;
     let scheme = match url.scheme() {
@@ -170,7 +176,7 @@ fn config_from_endpoint(endpoint: &str) -> Result<InstanceConfig, String> {
     let port = url
         .port_or_known_default()
         .ok_or_else(|| bad("has no port"))?;
-    let mut config = InstanceConfig::new(MIGRATED_ID, MIGRATED_NAME, u32::from(port));
+    let mut config = InstanceConfig::new(id, name, u32::from(port));
     // Settings files keep only what differs from the defaults.
     config.host = (host != storycore_types::instance::DEFAULT_HOST).then_some(host);
     config.scheme = (scheme == Scheme::Https).then_some(scheme);

@@ -6,6 +6,7 @@
 //! | `instance_{id}_health.json` | [`HealthHistory`] |
 //! | `instance_{id}_workflows.json` | the job queue (`dispatch::instance_log`); named and removed here |
 //! | `comfyui.json` (the single-instance app's), renamed `.migrated` once read | migration, on first start |
+//! | `projects.json` (format "1.0") and its `.bak` | [`ProjectStore`] |
 //!
 //! Every write goes through [`atomic_write`], so a crash leaves either the old
 //! file or the new one, never a mix. What a crash or a hand edit can still
@@ -22,6 +23,7 @@ mod import;
 mod instance_files;
 mod instances;
 mod migration;
+mod projects;
 mod read;
 mod recovery;
 
@@ -37,6 +39,10 @@ pub use instance_files::{instance_files, remove_instance_files, workflows_file_p
 pub use instances::{
     InstanceStore, Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME, MAX_INSTANCES_FILE_BYTES,
 };
+pub(crate) use migration::config_from_endpoint;
 pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};
+pub use projects::{
+    LegacyServer, LoadedProjects, ProjectStore, PROJECTS_BACKUP_NAME, PROJECTS_FILE_NAME,
+};
 pub use read::{human_size, read_regular, ReadProblem};
 pub(crate) use recovery::move_aside;
