@@ -166,7 +166,6 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::projects::update_project,
             commands::projects::delete_project,
             commands::projects::set_current_project,
-            commands::projects::new_instance_config,
             commands::desktop::open_instance_path,
             commands::desktop::pick_folder,
             commands::desktop::pick_workflow_file,

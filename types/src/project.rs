@@ -75,6 +75,23 @@ impl InstanceDefaults {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+
+    /// Sets the fields these defaults name on a new instance's configuration.
+    pub fn apply_to(&self, config: &mut crate::InstanceConfig) {
+        let d = self.clone();
+        config.host = d.host.or(config.host.take());
+        config.scheme = d.scheme.or(config.scheme.take());
+        config.gpu_device = d.gpu_device.or(config.gpu_device.take());
+        config.comfyui_path = d.comfyui_path.or(config.comfyui_path.take());
+        config.python_path = d.python_path.or(config.python_path.take());
+        config.custom_nodes_path = d.custom_nodes_path.or(config.custom_nodes_path.take());
+        config.extra_args = d.extra_args.or(config.extra_args.take());
+        config.env_vars = d.env_vars.or(config.env_vars.take());
+        config.max_concurrent_workflows = d
+            .max_concurrent_workflows
+            .or(config.max_concurrent_workflows.take());
+        config.timeout_ms = d.timeout_ms.or(config.timeout_ms.take());
+    }
 }
 
 /// `projects.json`.

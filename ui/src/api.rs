@@ -7,7 +7,8 @@ use storycore_types::import::{ClashPolicy, ExportOutcome, ImportEntry, ImportPre
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
     InstanceConfig, InstanceConfigPatch, InstanceHealth, InstancePath, Job, JobTarget, LogLines,
-    TemplateDraft, WorkflowExecution, WorkflowFile, WorkflowTemplate, APP_EVENT,
+    Project, ProjectDraft, ProjectList, TemplateDraft, WorkflowExecution, WorkflowFile,
+    WorkflowTemplate, APP_EVENT,
 };
 use wasm_bindgen::prelude::*;
 
@@ -205,10 +206,11 @@ pub async fn list_templates() -> Result<Vec<WorkflowTemplate>, ApiError> {
     call("list_templates", &NoArgs {}).await
 }
 
+/// `target: None`: the current project's default.
 pub async fn submit_template(
     template_id: &str,
     values: &serde_json::Map<String, serde_json::Value>,
-    target: &JobTarget,
+    target: &Option<JobTarget>,
 ) -> Result<Job, ApiError> {
     call(
         "submit_template",
@@ -217,7 +219,7 @@ pub async fn submit_template(
     .await
 }
 
-pub async fn submit_workflow(workflow: &str, target: &JobTarget) -> Result<Job, ApiError> {
+pub async fn submit_workflow(workflow: &str, target: &Option<JobTarget>) -> Result<Job, ApiError> {
     call(
         "submit_workflow",
         &json!({ "workflow": workflow, "target": target }),
@@ -326,8 +328,51 @@ pub async fn read_workflow_file(path: &str) -> Result<WorkflowFile, ApiError> {
     call("read_workflow_file", &json!({ "path": path })).await
 }
 
-pub async fn create_template(draft: &TemplateDraft) -> Result<WorkflowTemplate, ApiError> {
-    call("create_template", &json!({ "draft": draft })).await
+/// `global`: for every project, not only the current one.
+pub async fn create_template(
+    draft: &TemplateDraft,
+    global: bool,
+) -> Result<WorkflowTemplate, ApiError> {
+    call(
+        "create_template",
+        &json!({ "draft": draft, "global": global }),
+    )
+    .await
+}
+
+pub async fn set_template_pins(
+    id: &str,
+    instances: &[String],
+) -> Result<WorkflowTemplate, ApiError> {
+    call(
+        "set_template_pins",
+        &json!({ "id": id, "instances": instances }),
+    )
+    .await
+}
+
+pub async fn list_projects() -> Result<ProjectList, ApiError> {
+    call("list_projects", &NoArgs {}).await
+}
+
+pub async fn create_project(draft: &ProjectDraft) -> Result<Project, ApiError> {
+    call("create_project", &json!({ "draft": draft })).await
+}
+
+pub async fn update_project(id: &str, draft: &ProjectDraft) -> Result<Project, ApiError> {
+    call("update_project", &json!({ "id": id, "draft": draft })).await
+}
+
+pub async fn delete_project(id: &str) -> Result<(), ApiError> {
+    call::<_, Option<()>>("delete_project", &json!({ "id": id }))
+        .await
+        .map(|_| ())
+}
+
+pub async fn set_current_project(id: Option<&str>) -> Result<(), ApiError> {
+    call::<_, Option<()>>("set_current_project", &json!({ "id": id }))
+        .await
+        .map(|_| ())
 }
 
 pub async fn delete_template(id: &str) -> Result<(), ApiError> {

@@ -25,6 +25,7 @@ pub fn App() -> impl IntoView {
     // Subscribe first, then load: an event that arrives in between is applied
     // to the list the load then replaces with a newer answer.
     api::on_event(move |ev| route(state, fleet, &ev));
+    fleet.reload_projects();
     spawn_local(async move {
         state
             .info

@@ -81,6 +81,8 @@ pub struct Fleet {
     /// The latest batch of live log lines (any instance); the details view
     /// joins those of the selected one onto the tail it loaded.
     pub log_lines: RwSignal<Option<LogLines>>,
+    /// The projects and the current one.
+    pub projects: RwSignal<storycore_types::ProjectList>,
 }
 
 /// Most alerts kept on screen.
@@ -120,7 +122,23 @@ impl Fleet {
             attach_offer: RwSignal::new(None),
             view: RwSignal::new(MainView::Instances),
             log_lines: RwSignal::new(None),
+            projects: RwSignal::new(Default::default()),
         }
+    }
+
+    /// Reads the projects again (after a change, or at start).
+    pub fn reload_projects(self) {
+        leptos::task::spawn_local(async move {
+            match crate::api::list_projects().await {
+                Ok(list) => self.projects.set(list),
+                Err(e) => self.error.set(Some(e.message)),
+            }
+        });
+    }
+
+    /// The current project, if any.
+    pub fn current_project(&self) -> Option<storycore_types::Project> {
+        self.projects.with(|l| l.current().cloned())
     }
 
     /// The signals of instance `id`, untracked.

@@ -13,8 +13,8 @@ use crate::store::{LegacyServer, ProjectStore, StoreError};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use storycore_types::{
-    ApiError, ErrorCode, FieldError, InstanceConfig, InstanceDefaults, JobTarget, Project,
-    ProjectDraft, ProjectList, ProjectsFile,
+    ApiError, ErrorCode, FieldError, InstanceConfig, JobTarget, Project, ProjectDraft, ProjectList,
+    ProjectsFile,
 };
 
 const MAX_NAME: usize = 100;
@@ -221,7 +221,7 @@ impl Projects {
     pub fn new_instance_config(&self) -> InstanceConfig {
         let mut config = InstanceConfig::new("", "", 8188);
         if let Some(p) = self.current() {
-            apply_defaults(&mut config, &p.instance_defaults);
+            p.instance_defaults.apply_to(&mut config);
         }
         config
     }
@@ -483,7 +483,7 @@ fn check_draft(p: &Project, others: &[Project], instances: &[String]) -> Result<
     }
     if !p.instance_defaults.is_empty() {
         let mut config = InstanceConfig::new("defaults", "defaults", 8188);
-        apply_defaults(&mut config, &p.instance_defaults);
+        p.instance_defaults.apply_to(&mut config);
         if let Err(fields) = validate_config(&config, &[]) {
             return Err(ProjectError::Invalid {
                 fields: fields
@@ -507,31 +507,4 @@ fn make_folder(folder: &str) -> Result<(), ProjectError> {
             ),
         )
     })
-}
-
-/// Sets the fields the defaults name.
-pub fn apply_defaults(config: &mut InstanceConfig, d: &InstanceDefaults) {
-    let InstanceDefaults {
-        host,
-        scheme,
-        gpu_device,
-        comfyui_path,
-        python_path,
-        custom_nodes_path,
-        extra_args,
-        env_vars,
-        max_concurrent_workflows,
-        timeout_ms,
-    } = d.clone();
-    config.host = host.or(config.host.take());
-    config.scheme = scheme.or(config.scheme.take());
-    config.gpu_device = gpu_device.or(config.gpu_device.take());
-    config.comfyui_path = comfyui_path.or(config.comfyui_path.take());
-    config.python_path = python_path.or(config.python_path.take());
-    config.custom_nodes_path = custom_nodes_path.or(config.custom_nodes_path.take());
-    config.extra_args = extra_args.or(config.extra_args.take());
-    config.env_vars = env_vars.or(config.env_vars.take());
-    config.max_concurrent_workflows =
-        max_concurrent_workflows.or(config.max_concurrent_workflows.take());
-    config.timeout_ms = timeout_ms.or(config.timeout_ms.take());
 }

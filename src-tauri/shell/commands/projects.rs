@@ -1,10 +1,10 @@
 //! Projects for the window: list, create, change, delete, choose the current
-//! one; the draft of a new instance with the current project's defaults.
+//! one.
 
 use super::blocking;
 use storycore_core::manager::InstanceManager;
 use storycore_core::projects::Projects;
-use storycore_types::{ApiError, InstanceConfig, Project, ProjectDraft, ProjectList};
+use storycore_types::{ApiError, Project, ProjectDraft, ProjectList};
 use tauri::State;
 
 type Answer<T> = Result<T, ApiError>;
@@ -55,10 +55,4 @@ pub async fn delete_project(
 pub async fn set_current_project(p: State<'_, Projects>, id: Option<String>) -> Answer<()> {
     let p = p.inner().clone();
     blocking(move || Ok(p.set_current(id.as_deref())?)).await
-}
-
-/// A blank instance configuration with the current project's defaults.
-#[tauri::command]
-pub fn new_instance_config(p: State<'_, Projects>) -> InstanceConfig {
-    p.new_instance_config()
 }

@@ -301,7 +301,14 @@ pub fn InstanceEditorDialog() -> impl IntoView {
         .unwrap_or(8188);
     let mut duplicated_secrets = Vec::new();
     let (title, edit_id, start) = match &mode {
-        EditorMode::New => ("Add instance", None, InstanceConfig::new("", "", next_port)),
+        EditorMode::New => {
+            // The current project's defaults for its new instances.
+            let mut c = InstanceConfig::new("", "", next_port);
+            if let Some(p) = fleet.current_project() {
+                p.instance_defaults.apply_to(&mut c);
+            }
+            ("Add instance", None, c)
+        }
         EditorMode::Edit(id) => (
             "Edit instance",
             Some(id.clone()),

@@ -12,6 +12,7 @@ pub mod instance_grid;
 pub mod instance_health_indicator;
 pub mod instance_list_header;
 pub mod instance_panel;
+pub mod project_dialog;
 pub mod settings_dialog;
 pub mod sparkline;
 pub mod status_line;

@@ -1,11 +1,13 @@
 use super::about_dialog::AboutDialog;
 use super::active_instance_switcher::ActiveInstanceSwitcher;
+use super::project_dialog::ProjectSwitcher;
 use super::settings_dialog::SettingsDialog;
 use crate::api;
 use crate::state::{run_action, Fleet, MainView};
 use leptos::prelude::*;
 
-/// The top bar: the app's name, the views, the active-instance switcher, About.
+/// The top bar: the app's name, the views, the current project, the
+/// active-instance switcher, About.
 #[component]
 pub fn Toolbar() -> impl IntoView {
     let fleet = expect_context::<Fleet>();
@@ -22,6 +24,7 @@ pub fn Toolbar() -> impl IntoView {
             <span class="brand">"StoryCore Engine"</span>
             {tab(MainView::Instances, "tab-instances", "Instances")}
             {tab(MainView::Workflows, "tab-workflows", "Workflows")}
+            <ProjectSwitcher/>
             <ActiveInstanceSwitcher/>
             <button id="toolbar-open-comfyui" title="The active instance's own ComfyUI editor, in a window"
                 disabled=move || fleet.active.get().is_none()

@@ -16,8 +16,12 @@ pub fn WorkflowsView() -> impl IntoView {
     let templates = RwSignal::new(Vec::<WorkflowTemplate>::new());
     let chosen = RwSignal::new(String::new());
     let values = RwSignal::new(Map::<String, Value>::new());
-    let target = RwSignal::new(String::from("auto"));
+    // "project": the current project's default (else automatic).
+    let target = RwSignal::new(String::from("project"));
     let imported = RwSignal::new(String::new());
+    // Jobs of the current project only, or all.
+    let only_project = RwSignal::new(true);
+    let project_id = Memo::new(move |_| fleet.projects.with(|l| l.current_project_id.clone()));
     // Reloads the template list; `select` is chosen when given, else the first.
     let reload = move |select: Option<String>| {
         spawn_local(async move {
@@ -33,20 +37,30 @@ pub fn WorkflowsView() -> impl IntoView {
             }
         });
     };
-    reload(None);
+    // The templates are the global ones and the current project's.
+    Effect::new(move |_| {
+        project_id.track();
+        reload(None);
+    });
     let template =
         Memo::new(move |_| templates.with(|l| l.iter().find(|t| t.id == chosen.get()).cloned()));
-    // Newest first.
+    // Newest first; the current project's only, unless "all" is chosen.
     let job_ids = Memo::new(move |_| {
-        let ids: Vec<String> = fleet
-            .jobs
-            .with(|l| l.iter().rev().map(|j| j.id.clone()).collect());
+        let only = only_project.get().then(|| project_id.get()).flatten();
+        let ids: Vec<String> = fleet.jobs.with(|l| {
+            l.iter()
+                .rev()
+                .filter(|j| only.is_none() || j.project_id == only)
+                .map(|j| j.id.clone())
+                .collect()
+        });
         ids
     });
     let job_target = move || match target.get_untracked().as_str() {
-        "auto" => JobTarget::Auto,
-        "active" => JobTarget::Active,
-        id => JobTarget::Instance { id: id.to_string() },
+        "project" => None,
+        "auto" => Some(JobTarget::Auto),
+        "active" => Some(JobTarget::Active),
+        id => Some(JobTarget::Instance { id: id.to_string() }),
     };
     let run_template = move |_| {
         let Some(t) = template.get_untracked() else {
@@ -97,6 +111,10 @@ pub fn WorkflowsView() -> impl IntoView {
                     <label class="field">
                         <span>"Run on"</span>
                         <select id="job-target" on:change=move |ev| target.set(event_target_value(&ev))>
+                            <option value="project">{move || match fleet.current_project() {
+                                Some(p) => format!("the project's default ({})", describe_target(&p.default_target, fleet)),
+                                None => "the best instance (automatic)".to_string(),
+                            }}</option>
                             <option value="auto">"the best instance (automatic)"</option>
                             <option value="active">"the active instance"</option>
                             <For each=move || fleet.ids.get() key=|id| id.clone() children=move |id| {
@@ -110,6 +128,7 @@ pub fn WorkflowsView() -> impl IntoView {
                     </label>
                     <button class="primary" id="run-template" on:click=run_template>"Run"</button>
                     <Show when=move || template.with(|t| t.as_ref().is_some_and(|t| !t.built_in))>
+                        <TemplatePins template=template on_saved=Callback::new(move |id: String| reload(Some(id)))/>
                         <button id="delete-template" on:click=move |_| {
                             let id = chosen.get_untracked();
                             run_action(fleet, async move {
@@ -128,6 +147,13 @@ pub fn WorkflowsView() -> impl IntoView {
                 </section>
                 <section class="job-list" id="job-list">
                     <h3>"Queue"</h3>
+                    <Show when=move || project_id.get().is_some()>
+                        <label class="check">
+                            <input type="checkbox" id="job-filter" prop:checked=move || only_project.get()
+                                on:change=move |ev| only_project.set(event_target_checked(&ev))/>
+                            {move || format!("Only {}", fleet.current_project().map(|p| p.name).unwrap_or_default())}
+                        </label>
+                    </Show>
                     <For each=move || job_ids.get() key=|id| id.clone()
                         children=move |id| view! { <JobRow id=id/> }/>
                 </section>
@@ -187,6 +213,11 @@ fn JobRow(id: String) -> impl IntoView {
                         <span class=format!("badge job-{}", j.state.as_str())>{j.state.as_str()}</span>
                         <span class="job-instance">{instance}</span>
                         <span class="muted">{format!("attempt {}", j.attempts)}</span>
+                        {j.project_id.as_ref().map(|p| {
+                            let name = untrack(|| fleet.projects.with(|l| l.projects.iter().find(|x| &x.id == p).map(|x| x.name.clone())))
+                                .unwrap_or_else(|| format!("{p} (deleted)"));
+                            view! { <span class="job-project badge">{name}</span> }
+                        })}
                         {j.copy.as_ref().map(|c| {
                             // Untracked: the copy's instance's health must not redraw the row.
                             let on = untrack(|| fleet.with(&c.instance_id, |x| x.name.clone()))
@@ -209,6 +240,7 @@ fn JobRow(id: String) -> impl IntoView {
                         })}
                     </div>
                     <div class="progress"><div class="bar" style=format!("width: {pct:.0}%")></div></div>
+                    {j.waiting.map(|w| view! { <div class="job-waiting muted">{w}</div> })}
                     {j.error.map(|e| view! { <div class="job-error">{e.message}</div> })}
 
                 }
@@ -259,13 +291,18 @@ struct MarkRow {
 /// Import a workflow file, mark the inputs that become parameters, name it,
 /// save it as a template.
 #[component]
-fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -> impl IntoView {
+fn ImportTemplate(
+    on_saved: Callback<String>,
+    target: Callback<(), Option<JobTarget>>,
+) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let path = RwSignal::new(String::new());
     let loaded = RwSignal::new(None::<WorkflowFile>);
     let rows = RwSignal::new(Vec::<MarkRow>::new());
     let name = RwSignal::new(String::new());
     let saved = RwSignal::new(None::<String>);
+    // With a current project: its own template, unless made global.
+    let global = RwSignal::new(false);
     let load = move || {
         let p = path.get_untracked();
         saved.set(None);
@@ -332,8 +369,9 @@ fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -
             workflow: file.workflow,
             parameters,
         };
+        let global = global.get_untracked();
         run_action(fleet, async move {
-            let t = api::create_template(&draft).await?;
+            let t = api::create_template(&draft, global).await?;
             saved.set(Some(format!(
                 "Saved \"{}\" with {} parameter(s).",
                 t.name,
@@ -380,6 +418,13 @@ fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -
                 <span>"Template name"</span>
                 <input id="import-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
             </label>
+            <Show when=move || fleet.projects.with(|l| l.current_project_id.is_some())>
+                <label class="check">
+                    <input type="checkbox" id="import-global" prop:checked=move || global.get()
+                        on:change=move |ev| global.set(event_target_checked(&ev))/>
+                    "For every project (else only this one)"
+                </label>
+            </Show>
             <button class="primary" id="import-save" on:click=save>"Save as template"</button>
             <button id="import-run" title="Run the workflow once as it is, on the target chosen above"
                 on:click=move |_| {
@@ -390,6 +435,68 @@ fn ImportTemplate(on_saved: Callback<String>, target: Callback<(), JobTarget>) -
                     });
                 }>"Run once as is"</button>
         </Show>
+    }
+}
+
+/// A target in words, with the instance's name.
+fn describe_target(t: &JobTarget, fleet: Fleet) -> String {
+    match t {
+        JobTarget::Auto => "automatic".into(),
+        JobTarget::Active => "the active instance".into(),
+        JobTarget::Instance { id } => {
+            untrack(|| fleet.with(id, |i| i.name.clone())).unwrap_or_else(|| id.clone())
+        }
+    }
+}
+
+/// The instances a saved template is pinned to (none ticked: any).
+#[component]
+fn TemplatePins(
+    template: Memo<Option<WorkflowTemplate>>,
+    on_saved: Callback<String>,
+) -> impl IntoView {
+    let fleet = expect_context::<Fleet>();
+    let pins = RwSignal::new(Vec::<String>::new());
+    Effect::new(move |_| {
+        pins.set(template.with(|t| {
+            t.as_ref()
+                .map(|t| t.pinned_instances.clone())
+                .unwrap_or_default()
+        }))
+    });
+    let save = move |_| {
+        let Some(t) = template.get_untracked() else {
+            return;
+        };
+        let chosen = pins.get_untracked();
+        run_action(fleet, async move {
+            api::set_template_pins(&t.id, &chosen).await?;
+            on_saved.run(t.id);
+            Ok(())
+        });
+    };
+    view! {
+        <fieldset class="pins" id="template-pins">
+            <legend>"Runs only on (none ticked: any instance)"</legend>
+            <For each=move || fleet.ids.get() key=|id| id.clone() children=move |id| {
+                let (a, b) = (id.clone(), id.clone());
+                let name = {
+                    let id = id.clone();
+                    move || fleet.with(&id, |i| i.name.clone()).unwrap_or_default()
+                };
+                view! {
+                    <label class="check">
+                        <input type="checkbox" data-pin=id.clone() prop:checked=move || pins.with(|p| p.contains(&a))
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                pins.update(|p| { p.retain(|x| x != &b); if on { p.push(b.clone()); } });
+                            }/>
+                        {name}
+                    </label>
+                }
+            }/>
+            <button id="save-pins" on:click=save>"Save pins"</button>
+        </fieldset>
     }
 }
 
