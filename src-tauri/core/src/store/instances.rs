@@ -148,38 +148,17 @@ impl InstanceStore {
     /// Writes the fleet: sets `lastSaved`, keeps the file it replaces as the
     /// backup, and refuses to overwrite a file from a newer app.
     pub fn save(&self, file: &mut InstancesFile) -> Result<(), StoreError> {
-        if let FormatAge::Newer(found) = format_age(&file.version, INSTANCES_FILE_VERSION) {
-            return Err(StoreError::NewerFormat {
-                path: self.path(),
-                found,
-            });
-        }
-        std::fs::create_dir_all(&self.dir).map_err(|source| StoreError::CreateDir {
-            path: self.dir.clone(),
-            source,
-        })?;
-        match read_instances_file(&self.path())? {
-            OnDisk::Newer { version, .. } => {
-                return Err(StoreError::NewerFormat {
-                    path: self.path(),
-                    found: version,
-                })
-            }
-            OnDisk::Good { bytes, .. } => atomic_write(&self.backup_path(), &bytes)?,
-            // Never let a corrupt file become the backup; keep it for the user.
-            OnDisk::Corrupt { .. } => {
-                move_aside(&self.path())?;
-            }
-            OnDisk::Missing => {}
-        }
-        file.version = INSTANCES_FILE_VERSION.to_string();
-        file.last_saved = Some(Utc::now());
-        let mut bytes = serde_json::to_vec_pretty(file).map_err(|source| StoreError::Encode {
-            path: self.path(),
-            source,
-        })?;
-        bytes.push(b'\n');
-        atomic_write(&self.path(), &bytes)
+        replace_versioned::<InstancesFile>(
+            &self.path(),
+            &self.backup_path(),
+            (MAX_INSTANCES_FILE_BYTES, INSTANCES_FILE_VERSION),
+            &file.version.clone(),
+            || {
+                file.version = INSTANCES_FILE_VERSION.to_string();
+                file.last_saved = Some(Utc::now());
+                serde_json::to_vec_pretty(file)
+            },
+        )
     }
 
     /// A file from a newer app: keep every instance that still reads as one.
@@ -291,6 +270,49 @@ pub(crate) fn empty_file() -> InstancesFile {
 /// corrupt: moved aside, never read (reading a FIFO would hang).
 pub(crate) fn read_instances_file(path: &Path) -> Result<OnDisk, StoreError> {
     read_versioned(path, MAX_INSTANCES_FILE_BYTES, INSTANCES_FILE_VERSION)
+}
+
+/// Replaces a versioned file (the instances or the projects file) with what
+/// `encode` makes: refuses when the data or the file on disk is from a newer
+/// app (`limits`: the most bytes read, and this app's version), keeps the
+/// good file it replaces as `backup` (a corrupt one is moved aside instead,
+/// never made the backup), and writes atomically.
+pub(crate) fn replace_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    backup: &Path,
+    limits: (u64, &str),
+    data_version: &str,
+    encode: impl FnOnce() -> serde_json::Result<Vec<u8>>,
+) -> Result<(), StoreError> {
+    let (max_bytes, current) = limits;
+    let newer = |found: String| StoreError::NewerFormat {
+        path: path.to_path_buf(),
+        found,
+    };
+    if let FormatAge::Newer(found) = format_age(data_version, current) {
+        return Err(newer(found));
+    }
+    if let Some(dir) = path.parent() {
+        crate::privacy::create_private_dir(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    match read_versioned::<T>(path, max_bytes, current)? {
+        OnDisk::Newer { version, .. } => return Err(newer(version)),
+        OnDisk::Good { bytes, .. } => atomic_write(backup, &bytes)?,
+        // Never let a corrupt file become the backup; keep it for the user.
+        OnDisk::Corrupt { .. } => {
+            move_aside(path)?;
+        }
+        OnDisk::Missing => {}
+    }
+    let mut bytes = encode().map_err(|source| StoreError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes.push(b'\n');
+    atomic_write(path, &bytes)
 }
 
 /// Reads and classifies a JSON file with a `"version"`: missing, good, from

@@ -10,10 +10,9 @@
 //! drops the old key: once, and the `.bak` keeps the file as it was.
 
 use super::atomic::atomic_write;
-use super::instances::{read_versioned, OnDisk};
+use super::instances::{read_versioned, replace_versioned, OnDisk};
 use super::recovery::{copy_aside, file_name, move_aside, remove_stray_partials};
 use super::StoreError;
-use crate::store::format::{format_age, FormatAge};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -186,37 +185,17 @@ impl ProjectStore {
     /// Writes the projects: sets `lastSaved`, keeps the file it replaces as
     /// the backup, refuses to overwrite a newer app's file.
     pub fn save(&self, file: &mut ProjectsFile) -> Result<(), StoreError> {
-        if let FormatAge::Newer(found) = format_age(&file.version, PROJECTS_FILE_VERSION) {
-            return Err(StoreError::NewerFormat {
-                path: self.path(),
-                found,
-            });
-        }
-        crate::privacy::create_private_dir(&self.dir).map_err(|source| StoreError::CreateDir {
-            path: self.dir.clone(),
-            source,
-        })?;
-        match read(&self.path())? {
-            OnDisk::Newer { version, .. } => {
-                return Err(StoreError::NewerFormat {
-                    path: self.path(),
-                    found: version,
-                })
-            }
-            OnDisk::Good { bytes, .. } => atomic_write(&self.backup_path(), &bytes)?,
-            OnDisk::Corrupt { .. } => {
-                move_aside(&self.path())?;
-            }
-            OnDisk::Missing => {}
-        }
-        file.version = PROJECTS_FILE_VERSION.to_string();
-        file.last_saved = Some(Utc::now());
-        let mut bytes = serde_json::to_vec_pretty(file).map_err(|source| StoreError::Encode {
-            path: self.path(),
-            source,
-        })?;
-        bytes.push(b'\n');
-        atomic_write(&self.path(), &bytes)
+        replace_versioned::<RawFile>(
+            &self.path(),
+            &self.backup_path(),
+            (MAX_PROJECTS_FILE_BYTES, PROJECTS_FILE_VERSION),
+            &file.version.clone(),
+            || {
+                file.version = PROJECTS_FILE_VERSION.to_string();
+                file.last_saved = Some(Utc::now());
+                serde_json::to_vec_pretty(file)
+            },
+        )
     }
 }
 
