@@ -216,6 +216,37 @@ impl Projects {
         })
     }
 
+    /// Where a job from the window runs and what it belongs to: `explicit`
+    /// when given, else the current project's default target (automatic
+    /// without a project). A default instance deleted since is refused with
+    /// what to do, not run elsewhere.
+    pub fn job_target(
+        &self,
+        manager: &InstanceManager,
+        explicit: Option<JobTarget>,
+    ) -> Result<(JobTarget, crate::dispatch::JobContext), ProjectError> {
+        let Some(project) = self.current() else {
+            return Ok((explicit.unwrap_or_default(), Default::default()));
+        };
+        let context = crate::dispatch::JobContext::project(&project);
+        if let Some(t) = explicit {
+            return Ok((t, context));
+        }
+        if let JobTarget::Instance { id } = &project.default_target {
+            if manager.get(id).is_none() {
+                return Err(invalid(
+                    "target",
+                    format!(
+                        "The project {}'s default instance {} no longer exists: choose another in \"Projects\u{2026}\", or choose where to run this job.",
+                        quote(&project.name),
+                        quote(id)
+                    ),
+                ));
+            }
+        }
+        Ok((project.default_target.clone(), context))
+    }
+
     /// A blank configuration for a new instance: the current project's
     /// instance defaults over the app's.
     pub fn new_instance_config(&self) -> InstanceConfig {

@@ -11,7 +11,7 @@ use dispatch_fleet::{attached, fast_options, Fleet};
 use serde_json::Map;
 use std::time::Duration;
 use storycore_core::dispatch::templates::TemplateStore;
-use storycore_core::dispatch::JobContext;
+use storycore_core::dispatch::{DispatchOptions, JobContext};
 use storycore_core::projects::Projects;
 use storycore_types::{JobState, JobTarget, ProjectDraft, TemplateDraft};
 use support::standin::StandIn;
@@ -172,5 +172,49 @@ async fn an_output_folder_that_cannot_be_written_does_not_lose_the_job() {
     let said = done.error.expect("says the copy failed").message;
     assert!(said.contains("could not be copied"), "{said}");
     assert!(said.contains("not-a-folder"), "{said}");
+    fleet.queue.shutdown().await;
+}
+
+/// A pinned job whose only pinned instance died under it is not stranded
+/// because another, unpinned instance is healthy: it runs again on its own
+/// instance once that is back.
+#[tokio::test]
+async fn a_pinned_job_goes_back_to_its_instance_after_it_died_there() {
+    let mut big = StandIn::builder()
+        .env("STANDIN_CRASH_AFTER_PROMPTS", "1")
+        .start();
+    let port = big.port();
+    let other = StandIn::start();
+    let fleet = Fleet::open(
+        vec![attached("big", port, 1), attached("other", other.port(), 1)],
+        // The stand-in crashes at its first prompt: that must be the job.
+        DispatchOptions {
+            calibrate: false,
+            ..fast_options()
+        },
+    )
+    .await;
+    fleet.start("big").await;
+    fleet.start("other").await;
+    let store = fleet.queue.templates();
+    let t = store.create(&draft("only on big")).unwrap();
+    let t = store.set_pins(&t.id, vec!["big".into()]).unwrap();
+    let job = fleet
+        .queue
+        .submit_template(&t, &Map::new(), JobTarget::Auto)
+        .await
+        .unwrap();
+    wait_for(LONG, "the job to lose its instance", || async {
+        fleet
+            .queue
+            .get(&job.id)
+            .filter(|j| j.instances_killed == ["big"])
+    })
+    .await;
+    big.kill();
+    let _back = StandIn::builder().port(port).start();
+    let done = fleet.wait_state(&job.id, JobState::Succeeded, LONG).await;
+    assert_eq!(done.instance_id.as_deref(), Some("big"));
+    assert_eq!(done.attempts, 2);
     fleet.queue.shutdown().await;
 }

@@ -273,3 +273,37 @@ async fn old_project_settings_are_migrated_to_instance_ids_once() {
     assert_eq!(p.get("p2").unwrap().default_target, inst("instance_002"));
     manager.shutdown().await;
 }
+
+/// A job from the window runs on the current project's default target; a
+/// default instance deleted since is refused with what to do.
+#[tokio::test]
+async fn jobs_take_the_projects_default_target_and_a_deleted_one_is_refused() {
+    let config = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let manager = open_manager(config.path());
+    manager
+        .create(storycore_types::InstanceConfig::new("gpu0", "GPU 0", 8188))
+        .await
+        .unwrap();
+    let (p, ..) = Projects::open(config.path()).unwrap();
+    // No project: automatic, untagged.
+    let (t, c) = p.job_target(&manager, None).unwrap();
+    assert_eq!((t, c.project_id), (JobTarget::Auto, None));
+    let mut d = draft("Film", &work.path().join("film"));
+    d.default_target = JobTarget::Instance { id: "gpu0".into() };
+    let film = p.create(&d, &["gpu0".into()]).unwrap();
+    let (t, c) = p.job_target(&manager, None).unwrap();
+    assert_eq!(t, JobTarget::Instance { id: "gpu0".into() });
+    assert_eq!(c.project_id.as_deref(), Some(film.id.as_str()));
+    assert_eq!(c.output_folder, Some(film.outputs_folder()));
+    // An explicit target wins over the default.
+    let (t, _) = p.job_target(&manager, Some(JobTarget::Active)).unwrap();
+    assert_eq!(t, JobTarget::Active);
+    manager.delete("gpu0").await.unwrap();
+    let e = p.job_target(&manager, None).unwrap_err().to_string();
+    assert!(
+        e.contains("default instance 'gpu0' no longer exists"),
+        "{e}"
+    );
+    manager.shutdown().await;
+}

@@ -4,7 +4,7 @@
 use super::blocking;
 use serde_json::{Map, Value};
 use storycore_core::dispatch::templates;
-use storycore_core::dispatch::{JobContext, JobQueue, TemplateStore};
+use storycore_core::dispatch::{JobQueue, TemplateStore};
 use storycore_core::manager::InstanceManager;
 use storycore_core::projects::Projects;
 use storycore_types::{
@@ -23,18 +23,6 @@ fn visible_templates(q: &JobQueue, p: &Projects) -> TemplateStore {
     }
 }
 
-/// Where a job from the window runs when it names no target (the current
-/// project's default, else automatic), and the project it belongs to.
-fn in_current_project(p: &Projects, target: Option<JobTarget>) -> (JobTarget, JobContext) {
-    match p.current() {
-        Some(project) => (
-            target.unwrap_or_else(|| project.default_target.clone()),
-            JobContext::project(&project),
-        ),
-        None => (target.unwrap_or_default(), JobContext::default()),
-    }
-}
-
 /// Every job, without its workflow.
 #[tauri::command]
 pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
@@ -47,12 +35,13 @@ pub fn list_jobs(q: Queue<'_>) -> Vec<Job> {
 pub async fn submit_workflow(
     q: Queue<'_>,
     p: State<'_, Projects>,
+    m: State<'_, InstanceManager>,
     workflow: String,
     target: Option<JobTarget>,
 ) -> Answer<Job> {
     // Size, nesting and shape are checked where the text enters.
     let value = storycore_core::dispatch::workflow::parse_workflow(&workflow)?;
-    let (target, context) = in_current_project(&p, target);
+    let (target, context) = p.job_target(&m, target)?;
     Ok(q.submit_in(value, target, &context).await?.summary())
 }
 
@@ -60,6 +49,7 @@ pub async fn submit_workflow(
 pub async fn submit_template(
     q: Queue<'_>,
     p: State<'_, Projects>,
+    m: State<'_, InstanceManager>,
     template_id: String,
     values: Map<String, Value>,
     target: Option<JobTarget>,
@@ -72,7 +62,7 @@ pub async fn submit_template(
         })
     })
     .await?;
-    let (target, context) = in_current_project(&p, target);
+    let (target, context) = p.job_target(&m, target)?;
     Ok(q.submit_template_in(&t, &values, target, &context)
         .await?
         .summary())

@@ -298,10 +298,14 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         }
     }
     let killed = &e.job.instances_killed;
-    let others_exist = fleet.candidates.iter().any(|c| !killed.contains(&c.id));
+    let pins = &e.job.pinned_instances;
+    // Another instance it may run on (its pins allowing) than those that died under it.
+    let others_exist = fleet
+        .candidates
+        .iter()
+        .any(|c| !killed.contains(&c.id) && (pins.is_empty() || pins.contains(&c.id)));
     let target = &e.job.target;
     let active = fleet.active.as_deref();
-    let pins = &e.job.pinned_instances;
     let allowed = |c: &Candidate| {
         (pins.is_empty() || pins.contains(&c.id))
             && match target {
