@@ -200,6 +200,27 @@ pub struct Job {
     /// take work (stopped, unhealthy, paused); unset while it only waits for room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Set when the job came through the ComfyUI-compatible gateway: what
+    /// the client knows it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayPrompt>,
+}
+
+/// A prompt as a client of the gateway posted it: the ids and numbers it
+/// sees in `/queue`, `/history` and on `/ws`, whatever instance runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayPrompt {
+    /// The client's `prompt_id` (chosen by it, or by the gateway).
+    pub prompt_id: String,
+    /// ComfyUI's `number` (an integer, negative for `front`, or the
+    /// client's own value, which may be a float).
+    pub number: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// ComfyUI's `extra_data` (with `client_id`).
+    #[serde(default)]
+    pub extra_data: Value,
 }
 
 /// Where a job's copy runs (see [`Job::copy`]).
@@ -237,6 +258,7 @@ impl Job {
             output_folder: self.output_folder.clone(),
             pinned_instances: self.pinned_instances.clone(),
             waiting: self.waiting.clone(),
+            gateway: self.gateway.clone(),
         }
     }
 }

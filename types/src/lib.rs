@@ -26,14 +26,14 @@ pub use instance::{
     Scheme, INSTANCES_FILE_VERSION,
 };
 pub use job::{
-    Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState, JobTarget,
-    ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowExecution,
+    GatewayPrompt, Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState,
+    JobTarget, ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowExecution,
     WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use project::{
     InstanceDefaults, Project, ProjectDraft, ProjectList, ProjectsFile, PROJECTS_FILE_VERSION,
 };
 pub use settings::{
-    AppSettings, HealthSettings, NotificationSettings, PlacementPolicy, TrayItem,
-    DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS,
+    AppSettings, GatewaySettings, HealthSettings, NotificationSettings, PlacementPolicy, TrayItem,
+    DEFAULT_GATEWAY_ADDRESS, DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS,
 };

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod dispatch;
+pub mod gateway;
 pub mod health;
 pub mod manager;
 pub mod model;

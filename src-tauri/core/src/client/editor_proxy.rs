@@ -159,7 +159,9 @@ fn passes(name: &HeaderName) -> bool {
     )
 }
 
-async fn forward(client: &ComfyClient, req: Request) -> Response {
+/// Passes one request to ComfyUI and its answer back (also the gateway's
+/// way to an instance's read-only routes).
+pub(crate) async fn forward(client: &ComfyClient, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts
         .uri

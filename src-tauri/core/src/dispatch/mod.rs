@@ -119,10 +119,12 @@ impl Default for DispatchOptions {
 /// What a job belongs to besides its workflow and target: the project it
 /// runs in (a tag the Workflows view filters by) and the folder its outputs
 /// are copied to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobContext {
     pub project_id: Option<String>,
     pub output_folder: Option<String>,
+    /// The prompt as a gateway client posted it.
+    pub gateway: Option<storycore_types::GatewayPrompt>,
 }
 
 impl JobContext {
@@ -131,6 +133,7 @@ impl JobContext {
         Self {
             project_id: Some(project.id.clone()),
             output_folder: Some(project.outputs_folder()),
+            gateway: None,
         }
     }
 }
@@ -361,6 +364,7 @@ impl JobQueue {
             output_folder: context.output_folder.clone(),
             pinned_instances,
             waiting: None,
+            gateway: context.gateway.clone(),
         };
         let id = job.id.clone();
         let (durable, placed) = {
@@ -551,6 +555,33 @@ impl JobQueue {
         st.order
             .iter()
             .filter_map(|id| st.jobs.get(id).map(|e| e.job.summary()))
+            .collect()
+    }
+
+    /// Jobs that came through the gateway and have not finished (queued,
+    /// sent or running): ComfyUI's `queue_remaining` for the fleet.
+    pub fn gateway_remaining(&self) -> usize {
+        let st = self.shared.lock();
+        st.jobs
+            .values()
+            .filter(|e| {
+                e.job.gateway.is_some()
+                    && matches!(
+                        e.job.state,
+                        JobState::Queued | JobState::Dispatched | JobState::Running
+                    )
+            })
+            .count()
+    }
+
+    /// The gateway's jobs, in submission order, with their workflows.
+    pub fn gateway_jobs(&self) -> Vec<Job> {
+        let st = self.shared.lock();
+        st.order
+            .iter()
+            .filter_map(|id| st.jobs.get(id))
+            .filter(|e| e.job.gateway.is_some())
+            .map(|e| e.job.clone())
             .collect()
     }
 

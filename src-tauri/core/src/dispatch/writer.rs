@@ -584,6 +584,7 @@ mod tests {
             output_folder: None,
             pinned_instances: Vec::new(),
             waiting: None,
+            gateway: None,
         }
     }
 

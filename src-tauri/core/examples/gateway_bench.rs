@@ -1,0 +1,202 @@
+//! `cargo run -p storycore-core --release --example gateway_bench [-- --requests N --prompts M]`
+//!
+//! What the gateway adds to talking to a ComfyUI directly, on one stand-in
+//! that answers at once: the latency of `GET /queue` and `POST /prompt`
+//! (direct and through the gateway, interleaved so both see the same
+//! noise; a gateway prompt is written durably before it is answered, a
+//! direct one is not), then the throughput of M prompts posted to the
+//! gateway and run to the end, and how many of them reached the history.
+//! Not a test: the figures vary with the machine's load.
+//!
+//! The last line is
+//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B prompts=M prompts_per_s=T lost=L`.
+
+#[allow(dead_code)]
+#[path = "../tests/support/standin.rs"]
+mod standin;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use storycore_core::dispatch::{DispatchOptions, JobQueue};
+use storycore_core::gateway::Gateway;
+use storycore_core::health::HealthPolicy;
+use storycore_core::manager::{InstanceManager, ManagerOptions};
+use storycore_types::{HealthStatus, InstanceConfig, InstanceStatus};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|k| args.get(k + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn workflow(k: usize) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": k}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": format!("bench{k}")}}
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn timed(req: reqwest::RequestBuilder) -> f64 {
+    let t = Instant::now();
+    let r = req.send().await.expect("an answer");
+    assert!(r.status().is_success(), "{}", r.status());
+    r.bytes().await.unwrap();
+    ms(t.elapsed())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let requests = arg("--requests", 500);
+    let prompts = arg("--prompts", 1000);
+    let server = standin::StandIn::builder()
+        .env("STANDIN_NODE_MS", "0")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = ManagerOptions::new(dir.path());
+    o.health = HealthPolicy {
+        interval: Duration::from_millis(200),
+        resource_interval: Duration::from_millis(200),
+        starting_interval: Duration::from_millis(50),
+        ..HealthPolicy::default()
+    };
+    let (manager, _) = InstanceManager::open(o).unwrap();
+    let mut c = InstanceConfig::new("gpu0", "GPU 0", server.port() as u32);
+    c.host = Some("127.0.0.1".into());
+    manager.create(c).await.unwrap();
+    manager.start("gpu0").await.unwrap();
+    while !manager.get("gpu0").is_some_and(|i| {
+        i.status == InstanceStatus::Running && i.health.status == HealthStatus::Healthy
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let options = DispatchOptions {
+        calibrate: false,
+        ..DispatchOptions::default()
+    };
+    let (queue, _) = JobQueue::open(manager.clone(), dir.path(), options).unwrap();
+    let gw = Gateway::start(
+        queue.clone(),
+        manager.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let direct = server.url();
+    let via = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+    println!(
+        "gateway_bench: {requests} requests each way, {prompts} prompts; one stand-in answering at once; {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // GET /queue, interleaved.
+    let (mut d, mut g) = (Vec::new(), Vec::new());
+    for _ in 0..requests {
+        d.push(timed(http.get(format!("{direct}/queue"))).await);
+        g.push(timed(http.get(format!("{via}/queue"))).await);
+    }
+    let (dq, gq) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
+    println!(
+        "GET /queue      direct median {dq:.3} ms p95 {:.3} | gateway median {gq:.3} ms p95 {:.3} | added {:.3} ms",
+        quantile(&mut d, 0.95),
+        quantile(&mut g, 0.95),
+        gq - dq
+    );
+
+    // POST /prompt, interleaved (the gateway's is durable when answered).
+    let (mut d, mut g) = (Vec::new(), Vec::new());
+    for k in 0..requests.min(200) {
+        let body = json!({"prompt": workflow(k), "client_id": "bench"});
+        d.push(timed(http.post(format!("{direct}/prompt")).json(&body)).await);
+        g.push(timed(http.post(format!("{via}/prompt")).json(&body)).await);
+    }
+    let (dp, gp) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
+    println!(
+        "POST /prompt    direct median {dp:.3} ms p95 {:.3} | gateway median {gp:.3} ms p95 {:.3} | added {:.3} ms",
+        quantile(&mut d, 0.95),
+        quantile(&mut g, 0.95),
+        gp - dp
+    );
+    wait_idle(&http, &via).await;
+
+    // Throughput: M prompts posted by 8 clients at once, run to the end.
+    let before = history_len(&http, &via).await;
+    let t = Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let (http, via) = (http.clone(), via.clone());
+        posts.spawn(async move {
+            for k in (c..prompts).step_by(8) {
+                let body = json!({"prompt": workflow(100_000 + k), "client_id": format!("c{c}")});
+                let r = http
+                    .post(format!("{via}/prompt"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        });
+    }
+    while posts.join_next().await.is_some() {}
+    let posted = t.elapsed();
+    wait_idle(&http, &via).await;
+    let took = t.elapsed().as_secs_f64();
+    let reached = history_len(&http, &via).await - before;
+    let lost = prompts.saturating_sub(reached);
+    println!(
+        "{prompts} prompts: posted in {:.2} s, all finished in {took:.2} s ({:.0} prompts/s); in the history: {reached}, lost: {lost}",
+        posted.as_secs_f64(),
+        prompts as f64 / took
+    );
+    println!(
+        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} prompts={prompts} prompts_per_s={:.0} lost={lost}",
+        gq - dq,
+        gp - dp,
+        prompts as f64 / took
+    );
+    gw.stop().await;
+    queue.shutdown().await;
+    manager.shutdown().await;
+}
+
+async fn wait_idle(http: &reqwest::Client, via: &str) {
+    loop {
+        let p: Value = http
+            .get(format!("{via}/prompt"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if p["exec_info"]["queue_remaining"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn history_len(http: &reqwest::Client, via: &str) -> usize {
+    let h: Value = http
+        .get(format!("{via}/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    h.as_object().map_or(0, |m| m.len())
+}

@@ -1,0 +1,117 @@
+//! The gateway: one ComfyUI address for the whole fleet. An HTTP and
+//! WebSocket server speaking ComfyUI's API (as recorded in
+//! `tests/comfyui-api`) whose prompts become jobs of the durable queue: written
+//! ahead, placed, failed over. It holds no scheduling logic of its own.
+//!
+//! | file | concern |
+//! | --- | --- |
+//! | `routes.rs` | the HTTP routes, at the root and under `/api` |
+//! | `shapes.rs` | jobs as ComfyUI's `/queue` and `/history` entries, its error bodies |
+//! | `socket.rs` | `/ws`: each client's prompts as ComfyUI's messages |
+//!
+//! Loopback only: another address would expose the fleet to the network,
+//! and needs a token (not built yet), so it is refused.
+
+mod routes;
+mod shapes;
+mod socket;
+
+use crate::dispatch::JobQueue;
+use crate::manager::InstanceManager;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Where the gateway listens unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8288";
+
+pub(crate) struct GatewayState {
+    pub queue: JobQueue,
+    pub manager: InstanceManager,
+    /// ComfyUI's per-process prompt counter (`number`).
+    pub counter: AtomicI64,
+    pub classes: routes::ClassCache,
+    /// Ends the sockets when the gateway stops.
+    pub cancel: CancellationToken,
+}
+
+/// A running gateway; [`stop`](Self::stop) (or dropping it) stops it.
+pub struct Gateway {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the gateway listens on the loopback address only ({addr} is not one): listening on the network needs a token, which this version does not have")]
+    NotLoopback { addr: SocketAddr },
+    #[error("the gateway cannot listen on {addr}: {source} (is another program, or another StoryCore Engine, using the port? choose another address)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Gateway {
+    /// Listens on `addr` (port 0: any free port) and serves until stopped.
+    /// Must be called within a Tokio runtime.
+    pub async fn start(
+        queue: JobQueue,
+        manager: InstanceManager,
+        addr: SocketAddr,
+    ) -> Result<Self, GatewayError> {
+        if !addr.ip().is_loopback() {
+            return Err(GatewayError::NotLoopback { addr });
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let cancel = CancellationToken::new();
+        let state = Arc::new(GatewayState {
+            queue,
+            manager,
+            counter: AtomicI64::new(0),
+            classes: routes::ClassCache::default(),
+            cancel: cancel.clone(),
+        });
+        let app = routes::router(state);
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the gateway stopped: {e}");
+            }
+        });
+        tracing::info!(%addr, "gateway listening");
+        Ok(Self {
+            addr,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening, closes the sockets, and waits for the server.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

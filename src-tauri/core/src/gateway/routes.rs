@@ -1,0 +1,461 @@
+//! The gateway's HTTP routes, served at the root and under `/api` as real
+//! ComfyUI serves them.
+
+use super::shapes::{self, empty, prompt_error, trouble};
+use super::GatewayState;
+use crate::client::ComfyClient;
+use crate::dispatch::{DispatchError, JobContext};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use storycore_types::{GatewayPrompt, JobState, JobTarget};
+
+type St = State<Arc<GatewayState>>;
+
+/// Largest `POST /prompt` body read: API-format workflows are kilobytes.
+const MAX_PROMPT_BODY: usize = 32 << 20;
+/// How long the node classes read from an instance are trusted.
+const CLASSES_FRESH_FOR: Duration = Duration::from_secs(60);
+
+pub(crate) fn router(state: Arc<GatewayState>) -> Router {
+    let api = || {
+        Router::new()
+            .route("/prompt", get(get_prompt).post(post_prompt))
+            .route("/queue", get(get_queue).post(post_queue))
+            .route("/interrupt", post(post_interrupt))
+            .route("/history", get(get_history).post(post_history))
+            .route("/history/{id}", get(get_history_one))
+            .route("/view", get(view))
+            .route("/ws", get(super::socket::upgrade))
+            .route("/object_info", get(forward))
+            .route("/object_info/{class}", get(forward))
+            .route("/system_stats", get(forward))
+            .route("/embeddings", get(forward))
+            .route("/models", get(forward))
+            .route("/models/{folder}", get(forward))
+            .route("/extensions", get(forward))
+            .route("/features", get(forward))
+    };
+    Router::new()
+        .merge(api())
+        .nest("/api", api())
+        .fallback(|| async { empty(StatusCode::NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(MAX_PROMPT_BODY))
+        .with_state(state)
+}
+
+/// An instance that can answer now: the least loaded healthy one.
+fn instance_client(st: &GatewayState) -> Option<ComfyClient> {
+    let i = st.manager.instances_by_load().into_iter().next()?;
+    ComfyClient::for_instance(&i.config).ok()
+}
+
+/// Read-only routes about nodes, models and the server: answered by an
+/// instance of the fleet (they are alike).
+async fn forward(State(st): St, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let mut req = req;
+    // Instances serve these at the root; `/api/...` maps to the same.
+    if let Some(rest) = path.strip_prefix("/api") {
+        let q = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        if let Ok(uri) = format!("{rest}{q}").parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    match instance_client(&st) {
+        Some(client) => crate::client::editor_proxy::forward(&client, req).await,
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "503: no instance of the fleet is running and healthy; start one in StoryCore Engine",
+        )
+            .into_response(),
+    }
+}
+
+/// The node classes the fleet knows, and which of them are output nodes:
+/// read from an instance's `/object_info`, kept for a minute.
+#[derive(Default)]
+pub(crate) struct ClassCache(Mutex<Option<(Instant, Arc<Classes>)>>);
+
+pub(crate) struct Classes {
+    known: HashSet<String>,
+    outputs: HashSet<String>,
+}
+
+impl ClassCache {
+    async fn get(&self, st: &GatewayState) -> Option<Arc<Classes>> {
+        if let Some((at, c)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < CLASSES_FRESH_FOR {
+                return Some(c.clone());
+            }
+        }
+        let info = instance_client(st)?.object_info().await.ok()?;
+        let classes = Arc::new(Classes {
+            outputs: info
+                .iter()
+                .filter(|(_, v)| v["output_node"].as_bool() == Some(true))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            known: info.into_iter().map(|(k, _)| k).collect(),
+        });
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), classes.clone()));
+        Some(classes)
+    }
+}
+
+async fn get_prompt(State(st): St) -> Response {
+    Json(json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining()}})).into_response()
+}
+
+/// `POST /prompt`: the body is JSON whatever its Content-Type (clients in
+/// the wild send `text/plain`, or none). Accepted means durable: the prompt
+/// is a job of the queue when this answers.
+async fn post_prompt(State(st): St, body: Bytes) -> Response {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        return trouble();
+    };
+    let Value::Object(body) = value else {
+        return prompt_error(
+            "no_prompt",
+            "No prompt provided",
+            "No prompt provided",
+            json!({}),
+        );
+    };
+    // ComfyUI counts every POST without a number, refused or not.
+    let number = match body.get("number") {
+        Some(n) if n.is_number() => n.clone(),
+        _ => {
+            let n = st.counter.fetch_add(1, Ordering::Relaxed);
+            if body.get("front") == Some(&Value::Bool(true)) {
+                json!(-n)
+            } else {
+                json!(n)
+            }
+        }
+    };
+    let Some(prompt) = body.get("prompt") else {
+        return prompt_error(
+            "no_prompt",
+            "No prompt provided",
+            "No prompt provided",
+            json!({}),
+        );
+    };
+    let Value::Object(nodes) = prompt else {
+        return trouble();
+    };
+    if let Some(refused) = check_classes(&st, nodes).await {
+        return refused;
+    }
+    if let Err(e) = crate::dispatch::workflow::check_workflow(prompt) {
+        return prompt_error("invalid_prompt", &e.to_string(), "", json!({}));
+    }
+    let prompt_id = body
+        .get("prompt_id")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let client_id = body
+        .get("client_id")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let mut extra_data = match body.get("extra_data") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Some(c) = &client_id {
+        extra_data.insert("client_id".into(), json!(c));
+    }
+    let context = JobContext {
+        gateway: Some(GatewayPrompt {
+            prompt_id: prompt_id.clone(),
+            number: number.clone(),
+            client_id,
+            extra_data: Value::Object(extra_data),
+        }),
+        ..JobContext::default()
+    };
+    match st
+        .queue
+        .submit_in(prompt.clone(), JobTarget::Auto, &context)
+        .await
+    {
+        Ok(job) => {
+            tracing::debug!(job = %job.id, prompt = %prompt_id, "gateway prompt accepted");
+            Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}}))
+                .into_response()
+        }
+        Err(DispatchError::BadWorkflow { .. }) | Err(DispatchError::Template { .. }) => {
+            prompt_error(
+                "invalid_prompt",
+                "The prompt is not a workflow this app can run",
+                "",
+                json!({}),
+            )
+        }
+        Err(e) => {
+            tracing::warn!("gateway prompt not accepted: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("503: the prompt was not accepted ({e})"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// ComfyUI's first checks, against the fleet's node classes: a node without
+/// a class, a class no instance has, a prompt without an output node.
+/// Without an instance to ask, the classes are checked when the job runs.
+async fn check_classes(st: &GatewayState, nodes: &Map<String, Value>) -> Option<Response> {
+    for node in nodes.values() {
+        if node.get("class_type").and_then(Value::as_str).is_none() {
+            return Some(prompt_error(
+                "invalid_prompt",
+                "Cannot execute because a node is missing the class_type property.",
+                "",
+                json!({}),
+            ));
+        }
+    }
+    let classes = st.classes.get(st).await;
+    if let Some(c) = &classes {
+        for (id, node) in nodes {
+            let class = node["class_type"].as_str().unwrap_or_default();
+            if !c.known.contains(class) {
+                return Some(prompt_error(
+                    "invalid_prompt",
+                    &format!("Cannot execute because node {class} does not exist."),
+                    &format!("Node ID '#{id}'"),
+                    json!({}),
+                ));
+            }
+        }
+    }
+    let has_output = match &classes {
+        Some(c) => nodes.values().any(|n| {
+            c.outputs
+                .contains(n["class_type"].as_str().unwrap_or_default())
+        }),
+        None => !nodes.is_empty(),
+    };
+    (!has_output).then(|| prompt_error("prompt_no_outputs", "Prompt has no outputs", "", json!({})))
+}
+
+async fn get_queue(State(st): St) -> Response {
+    let mut running = Vec::new();
+    let mut pending = Vec::new();
+    for job in st.queue.gateway_jobs() {
+        let Some(g) = &job.gateway else { continue };
+        match job.state {
+            JobState::Dispatched | JobState::Running => running.push(shapes::queue_item(&job, g)),
+            JobState::Queued => pending.push(shapes::queue_item(&job, g)),
+            _ => {}
+        }
+    }
+    Json(json!({"queue_running": running, "queue_pending": pending})).into_response()
+}
+
+/// A prompt in the history: finished, and not taken off the queue before
+/// it started (ComfyUI keeps no trace of a deleted or cleared prompt).
+fn in_history(j: &storycore_types::Job) -> bool {
+    j.state.is_final() && !(j.state == JobState::Cancelled && j.started_at.is_none())
+}
+
+/// The body of a control POST: JSON whatever its type; `None` when it is
+/// not JSON (ComfyUI then fails with a 500, or, for /interrupt, interrupts all).
+fn control_body(body: &Bytes) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The gateway's jobs named by `ids` (the clients' prompt ids), or all.
+fn named(st: &GatewayState, ids: Option<&Value>) -> Vec<storycore_types::Job> {
+    let wanted: Option<HashSet<&str>> = ids
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    st.queue
+        .gateway_jobs()
+        .into_iter()
+        .filter(|j| {
+            let p = j
+                .gateway
+                .as_ref()
+                .map(|g| g.prompt_id.as_str())
+                .unwrap_or_default();
+            wanted.as_ref().is_none_or(|w| w.contains(p))
+        })
+        .collect()
+}
+
+fn ok_empty() -> Response {
+    (StatusCode::OK, "").into_response()
+}
+
+/// `{"delete": [ids]}` takes pending prompts off the queue; `{"clear":
+/// true}` all pending ones. A running prompt stays (use /interrupt).
+async fn post_queue(State(st): St, body: Bytes) -> Response {
+    let Some(body) = control_body(&body) else {
+        return trouble();
+    };
+    let mut pending = Vec::new();
+    if body.get("clear") == Some(&Value::Bool(true)) {
+        pending.extend(named(&st, None));
+    }
+    if let Some(ids) = body.get("delete") {
+        pending.extend(named(&st, Some(ids)));
+    }
+    for j in pending.into_iter().filter(|j| j.state == JobState::Queued) {
+        if let Err(e) = st.queue.cancel(&j.id).await {
+            tracing::debug!(job = %j.id, "gateway: not taken off the queue: {e}");
+        }
+    }
+    ok_empty()
+}
+
+/// `{"prompt_id": id}` interrupts that prompt if it runs; anything else
+/// (no body, not JSON) every running prompt of the gateway's clients.
+async fn post_interrupt(State(st): St, body: Bytes) -> Response {
+    let one = control_body(&body).and_then(|b| b.get("prompt_id").cloned());
+    let jobs = match &one {
+        Some(id) => named(&st, Some(&json!([id]))),
+        None => named(&st, None),
+    };
+    for j in jobs.into_iter().filter(|j| j.state.is_in_flight()) {
+        if let Err(e) = st.queue.cancel(&j.id).await {
+            tracing::debug!(job = %j.id, "gateway: not interrupted: {e}");
+        }
+    }
+    ok_empty()
+}
+
+/// `{"delete": [ids]}` or `{"clear": true}`: finished prompts forgotten
+/// (their jobs and outputs removed).
+async fn post_history(State(st): St, body: Bytes) -> Response {
+    let Some(body) = control_body(&body) else {
+        return trouble();
+    };
+    let mut gone = Vec::new();
+    if body.get("clear") == Some(&Value::Bool(true)) {
+        gone.extend(named(&st, None));
+    }
+    if let Some(ids) = body.get("delete") {
+        gone.extend(named(&st, Some(ids)));
+    }
+    for j in gone.into_iter().filter(|j| j.state.is_final()) {
+        if let Err(e) = st.queue.remove(&j.id).await {
+            tracing::debug!(job = %j.id, "gateway: not removed from the history: {e}");
+        }
+    }
+    ok_empty()
+}
+
+/// Finished gateway prompts, oldest first, as `(prompt id, entry)`.
+fn finished(st: &GatewayState) -> Vec<(String, Value)> {
+    st.queue
+        .gateway_jobs()
+        .into_iter()
+        .filter(in_history)
+        .filter_map(|j| {
+            let g = j.gateway.as_ref()?;
+            Some((g.prompt_id.clone(), shapes::history_entry(&j, g)))
+        })
+        .collect()
+}
+
+/// `?max_items=N`: the newest N; with `offset=K`, N from the K-th oldest.
+async fn get_history(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
+    let parse = |k: &str| q.get(k).map(|v| v.parse::<usize>());
+    let (max, offset) = match (parse("max_items"), parse("offset")) {
+        (Some(Err(_)), _) | (_, Some(Err(_))) => return trouble(),
+        (m, o) => (m.and_then(Result::ok), o.and_then(Result::ok)),
+    };
+    let all = finished(&st);
+    let picked: Vec<(String, Value)> = match (max, offset) {
+        (Some(n), Some(k)) => all.into_iter().skip(k).take(n).collect(),
+        (Some(n), None) => {
+            let skip = all.len().saturating_sub(n);
+            all.into_iter().skip(skip).collect()
+        }
+        (None, Some(k)) => all.into_iter().skip(k).collect(),
+        (None, None) => all,
+    };
+    Json(Value::Object(picked.into_iter().collect())).into_response()
+}
+
+async fn get_history_one(State(st): St, Path(id): Path<String>) -> Response {
+    let entry = finished(&st).into_iter().rev().find(|(p, _)| p == &id);
+    Json(match entry {
+        Some((p, e)) => json!({ p: e }),
+        None => json!({}),
+    })
+    .into_response()
+}
+
+/// `/view`: a gateway prompt's output, from the app's own copy (it outlives
+/// the instance that made it). Refusals as ComfyUI gives them.
+async fn view(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(filename) = q.get("filename").filter(|f| !f.is_empty()) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    if filename.contains("..") || filename.starts_with('/') || filename.contains('\\') {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    let subfolder = q.get("subfolder").map(String::as_str).unwrap_or("");
+    if subfolder.split(['/', '\\']).any(|p| p == "..") || subfolder.starts_with('/') {
+        return empty(StatusCode::FORBIDDEN);
+    }
+    let kind = q.get("type").map(String::as_str).unwrap_or("output");
+    if !matches!(kind, "output" | "input" | "temp") {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    let Some((job_id, original)) = shapes::split_subfolder(subfolder) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let Some(job) = st.queue.get(job_id).filter(|j| j.gateway.is_some()) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let Some(output) = job
+        .outputs
+        .iter()
+        .find(|o| &o.filename == filename && o.subfolder == original && o.kind == kind)
+    else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let path = output.path.clone();
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+        Ok(Ok(bytes)) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    shapes::content_type(filename).to_string(),
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("filename=\"{}\"", filename.replace('"', "")),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => empty(StatusCode::NOT_FOUND),
+    }
+}

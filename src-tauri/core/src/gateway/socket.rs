@@ -1,0 +1,215 @@
+//! `/ws?clientId=...`: what ComfyUI sends a client about its prompts, made
+//! from the queue's events. The first frame is `status` with the fleet's
+//! `queue_remaining` and the `sid`; then, for each prompt posted with this
+//! client id (also one posted before the socket opened): `execution_start`,
+//! `execution_cached`, `executing`, `progress`, `executed`, and the end
+//! (`execution_success`, `execution_error` or `execution_interrupted`),
+//! `status`, then `executing` with `node: null`, sent after the history
+//! entry exists. A prompt that fails over to another instance goes on,
+//! under the same prompt id, without a second `execution_start`.
+
+use super::shapes;
+use super::GatewayState;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use storycore_types::{AppEvent, Job, JobState};
+use tokio::sync::broadcast::error::RecvError;
+
+pub(crate) async fn upgrade(
+    State(st): State<Arc<GatewayState>>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Without a clientId ComfyUI makes one: uuid4 hex, no dashes.
+    let sid = q
+        .get("clientId")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    ws.on_upgrade(move |socket| serve(socket, st, sid))
+}
+
+/// What this socket has told about one prompt.
+#[derive(Default)]
+struct Told {
+    /// The client's prompt id.
+    prompt: String,
+    started: bool,
+    node: Option<String>,
+    ended: bool,
+}
+
+fn frame(kind: &str, data: Value) -> Message {
+    Message::Text(json!({"type": kind, "data": data}).to_string().into())
+}
+
+fn status(remaining: usize, sid: Option<&str>) -> Message {
+    let mut data = json!({"status": {"exec_info": {"queue_remaining": remaining}}});
+    if let Some(s) = sid {
+        data["sid"] = json!(s);
+    }
+    frame("status", data)
+}
+
+async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
+    // Subscribe before the first frame: nothing between is missed.
+    let mut events = st.manager.subscribe();
+    let mut remaining = st.queue.gateway_remaining();
+    if socket.send(status(remaining, Some(&sid))).await.is_err() {
+        return;
+    }
+    let mut told: HashMap<String, Told> = HashMap::new();
+    // A prompt of this client already running when it connected.
+    for job in st.queue.gateway_jobs() {
+        if mine(&job, &sid) && job.state == JobState::Running {
+            if let Some(out) = on_job(&job, &mut told) {
+                for m in out {
+                    if socket.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    loop {
+        let event = tokio::select! {
+            _ = st.cancel.cancelled() => return,
+            incoming = socket.recv() => match incoming {
+                // Feature flags and other client messages are not answered yet.
+                Some(Ok(_)) => continue,
+                _ => return,
+            },
+            e = events.recv() => e,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let list = match event {
+            AppEvent::Batch(list) => list,
+            e => vec![e],
+        };
+        let mut out = Vec::new();
+        for e in list {
+            match e {
+                AppEvent::JobUpdated(job) if job.gateway.is_some() => {
+                    let now = st.queue.gateway_remaining();
+                    // A prompt taken off the queue before it started ends
+                    // silently, as in ComfyUI: only `status` tells.
+                    let ends = mine(&job, &sid)
+                        && job.state.is_final()
+                        && !(job.state == JobState::Cancelled && job.started_at.is_none());
+                    // The end's `status` comes after `execution_success`.
+                    if now != remaining && !ends {
+                        remaining = now;
+                        out.push(status(remaining, None));
+                    }
+                    if mine(&job, &sid) {
+                        out.extend(on_job(&job, &mut told).unwrap_or_default());
+                        if ends {
+                            remaining = now;
+                            out.push(status(remaining, None));
+                            let prompt = &job.gateway.as_ref().expect("checked").prompt_id;
+                            out.push(frame(
+                                "executing",
+                                json!({"node": null, "prompt_id": prompt}),
+                            ));
+                        }
+                    }
+                }
+                AppEvent::JobProgress {
+                    job_id,
+                    node,
+                    value,
+                    max,
+                } => {
+                    let Some(t) = told.get_mut(&job_id).filter(|t| t.started && !t.ended) else {
+                        continue;
+                    };
+                    let prompt = t.prompt.clone();
+                    // ComfyUI says which node executes before its steps.
+                    if node.is_some() && node != t.node {
+                        t.node = node.clone();
+                        out.push(frame(
+                            "executing",
+                            json!({"node": node, "display_node": node, "prompt_id": prompt}),
+                        ));
+                    }
+                    out.push(frame(
+                        "progress",
+                        json!({"value": value, "max": max, "prompt_id": prompt, "node": node}),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for m in out {
+            if socket.send(m).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn mine(job: &Job, sid: &str) -> bool {
+    job.gateway
+        .as_ref()
+        .is_some_and(|g| g.client_id.as_deref() == Some(sid))
+}
+
+/// The frames a job's new state means for its client.
+fn on_job(job: &Job, told: &mut HashMap<String, Told>) -> Option<Vec<Message>> {
+    let g = job.gateway.as_ref()?;
+    let t = told.entry(job.id.clone()).or_insert_with(|| Told {
+        prompt: g.prompt_id.clone(),
+        ..Told::default()
+    });
+    if t.ended {
+        return None;
+    }
+    let mut out = Vec::new();
+    let ran = matches!(job.state, JobState::Running) || job.started_at.is_some();
+    if ran && !t.started {
+        t.started = true;
+        let at = shapes::millis(job.started_at.unwrap_or(job.updated_at));
+        out.push(frame(
+            "execution_start",
+            json!({"prompt_id": g.prompt_id, "timestamp": at}),
+        ));
+        out.push(frame(
+            "execution_cached",
+            json!({"nodes": job.progress.cached_nodes, "prompt_id": g.prompt_id, "timestamp": at}),
+        ));
+    }
+    if job.state == JobState::Running && job.progress.node.is_some() && job.progress.node != t.node
+    {
+        t.node = job.progress.node.clone();
+        let n = t.node.clone();
+        out.push(frame(
+            "executing",
+            json!({"node": n, "display_node": n, "prompt_id": g.prompt_id}),
+        ));
+    }
+    if job.state.is_final() {
+        t.ended = true;
+        if !t.started && job.state == JobState::Cancelled {
+            return Some(out);
+        }
+        if job.state == JobState::Succeeded {
+            for (node, output) in shapes::outputs_by_node(job) {
+                out.push(frame(
+                    "executed",
+                    json!({"node": node, "display_node": node, "output": output, "prompt_id": g.prompt_id}),
+                ));
+            }
+        }
+        let (kind, data) = shapes::end_message(job, g);
+        out.push(frame(kind, data));
+    }
+    Some(out)
+}

@@ -1,0 +1,491 @@
+//! The gateway against real stand-ins, over real HTTP and WebSocket: a
+//! client speaking ComfyUI's API posts a prompt (as `text/plain`, with its
+//! own prompt id and a client id that is not a UUID), follows it on `/ws`,
+//! reads its history and fetches its image; ComfyUI's refusals; and a
+//! prompt whose instance is killed while it runs still finishes for the
+//! client, under the same prompt id.
+
+mod dispatch_fleet;
+mod support;
+
+use dispatch_fleet::{attached, fast_options, Fleet};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+use storycore_core::gateway::Gateway;
+use support::standin::StandIn;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn workflow(prefix: &str, color: u32) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage",
+              "inputs": {"images": ["1", 0], "filename_prefix": prefix}, "_meta": {"title": "Save"}}
+    })
+}
+
+async fn open_ws(gw: &Gateway, client: &str) -> Socket {
+    let url = format!("ws://{}/ws?clientId={}", gw.addr(), urlencode(client));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The next JSON frame (binary frames are not expected here).
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame within 30 s")
+            .expect("the socket open")
+            .unwrap();
+        match m {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Binary(b) => panic!("an unasked-for binary frame of {} bytes", b.len()),
+            _ => continue,
+        }
+    }
+}
+
+/// Frames until `executing` with `node: null` for `prompt`, by type.
+async fn until_done(ws: &mut Socket, prompt: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let f = next(ws).await;
+        let done = f["type"] == "executing"
+            && f["data"]["node"].is_null()
+            && f["data"]["prompt_id"] == prompt;
+        seen.push(f);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn types(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn start(fleet: &Fleet) -> Gateway {
+    Gateway::start(
+        fleet.queue.clone(),
+        fleet.manager.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
+    let a = StandIn::start();
+    let b = StandIn::start();
+    let fleet = Fleet::open(
+        vec![attached("gpu0", a.port(), 1), attached("gpu1", b.port(), 1)],
+        fast_options(),
+    )
+    .await;
+    fleet.start("gpu0").await;
+    fleet.start("gpu1").await;
+    let gw = start(&fleet).await;
+    let base = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+
+    // Client ids in the wild are not always UUIDs.
+    let client = "my bot #1";
+    let mut ws = open_ws(&gw, client).await;
+    let hello = next(&mut ws).await;
+    assert_eq!(hello["type"], "status");
+    assert_eq!(hello["data"]["sid"], client);
+    assert_eq!(hello["data"]["status"]["exec_info"]["queue_remaining"], 0);
+
+    // JSON sent as text/plain, with the client's own prompt id.
+    let body =
+        json!({"prompt": workflow("gw", 7), "client_id": client, "prompt_id": "my-custom-id-123"});
+    let r = http
+        .post(format!("{base}/prompt"))
+        .header("content-type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["prompt_id"], "my-custom-id-123");
+    assert_eq!(answer["number"], 0);
+    assert_eq!(answer["node_errors"], json!({}));
+
+    let frames = until_done(&mut ws, "my-custom-id-123").await;
+    // `executing` null comes after the history entry exists.
+    let history: Value = http
+        .get(format!("{base}/history/my-custom-id-123"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let t = types(&frames);
+    println!("gateway: /ws frames {t:?}");
+    for want in ["execution_start", "executed", "execution_success"] {
+        assert!(t.contains(&want.to_string()), "{want} in {t:?}");
+    }
+    let pos = |k: &str| t.iter().position(|x| x == k).unwrap();
+    assert!(pos("execution_start") < pos("executed"));
+    assert!(pos("executed") < pos("execution_success"));
+    assert_eq!(t.last().unwrap(), "executing");
+
+    let entry = &history["my-custom-id-123"];
+    assert_eq!(entry["status"]["status_str"], "success");
+    assert_eq!(entry["prompt"][1], "my-custom-id-123");
+    assert_eq!(entry["prompt"][3]["client_id"], client);
+    let image = &entry["outputs"]["2"]["images"][0];
+    let executed = frames.iter().find(|f| f["type"] == "executed").unwrap();
+    assert_eq!(&executed["data"]["output"]["images"][0], image);
+
+    // /view gives the image with its type, from the subfolder history named.
+    let r = http
+        .get(format!("{base}/view"))
+        .query(&[
+            ("filename", image["filename"].as_str().unwrap()),
+            ("subfolder", image["subfolder"].as_str().unwrap()),
+            ("type", "output"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[1..4], b"PNG");
+
+    // The same under /api, and the queue is empty again.
+    let q: Value = http
+        .get(format!("{base}/api/queue"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q, json!({"queue_running": [], "queue_pending": []}));
+    let p: Value = http
+        .get(format!("{base}/prompt"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p, json!({"exec_info": {"queue_remaining": 0}}));
+    let all: Value = http
+        .get(format!("{base}/history?max_items=5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_object().unwrap().len(), 1);
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_answered_as_comfyui_answers_them() {
+    let s = StandIn::start();
+    let fleet = Fleet::open(vec![attached("gpu0", s.port(), 1)], fast_options()).await;
+    fleet.start("gpu0").await;
+    let gw = start(&fleet).await;
+    let base = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        let http = http.clone();
+        let url = format!("{base}/prompt");
+        async move {
+            let r = http.post(url).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let (st, text) = post("{not json".into()).await;
+    assert_eq!(st, 500);
+    assert!(text.contains("Server got itself in trouble"));
+    let (st, text) = post("{}".into()).await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["type"],
+        "no_prompt"
+    );
+    let (st, text) =
+        post(json!({"prompt": {"1": {"class_type": "NoSuchNodeXYZ", "inputs": {}}}}).to_string())
+            .await;
+    assert_eq!(st, 400);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_prompt");
+    assert_eq!(
+        v["error"]["message"],
+        "Cannot execute because node NoSuchNodeXYZ does not exist."
+    );
+    assert_eq!(v["error"]["details"], "Node ID '#1'");
+    let (st, text) = post(json!({"prompt": {}}).to_string()).await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]["type"],
+        "prompt_no_outputs"
+    );
+    let (st, _) = post(json!({"prompt": "hello"}).to_string()).await;
+    assert_eq!(st, 500);
+    // `front` numbers count down; refused POSTs counted too.
+    let (st, text) = post(json!({"prompt": workflow("front", 1), "front": true}).to_string()).await;
+    assert_eq!(st, 200);
+    let n = serde_json::from_str::<Value>(&text).unwrap()["number"]
+        .as_i64()
+        .unwrap();
+    assert!(n < 0, "{n}");
+
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let r = get("/object_info/NoSuchClass").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({}));
+    assert_eq!(get("/api/object_info/EmptyImage").await.status(), 200);
+    assert_eq!(
+        get("/history/unknown").await.json::<Value>().await.unwrap(),
+        json!({})
+    );
+    assert_eq!(get("/history?max_items=abc").await.status(), 500);
+    assert_eq!(get("/view?filename=../../main.py").await.status(), 400);
+    assert_eq!(
+        get("/view?filename=a.png&subfolder=../../etc")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(get("/view?filename=a.png&type=bogus").await.status(), 400);
+    assert_eq!(get("/view?filename=a.png").await.status(), 404);
+    assert_eq!(get("/no/such/route").await.status(), 404);
+
+    // Loopback only, with a clear reason.
+    let e = Gateway::start(
+        fleet.queue.clone(),
+        fleet.manager.clone(),
+        "0.0.0.0:0".parse().unwrap(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("loopback"), "{e}");
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+/// The client waits on `/ws` while the instance running its prompt dies:
+/// it sees its prompt finish (on the other instance), under its own id.
+#[tokio::test]
+async fn a_client_sees_its_prompt_finish_when_its_instance_dies() {
+    let mut doomed = StandIn::builder().env("STANDIN_NODE_MS", "1500").start();
+    let other = StandIn::builder().env("STANDIN_NODE_MS", "1500").start();
+    let fleet = Fleet::open(vec![attached("doomed", doomed.port(), 1)], fast_options()).await;
+    fleet.start("doomed").await;
+    let gw = start(&fleet).await;
+    let mut ws = open_ws(&gw, "survivor").await;
+    next(&mut ws).await;
+    let r: Value = reqwest::Client::new()
+        .post(format!("http://{}/prompt", gw.addr()))
+        .json(&json!({"prompt": workflow("failover", 3), "client_id": "survivor"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prompt = r["prompt_id"].as_str().unwrap().to_string();
+    // Running on the only instance; then a second one joins and the first dies.
+    loop {
+        let f = next(&mut ws).await;
+        if f["type"] == "execution_start" {
+            break;
+        }
+    }
+    fleet
+        .manager
+        .create(attached("other", other.port(), 1))
+        .await
+        .unwrap();
+    fleet.start("other").await;
+    doomed.kill();
+    let frames = until_done(&mut ws, &prompt).await;
+    let t = types(&frames);
+    println!("gateway: after the kill, /ws frames {t:?}");
+    assert!(t.contains(&"execution_success".to_string()), "{t:?}");
+    assert!(
+        !t.contains(&"execution_start".to_string()),
+        "started once: {t:?}"
+    );
+    let job = fleet.queue.list().into_iter().next().unwrap();
+    assert_eq!(job.instance_id.as_deref(), Some("other"));
+    assert_eq!(job.instances_killed, ["doomed"]);
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+/// `/queue` delete and clear, `/interrupt` of one prompt, `/history`
+/// delete: on the fleet's queue, as ComfyUI does them on its own.
+#[tokio::test]
+async fn queue_interrupt_and_history_control() {
+    let s = StandIn::builder().env("STANDIN_NODE_MS", "1000").start();
+    let fleet = Fleet::open(vec![attached("gpu0", s.port(), 1)], fast_options()).await;
+    fleet.start("gpu0").await;
+    let gw = start(&fleet).await;
+    let base = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+    let mut ws = open_ws(&gw, "ctl").await;
+    next(&mut ws).await;
+    let mut ids = Vec::new();
+    for k in 0..4 {
+        let r: Value = http
+            .post(format!("{base}/prompt"))
+            .json(&json!({"prompt": workflow(&format!("ctl{k}"), 10 + k), "client_id": "ctl"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["prompt_id"].as_str().unwrap().to_string());
+    }
+    let queue = || async {
+        http.get(format!("{base}/queue"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    // The first runs (the instance takes one running and one queued).
+    loop {
+        let f = next(&mut ws).await;
+        if f["type"] == "execution_start" {
+            assert_eq!(f["data"]["prompt_id"], ids[0].as_str());
+            break;
+        }
+    }
+    let q = queue().await;
+    let pending: Vec<&str> = q["queue_pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[1].as_str().unwrap())
+        .collect();
+    assert!(pending.contains(&ids[3].as_str()), "{q}");
+    // Delete one pending, then clear the rest still pending.
+    let r = http
+        .post(format!("{base}/queue"))
+        .json(&json!({"delete": [ids[3]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "");
+    let bad = http
+        .post(format!("{base}/queue"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 500);
+    // Interrupt the running one.
+    let r = http
+        .post(format!("{base}/interrupt"))
+        .json(&json!({"prompt_id": ids[0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let frames = until_done(&mut ws, &ids[0]).await;
+    assert!(
+        types(&frames).contains(&"execution_interrupted".to_string()),
+        "{:?}",
+        types(&frames)
+    );
+    http.post(format!("{base}/queue"))
+        .json(&json!({"clear": true}))
+        .send()
+        .await
+        .unwrap();
+    // Whatever was still pending is gone; at most one more ran.
+    let done = wait_until_idle(&http, &base).await;
+    let history: Value = http
+        .get(format!("{base}/history"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = history.as_object().unwrap();
+    assert!(
+        h.contains_key(&ids[0]),
+        "the interrupted one is in the history"
+    );
+    assert!(!h.contains_key(&ids[3]), "a deleted prompt leaves no trace");
+    assert_eq!(h[&ids[0]]["status"]["status_str"], "error");
+    println!(
+        "gateway: control left {} prompt(s) in the history, {done} queued",
+        h.len()
+    );
+    // History delete.
+    http.post(format!("{base}/history"))
+        .json(&json!({"delete": [ids[0]]}))
+        .send()
+        .await
+        .unwrap();
+    let one: Value = http
+        .get(format!("{base}/history/{}", ids[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one, json!({}));
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+async fn wait_until_idle(http: &reqwest::Client, base: &str) -> u64 {
+    for _ in 0..300 {
+        let p: Value = http
+            .get(format!("{base}/prompt"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let n = p["exec_info"]["queue_remaining"].as_u64().unwrap();
+        if n == 0 {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway's queue never emptied");
+}
