@@ -16,6 +16,9 @@ echo "built $deb ($(du -h "$deb" | cut -f1))" >&2
 $SUDO dpkg -i "$deb" >/dev/null
 prog=/usr/bin/storycore-engine
 [ -x "$prog" ] || { echo "FAIL: $prog was not installed by $deb" >&2; exit 1; }
+unit=/usr/lib/systemd/user/storycore-engine.service
+grep -q "^ExecStart=$prog serve" "$unit" 2>/dev/null \
+  || { echo "FAIL: $deb did not install the headless mode's user unit $unit" >&2; exit 1; }
 
 work=$(mktemp -d)
 pids=()

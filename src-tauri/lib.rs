@@ -2,6 +2,7 @@
 //! without a window; `shell` is the thin Tauri layer on top of them.
 
 pub mod app_settings;
+pub mod headless;
 pub mod logging;
 pub mod paths;
 pub mod settings;
@@ -9,8 +10,21 @@ pub mod shell;
 
 use std::process::ExitCode;
 
-/// Starts the desktop app and blocks until it exits.
+/// Starts the desktop app (or, with `serve`, the headless server) and
+/// blocks until it exits.
 pub fn run() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match headless::parse(&args) {
+        Ok(headless::Mode::Help) => {
+            println!("{}", headless::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("storycore-engine: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Configs, environment values, jobs and logs are the user's alone: what
     // the app creates from here on is 0600 (folders 0700). ComfyUI gets the
     // user's own umask back when the supervisor starts it.
@@ -49,7 +63,11 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match shell::run(paths, settings) {
+    let ran = match mode {
+        headless::Mode::Serve { gateway } => headless::run(paths, settings, gateway),
+        _ => shell::run(paths, settings),
+    };
+    match ran {
         Ok(()) => {
             tracing::info!("exited");
             ExitCode::SUCCESS

@@ -1,0 +1,124 @@
+//! `storycore-engine serve`: no display, no window, no D-Bus. It launches
+//! its local instance, answers as ComfyUI on its gateway (a prompt runs to
+//! its image), and on SIGTERM stops cleanly, leaving nothing running.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{app_bin, free_port, standin, Group};
+
+/// Pids of processes whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+async fn wait_until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_headless_answers_as_comfyui_and_stops_on_sigterm() {
+    let config = tempfile::tempdir().unwrap();
+    let comfyui = standin::comfyui_folder();
+    let instance_port = free_port();
+    let mut c = standin::local_config("local", comfyui.path(), instance_port);
+    c.auto_start = Some(true);
+    std::fs::write(
+        config.path().join("comfyui_instances.json"),
+        serde_json::to_vec(&json!({"version": "1.0", "instances": [c]})).unwrap(),
+    )
+    .unwrap();
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let mut serve = Group::spawn(
+        Command::new(app_bin())
+            .args(["serve", "--gateway", &gateway])
+            .env("STORYCORE_CONFIG_DIR", config.path())
+            .env("STORYCORE_DATA_DIR", config.path().join("data"))
+            .env("STORYCORE_HEALTH_INTERVAL_MS", "300")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .expect("the app binary");
+    let base = format!("http://{gateway}");
+    let http = reqwest::Client::new();
+
+    // Its instance launched and healthy: the gateway passes /system_stats on.
+    wait_until("the local instance behind the gateway", async || {
+        let r = http.get(format!("{base}/system_stats")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let launched = processes_with(&format!("--port\0{instance_port}"));
+    assert_eq!(launched.len(), 1, "one ComfyUI launched: {launched:?}");
+
+    let wf = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 5}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "headless"}}
+    });
+    let r: Value = http
+        .post(format!("{base}/prompt"))
+        .body(json!({"prompt": wf}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["prompt_id"].as_str().unwrap().to_string();
+    let entry = wait_until("the prompt's history", async || {
+        let h: Value = http
+            .get(format!("{base}/history/{id}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        h.get(&id).cloned()
+    })
+    .await;
+    assert_eq!(entry["status"]["status_str"], "success");
+
+    // SIGTERM: a clean stop, and what it launched is gone.
+    let t = Instant::now();
+    unsafe { libc::kill(serve.pid(), libc::SIGTERM) };
+    let status = wait_until("serve to exit", async || serve.0.try_wait().unwrap()).await;
+    println!(
+        "serve: exited {status} {:.2} s after SIGTERM",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "{status}");
+    for pid in launched {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "the instance it launched ({pid}) still runs"
+        );
+    }
+    assert!(
+        http.get(format!("{base}/prompt")).send().await.is_err(),
+        "the gateway is closed"
+    );
+}
