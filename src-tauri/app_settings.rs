@@ -82,6 +82,7 @@ pub async fn set_settings(
     store: tauri::State<'_, SettingsStore>,
     manager: tauri::State<'_, InstanceManager>,
     queue: tauri::State<'_, JobQueue>,
+    gateway: tauri::State<'_, crate::shell::GatewaySlot>,
     settings: AppSettings,
 ) -> Result<(), ApiError> {
     check(&settings)?;
@@ -108,7 +109,41 @@ pub async fn set_settings(
             settings.copies_near_the_end,
         );
     }
+    if settings.gateway != before.gateway {
+        // STORYCORE_GATEWAY chose the address at start; a change made in
+        // Settings is the user's, and wins from now on.
+        let addr = crate::shell::gateway_addr(&settings, &Default::default())
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
+        crate::shell::apply_gateway(
+            &gateway,
+            queue.inner().clone(),
+            manager.inner().clone(),
+            addr,
+        )
+        .await
+        .map_err(|e| {
+            let mut api = ApiError::new(
+                ErrorCode::Conflict,
+                format!("Saved, but the gateway is off: {e}"),
+            );
+            api.fields = vec![FieldError::new("gateway.address", e)];
+            api
+        })?;
+    }
     Ok(())
+}
+
+/// Where the gateway listens now (`None`: off, or it could not listen).
+#[tauri::command]
+pub async fn gateway_status(
+    gateway: tauri::State<'_, crate::shell::GatewaySlot>,
+) -> Result<Option<String>, ApiError> {
+    Ok(gateway
+        .0
+        .lock()
+        .await
+        .as_ref()
+        .map(|g| g.addr().to_string()))
 }
 
 /// The limits of the retention settings, said in the refusal.
@@ -131,6 +166,22 @@ fn check(s: &AppSettings) -> Result<(), ApiError> {
                 s.max_finished_jobs
             ),
         ));
+    }
+    if s.gateway.enabled {
+        match s.gateway.address.trim().parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => {}
+            Ok(a) => fields.push(FieldError::new(
+                "gateway.address",
+                format!("{a} is not a loopback address: the gateway listens on this machine only (127.0.0.1 or [::1])"),
+            )),
+            Err(_) => fields.push(FieldError::new(
+                "gateway.address",
+                format!(
+                    "'{}' is not an address and port, such as 127.0.0.1:8288",
+                    s.gateway.address
+                ),
+            )),
+        }
     }
     let h = &s.health;
     let ranges: [(&str, u32, std::ops::RangeInclusive<u32>, &str); 6] = [

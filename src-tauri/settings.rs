@@ -6,14 +6,22 @@ use std::time::Duration;
 /// Health probe interval for every monitored instance (default: the seed's 30 s).
 pub const HEALTH_INTERVAL_ENV: &str = "STORYCORE_HEALTH_INTERVAL_MS";
 
+/// The gateway's address (`off`: none), over the Settings' (tests use
+/// `127.0.0.1:0`: any free port, so apps started together do not clash).
+pub const GATEWAY_ENV: &str = "STORYCORE_GATEWAY";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EnvSettings {
     pub health_interval: Option<Duration>,
+    /// `Some(None)`: the gateway is off; `Some(Some(addr))`: it listens there.
+    pub gateway: Option<Option<std::net::SocketAddr>>,
 }
 
 impl EnvSettings {
     pub fn from_env() -> Result<Self, String> {
-        Self::parse(std::env::var(HEALTH_INTERVAL_ENV).ok().as_deref())
+        let mut s = Self::parse(std::env::var(HEALTH_INTERVAL_ENV).ok().as_deref())?;
+        s.gateway = parse_gateway(std::env::var(GATEWAY_ENV).ok().as_deref())?;
+        Ok(s)
     }
 
     fn parse(health_interval: Option<&str>) -> Result<Self, String> {
@@ -29,13 +37,42 @@ impl EnvSettings {
                 }
             },
         };
-        Ok(Self { health_interval })
+        Ok(Self {
+            health_interval,
+            gateway: None,
+        })
+    }
+}
+
+fn parse_gateway(value: Option<&str>) -> Result<Option<Option<std::net::SocketAddr>>, String> {
+    match value.map(str::trim) {
+        None => Ok(None),
+        Some("off") => Ok(Some(None)),
+        Some(s) => match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Ok(Some(Some(a))),
+            _ => Err(format!(
+                "{GATEWAY_ENV}={s:?} is not a loopback address and port (e.g. 127.0.0.1:8288) nor \"off\"; unset it to use the Settings'"
+            )),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gateway_override_is_checked() {
+        assert_eq!(parse_gateway(None).unwrap(), None);
+        assert_eq!(parse_gateway(Some("off")).unwrap(), Some(None));
+        assert_eq!(
+            parse_gateway(Some("127.0.0.1:0")).unwrap(),
+            Some(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        for bad in ["", "on", "8288", "0.0.0.0:8288"] {
+            assert!(parse_gateway(Some(bad)).unwrap_err().contains(GATEWAY_ENV));
+        }
+    }
 
     #[test]
     fn health_interval_is_checked() {

@@ -54,6 +54,7 @@ fn launch(keep_running: bool) -> Launched {
         .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
         .env("STORYCORE_CONFIG_DIR", config.path())
         .env("STORYCORE_DATA_DIR", config.path().join("data"))
+        .env("STORYCORE_GATEWAY", "127.0.0.1:0")
         .env_remove("WAYLAND_DISPLAY")
         .env("GDK_BACKEND", "x11")
         .stdin(Stdio::null())

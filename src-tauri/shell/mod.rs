@@ -54,6 +54,53 @@ pub(crate) fn health_policy_of(
     policy
 }
 
+/// The gateway the desktop app runs, as the settings say.
+#[derive(Default)]
+pub struct GatewaySlot(pub tokio::sync::Mutex<Option<storycore_core::gateway::Gateway>>);
+
+/// Where the gateway listens: `STORYCORE_GATEWAY` when set, else the
+/// settings (`None`: off).
+pub(crate) fn gateway_addr(
+    s: &storycore_types::AppSettings,
+    env: &EnvSettings,
+) -> Result<Option<std::net::SocketAddr>, String> {
+    if let Some(o) = env.gateway {
+        return Ok(o);
+    }
+    if !s.gateway.enabled {
+        return Ok(None);
+    }
+    s.gateway.address.trim().parse().map(Some).map_err(|_| {
+        format!(
+            "the gateway address '{}' is not an address and port, such as 127.0.0.1:8288",
+            s.gateway.address
+        )
+    })
+}
+
+/// Stops the gateway that runs, if any, and starts one on `addr`.
+pub(crate) async fn apply_gateway(
+    slot: &GatewaySlot,
+    queue: JobQueue,
+    manager: InstanceManager,
+    addr: Option<std::net::SocketAddr>,
+) -> Result<Option<std::net::SocketAddr>, String> {
+    let mut running = slot.0.lock().await;
+    if let Some(old) = running.take() {
+        old.stop().await;
+    }
+    let Some(addr) = addr else {
+        tracing::info!("the gateway is off");
+        return Ok(None);
+    };
+    let gw = storycore_core::gateway::Gateway::start(queue, manager, addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let at = gw.addr();
+    *running = Some(gw);
+    Ok(Some(at))
+}
+
 /// The retention settings as the job queue takes them.
 pub(crate) fn retention_of(s: &storycore_types::AppSettings) -> Retention {
     Retention::from_settings(s.job_retention_days, s.max_finished_jobs)
@@ -110,6 +157,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .manage(projects.clone())
         .manage(notices)
         .manage(commands::desktop::EditorWindows::default())
+        .manage(GatewaySlot::default())
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::instances::list_instances,
@@ -146,6 +194,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::list_gpus,
             app_settings::get_settings,
             app_settings::set_settings,
+            app_settings::gateway_status,
             tray::tray_menu,
             commands::jobs::list_jobs,
             commands::jobs::instance_workflow_history,
@@ -193,6 +242,22 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             }
             let q = queue.clone();
             manager.set_load_source(std::sync::Arc::new(move || q.in_flight()));
+            // The gateway: a failure to listen is said, not fatal.
+            let wanted = gateway_addr(&app.state::<SettingsStore>().get(), &settings);
+            let started = match wanted {
+                Ok(addr) => tauri::async_runtime::block_on(apply_gateway(
+                    &app.state::<GatewaySlot>(),
+                    queue.clone(),
+                    manager.clone(),
+                    addr,
+                )),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                let n = format!("The ComfyUI-compatible gateway is off: {e}. Choose another address in Settings.");
+                tracing::warn!("{n}");
+                app.state::<StartupNotices>().add(n);
+            }
             app.manage(queue);
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());
@@ -225,7 +290,13 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             let m = app.state::<InstanceManager>().inner().clone();
             let q = app.try_state::<JobQueue>().map(|q| q.inner().clone());
             let keep = app.state::<SettingsStore>().get().keep_instances_running;
+            let slot = app.try_state::<GatewaySlot>();
             tauri::async_runtime::block_on(async move {
+                if let Some(slot) = slot {
+                    if let Some(g) = slot.0.lock().await.take() {
+                        g.stop().await;
+                    }
+                }
                 if let Some(q) = q {
                     q.shutdown().await;
                 }

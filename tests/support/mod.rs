@@ -182,6 +182,8 @@ impl App {
         .env("STORYCORE_CONFIG_DIR", config_dir.path())
         // Never the user's real data folder.
         .env("STORYCORE_DATA_DIR", config_dir.path().join("data"))
+        // Apps started together must not fight over the gateway's port.
+        .env("STORYCORE_GATEWAY", "127.0.0.1:0")
         .env_remove("WAYLAND_DISPLAY")
         .env("GDK_BACKEND", "x11")
         .stdout(Stdio::null())

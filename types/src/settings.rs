@@ -66,6 +66,28 @@ pub struct AppSettings {
     /// Run a copy of a long job on an idle, faster instance near the end
     /// (earliest-finish placement only).
     pub copies_near_the_end: bool,
+    /// The ComfyUI-compatible gateway in front of the fleet.
+    pub gateway: GatewaySettings,
+}
+
+/// Where the gateway listens, if at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GatewaySettings {
+    pub enabled: bool,
+    /// `127.0.0.1:8288` by default; loopback addresses only (for now).
+    pub address: String,
+}
+
+pub const DEFAULT_GATEWAY_ADDRESS: &str = "127.0.0.1:8288";
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: DEFAULT_GATEWAY_ADDRESS.to_string(),
+        }
+    }
 }
 
 /// The health monitors' settings (the seed's defaults).
@@ -129,6 +151,7 @@ impl Default for AppSettings {
             health: HealthSettings::default(),
             placement: PlacementPolicy::default(),
             copies_near_the_end: true,
+            gateway: GatewaySettings::default(),
         }
     }
 }

@@ -351,6 +351,11 @@ pub async fn set_template_pins(
     .await
 }
 
+/// Where the gateway listens now, if it does.
+pub async fn gateway_status() -> Result<Option<String>, ApiError> {
+    call("gateway_status", &NoArgs {}).await
+}
+
 pub async fn list_projects() -> Result<ProjectList, ApiError> {
     call("list_projects", &NoArgs {}).await
 }

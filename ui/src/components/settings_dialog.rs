@@ -35,6 +35,14 @@ const PLACEMENTS: [(PlacementPolicy, &str, &str); 5] = [
 pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let settings = RwSignal::new(None::<AppSettings>);
+    // Where the gateway listens, read again after each change.
+    let listening = RwSignal::new(None::<String>);
+    let refresh = move || {
+        spawn_local(async move {
+            listening.set(api::gateway_status().await.ok().flatten());
+        })
+    };
+    refresh();
     spawn_local(async move {
         match api::get_settings().await {
             Ok(s) => settings.set(Some(s)),
@@ -186,6 +194,46 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                         }/>
                     "Copy a long job to an idle, faster instance near its end (earliest finish only)"
                 </label>
+            </Show>
+            <h2>"Gateway"</h2>
+            <p class="muted">"One ComfyUI address for the whole fleet: ComfyUI's scripts and clients pointed at it run on the best instance, with the queue's failover."</p>
+            <Show when=move || settings.with(Option::is_some)>
+                <label class="check">
+                    <input id="settings-gateway" type="checkbox"
+                        prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.gateway.enabled).unwrap_or(true))
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            let Some(mut s) = settings.get_untracked() else { return };
+                            s.gateway.enabled = on;
+                            settings.set(Some(s.clone()));
+                            run_action(fleet, async move {
+                                let r = api::set_settings(&s).await;
+                                refresh();
+                                r
+                            });
+                        }/>
+                    "Serve the fleet as one ComfyUI server"
+                </label>
+                <label class="field">
+                    <span>"Address (this machine only)"</span>
+                    <input id="settings-gateway-address"
+                        prop:value=move || settings.with(|s| s.as_ref().map(|s| s.gateway.address.clone()).unwrap_or_default())
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            let Some(mut s) = settings.get_untracked() else { return };
+                            s.gateway.address = v.trim().to_string();
+                            settings.set(Some(s.clone()));
+                            run_action(fleet, async move {
+                                let r = api::set_settings(&s).await;
+                                refresh();
+                                r
+                            });
+                        }/>
+                </label>
+                <p class="muted" id="settings-gateway-status">{move || match listening.get() {
+                    Some(a) => format!("Listening on http://{a}"),
+                    None => "Not listening".to_string(),
+                }}</p>
             </Show>
             <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
         </div>

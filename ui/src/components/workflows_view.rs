@@ -213,6 +213,10 @@ fn JobRow(id: String) -> impl IntoView {
                         <span class=format!("badge job-{}", j.state.as_str())>{j.state.as_str()}</span>
                         <span class="job-instance">{instance}</span>
                         <span class="muted">{format!("attempt {}", j.attempts)}</span>
+                        {j.gateway.as_ref().map(|g| {
+                            let from = g.client_id.clone().map(|c| format!("gateway: {c}")).unwrap_or_else(|| "gateway".into());
+                            view! { <span class="job-gateway badge" title=format!("Posted to the gateway as prompt {}", g.prompt_id)>{from}</span> }
+                        })}
                         {j.project_id.as_ref().map(|p| {
                             let name = untrack(|| fleet.projects.with(|l| l.projects.iter().find(|x| &x.id == p).map(|x| x.name.clone())))
                                 .unwrap_or_else(|| format!("{p} (deleted)"));
