@@ -55,6 +55,37 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
         .unwrap();
     assert_eq!(h[&prompt]["status"]["status_str"], "success");
 
+    // ComfyUI's editor on the whole fleet, in a window of the app.
+    let main = app.client.window().await.unwrap();
+    app.click("#toolbar-open-fleet").await;
+    app.wait_window("ComfyUI \u{2014} whole fleet").await;
+    let editor = loop {
+        let handles = app.client.windows().await.unwrap();
+        if let Some(h) = handles.into_iter().find(|h| *h != main) {
+            break h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    app.client.switch_to_window(editor).await.unwrap();
+    app.wait_text("body", "the instance's page through the gateway", |t| {
+        t.contains("comfyui-standin")
+    })
+    .await;
+    // The page's own request for the queue is the gateway's answer.
+    let from_page = app
+        .client
+        .execute_async(
+            "const done = arguments[0];\
+             fetch('/prompt').then(r => r.json()).then(j => done(JSON.stringify(j)), e => done('error ' + e));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    println!("gateway: the fleet window's fetch('/prompt') said {from_page}");
+    assert_eq!(from_page, "{\"exec_info\":{\"queue_remaining\":0}}");
+    app.client.close_window().await.unwrap();
+    app.client.switch_to_window(main).await.unwrap();
+
     // Off in Settings: the address closes. On at another address: it answers there.
     app.click("#settings-button").await;
     app.wait_text("#settings-gateway-status", "listening", |t| {

@@ -183,6 +183,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::instances::import_instances_file,
             commands::desktop::pick_instances_file,
             commands::desktop::open_comfyui,
+            commands::desktop::open_fleet_comfyui,
             commands::instances::take_startup_notices,
             commands::instances::test_connection,
             commands::instances::set_api_key,

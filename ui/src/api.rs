@@ -351,6 +351,11 @@ pub async fn set_template_pins(
     .await
 }
 
+/// ComfyUI's editor on the gateway (the whole fleet), in a window.
+pub async fn open_fleet_comfyui() -> Result<String, ApiError> {
+    call("open_fleet_comfyui", &NoArgs {}).await
+}
+
 /// Where the gateway listens now, if it does.
 pub async fn gateway_status() -> Result<Option<String>, ApiError> {
     call("gateway_status", &NoArgs {}).await

@@ -281,6 +281,27 @@ async fn bad_requests_are_answered_as_comfyui_answers_them() {
     assert_eq!(get("/view?filename=a.png&type=bogus").await.status(), 400);
     assert_eq!(get("/view?filename=a.png").await.status(), 404);
     assert_eq!(get("/no/such/route").await.status(), 404);
+    // ComfyUI's page (and whatever else is the instance's) comes through.
+    let page = get("/").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("comfyui-standin"));
+    // A web page elsewhere cannot post prompts to this machine's gateway.
+    let addr = gw.addr();
+    let r = http
+        .post(format!("{base}/prompt"))
+        .header("origin", "http://evil.example")
+        .json(&json!({"prompt": workflow("evil", 1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{base}/queue"))
+        .header("origin", format!("http://{addr}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the gateway's own page may");
 
     // Loopback only, with a clear reason.
     let e = Gateway::start(

@@ -156,6 +156,37 @@ pub async fn pick_instances_file(app: AppHandle, save: bool) -> Answer<Option<St
 #[derive(Default)]
 pub struct EditorWindows(std::sync::Mutex<std::collections::HashMap<String, EditorProxy>>);
 
+/// ComfyUI's own editor on the gateway, in an app window: its Queue runs on
+/// the whole fleet. Needs the gateway on.
+#[tauri::command]
+pub async fn open_fleet_comfyui(
+    app: AppHandle,
+    gateway: State<'_, crate::shell::GatewaySlot>,
+) -> Answer<String> {
+    let label = "comfyui-fleet".to_string();
+    if let Some(w) = app.get_webview_window(&label) {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+        return Ok(label);
+    }
+    let addr = gateway.0.lock().await.as_ref().map(|g| g.addr()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            "the gateway is off: turn it on in Settings (Gateway) to open ComfyUI on the whole fleet",
+        )
+    })?;
+    let url: tauri::Url = format!("http://{addr}/")
+        .parse()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the gateway's address: {e}")))?;
+    WebviewWindowBuilder::new(&app, &label, WebviewUrl::External(url))
+        .title("ComfyUI \u{2014} whole fleet")
+        .inner_size(1280.0, 860.0)
+        .build()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the window did not open: {e}")))?;
+    Ok(label)
+}
+
 /// Opens the instance's own ComfyUI web editor in a window of the app (or
 /// brings it forward): straight at its address, or through a proxy on the
 /// loopback address that adds its API key and trusts its CA. Answers the

@@ -33,6 +33,10 @@ pub fn Toolbar() -> impl IntoView {
                         run_action(fleet, async move { api::open_comfyui(&id).await.map(|_| ()) });
                     }
                 }>"Open ComfyUI"</button>
+            <button id="toolbar-open-fleet" title="ComfyUI's editor on the gateway: every Queue press runs on the whole fleet"
+                on:click=move |_| {
+                    run_action(fleet, async move { api::open_fleet_comfyui().await.map(|_| ()) });
+                }>"ComfyUI (fleet)"</button>
             <span class="spacer"></span>
             <button id="settings-button" on:click=move |_| settings_open.update(|o| *o = !*o)>
                 "Settings"

@@ -47,9 +47,41 @@ pub(crate) fn router(state: Arc<GatewayState>) -> Router {
     Router::new()
         .merge(api())
         .nest("/api", api())
-        .fallback(|| async { empty(StatusCode::NOT_FOUND) })
+        // Everything else (ComfyUI's web editor, its settings and user
+        // files) is an instance's: the editor opened on the gateway runs
+        // its Queue on the fleet.
+        .fallback(forward)
+        .layer(axum::middleware::from_fn(same_origin))
         .layer(DefaultBodyLimit::max(MAX_PROMPT_BODY))
         .with_state(state)
+}
+
+/// ComfyUI refuses a request whose `Origin` names another host than the
+/// one it was sent to (403, empty): a web page elsewhere must not post
+/// prompts to a server on this machine. The gateway does the same.
+async fn same_origin(req: Request, next: axum::middleware::Next) -> Response {
+    let origin_host = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(|o| {
+            o.split_once("://")
+                .map_or(o, |(_, rest)| rest)
+                .trim_end_matches('/')
+                .to_string()
+        });
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    match origin_host {
+        Some(o) if Some(&o) != host.as_ref() => {
+            tracing::warn!(origin = %o, host = ?host, "gateway: a request from another origin refused");
+            empty(StatusCode::FORBIDDEN)
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// An instance that can answer now: the least loaded healthy one.
