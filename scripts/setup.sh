@@ -24,6 +24,8 @@ APT_PACKAGES=(
   # tests: a real Secret Service for API keys (GNOME Keyring; secret-tool reads
   # what the app stored), dbus-send, and a self-signed certificate for HTTPS
   gnome-keyring libsecret-tools dbus-bin openssl
+  # tests: a third-party ComfyUI client from PyPI runs against the gateway
+  python3-venv
 )
 
 missing=()
@@ -82,5 +84,18 @@ if [ "$("$ROOT/node_modules/.bin/tauri" --version 2>/dev/null | awk '{print $2}'
   (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
 else
   say "Tauri CLI $TAURI_CLI_VERSION: present"
+fi
+# A real third-party ComfyUI client (PyPI), in its own virtualenv under
+# target/: the gateway's tests run it unchanged (tests/clients/).
+PY_CLIENT="$ROOT/target/py-comfy-client"
+PY_CLIENT_VERSION=1.6.0
+if ! "$PY_CLIENT/bin/python" -c "import comfy_api_simplified" 2>/dev/null \
+   || ! "$PY_CLIENT/bin/pip" show comfy-api-simplified 2>/dev/null | grep -qx "Version: $PY_CLIENT_VERSION"; then
+  say "installing comfy-api-simplified $PY_CLIENT_VERSION from PyPI (a ComfyUI client the gateway's tests use)"
+  rm -rf "$PY_CLIENT"
+  python3 -m venv "$PY_CLIENT"
+  "$PY_CLIENT/bin/pip" install --quiet --disable-pip-version-check "comfy-api-simplified==$PY_CLIENT_VERSION"
+else
+  say "comfy-api-simplified $PY_CLIENT_VERSION: present"
 fi
 say "tools ready"

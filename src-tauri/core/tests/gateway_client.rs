@@ -1,0 +1,137 @@
+//! A real third-party ComfyUI client, comfy-api-simplified from PyPI
+//! (installed by `scripts/setup.sh` in `target/py-comfy-client`), runs a
+//! workflow through the gateway unchanged, to its image: once on a quiet
+//! fleet, and once while the instance running it is killed.
+
+mod dispatch_fleet;
+mod support;
+
+use dispatch_fleet::{attached, fast_options, Fleet};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use storycore_core::gateway::Gateway;
+use storycore_types::JobState;
+use support::standin::StandIn;
+use support::wait_for;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Starts the client's run; its one JSON line comes back when it ends.
+fn run_client(base: &str, out: &Path, prefix: &str) -> std::process::Child {
+    let root = workspace();
+    let python = root.join("target/py-comfy-client/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (it installs comfy-api-simplified)",
+        python.display()
+    );
+    Command::new(python)
+        .arg(root.join("tests/clients/comfy_api_simplified_run.py"))
+        .args([base, &out.display().to_string(), prefix])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: std::process::Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the client failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.lines().last().unwrap_or_default()).unwrap()
+}
+
+async fn gateway(fleet: &Fleet) -> Gateway {
+    Gateway::start(
+        fleet.queue.clone(),
+        fleet.manager.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pypi_comfyui_client_gets_its_image_through_the_gateway() {
+    let a = StandIn::start();
+    let b = StandIn::start();
+    let fleet = Fleet::open(
+        vec![attached("gpu0", a.port(), 1), attached("gpu1", b.port(), 1)],
+        fast_options(),
+    )
+    .await;
+    fleet.start("gpu0").await;
+    fleet.start("gpu1").await;
+    let gw = gateway(&fleet).await;
+    let out = tempfile::tempdir().unwrap();
+    let client = run_client(&format!("http://{}", gw.addr()), out.path(), "pypi");
+    let report = tokio::task::spawn_blocking(move || finish(client))
+        .await
+        .unwrap();
+    println!("gateway_client: comfy-api-simplified got {report}");
+    assert_eq!(report["first_bytes"], "PNG");
+    let images = report["images"].as_object().unwrap();
+    assert_eq!(images.len(), 1, "{report}");
+    assert!(images.keys().next().unwrap().starts_with("pypi_"));
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_gets_its_image_when_the_instance_running_it_is_killed() {
+    let mut doomed = StandIn::builder().env("STANDIN_NODE_MS", "1500").start();
+    let other = StandIn::builder().env("STANDIN_NODE_MS", "300").start();
+    let fleet = Fleet::open(vec![attached("doomed", doomed.port(), 1)], fast_options()).await;
+    fleet.start("doomed").await;
+    let gw = gateway(&fleet).await;
+    let out = tempfile::tempdir().unwrap();
+    let client = run_client(&format!("http://{}", gw.addr()), out.path(), "killed");
+    // Its prompt runs on the only instance; another joins; the first dies.
+    wait_for(
+        Duration::from_secs(30),
+        "the client's prompt running",
+        || async {
+            fleet
+                .queue
+                .list()
+                .into_iter()
+                .find(|j| j.gateway.is_some() && j.state == JobState::Running)
+        },
+    )
+    .await;
+    fleet
+        .manager
+        .create(attached("other", other.port(), 1))
+        .await
+        .unwrap();
+    fleet.start("other").await;
+    doomed.kill();
+    let report = tokio::task::spawn_blocking(move || finish(client))
+        .await
+        .unwrap();
+    println!("gateway_client: after the kill, comfy-api-simplified got {report}");
+    assert_eq!(report["first_bytes"], "PNG");
+    let job = fleet
+        .queue
+        .list()
+        .into_iter()
+        .find(|j| j.gateway.is_some())
+        .unwrap();
+    assert_eq!(job.instance_id.as_deref(), Some("other"));
+    assert_eq!(job.instances_killed, ["doomed"]);
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
