@@ -8,8 +8,11 @@
 //! gateway and run to the end, and how many of them reached the history.
 //! Not a test: the figures vary with the machine's load.
 //!
+//! Then, per prompt, the time from its POST to `execution_success` on the
+//! client's own `/ws`, direct and through the gateway.
+//!
 //! The last line is
-//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B prompts=M prompts_per_s=T lost=L`.
+//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E prompts=M prompts_per_s=T lost=L`.
 
 #[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
@@ -131,6 +134,23 @@ async fn main() {
     );
     wait_idle(&http, &via).await;
 
+    // A prompt's end on /ws: from the POST to `execution_success` on the
+    // client's socket, direct and through the gateway (which places,
+    // follows and relays it), interleaved.
+    let (mut d, mut g) = (Vec::new(), Vec::new());
+    for k in 0..requests.min(100) {
+        d.push(until_success(&http, &direct, 200_000 + k).await);
+        g.push(until_success(&http, &via, 300_000 + k).await);
+    }
+    let (de, ge) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
+    println!(
+        "POST -> /ws execution_success  direct median {de:.3} ms p95 {:.3} | gateway median {ge:.3} ms p95 {:.3} | added {:.3} ms",
+        quantile(&mut d, 0.95),
+        quantile(&mut g, 0.95),
+        ge - de
+    );
+    wait_idle(&http, &via).await;
+
     // Throughput: M prompts posted by 8 clients at once, run to the end.
     let before = history_len(&http, &via).await;
     let t = Instant::now();
@@ -162,14 +182,47 @@ async fn main() {
         prompts as f64 / took
     );
     println!(
-        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} prompts={prompts} prompts_per_s={:.0} lost={lost}",
+        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} event_added_median_ms={:.3} prompts={prompts} prompts_per_s={:.0} lost={lost}",
         gq - dq,
         gp - dp,
+        ge - de,
         prompts as f64 / took
     );
     gw.stop().await;
     queue.shutdown().await;
     manager.shutdown().await;
+}
+
+/// Milliseconds from posting one prompt to its `execution_success` on the
+/// client's socket (opened before the POST).
+async fn until_success(http: &reqwest::Client, base: &str, k: usize) -> f64 {
+    use futures_util::StreamExt;
+    let client = format!("bench-{k}");
+    let ws_url = format!("{}/ws?clientId={client}", base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let t = Instant::now();
+    let r: Value = http
+        .post(format!("{base}/prompt"))
+        .json(&json!({"prompt": workflow(k), "client_id": client}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prompt = r["prompt_id"].clone();
+    while let Some(Ok(m)) = ws.next().await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = m {
+            let f: Value = serde_json::from_str(&text).unwrap();
+            if std::env::var_os("GATEWAY_BENCH_DEBUG").is_some() {
+                eprintln!("{base} {}", &text[..text.len().min(160)]);
+            }
+            if f["type"] == "execution_success" && f["data"]["prompt_id"] == prompt {
+                return ms(t.elapsed());
+            }
+        }
+    }
+    panic!("the socket closed before the prompt ended");
 }
 
 async fn wait_idle(http: &reqwest::Client, via: &str) {

@@ -112,6 +112,18 @@ async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
     assert_eq!(hello["type"], "status");
     assert_eq!(hello["data"]["sid"], client);
     assert_eq!(hello["data"]["status"]["exec_info"]["queue_remaining"], 0);
+    // The client's feature flags, answered with the server's, as ComfyUI does.
+    use futures_util::SinkExt;
+    ws.send(Message::Text(
+        json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let flags = next(&mut ws).await;
+    assert_eq!(flags["type"], "feature_flags");
+    assert_eq!(flags["data"]["max_upload_size"], 104_857_600);
 
     // JSON sent as text/plain, with the client's own prompt id.
     let body =

@@ -63,14 +63,13 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
         return;
     }
     let mut told: HashMap<String, Told> = HashMap::new();
+    let mut heard = false;
     // A prompt of this client already running when it connected.
     for job in st.queue.gateway_jobs() {
         if mine(&job, &sid) && job.state == JobState::Running {
-            if let Some(out) = on_job(&job, &mut told) {
-                for m in out {
-                    if socket.send(m).await.is_err() {
-                        return;
-                    }
+            for m in on_job(&job, &mut told).0 {
+                if socket.send(m).await.is_err() {
+                    return;
                 }
             }
         }
@@ -79,47 +78,68 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
         let event = tokio::select! {
             _ = st.cancel.cancelled() => return,
             incoming = socket.recv() => match incoming {
-                // Feature flags and other client messages are not answered yet.
-                Some(Ok(_)) => continue,
+                Some(Ok(Message::Text(t))) => {
+                    // ComfyUI answers the client's first message when it
+                    // announces its feature flags, with the server's; any
+                    // later or other message is ignored.
+                    let first = !heard;
+                    heard = true;
+                    if first && is_feature_flags(&t) {
+                        let flags = json!({"supports_preview_metadata": true, "max_upload_size": 104_857_600});
+                        if socket.send(frame("feature_flags", flags)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                Some(Ok(_)) => {
+                    heard = true;
+                    continue;
+                }
                 _ => return,
             },
             e = events.recv() => e,
         };
-        let event = match event {
-            Ok(e) => e,
-            Err(RecvError::Lagged(_)) => continue,
-            Err(RecvError::Closed) => return,
-        };
         let list = match event {
-            AppEvent::Batch(list) => list,
-            e => vec![e],
+            Ok(AppEvent::Batch(list)) => list,
+            Ok(e) => vec![e],
+            // Events were missed: what this client's prompts are now is
+            // read from the queue, so no end goes untold.
+            Err(RecvError::Lagged(_)) => st
+                .queue
+                .gateway_jobs()
+                .into_iter()
+                .filter(|j| mine(j, &sid))
+                .map(|j| AppEvent::JobUpdated(Box::new(j.summary())))
+                .collect(),
+            Err(RecvError::Closed) => return,
         };
         let mut out = Vec::new();
         for e in list {
             match e {
                 AppEvent::JobUpdated(job) if job.gateway.is_some() => {
                     let now = st.queue.gateway_remaining();
-                    // A prompt taken off the queue before it started ends
-                    // silently, as in ComfyUI: only `status` tells.
-                    let ends = mine(&job, &sid)
-                        && job.state.is_final()
-                        && !(job.state == JobState::Cancelled && job.started_at.is_none());
+                    // `ends`: its end was told just now (a prompt taken off
+                    // the queue before it started ends silently, as in ComfyUI).
+                    let (frames, ends) = if mine(&job, &sid) {
+                        on_job(&job, &mut told)
+                    } else {
+                        (Vec::new(), false)
+                    };
                     // The end's `status` comes after `execution_success`.
                     if now != remaining && !ends {
                         remaining = now;
                         out.push(status(remaining, None));
                     }
-                    if mine(&job, &sid) {
-                        out.extend(on_job(&job, &mut told).unwrap_or_default());
-                        if ends {
-                            remaining = now;
-                            out.push(status(remaining, None));
-                            let prompt = &job.gateway.as_ref().expect("checked").prompt_id;
-                            out.push(frame(
-                                "executing",
-                                json!({"node": null, "prompt_id": prompt}),
-                            ));
-                        }
+                    out.extend(frames);
+                    if ends {
+                        remaining = now;
+                        out.push(status(remaining, None));
+                        let prompt = &job.gateway.as_ref().expect("checked").prompt_id;
+                        out.push(frame(
+                            "executing",
+                            json!({"node": null, "prompt_id": prompt}),
+                        ));
                     }
                 }
                 AppEvent::JobProgress {
@@ -156,21 +176,28 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
     }
 }
 
+fn is_feature_flags(text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|v| v["type"] == "feature_flags")
+}
+
 fn mine(job: &Job, sid: &str) -> bool {
     job.gateway
         .as_ref()
         .is_some_and(|g| g.client_id.as_deref() == Some(sid))
 }
 
-/// The frames a job's new state means for its client.
-fn on_job(job: &Job, told: &mut HashMap<String, Told>) -> Option<Vec<Message>> {
-    let g = job.gateway.as_ref()?;
+/// The frames a job's new state means for its client, and whether they
+/// tell its end (a prompt taken off the queue before it started has none).
+fn on_job(job: &Job, told: &mut HashMap<String, Told>) -> (Vec<Message>, bool) {
+    let Some(g) = job.gateway.as_ref() else {
+        return (Vec::new(), false);
+    };
     let t = told.entry(job.id.clone()).or_insert_with(|| Told {
         prompt: g.prompt_id.clone(),
         ..Told::default()
     });
     if t.ended {
-        return None;
+        return (Vec::new(), false);
     }
     let mut out = Vec::new();
     let ran = matches!(job.state, JobState::Running) || job.started_at.is_some();
@@ -198,7 +225,7 @@ fn on_job(job: &Job, told: &mut HashMap<String, Told>) -> Option<Vec<Message>> {
     if job.state.is_final() {
         t.ended = true;
         if !t.started && job.state == JobState::Cancelled {
-            return Some(out);
+            return (out, false);
         }
         if job.state == JobState::Succeeded {
             for (node, output) in shapes::outputs_by_node(job) {
@@ -210,6 +237,7 @@ fn on_job(job: &Job, told: &mut HashMap<String, Told>) -> Option<Vec<Message>> {
         }
         let (kind, data) = shapes::end_message(job, g);
         out.push(frame(kind, data));
+        return (out, true);
     }
-    Some(out)
+    (out, false)
 }
