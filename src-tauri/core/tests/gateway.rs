@@ -80,6 +80,21 @@ fn types(frames: &[Value]) -> Vec<String> {
         .collect()
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn start(fleet: &Fleet) -> Gateway {
     Gateway::start(
         fleet.queue.clone(),
@@ -143,14 +158,7 @@ async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
 
     let frames = until_done(&mut ws, "my-custom-id-123").await;
     // `executing` null comes after the history entry exists.
-    let history: Value = http
-        .get(format!("{base}/history/my-custom-id-123"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&http, &format!("{base}/history/my-custom-id-123")).await;
     let t = types(&frames);
     println!("gateway: /ws frames {t:?}");
     for want in ["execution_start", "executed", "execution_success"] {
@@ -185,32 +193,11 @@ async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
     assert_eq!(&r.bytes().await.unwrap()[1..4], b"PNG");
 
     // The same under /api, and the queue is empty again.
-    let q: Value = http
-        .get(format!("{base}/api/queue"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q: Value = get_json(&http, &format!("{base}/api/queue")).await;
     assert_eq!(q, json!({"queue_running": [], "queue_pending": []}));
-    let p: Value = http
-        .get(format!("{base}/prompt"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p: Value = get_json(&http, &format!("{base}/prompt")).await;
     assert_eq!(p, json!({"exec_info": {"queue_remaining": 0}}));
-    let all: Value = http
-        .get(format!("{base}/history?max_items=5"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = get_json(&http, &format!("{base}/history?max_items=5")).await;
     assert_eq!(all.as_object().unwrap().len(), 1);
     gw.stop().await;
     fleet.queue.shutdown().await;
@@ -340,15 +327,12 @@ async fn a_client_sees_its_prompt_finish_when_its_instance_dies() {
     let gw = start(&fleet).await;
     let mut ws = open_ws(&gw, "survivor").await;
     next(&mut ws).await;
-    let r: Value = reqwest::Client::new()
-        .post(format!("http://{}/prompt", gw.addr()))
-        .json(&json!({"prompt": workflow("failover", 3), "client_id": "survivor"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post_json(
+        &reqwest::Client::new(),
+        &format!("http://{}/prompt", gw.addr()),
+        &json!({"prompt": workflow("failover", 3), "client_id": "survivor"}),
+    )
+    .await;
     let prompt = r["prompt_id"].as_str().unwrap().to_string();
     // Running on the only instance; then a second one joins and the first dies.
     loop {
@@ -393,26 +377,15 @@ async fn queue_interrupt_and_history_control() {
     next(&mut ws).await;
     let mut ids = Vec::new();
     for k in 0..4 {
-        let r: Value = http
-            .post(format!("{base}/prompt"))
-            .json(&json!({"prompt": workflow(&format!("ctl{k}"), 10 + k), "client_id": "ctl"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = post_json(
+            &http,
+            &format!("{base}/prompt"),
+            &json!({"prompt": workflow(&format!("ctl{k}"), 10 + k), "client_id": "ctl"}),
+        )
+        .await;
         ids.push(r["prompt_id"].as_str().unwrap().to_string());
     }
-    let queue = || async {
-        http.get(format!("{base}/queue"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let queue = || async { get_json(&http, &format!("{base}/queue")).await };
     // The first runs (the instance takes one running and one queued).
     loop {
         let f = next(&mut ws).await;
@@ -466,14 +439,7 @@ async fn queue_interrupt_and_history_control() {
         .unwrap();
     // Whatever was still pending is gone; at most one more ran.
     let done = wait_until_idle(&http, &base).await;
-    let history: Value = http
-        .get(format!("{base}/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&http, &format!("{base}/history")).await;
     let h = history.as_object().unwrap();
     assert!(
         h.contains_key(&ids[0]),
@@ -491,14 +457,7 @@ async fn queue_interrupt_and_history_control() {
         .send()
         .await
         .unwrap();
-    let one: Value = http
-        .get(format!("{base}/history/{}", ids[0]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = get_json(&http, &format!("{base}/history/{}", ids[0])).await;
     assert_eq!(one, json!({}));
     gw.stop().await;
     fleet.queue.shutdown().await;
@@ -506,14 +465,7 @@ async fn queue_interrupt_and_history_control() {
 
 async fn wait_until_idle(http: &reqwest::Client, base: &str) -> u64 {
     for _ in 0..300 {
-        let p: Value = http
-            .get(format!("{base}/prompt"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let p: Value = get_json(http, &format!("{base}/prompt")).await;
         let n = p["exec_info"]["queue_remaining"].as_u64().unwrap();
         if n == 0 {
             return n;
