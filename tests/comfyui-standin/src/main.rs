@@ -7,7 +7,6 @@ mod files;
 mod png;
 mod routes;
 mod state;
-mod validate;
 mod ws;
 
 use std::net::{SocketAddr, TcpListener};

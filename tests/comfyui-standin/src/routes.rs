@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::KeyAuth;
 use crate::state::{App, QueueItem};
-use crate::validate::{self, py_str};
+use comfyui_validate::{self as validate, py_str};
 
 pub const OBJECT_INFO: &str = include_str!("../data/object_info.json");
 const EXTENSIONS: &str = include_str!("../data/extensions.json");
@@ -359,7 +359,25 @@ async fn post_prompt(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .get("prompt_id")
         .map(py_str)
         .unwrap_or_else(crate::state::uuid4);
-    let outcome = match validate::validate(&mut prompt, &app.object_info, &app.dirs.input) {
+    let input_dir = app.dirs.input.clone();
+    // The recorded /object_info lists the recording machine's input folder;
+    // the image loaders choose from this one's.
+    let options = move |class: &str, input: &str, listed: Option<Vec<Value>>| {
+        if matches!(class, "LoadImage" | "LoadImageMask" | "LoadImageOutput") && input == "image" {
+            let files = std::fs::read_dir(&input_dir)
+                .into_iter()
+                .flatten()
+                .flatten();
+            return Some(
+                files
+                    .filter(|e| e.path().is_file())
+                    .map(|e| json!(e.file_name().to_string_lossy()))
+                    .collect(),
+            );
+        }
+        listed
+    };
+    let outcome = match validate::validate(&mut prompt, &app.object_info, &options) {
         Ok(o) => o,
         Err(()) => return trouble(),
     };

@@ -6,149 +6,12 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-/// Recordings that are not replayed, with the reason.
-const SKIP: &[(&str, &str)] = &[
-    (
-        "internal_folder_paths",
-        "lists the real machine's model folders; the stand-in reports only output/input/temp",
-    ),
-    (
-        "get_view_preview_webp",
-        "no WebP encoder: preview= returns the PNG",
-    ),
-    (
-        "04_large_blur_scale_save",
-        "same sequence as 03 with more nodes; 10.9 s of real work, covered by 03/06",
-    ),
-    (
-        "08_save_image_websocket_binary",
-        "SaveImageWebsocket binary preview frames are not emulated",
-    ),
-    (
-        "08b_save_image_websocket_with_feature_flags",
-        "SaveImageWebsocket binary preview frames are not emulated",
-    ),
-    (
-        "12_progress_custom_node_legacy_preview",
-        "needs the test-only FixtureSlowProgress custom node",
-    ),
-    (
-        "13_progress_custom_node_preview_metadata",
-        "needs the test-only FixtureSlowProgress custom node",
-    ),
-    (
-        "13b_progress_no_preview",
-        "needs the test-only FixtureSlowProgress custom node",
-    ),
-    (
-        "14_interrupt_during_progress_node",
-        "needs the test-only FixtureSlowProgress custom node",
-    ),
-    (
-        "15_get_image_size_progress_text_binary",
-        "binary progress-text frames (type 3) are not emulated",
-    ),
-];
-
-fn skipped(name: &str) -> bool {
-    SKIP.iter().any(|(n, _)| *n == name)
-}
-
-/// Sends one recorded request (index.jsonl row) and checks the answer.
-async fn replay(s: &Server, rec: &Value, failures: &mut Vec<String>) {
-    let name = rec["name"].as_str().unwrap();
-    if skipped(name) {
-        return;
-    }
-    let method = reqwest::Method::from_bytes(rec["method"].as_str().unwrap().as_bytes()).unwrap();
-    let mut req = s.http.request(method, s.url(rec["path"].as_str().unwrap()));
-    if let Some(h) = rec["request_headers"].as_object() {
-        for (k, v) in h {
-            req = req.header(k, v.as_str().unwrap().replace("8188", &s.port.to_string()));
-        }
-    }
-    match &rec["request_body"] {
-        Value::Null => {}
-        Value::Object(o) if o.len() == 1 && o.contains_key("raw") => {
-            req = req.body(o["raw"].as_str().unwrap().to_string())
-        }
-        body => req = req.body(body.to_string()),
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let ctype = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let allow = r
-        .headers()
-        .get("allow")
-        .map(|v| v.to_str().unwrap().to_string());
-    let bytes = r.bytes().await.unwrap();
-    let mut fail = |m: String| failures.push(format!("{name}: {m}"));
-    if status != rec["status"].as_u64().unwrap() as u16 {
-        fail(format!("status {status}, recorded {}", rec["status"]));
-        return;
-    }
-    let headers = rec["headers"].as_object().cloned().unwrap_or_default();
-    if let Some(ct) = headers.get("Content-Type").and_then(Value::as_str) {
-        if ctype.as_deref() != Some(ct) {
-            fail(format!("content-type {ctype:?}, recorded {ct:?}"));
-        }
-    }
-    if let Some(al) = headers.get("Allow").and_then(Value::as_str) {
-        if status == 405 && allow.as_deref() != Some(al) {
-            fail(format!("allow {allow:?}, recorded {al:?}"));
-        }
-    }
-    match rec["body_file"].as_str() {
-        Some(f) if f.ends_with(".json") => {
-            let expected = read_json(f);
-            let actual: Value = match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                Err(e) => return fail(format!("body is not JSON: {e}")),
-            };
-            if status == 400 {
-                if expected != actual {
-                    fail(format!(
-                        "body differs:\n  recorded {expected}\n  actual   {actual}"
-                    ));
-                }
-            } else {
-                let d = shape_diff(&expected, &actual);
-                if !d.is_empty() {
-                    fail(format!("shape differs: {}", d.join("; ")));
-                }
-            }
-        }
-        Some(f) if f.ends_with(".txt") => {
-            let expected = std::fs::read(fixtures().join(f)).unwrap();
-            if expected != bytes.as_ref() {
-                fail(format!(
-                    "body {:?}, recorded {:?}",
-                    String::from_utf8_lossy(&bytes),
-                    String::from_utf8_lossy(&expected)
-                ));
-            }
-        }
-        Some(_) => {}
-        None => {
-            if !bytes.is_empty() || rec["body_text"] != json!("") {
-                fail(format!(
-                    "body {:?}, recorded empty",
-                    String::from_utf8_lossy(&bytes)
-                ));
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn http_index_replay() {
     let s = Server::start().await;
     let mut failures = vec![];
     for rec in read_jsonl("http/index.jsonl") {
-        replay(&s, &rec, &mut failures).await;
+        replay(&s.http, &s.base, s.port, &rec, &mut failures).await;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // every route also under /api, except /internal
@@ -179,7 +42,7 @@ async fn errors_index_replay() {
     .unwrap();
     let mut failures = vec![];
     for rec in read_jsonl("errors/index.jsonl") {
-        replay(&s, &rec, &mut failures).await;
+        replay(&s.http, &s.base, s.port, &rec, &mut failures).await;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

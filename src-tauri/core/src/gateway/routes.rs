@@ -1,7 +1,7 @@
 //! The gateway's HTTP routes, served at the root and under `/api` as real
 //! ComfyUI serves them.
 
-use super::shapes::{self, empty, prompt_error, trouble};
+use super::shapes::{self, empty, json_ok, prompt_error, trouble};
 use super::GatewayState;
 use crate::client::ComfyClient;
 use crate::dispatch::{DispatchError, JobContext};
@@ -9,8 +9,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use comfyui_validate::Outcome;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -24,20 +25,26 @@ type St = State<Arc<GatewayState>>;
 const MAX_PROMPT_BODY: usize = 32 << 20;
 /// How long the node classes read from an instance are trusted.
 const CLASSES_FRESH_FOR: Duration = Duration::from_secs(60);
+/// A prompt refused against node classes older than this is checked again
+/// against the instance's classes of now.
+const CLASSES_RECHECK_AFTER: Duration = Duration::from_secs(2);
 
 pub(crate) fn router(state: Arc<GatewayState>) -> Router {
+    // A method a route does not take is answered by an instance, as
+    // ComfyUI answers it (405 with its Allow list, or 404).
+    let ours = |m: MethodRouter<Arc<GatewayState>>| m.fallback(forward);
     let api = || {
         Router::new()
-            .route("/prompt", get(get_prompt).post(post_prompt))
-            .route("/queue", get(get_queue).post(post_queue))
-            .route("/interrupt", post(post_interrupt))
-            .route("/history", get(get_history).post(post_history))
-            .route("/history/{id}", get(get_history_one))
-            .route("/view", get(view))
+            .route("/prompt", ours(get(get_prompt).post(post_prompt)))
+            .route("/queue", ours(get(get_queue).post(post_queue)))
+            .route("/interrupt", ours(post(post_interrupt)))
+            .route("/history", ours(get(get_history).post(post_history)))
+            .route("/history/{id}", ours(get(get_history_one)))
+            .route("/view", ours(get(view)))
             .route("/ws", get(super::socket::upgrade))
             .route("/object_info", get(forward))
             .route("/object_info/{class}", get(forward))
-            .route("/system_stats", get(forward))
+            .route("/system_stats", ours(get(system_stats)))
             .route("/embeddings", get(forward))
             .route("/models", get(forward))
             .route("/models/{folder}", get(forward))
@@ -108,48 +115,34 @@ async fn forward(State(st): St, req: Request) -> Response {
     }
     match instance_client(&st) {
         Some(client) => crate::client::editor_proxy::forward(&client, req).await,
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "503: no instance of the fleet is running and healthy; start one in StoryCore Engine",
-        )
-            .into_response(),
+        None => no_instance(),
     }
 }
 
-/// The node classes the fleet knows, and which of them are output nodes:
-/// read from an instance's `/object_info`, kept for a minute.
+/// The fleet's node classes, as an instance's `/object_info` describes
+/// them: read when first needed, trusted for a minute, read again when a
+/// prompt is refused with an older copy (a node installed since, a file
+/// added to an input folder).
 #[derive(Default)]
-pub(crate) struct ClassCache(Mutex<Option<(Instant, Arc<Classes>)>>);
-
-pub(crate) struct Classes {
-    known: HashSet<String>,
-    outputs: HashSet<String>,
-}
+pub(crate) struct ClassCache(Mutex<Option<(Instant, Arc<Value>)>>);
 
 impl ClassCache {
-    async fn get(&self, st: &GatewayState) -> Option<Arc<Classes>> {
+    /// The node classes and when they were read; `None` without a healthy
+    /// instance to ask.
+    async fn get(&self, st: &GatewayState, max_age: Duration) -> Option<(Instant, Arc<Value>)> {
         if let Some((at, c)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
-            if at.elapsed() < CLASSES_FRESH_FOR {
-                return Some(c.clone());
+            if at.elapsed() < max_age {
+                return Some((*at, c.clone()));
             }
         }
         let info = instance_client(st)?.object_info().await.ok()?;
-        let classes = Arc::new(Classes {
-            outputs: info
-                .iter()
-                .filter(|(_, v)| v["output_node"].as_bool() == Some(true))
-                .map(|(k, _)| k.clone())
-                .collect(),
-            known: info.into_iter().map(|(k, _)| k).collect(),
-        });
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), classes.clone()));
-        Some(classes)
+        let read = (Instant::now(), Arc::new(Value::Object(info)));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.clone());
+        Some(read)
     }
 }
-
 async fn get_prompt(State(st): St) -> Response {
-    Json(json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining()}})).into_response()
+    json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining()}}))
 }
 
 /// `POST /prompt`: the body is JSON whatever its Content-Type (clients in
@@ -190,9 +183,10 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
     let Value::Object(nodes) = prompt else {
         return trouble();
     };
-    if let Some(refused) = check_classes(&st, nodes).await {
-        return refused;
-    }
+    let node_errors = match check_prompt(&st, nodes).await {
+        Ok(node_errors) => node_errors,
+        Err(refusal) => return refusal,
+    };
     if let Err(e) = crate::dispatch::workflow::check_workflow(prompt) {
         return prompt_error("invalid_prompt", &e.to_string(), "", json!({}));
     }
@@ -229,8 +223,7 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
     {
         Ok(job) => {
             tracing::debug!(job = %job.id, prompt = %prompt_id, "gateway prompt accepted");
-            Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}}))
-                .into_response()
+            json_ok(&json!({"prompt_id": prompt_id, "number": number, "node_errors": node_errors}))
         }
         Err(DispatchError::BadWorkflow { .. }) | Err(DispatchError::Template { .. }) => {
             prompt_error(
@@ -252,42 +245,61 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
     }
 }
 
-/// ComfyUI's first checks, against the fleet's node classes: a node without
-/// a class, a class no instance has, a prompt without an output node.
-/// Without an instance to ask, the classes are checked when the job runs.
-async fn check_classes(st: &GatewayState, nodes: &Map<String, Value>) -> Option<Response> {
-    for node in nodes.values() {
-        if node.get("class_type").and_then(Value::as_str).is_none() {
-            return Some(prompt_error(
-                "invalid_prompt",
-                "Cannot execute because a node is missing the class_type property.",
-                "",
-                json!({}),
-            ));
-        }
-    }
-    let classes = st.classes.get(st).await;
-    if let Some(c) = &classes {
-        for (id, node) in nodes {
-            let class = node["class_type"].as_str().unwrap_or_default();
-            if !c.known.contains(class) {
-                return Some(prompt_error(
-                    "invalid_prompt",
-                    &format!("Cannot execute because node {class} does not exist."),
-                    &format!("Node ID '#{id}'"),
-                    json!({}),
-                ));
+/// ComfyUI's validation, against the fleet's node classes: the refusal a
+/// ComfyUI of the fleet would give, or the `node_errors` of the outputs
+/// that will not run (a prompt with one good output is accepted).
+/// Without an instance to ask, only what needs no classes is checked; the
+/// instance that runs the job checks the rest.
+async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<Value, Response> {
+    let Some((read_at, info)) = st.classes.get(st, CLASSES_FRESH_FOR).await else {
+        return check_without_classes(nodes).map(|()| json!({}));
+    };
+    let outcome = match validate_against(nodes, &info) {
+        Ok(Outcome::Invalid { .. }) if read_at.elapsed() > CLASSES_RECHECK_AFTER => {
+            match st.classes.get(st, Duration::ZERO).await {
+                Some((_, fresh)) => validate_against(nodes, &fresh),
+                None => validate_against(nodes, &info),
             }
         }
-    }
-    let has_output = match &classes {
-        Some(c) => nodes.values().any(|n| {
-            c.outputs
-                .contains(n["class_type"].as_str().unwrap_or_default())
-        }),
-        None => !nodes.is_empty(),
+        other => other,
     };
-    (!has_output).then(|| prompt_error("prompt_no_outputs", "Prompt has no outputs", "", json!({})))
+    match outcome {
+        Err(()) => Err(trouble()),
+        Ok(Outcome::Invalid { error, node_errors }) => Err(shapes::refused(error, node_errors)),
+        Ok(Outcome::Ok { node_errors, .. }) => Ok(node_errors),
+    }
+}
+
+fn validate_against(nodes: &Map<String, Value>, info: &Value) -> Result<Outcome, ()> {
+    let mut prompt = nodes.clone();
+    comfyui_validate::validate(&mut prompt, info, &comfyui_validate::listed)
+}
+
+/// ComfyUI's first refusals, which need no node classes.
+fn check_without_classes(nodes: &Map<String, Value>) -> Result<(), Response> {
+    for id in comfyui_validate::sorted_ids(nodes.keys()) {
+        match &nodes[&id] {
+            Value::Object(n) if n.contains_key("class_type") => {}
+            Value::Object(_) | Value::String(_) | Value::Array(_) => {
+                return Err(prompt_error(
+                    "invalid_prompt",
+                    "Cannot execute because a node is missing the class_type property.",
+                    &format!("Node ID '#{id}'"),
+                    json!({}),
+                ))
+            }
+            _ => return Err(trouble()),
+        }
+    }
+    if nodes.is_empty() {
+        return Err(prompt_error(
+            "prompt_no_outputs",
+            "Prompt has no outputs",
+            "",
+            json!({}),
+        ));
+    }
+    Ok(())
 }
 
 async fn get_queue(State(st): St) -> Response {
@@ -301,7 +313,7 @@ async fn get_queue(State(st): St) -> Response {
             _ => {}
         }
     }
-    Json(json!({"queue_running": running, "queue_pending": pending})).into_response()
+    json_ok(&json!({"queue_running": running, "queue_pending": pending}))
 }
 
 /// A prompt in the history: finished, and not taken off the queue before
@@ -430,21 +442,24 @@ async fn get_history(State(st): St, Query(q): Query<HashMap<String, String>>) ->
         (None, Some(k)) => all.into_iter().skip(k).collect(),
         (None, None) => all,
     };
-    Json(Value::Object(picked.into_iter().collect())).into_response()
+    json_ok(&Value::Object(picked.into_iter().collect()))
 }
 
 async fn get_history_one(State(st): St, Path(id): Path<String>) -> Response {
     let entry = finished(&st).into_iter().rev().find(|(p, _)| p == &id);
-    Json(match entry {
+    json_ok(&match entry {
         Some((p, e)) => json!({ p: e }),
         None => json!({}),
     })
-    .into_response()
 }
 
 /// `/view`: a gateway prompt's output, from the app's own copy (it outlives
 /// the instance that made it). Refusals as ComfyUI gives them.
-async fn view(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn view(
+    State(st): St,
+    uri: axum::http::Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(filename) = q.get("filename").filter(|f| !f.is_empty()) else {
         return empty(StatusCode::NOT_FOUND);
     };
@@ -460,7 +475,9 @@ async fn view(State(st): St, Query(q): Query<HashMap<String, String>>) -> Respon
         return empty(StatusCode::BAD_REQUEST);
     }
     let Some((job_id, original)) = shapes::split_subfolder(subfolder) else {
-        return empty(StatusCode::NOT_FOUND);
+        // Not a prompt's output (an input image, a file a prompt sent
+        // straight to an instance wrote): whichever instance has it.
+        return view_on_fleet(&st, uri).await;
     };
     let Some(job) = st.queue.get(job_id).filter(|j| j.gateway.is_some()) else {
         return empty(StatusCode::NOT_FOUND);
@@ -490,4 +507,68 @@ async fn view(State(st): St, Query(q): Query<HashMap<String, String>>) -> Respon
             .into_response(),
         _ => empty(StatusCode::NOT_FOUND),
     }
+}
+
+/// A file no gateway prompt made, from the first instance that has it.
+async fn view_on_fleet(st: &GatewayState, uri: axum::http::Uri) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    for i in st.manager.instances_by_load() {
+        let Ok(client) = ComfyClient::for_instance(&i.config) else {
+            continue;
+        };
+        let Ok(req) = Request::get(format!("/view{query}")).body(axum::body::Body::empty()) else {
+            break;
+        };
+        let answer = crate::client::editor_proxy::forward(&client, req).await;
+        if answer.status() != StatusCode::NOT_FOUND {
+            return answer;
+        }
+    }
+    empty(StatusCode::NOT_FOUND)
+}
+
+/// `/system_stats` for the fleet: the answering instance's `system`, and
+/// the devices of every healthy instance (a GPU two instances of one
+/// machine share is listed once).
+async fn system_stats(State(st): St) -> Response {
+    let mut stats: Option<Value> = None;
+    let mut devices: Vec<Value> = Vec::new();
+    let mut seen = HashSet::new();
+    for i in st.manager.instances_by_load() {
+        let Ok(client) = ComfyClient::for_instance(&i.config) else {
+            continue;
+        };
+        let Ok(mine) = client
+            .get_json::<Value>("/system_stats", "reading the system (GET /system_stats)")
+            .await
+        else {
+            continue;
+        };
+        let host = reqwest::Url::parse(client.base_url())
+            .ok()
+            .and_then(|u| u.host_str().map(String::from))
+            .unwrap_or_default();
+        for d in mine["devices"].as_array().into_iter().flatten() {
+            if seen.insert((host.clone(), d["name"].to_string())) {
+                devices.push(d.clone());
+            }
+        }
+        stats.get_or_insert(mine);
+    }
+    match stats {
+        Some(mut s) => {
+            s["devices"] = Value::Array(devices);
+            json_ok(&s)
+        }
+        None => no_instance(),
+    }
+}
+
+fn no_instance() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "503: no instance of the fleet is running and healthy; start one in StoryCore Engine",
+    )
+        .into_response()
 }

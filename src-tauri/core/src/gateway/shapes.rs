@@ -164,14 +164,32 @@ pub fn history_entry(job: &Job, g: &GatewayPrompt) -> Value {
 
 /// ComfyUI's JSON answer to a refused prompt.
 pub fn prompt_error(kind: &str, message: &str, details: &str, node_errors: Value) -> Response {
-    (
+    refused(
+        json!({"type": kind, "message": message, "details": details, "extra_info": {}}),
+        node_errors,
+    )
+}
+
+/// A prompt refused (400) with ComfyUI's `error` and `node_errors`.
+pub fn refused(error: Value, node_errors: Value) -> Response {
+    json_answer(
         StatusCode::BAD_REQUEST,
-        axum::Json(json!({
-            "error": {"type": kind, "message": message, "details": details, "extra_info": {}},
-            "node_errors": node_errors,
-        })),
+        &json!({"error": error, "node_errors": node_errors}),
+    )
+}
+
+/// A JSON answer with the content type aiohttp gives it.
+pub fn json_answer(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
     )
         .into_response()
+}
+
+pub fn json_ok(body: &Value) -> Response {
+    json_answer(StatusCode::OK, body)
 }
 
 /// What aiohttp answers when a handler raises (invalid JSON, for one).

@@ -9,32 +9,10 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
+mod replay;
+pub use replay::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_comfyui-standin");
-
-/// The recorded ComfyUI answers (`COMFYUI_API_FIXTURES` overrides).
-pub fn fixtures() -> PathBuf {
-    std::env::var_os("COMFYUI_API_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../comfyui-api"))
-}
-
-pub fn read_json(rel: &str) -> Value {
-    let p = fixtures().join(rel);
-    serde_json::from_str(
-        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
-
-pub fn read_jsonl(rel: &str) -> Vec<Value> {
-    let p = fixtures().join(rel);
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -324,43 +302,6 @@ impl Ws {
     pub async fn drain(&mut self) {
         let end = Instant::now() + Duration::from_millis(1);
         while self.read_one(end).await {}
-    }
-}
-
-/// Recursively compares JSON shapes: object key sets must match; arrays are
-/// compared element-wise over the common length; scalars only by kind
-/// (object/array/other). Returns the list of differences.
-pub fn shape_diff(expected: &Value, actual: &Value) -> Vec<String> {
-    let mut out = vec![];
-    diff_at("$", expected, actual, &mut out);
-    out
-}
-
-fn diff_at(path: &str, e: &Value, a: &Value, out: &mut Vec<String>) {
-    match (e, a) {
-        (Value::Object(eo), Value::Object(ao)) => {
-            for k in eo.keys() {
-                match ao.get(k) {
-                    Some(av) => diff_at(&format!("{path}.{k}"), &eo[k], av, out),
-                    None => out.push(format!("{path}: missing key {k:?}")),
-                }
-            }
-            for k in ao.keys().filter(|k| !eo.contains_key(*k)) {
-                out.push(format!("{path}: unexpected key {k:?}"));
-            }
-        }
-        (Value::Array(ea), Value::Array(aa)) => {
-            for (i, (x, y)) in ea.iter().zip(aa).enumerate() {
-                diff_at(&format!("{path}[{i}]"), x, y, out);
-            }
-        }
-        (Value::Object(_), _)
-        | (_, Value::Object(_))
-        | (Value::Array(_), _)
-        | (_, Value::Array(_)) => {
-            out.push(format!("{path}: expected {e}, got {a}"));
-        }
-        _ => {}
     }
 }
 

@@ -1,8 +1,12 @@
-//! Prompt validation against the recorded `/object_info`, following
-//! ComfyUI's `execution.validate_prompt` / `validate_inputs`.
+//! Prompt validation against an `/object_info`, following ComfyUI 0.3.64's
+//! `execution.validate_prompt` / `validate_inputs`: the same refusals, with
+//! the same bodies, as `tests/comfyui-api/errors/` recorded.
+//!
+//! Two servers use it: the ComfyUI stand-in the tests run (against its
+//! recorded `/object_info`), and the app's gateway (against the fleet's),
+//! which must refuse a prompt exactly as the ComfyUI behind it would.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
@@ -87,10 +91,21 @@ pub fn sorted_ids<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
     v
 }
 
+/// The choices a list (combo) input accepts: given the node class, the
+/// input's name and the list `/object_info` gives (if any), the list to
+/// check against (`None`: not checked). A server whose file lists change
+/// after `/object_info` was read (uploaded images) answers them here.
+pub type ComboOptions<'a> = &'a dyn Fn(&str, &str, Option<Vec<Value>>) -> Option<Vec<Value>>;
+
+/// The lists as `/object_info` gives them.
+pub fn listed(_class: &str, _input: &str, listed: Option<Vec<Value>>) -> Option<Vec<Value>> {
+    listed
+}
+
 struct Validator<'a> {
     prompt: &'a mut Map<String, Value>,
     info: &'a Value,
-    input_dir: &'a Path,
+    options: ComboOptions<'a>,
     validated: Vec<(String, (bool, Reasons))>,
 }
 
@@ -123,22 +138,16 @@ impl Validator<'_> {
     }
 
     fn combo_options(&self, class: &str, input: &str, def: &Value) -> Option<Vec<Value>> {
-        if matches!(class, "LoadImage" | "LoadImageMask" | "LoadImageOutput") && input == "image" {
-            let mut files = Vec::new();
-            if let Ok(rd) = std::fs::read_dir(self.input_dir) {
-                files = rd
-                    .flatten()
-                    .filter(|e| e.path().is_file())
-                    .map(|e| json!(e.file_name().to_string_lossy()))
-                    .collect();
-            }
-            return Some(files);
-        }
-        match def.get(0)? {
-            Value::Array(list) => Some(list.clone()),
-            Value::String(s) if s == "COMBO" => def.get(1)?.get("options")?.as_array().cloned(),
+        let listed = match def.get(0) {
+            Some(Value::Array(list)) => Some(list.clone()),
+            Some(Value::String(s)) if s == "COMBO" => def
+                .get(1)
+                .and_then(|e| e.get("options"))
+                .and_then(Value::as_array)
+                .cloned(),
             _ => None,
-        }
+        };
+        (self.options)(class, input, listed)
     }
 
     fn validate_inputs(&mut self, id: &str) -> Result<(bool, Reasons), PyException> {
@@ -351,11 +360,12 @@ fn types_match(received: &Value, input: &Value) -> bool {
 }
 
 /// Validates `prompt` in place (coerced widget values are written back, as
-/// ComfyUI does). `Err(())` means the real server raises (HTTP 500).
+/// ComfyUI does) against `info` (an `/object_info`). `Err(())` means the
+/// real server raises (HTTP 500).
 pub fn validate(
     prompt: &mut Map<String, Value>,
     info: &Value,
-    input_dir: &Path,
+    options: ComboOptions<'_>,
 ) -> Result<Outcome, ()> {
     let invalid = |error| Outcome::Invalid {
         error,
@@ -398,7 +408,7 @@ pub fn validate(
     let mut v = Validator {
         prompt,
         info,
-        input_dir,
+        options,
         validated: Vec::new(),
     };
     let mut good = Vec::new();
