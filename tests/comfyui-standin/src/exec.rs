@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::faults;
 use crate::files;
 use crate::state::{now_ms, App, QueueItem};
-use comfyui_validate::{py_repr, py_str, sorted_ids};
+use comfyui_rules::{py_repr, py_str, sorted_ids};
 
 /// A fake tensor: what flows along links.
 #[derive(Clone, Debug, PartialEq)]

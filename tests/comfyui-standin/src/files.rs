@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,6 +10,8 @@ use axum::extract::{Multipart, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use comfyui_rules::upload::{self, inside, normalize};
 
 use crate::exec::Val;
 use crate::routes::{empty, json_ok};
@@ -30,26 +32,6 @@ pub fn annotated<'a>(name: &str, dirs: &'a Dirs) -> (String, Option<&'a PathBuf>
 }
 
 /// Lexical normalisation (os.path.normpath without touching the disk).
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-fn inside(base: &Path, p: &Path) -> bool {
-    normalize(p).starts_with(normalize(base))
-}
-
 /// Saves every image of the batch as `<prefix>_<counter:05>_.png` and returns
 /// `(filename, subfolder)` pairs. The counter continues after the highest one
 /// found in the folder; files are created exclusively so concurrent
@@ -186,56 +168,23 @@ pub async fn upload_image(State(app): State<Arc<App>>, mut form: Multipart) -> R
             fields.insert(name, text);
         }
     }
-    let Some((mut filename, data)) = image else {
+    let Some((filename, data)) = image else {
         return empty(StatusCode::BAD_REQUEST);
     };
-    if filename.is_empty() {
-        return empty(StatusCode::BAD_REQUEST);
-    }
-    let kind = match fields.get("type").map(String::as_str) {
-        Some("temp") => "temp",
-        Some("output") => "output",
-        _ => "input",
-    };
-    let upload_dir = app
+    let field = |k: &str| fields.get(k).map(String::as_str);
+    let kind = upload::upload_kind(field("type"));
+    let folder = app
         .dirs
         .by_type(kind)
         .cloned()
         .unwrap_or_else(|| app.dirs.input.clone());
-    let subfolder = fields.get("subfolder").cloned().unwrap_or_default();
-    let folder = upload_dir.join(normalize(Path::new(&subfolder)));
-    let mut path = folder.join(&filename);
-    if !inside(&upload_dir, &path) || !inside(&upload_dir, &folder) {
-        return empty(StatusCode::BAD_REQUEST);
+    let subfolder = field("subfolder").unwrap_or_default();
+    let overwrite = upload::overwrites(field("overwrite"));
+    match upload::save_upload(&folder, kind, subfolder, &filename, &data, overwrite) {
+        Ok(s) => json_ok(&json!({"name": s.name, "subfolder": s.subfolder, "type": s.kind})),
+        Err(upload::UploadError::OutsideFolder) => empty(StatusCode::BAD_REQUEST),
+        Err(upload::UploadError::Io(_)) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
-    if std::fs::create_dir_all(&folder).is_err() {
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
-    }
-    let overwrite = matches!(
-        fields.get("overwrite").map(String::as_str),
-        Some("true") | Some("1")
-    );
-    let mut duplicate = false;
-    if !overwrite {
-        let (stem, ext) = match filename.rfind('.').filter(|&i| i > 0) {
-            Some(i) => (filename[..i].to_string(), filename[i..].to_string()),
-            None => (filename.clone(), String::new()),
-        };
-        let mut i = 1;
-        while path.exists() {
-            if std::fs::read(&path).map(|d| d == data).unwrap_or(false) {
-                duplicate = true;
-                break;
-            }
-            filename = format!("{stem} ({i}){ext}");
-            path = folder.join(&filename);
-            i += 1;
-        }
-    }
-    if !duplicate && std::fs::write(&path, &data).is_err() {
-        return empty(StatusCode::INTERNAL_SERVER_ERROR);
-    }
-    json_ok(&json!({"name": filename, "subfolder": subfolder, "type": kind}))
 }
 
 #[cfg(test)]
@@ -262,7 +211,5 @@ mod tests {
         let b = save_images(d.path(), "fixture_sub/batch", &img, "{}").unwrap();
         assert_eq!(b[0].0, "batch_00003_.png");
         assert!(save_images(d.path(), "../evil", &img, "{}").is_err());
-        assert!(inside(Path::new("/a/b"), Path::new("/a/b/c/../d")));
-        assert!(!inside(Path::new("/a/b"), Path::new("/a/b/..")));
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::faults::KeyAuth;
 use crate::state::{App, QueueItem};
-use comfyui_validate::{self as validate, py_str};
+use comfyui_rules::{self as validate, py_str};
 
 pub const OBJECT_INFO: &str = include_str!("../data/object_info.json");
 const EXTENSIONS: &str = include_str!("../data/extensions.json");

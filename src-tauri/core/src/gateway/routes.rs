@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use comfyui_validate::Outcome;
+use comfyui_rules::Outcome;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -272,12 +272,12 @@ async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<V
 
 fn validate_against(nodes: &Map<String, Value>, info: &Value) -> Result<Outcome, ()> {
     let mut prompt = nodes.clone();
-    comfyui_validate::validate(&mut prompt, info, &comfyui_validate::listed)
+    comfyui_rules::validate(&mut prompt, info, &comfyui_rules::listed)
 }
 
 /// ComfyUI's first refusals, which need no node classes.
 fn check_without_classes(nodes: &Map<String, Value>) -> Result<(), Response> {
-    for id in comfyui_validate::sorted_ids(nodes.keys()) {
+    for id in comfyui_rules::sorted_ids(nodes.keys()) {
         match &nodes[&id] {
             Value::Object(n) if n.contains_key("class_type") => {}
             Value::Object(_) | Value::String(_) | Value::Array(_) => {

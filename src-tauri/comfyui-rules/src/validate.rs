@@ -1,10 +1,6 @@
-//! Prompt validation against an `/object_info`, following ComfyUI 0.3.64's
+//! `POST /prompt`'s validation against an `/object_info`, following
 //! `execution.validate_prompt` / `validate_inputs`: the same refusals, with
 //! the same bodies, as `tests/comfyui-api/errors/` recorded.
-//!
-//! Two servers use it: the ComfyUI stand-in the tests run (against its
-//! recorded `/object_info`), and the app's gateway (against the fleet's),
-//! which must refuse a prompt exactly as the ComfyUI behind it would.
 
 use std::collections::HashMap;
 
