@@ -204,6 +204,25 @@ pub struct Job {
     /// the client knows it by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayPrompt>,
+    /// Files its instance must have before its prompt is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_files: Vec<InputFile>,
+}
+
+/// A file a job needs in its instance's folders before its prompt is sent
+/// (an image a gateway client uploaded): the app keeps it, and uploads it
+/// to whichever instance runs the job, at every attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputFile {
+    /// The app's copy.
+    pub path: String,
+    pub filename: String,
+    #[serde(default)]
+    pub subfolder: String,
+    /// ComfyUI's folder type: `input`, `temp` or `output`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// A prompt as a client of the gateway posted it: the ids and numbers it
@@ -259,6 +278,7 @@ impl Job {
             pinned_instances: self.pinned_instances.clone(),
             waiting: self.waiting.clone(),
             gateway: self.gateway.clone(),
+            input_files: self.input_files.clone(),
         }
     }
 }

@@ -26,9 +26,9 @@ pub use instance::{
     Scheme, INSTANCES_FILE_VERSION,
 };
 pub use job::{
-    GatewayPrompt, Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress, JobState,
-    JobTarget, ParameterMark, ParameterType, TemplateDraft, TemplateParameter, WorkflowExecution,
-    WorkflowFile, WorkflowInput, WorkflowTemplate,
+    GatewayPrompt, InputFile, Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress,
+    JobState, JobTarget, ParameterMark, ParameterType, TemplateDraft, TemplateParameter,
+    WorkflowExecution, WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use project::{
     InstanceDefaults, Project, ProjectDraft, ProjectList, ProjectsFile, PROJECTS_FILE_VERSION,

@@ -32,6 +32,22 @@ pub fn upload_kind(field: Option<&str>) -> &'static str {
     }
 }
 
+/// A file name with ComfyUI's folder annotation (`name [output]`, `[input]`
+/// or `[temp]`; folder_paths.annotated_filepath): the name, and the folder
+/// type it names.
+pub fn annotated(name: &str) -> (&str, Option<&'static str>) {
+    for (suffix, kind) in [
+        (" [output]", "output"),
+        (" [input]", "input"),
+        (" [temp]", "temp"),
+    ] {
+        if let Some(n) = name.strip_suffix(suffix) {
+            return (n, Some(kind));
+        }
+    }
+    (name, None)
+}
+
 /// `overwrite` as ComfyUI reads it.
 pub fn overwrites(field: Option<&str>) -> bool {
     matches!(field, Some("true") | Some("1"))
@@ -72,6 +88,23 @@ pub fn save_upload(
     data: &[u8],
     overwrite: bool,
 ) -> Result<Saved, UploadError> {
+    save_upload_with(folder, kind, subfolder, filename, data, overwrite, |path| {
+        std::fs::write(path, data)
+    })
+}
+
+/// [`save_upload`], with `write` making the file (`/upload/mask` writes the
+/// masked original, not the bytes it was sent; the name is chosen by the
+/// bytes sent all the same).
+pub fn save_upload_with(
+    folder: &Path,
+    kind: &'static str,
+    subfolder: &str,
+    filename: &str,
+    data: &[u8],
+    overwrite: bool,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<Saved, UploadError> {
     let dir = folder.join(normalize(Path::new(subfolder)));
     let mut path = dir.join(filename);
     if filename.is_empty() || !inside(folder, &path) || !inside(folder, &dir) {
@@ -97,7 +130,7 @@ pub fn save_upload(
         }
     }
     if !duplicate {
-        std::fs::write(&path, data).map_err(UploadError::Io)?;
+        write(&path).map_err(UploadError::Io)?;
     }
     Ok(Saved {
         name,

@@ -87,21 +87,40 @@ pub fn sorted_ids<'a>(ids: impl Iterator<Item = &'a String>) -> Vec<String> {
     v
 }
 
-/// The choices a list (combo) input accepts: given the node class, the
-/// input's name and the list `/object_info` gives (if any), the list to
-/// check against (`None`: not checked). A server whose file lists change
-/// after `/object_info` was read (uploaded images) answers them here.
-pub type ComboOptions<'a> = &'a dyn Fn(&str, &str, Option<Vec<Value>>) -> Option<Vec<Value>>;
+/// A node class's own check of one input (ComfyUI's `VALIDATE_INPUTS`),
+/// which takes the place of the list check: given the class, the input's
+/// name, its value and the list `/object_info` gives (if any), `None` when
+/// the class has no such check for it, else its verdict (`Err`: ComfyUI's
+/// `custom_validation_failed` with that reason).
+pub type CustomCheck<'a> =
+    &'a dyn Fn(&str, &str, &Value, Option<&[Value]>) -> Option<Result<(), String>>;
 
-/// The lists as `/object_info` gives them.
-pub fn listed(_class: &str, _input: &str, listed: Option<Vec<Value>>) -> Option<Vec<Value>> {
-    listed
+/// No class checks an input itself.
+pub fn no_custom_checks(
+    _: &str,
+    _: &str,
+    _: &Value,
+    _: Option<&[Value]>,
+) -> Option<Result<(), String>> {
+    None
+}
+
+/// Whether `class` checks its `input` itself as ComfyUI's image loaders do
+/// (`LoadImage.VALIDATE_INPUTS`: the image file must exist; the list of
+/// the input folder's files is not consulted).
+pub fn checks_image_file(class: &str, input: &str) -> bool {
+    matches!(class, "LoadImage" | "LoadImageMask" | "LoadImageOutput") && input == "image"
+}
+
+/// The image loaders' reason when the file is not there.
+pub fn invalid_image_file(value: &Value) -> String {
+    format!("Invalid image file: {}", py_str(value))
 }
 
 struct Validator<'a> {
     prompt: &'a mut Map<String, Value>,
     info: &'a Value,
-    options: ComboOptions<'a>,
+    custom: CustomCheck<'a>,
     validated: Vec<(String, (bool, Reasons))>,
 }
 
@@ -133,17 +152,14 @@ impl Validator<'_> {
             .map(String::from)
     }
 
-    fn combo_options(&self, class: &str, input: &str, def: &Value) -> Option<Vec<Value>> {
-        let listed = match def.get(0) {
-            Some(Value::Array(list)) => Some(list.clone()),
-            Some(Value::String(s)) if s == "COMBO" => def
-                .get(1)
-                .and_then(|e| e.get("options"))
-                .and_then(Value::as_array)
-                .cloned(),
+    fn combo_options(def: &Value) -> Option<&Vec<Value>> {
+        match def.get(0) {
+            Some(Value::Array(list)) => Some(list),
+            Some(Value::String(s)) if s == "COMBO" => {
+                def.get(1)?.get("options").and_then(Value::as_array)
+            }
             _ => None,
-        };
-        (self.options)(class, input, listed)
+        }
     }
 
     fn validate_inputs(&mut self, id: &str) -> Result<(bool, Reasons), PyException> {
@@ -159,6 +175,7 @@ impl Validator<'_> {
             });
         };
         let mut errors: Reasons = Vec::new();
+        let mut custom_errors: Reasons = Vec::new();
         let mut valid = true;
         let mut defs: Vec<(String, Value, bool)> = Vec::new();
         for (cat, required) in [("required", true), ("optional", false)] {
@@ -261,7 +278,16 @@ impl Validator<'_> {
                     continue;
                 }
             }
-            if let Some(options) = self.combo_options(&class, &x, &def) {
+            let options = Self::combo_options(&def);
+            if let Some(verdict) = (self.custom)(&class, &x, &val, options.map(Vec::as_slice)) {
+                // Reported after the other inputs' reasons, as ComfyUI
+                // calls VALIDATE_INPUTS after its own checks.
+                if let Err(why) = verdict {
+                    custom_errors.push(json!({"type": "custom_validation_failed", "message": "Custom validation failed for node", "details": format!("{x} - {why}"), "extra_info": {"input_name": x}}));
+                }
+                continue;
+            }
+            if let Some(options) = options {
                 let found = options
                     .iter()
                     .any(|o| o == &val || (o.as_f64().is_some() && o.as_f64() == val.as_f64()));
@@ -275,6 +301,7 @@ impl Validator<'_> {
                 }
             }
         }
+        errors.extend(custom_errors);
         let result = (errors.is_empty() && valid, errors);
         self.set(id, result.clone());
         Ok(result)
@@ -355,14 +382,18 @@ fn types_match(received: &Value, input: &Value) -> bool {
     }
 }
 
+/// The real server raises on this prompt (aiohttp answers HTTP 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerRaises;
+
 /// Validates `prompt` in place (coerced widget values are written back, as
-/// ComfyUI does) against `info` (an `/object_info`). `Err(())` means the
+/// ComfyUI does) against `info` (an `/object_info`). `Err` means the
 /// real server raises (HTTP 500).
 pub fn validate(
     prompt: &mut Map<String, Value>,
     info: &Value,
-    options: ComboOptions<'_>,
-) -> Result<Outcome, ()> {
+    custom: CustomCheck<'_>,
+) -> Result<Outcome, ServerRaises> {
     let invalid = |error| Outcome::Invalid {
         error,
         node_errors: json!({}),
@@ -371,9 +402,9 @@ pub fn validate(
     for id in sorted_ids(prompt.keys()) {
         let class = match &prompt[&id] {
             Value::Object(n) => n.get("class_type").cloned(),
-            Value::String(s) if s.contains("class_type") => return Err(()),
+            Value::String(s) if s.contains("class_type") => return Err(ServerRaises),
             Value::String(_) | Value::Array(_) => None,
-            _ => return Err(()),
+            _ => return Err(ServerRaises),
         };
         let Some(class) = class else {
             return Ok(invalid(top_error(
@@ -404,7 +435,7 @@ pub fn validate(
     let mut v = Validator {
         prompt,
         info,
-        options,
+        custom,
         validated: Vec::new(),
     };
     let mut good = Vec::new();

@@ -159,7 +159,7 @@ async fn an_output_folder_that_cannot_be_written_does_not_lose_the_job() {
     let context = JobContext {
         project_id: Some("project_001".into()),
         output_folder: Some(blocker.join("outputs").to_string_lossy().into_owned()),
-        gateway: None,
+        ..JobContext::default()
     };
     let t = fleet.queue.templates().create(&draft("blocked")).unwrap();
     let job = fleet

@@ -6,104 +6,16 @@
 //! client, under the same prompt id.
 
 mod dispatch_fleet;
+mod gateway_support;
 mod support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
-use futures_util::StreamExt;
+use gateway_support::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use storycore_core::gateway::Gateway;
 use support::standin::StandIn;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn workflow(prefix: &str, color: u32) -> Value {
-    json!({
-        "1": {"class_type": "EmptyImage",
-              "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": color}},
-        "2": {"class_type": "SaveImage",
-              "inputs": {"images": ["1", 0], "filename_prefix": prefix}, "_meta": {"title": "Save"}}
-    })
-}
-
-async fn open_ws(gw: &Gateway, client: &str) -> Socket {
-    let url = format!("ws://{}/ws?clientId={}", gw.addr(), urlencode(client));
-    tokio_tungstenite::connect_async(url).await.unwrap().0
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The next JSON frame (binary frames are not expected here).
-async fn next(ws: &mut Socket) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("the socket open")
-            .unwrap();
-        match m {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Binary(b) => panic!("an unasked-for binary frame of {} bytes", b.len()),
-            _ => continue,
-        }
-    }
-}
-
-/// Frames until `executing` with `node: null` for `prompt`, by type.
-async fn until_done(ws: &mut Socket, prompt: &str) -> Vec<Value> {
-    let mut seen = Vec::new();
-    loop {
-        let f = next(ws).await;
-        let done = f["type"] == "executing"
-            && f["data"]["node"].is_null()
-            && f["data"]["prompt_id"] == prompt;
-        seen.push(f);
-        if done {
-            return seen;
-        }
-    }
-}
-
-fn types(frames: &[Value]) -> Vec<String> {
-    frames
-        .iter()
-        .map(|f| f["type"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
-    http.post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn start(fleet: &Fleet) -> Gateway {
-    Gateway::start(
-        fleet.queue.clone(),
-        fleet.manager.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {

@@ -4,35 +4,15 @@
 //! ComfyUI cannot tell the fleet from one server.
 
 mod dispatch_fleet;
+mod gateway_support;
 #[path = "../../../tests/comfyui-standin/tests/common/replay.rs"]
 mod replay;
 mod support;
 
-use dispatch_fleet::{attached, fast_options, Fleet};
+use gateway_support::GatewayFleet;
 use replay::{fixtures, read_jsonl, replay};
 use storycore_core::gateway::Gateway;
 use support::standin::StandIn;
-
-/// Two running stand-ins and a gateway in front of them.
-async fn fleet_behind_gateway() -> (StandIn, StandIn, Fleet, Gateway) {
-    let a = StandIn::start();
-    let b = StandIn::start();
-    let fleet = Fleet::open(
-        vec![attached("gpu0", a.port(), 1), attached("gpu1", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("gpu0").await;
-    fleet.start("gpu1").await;
-    let gw = Gateway::start(
-        fleet.queue.clone(),
-        fleet.manager.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    (a, b, fleet, gw)
-}
 
 async fn replay_index(gw: &Gateway, index: &str) -> Vec<String> {
     let http = reqwest::Client::new();
@@ -52,14 +32,15 @@ async fn replay_index(gw: &Gateway, index: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_gateway_answers_the_recorded_requests_as_comfyui_did() {
-    let (_a, _b, _fleet, gw) = fleet_behind_gateway().await;
-    let failures = replay_index(&gw, "http/index.jsonl").await;
+    let g = GatewayFleet::of(vec![StandIn::start(), StandIn::start()]).await;
+    let failures = replay_index(&g.gw, "http/index.jsonl").await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test]
 async fn the_gateway_refuses_what_comfyui_refused_with_the_same_bodies() {
-    let (a, b, _fleet, gw) = fleet_behind_gateway().await;
+    let g = GatewayFleet::of(vec![StandIn::start(), StandIn::start()]).await;
+    let (a, b) = (&g.standins[0], &g.standins[1]);
     // The input image is on one instance, the earlier output on the
     // other: /view finds each where it is.
     std::fs::copy(
@@ -72,6 +53,6 @@ async fn the_gateway_refuses_what_comfyui_refused_with_the_same_bodies() {
         a.folder().join("output/fixture_empty_00001_.png"),
     )
     .unwrap();
-    let failures = replay_index(&gw, "errors/index.jsonl").await;
+    let failures = replay_index(&g.gw, "errors/index.jsonl").await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -19,16 +19,8 @@ use crate::state::{App, Dirs};
 
 /// `name [output]` / `[input]` / `[temp]` annotations (folder_paths.annotated_filepath).
 pub fn annotated<'a>(name: &str, dirs: &'a Dirs) -> (String, Option<&'a PathBuf>) {
-    for (suffix, dir) in [
-        (" [output]", &dirs.output),
-        (" [input]", &dirs.input),
-        (" [temp]", &dirs.temp),
-    ] {
-        if let Some(n) = name.strip_suffix(suffix) {
-            return (n.to_string(), Some(dir));
-        }
-    }
-    (name.to_string(), None)
+    let (name, kind) = upload::annotated(name);
+    (name.to_string(), kind.and_then(|k| dirs.by_type(k)))
 }
 
 /// Lexical normalisation (os.path.normpath without touching the disk).
@@ -154,7 +146,8 @@ pub async fn view(
     }
 }
 
-pub async fn upload_image(State(app): State<Arc<App>>, mut form: Multipart) -> Response {
+/// A multipart form: the `image` file (name, bytes) and the text fields.
+async fn read_form(mut form: Multipart) -> (Option<(String, Vec<u8>)>, HashMap<String, String>) {
     let mut image: Option<(String, Vec<u8>)> = None;
     let mut fields: HashMap<String, String> = HashMap::new();
     while let Ok(Some(field)) = form.next_field().await {
@@ -168,6 +161,24 @@ pub async fn upload_image(State(app): State<Arc<App>>, mut form: Multipart) -> R
             fields.insert(name, text);
         }
     }
+    (image, fields)
+}
+
+pub async fn upload_image(State(app): State<Arc<App>>, form: Multipart) -> Response {
+    upload(&app, form, false).await
+}
+
+/// `/upload/mask`: named as an image upload; the file written is the
+/// `original_ref` image masked. This stand-in decodes no image: its
+/// "masked" file is the original carrying a `tEXt` chunk that names the
+/// mask (name and size), which shows both reached it. Like ComfyUI, it
+/// answers the name even when the original is not there (nothing written).
+pub async fn upload_mask(State(app): State<Arc<App>>, form: Multipart) -> Response {
+    upload(&app, form, true).await
+}
+
+async fn upload(app: &App, form: Multipart, mask: bool) -> Response {
+    let (image, fields) = read_form(form).await;
     let Some((filename, data)) = image else {
         return empty(StatusCode::BAD_REQUEST);
     };
@@ -180,11 +191,55 @@ pub async fn upload_image(State(app): State<Arc<App>>, mut form: Multipart) -> R
         .unwrap_or_else(|| app.dirs.input.clone());
     let subfolder = field("subfolder").unwrap_or_default();
     let overwrite = upload::overwrites(field("overwrite"));
-    match upload::save_upload(&folder, kind, subfolder, &filename, &data, overwrite) {
+    let original = if mask {
+        let Some(Ok(r)) = field("original_ref").map(serde_json::from_str::<serde_json::Value>)
+        else {
+            return crate::routes::trouble();
+        };
+        masked_original(&app.dirs, &r)
+    } else {
+        None
+    };
+    let saved = upload::save_upload_with(
+        &folder,
+        kind,
+        subfolder,
+        &filename,
+        &data,
+        overwrite,
+        |path| match (mask, &original) {
+            (false, _) => std::fs::write(path, &data),
+            (true, Some(orig)) => {
+                let note = format!("{filename} ({} bytes)", data.len());
+                let out = crate::png::with_text(orig, "storycore-standin-mask", &note)
+                    .unwrap_or_else(|| orig.clone());
+                std::fs::write(path, out)
+            }
+            (true, None) => Ok(()),
+        },
+    );
+    match saved {
         Ok(s) => json_ok(&json!({"name": s.name, "subfolder": s.subfolder, "type": s.kind})),
         Err(upload::UploadError::OutsideFolder) => empty(StatusCode::BAD_REQUEST),
         Err(upload::UploadError::Io(_)) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     }
+}
+
+/// The bytes of the image an `original_ref` names (type `output` unless
+/// said or annotated), if it is there and inside its folder.
+fn masked_original(dirs: &Dirs, r: &serde_json::Value) -> Option<Vec<u8>> {
+    let (name, annotated) = upload::annotated(r["filename"].as_str()?);
+    if name.is_empty() || name.starts_with('/') || name.contains("..") {
+        return None;
+    }
+    let kind = annotated.unwrap_or_else(|| r["type"].as_str().unwrap_or("output"));
+    let folder = dirs.by_type(kind)?;
+    let dir = folder.join(r["subfolder"].as_str().unwrap_or(""));
+    let path = dir.join(name);
+    if !inside(folder, &path) {
+        return None;
+    }
+    std::fs::read(path).ok()
 }
 
 #[cfg(test)]

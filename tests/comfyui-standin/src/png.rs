@@ -64,6 +64,23 @@ pub fn solid(width: u32, height: u32, rgb: [u8; 3], text: &[(&str, &str)]) -> Ve
     out
 }
 
+/// `data` (a PNG) with one more `tEXt` chunk, before its IEND; `None` if
+/// `data` is not a PNG.
+pub fn with_text(data: &[u8], key: &str, value: &str) -> Option<Vec<u8>> {
+    dimensions(data)?;
+    let iend = data.len().checked_sub(12)?;
+    if &data[iend + 4..iend + 8] != b"IEND" {
+        return None;
+    }
+    let mut out = data[..iend].to_vec();
+    let mut d = key.as_bytes().to_vec();
+    d.push(0);
+    d.extend_from_slice(value.as_bytes());
+    chunk(&mut out, b"tEXt", &d);
+    out.extend_from_slice(&data[iend..]);
+    Some(out)
+}
+
 /// Width and height from a PNG's IHDR, if `data` is a PNG.
 pub fn dimensions(data: &[u8]) -> Option<(u32, u32)> {
     if data.len() < 24 || &data[..8] != b"\x89PNG\r\n\x1a\n" || &data[12..16] != b"IHDR" {

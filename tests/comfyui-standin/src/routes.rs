@@ -91,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/view", get(crate::files::view))
         .route("/upload/image", post(crate::files::upload_image))
+        .route("/upload/mask", post(crate::files::upload_mask))
         .route(
             "/users",
             get(|| async { json_ok(&json!({"storage": "server", "migrated": false})) }),
@@ -359,27 +360,23 @@ async fn post_prompt(State(app): State<Arc<App>>, body: Bytes) -> Response {
         .get("prompt_id")
         .map(py_str)
         .unwrap_or_else(crate::state::uuid4);
-    let input_dir = app.dirs.input.clone();
-    // The recorded /object_info lists the recording machine's input folder;
-    // the image loaders choose from this one's.
-    let options = move |class: &str, input: &str, listed: Option<Vec<Value>>| {
-        if matches!(class, "LoadImage" | "LoadImageMask" | "LoadImageOutput") && input == "image" {
-            let files = std::fs::read_dir(&input_dir)
-                .into_iter()
-                .flatten()
-                .flatten();
-            return Some(
-                files
-                    .filter(|e| e.path().is_file())
-                    .map(|e| json!(e.file_name().to_string_lossy()))
-                    .collect(),
-            );
+    // The image loaders check that their file is there (VALIDATE_INPUTS).
+    let dirs = &app.dirs;
+    let custom = |class: &str, input: &str, value: &Value, _: Option<&[Value]>| {
+        if !validate::checks_image_file(class, input) {
+            return None;
         }
-        listed
+        let (name, dir) = crate::files::annotated(&py_str(value), dirs);
+        let there = dir.unwrap_or(&dirs.input).join(name).is_file();
+        Some(if there {
+            Ok(())
+        } else {
+            Err(validate::invalid_image_file(value))
+        })
     };
-    let outcome = match validate::validate(&mut prompt, &app.object_info, &options) {
+    let outcome = match validate::validate(&mut prompt, &app.object_info, &custom) {
         Ok(o) => o,
-        Err(()) => return trouble(),
+        Err(validate::ServerRaises) => return trouble(),
     };
     let mut extra = data.get("extra_data").cloned().unwrap_or(json!({}));
     if let Some(cid) = data.get("client_id") {

@@ -85,6 +85,39 @@ impl ComfyClient {
         Ok(bytes.to_vec())
     }
 
+    /// `POST /upload/image` (or `/upload/mask` with the image it masks, as
+    /// `original_ref`): `data` as `filename` in the folder of `kind`, in
+    /// `subfolder`, replacing a file of that name. Answers where it went:
+    /// `{"name", "subfolder", "type"}`.
+    pub async fn upload(
+        &self,
+        data: Vec<u8>,
+        filename: &str,
+        subfolder: &str,
+        kind: &str,
+        original_ref: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let route = if original_ref.is_some() {
+            "/upload/mask"
+        } else {
+            "/upload/image"
+        };
+        let action = format!("uploading {kind}/{subfolder}/{filename} (POST {route})");
+        let image = reqwest::multipart::Part::bytes(data).file_name(filename.to_string());
+        let mut form = reqwest::multipart::Form::new()
+            .part("image", image)
+            .text("type", kind.to_string())
+            .text("subfolder", subfolder.to_string())
+            .text("overwrite", "true");
+        if let Some(r) = original_ref {
+            form = form.text("original_ref", r.to_string());
+        }
+        let resp = self
+            .send(&action, self.http.post(self.url(route)).multipart(form))
+            .await?;
+        self.read_json(&action, resp).await
+    }
+
     /// `POST /interrupt`. With an id, only that prompt is stopped if it is the
     /// running one (otherwise nothing happens); without, whatever runs.
     pub async fn interrupt(&self, prompt_id: Option<&str>) -> Result<(), ClientError> {

@@ -125,6 +125,8 @@ pub struct JobContext {
     pub output_folder: Option<String>,
     /// The prompt as a gateway client posted it.
     pub gateway: Option<storycore_types::GatewayPrompt>,
+    /// Files to upload to the instance before the prompt.
+    pub input_files: Vec<storycore_types::InputFile>,
 }
 
 impl JobContext {
@@ -134,6 +136,7 @@ impl JobContext {
             project_id: Some(project.id.clone()),
             output_folder: Some(project.outputs_folder()),
             gateway: None,
+            input_files: Vec::new(),
         }
     }
 }
@@ -365,6 +368,7 @@ impl JobQueue {
             pinned_instances,
             waiting: None,
             gateway: context.gateway.clone(),
+            input_files: context.input_files.clone(),
         };
         let id = job.id.clone();
         let (durable, placed) = {

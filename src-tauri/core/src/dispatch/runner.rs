@@ -84,7 +84,7 @@ async fn run_as(
     durable: Option<Durable>,
     copy: bool,
 ) {
-    let Some((instance_id, prompt_id, workflow, token, done)) = ({
+    let Some((instance_id, prompt_id, workflow, input_files, token, done)) = ({
         let st = shared.lock();
         st.jobs.get(&job_id).and_then(|e| {
             let sent = if copy { &e.copy } else { &e.attempt };
@@ -93,6 +93,7 @@ async fn run_as(
                     a.instance_id.clone(),
                     a.prompt_id.clone(),
                     e.job.workflow.clone(),
+                    e.job.input_files.clone(),
                     a.token.clone(),
                     a.done.clone(),
                 )
@@ -147,6 +148,29 @@ async fn run_as(
             let mut st = shared.lock();
             if let Some(e) = st.jobs.get_mut(&job_id) {
                 e.submit_to_post = Some(e.queued_at.elapsed());
+            }
+        }
+        // The files its prompt reads go first, at every attempt: the
+        // instance that runs it may never have seen them.
+        let uploaded = tokio::select! {
+            _ = token.cancelled() => return,
+            r = upload_inputs(&client, &input_files) => r,
+        };
+        match uploaded {
+            Ok(()) => {}
+            Err(UploadFailed::Lost(why)) => {
+                fail(&shared, &job_id, &prompt_id, JobError::new(why));
+                return;
+            }
+            Err(UploadFailed::Refused(e)) => {
+                let why = format!("the instance refused the files its prompt needs: {e}");
+                fail(&shared, &job_id, &prompt_id, JobError::new(why));
+                return;
+            }
+            Err(UploadFailed::Unreachable(e)) => {
+                cool_down(&shared, &instance_id);
+                requeue(false, format!("its input files could not be sent: {e}"));
+                return;
             }
         }
         let client_id = Shared::client_id(&instance_id);
@@ -393,6 +417,47 @@ async fn time_out(
         shared.wake.notify_one();
         shared.log_finished(instance_id, &job);
     }
+}
+
+enum UploadFailed {
+    /// The app's copy is gone: no attempt can succeed.
+    Lost(String),
+    /// The instance answered, and said no (4xx): so would the next.
+    Refused(ClientError),
+    /// No answer, or a server error: another instance may take them.
+    Unreachable(ClientError),
+}
+
+/// Uploads the files a job's prompt reads to the instance about to run it.
+async fn upload_inputs(
+    client: &ComfyClient,
+    files: &[storycore_types::InputFile],
+) -> Result<(), UploadFailed> {
+    for f in files {
+        let path = std::path::PathBuf::from(&f.path);
+        let data = match tokio::fs::read(&path).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Err(UploadFailed::Lost(format!(
+                    "the file {} its prompt reads ({}) cannot be read: {e}; upload it again and resubmit",
+                    f.filename,
+                    path.display()
+                )))
+            }
+        };
+        if let Err(e) = client
+            .upload(data, &f.filename, &f.subfolder, &f.kind, None)
+            .await
+        {
+            return Err(match &e {
+                ClientError::Http { status, .. } if (400..500).contains(status) => {
+                    UploadFailed::Refused(e)
+                }
+                _ => UploadFailed::Unreachable(e),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn cool_down(shared: &Shared, instance_id: &str) {

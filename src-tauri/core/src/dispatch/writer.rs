@@ -585,6 +585,7 @@ mod tests {
             pinned_instances: Vec::new(),
             waiting: None,
             gateway: None,
+            input_files: Vec::new(),
         }
     }
 

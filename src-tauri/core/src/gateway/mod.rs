@@ -8,6 +8,7 @@
 //! | `routes.rs` | the HTTP routes, at the root and under `/api` |
 //! | `shapes.rs` | jobs as ComfyUI's `/queue` and `/history` entries, its error bodies |
 //! | `socket.rs` | `/ws`: each client's prompts as ComfyUI's messages |
+//! | `uploads.rs` | `/upload/image`, `/upload/mask`: kept, sent with the prompts that read them |
 //!
 //! Loopback only: another address would expose the fleet to the network,
 //! and needs a token (not built yet), so it is refused.
@@ -15,6 +16,7 @@
 mod routes;
 mod shapes;
 mod socket;
+mod uploads;
 
 use crate::dispatch::JobQueue;
 use crate::manager::InstanceManager;
@@ -22,6 +24,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// The clients' uploads, in the queue's folder.
+pub const UPLOADS_FOLDER: &str = "gateway-uploads";
 
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8288";
@@ -32,6 +37,7 @@ pub(crate) struct GatewayState {
     /// ComfyUI's per-process prompt counter (`number`).
     pub counter: AtomicI64,
     pub classes: routes::ClassCache,
+    pub uploads: Arc<uploads::Uploads>,
     /// Ends the sockets when the gateway stops.
     pub cancel: CancellationToken,
 }
@@ -73,10 +79,11 @@ impl Gateway {
             .map_err(|source| GatewayError::Bind { addr, source })?;
         let cancel = CancellationToken::new();
         let state = Arc::new(GatewayState {
-            queue,
+            queue: queue.clone(),
             manager,
             counter: AtomicI64::new(0),
             classes: routes::ClassCache::default(),
+            uploads: Arc::new(uploads::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),
             cancel: cancel.clone(),
         });
         let app = routes::router(state);

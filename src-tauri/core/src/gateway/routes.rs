@@ -41,6 +41,8 @@ pub(crate) fn router(state: Arc<GatewayState>) -> Router {
             .route("/history", ours(get(get_history).post(post_history)))
             .route("/history/{id}", ours(get(get_history_one)))
             .route("/view", ours(get(view)))
+            .route("/upload/image", ours(post(super::uploads::upload_image)))
+            .route("/upload/mask", ours(post(super::uploads::upload_mask)))
             .route("/ws", get(super::socket::upgrade))
             .route("/object_info", get(forward))
             .route("/object_info/{class}", get(forward))
@@ -92,7 +94,7 @@ async fn same_origin(req: Request, next: axum::middleware::Next) -> Response {
 }
 
 /// An instance that can answer now: the least loaded healthy one.
-fn instance_client(st: &GatewayState) -> Option<ComfyClient> {
+pub(crate) fn instance_client(st: &GatewayState) -> Option<ComfyClient> {
     let i = st.manager.instances_by_load().into_iter().next()?;
     ComfyClient::for_instance(&i.config).ok()
 }
@@ -207,7 +209,9 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
     if let Some(c) = &client_id {
         extra_data.insert("client_id".into(), json!(c));
     }
+    let input_files = st.uploads.read_by(nodes);
     let context = JobContext {
+        input_files,
         gateway: Some(GatewayPrompt {
             prompt_id: prompt_id.clone(),
             number: number.clone(),
@@ -252,54 +256,78 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
 /// instance that runs the job checks the rest.
 async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<Value, Response> {
     let Some((read_at, info)) = st.classes.get(st, CLASSES_FRESH_FOR).await else {
-        return check_without_classes(nodes).map(|()| json!({}));
+        return match refusal_without_classes(nodes) {
+            Some(refused) => Err(refused),
+            None => Ok(json!({})),
+        };
     };
-    let outcome = match validate_against(nodes, &info) {
+    let outcome = match validate_against(st, nodes, &info) {
         Ok(Outcome::Invalid { .. }) if read_at.elapsed() > CLASSES_RECHECK_AFTER => {
             match st.classes.get(st, Duration::ZERO).await {
-                Some((_, fresh)) => validate_against(nodes, &fresh),
-                None => validate_against(nodes, &info),
+                Some((_, fresh)) => validate_against(st, nodes, &fresh),
+                None => validate_against(st, nodes, &info),
             }
         }
         other => other,
     };
     match outcome {
-        Err(()) => Err(trouble()),
+        Err(comfyui_rules::ServerRaises) => Err(trouble()),
         Ok(Outcome::Invalid { error, node_errors }) => Err(shapes::refused(error, node_errors)),
         Ok(Outcome::Ok { node_errors, .. }) => Ok(node_errors),
     }
 }
 
-fn validate_against(nodes: &Map<String, Value>, info: &Value) -> Result<Outcome, ()> {
+/// Validates against `info`. An image loader's file (ComfyUI checks that
+/// it exists) may be one the gateway keeps (sent to the instance with the
+/// prompt) or one the instance lists; a file in a subfolder the gateway
+/// does not keep is left to the instance that runs the prompt to check.
+fn validate_against(
+    st: &GatewayState,
+    nodes: &Map<String, Value>,
+    info: &Value,
+) -> Result<Outcome, comfyui_rules::ServerRaises> {
     let mut prompt = nodes.clone();
-    comfyui_rules::validate(&mut prompt, info, &comfyui_rules::listed)
+    let custom = |class: &str, input: &str, value: &Value, listed: Option<&[Value]>| {
+        if !comfyui_rules::checks_image_file(class, input) {
+            return None;
+        }
+        let name = value.as_str().unwrap_or_default();
+        let (named, kind) = comfyui_rules::upload::annotated(name);
+        let (subfolder, file) = named.rsplit_once('/').unwrap_or(("", named));
+        let known = st
+            .uploads
+            .find(kind.unwrap_or("input"), subfolder, file)
+            .is_some()
+            || !subfolder.is_empty()
+            || listed.is_some_and(|l| l.contains(value));
+        Some(if known {
+            Ok(())
+        } else {
+            Err(comfyui_rules::invalid_image_file(value))
+        })
+    };
+    comfyui_rules::validate(&mut prompt, info, &custom)
 }
 
 /// ComfyUI's first refusals, which need no node classes.
-fn check_without_classes(nodes: &Map<String, Value>) -> Result<(), Response> {
+fn refusal_without_classes(nodes: &Map<String, Value>) -> Option<Response> {
     for id in comfyui_rules::sorted_ids(nodes.keys()) {
         match &nodes[&id] {
             Value::Object(n) if n.contains_key("class_type") => {}
             Value::Object(_) | Value::String(_) | Value::Array(_) => {
-                return Err(prompt_error(
+                return Some(prompt_error(
                     "invalid_prompt",
                     "Cannot execute because a node is missing the class_type property.",
                     &format!("Node ID '#{id}'"),
                     json!({}),
                 ))
             }
-            _ => return Err(trouble()),
+            _ => return Some(trouble()),
         }
     }
-    if nodes.is_empty() {
-        return Err(prompt_error(
-            "prompt_no_outputs",
-            "Prompt has no outputs",
-            "",
-            json!({}),
-        ));
-    }
-    Ok(())
+    nodes
+        .is_empty()
+        .then(|| prompt_error("prompt_no_outputs", "Prompt has no outputs", "", json!({})))
 }
 
 async fn get_queue(State(st): St) -> Response {
@@ -470,26 +498,20 @@ async fn view(
     if subfolder.split(['/', '\\']).any(|p| p == "..") || subfolder.starts_with('/') {
         return empty(StatusCode::FORBIDDEN);
     }
-    let kind = q.get("type").map(String::as_str).unwrap_or("output");
+    // `name [input]` names its folder itself.
+    let (filename, annotated) = comfyui_rules::upload::annotated(filename);
+    let kind = annotated.unwrap_or_else(|| q.get("type").map(String::as_str).unwrap_or("output"));
     if !matches!(kind, "output" | "input" | "temp") {
         return empty(StatusCode::BAD_REQUEST);
     }
-    let Some((job_id, original)) = shapes::split_subfolder(subfolder) else {
-        // Not a prompt's output (an input image, a file a prompt sent
-        // straight to an instance wrote): whichever instance has it.
+    let Some(path) = super::uploads::held_file(&st, kind, subfolder, filename) else {
+        if shapes::split_subfolder(subfolder).is_some() {
+            return empty(StatusCode::NOT_FOUND);
+        }
+        // Not the gateway's (an input image, a file a prompt sent straight
+        // to an instance wrote): whichever instance has it.
         return view_on_fleet(&st, uri).await;
     };
-    let Some(job) = st.queue.get(job_id).filter(|j| j.gateway.is_some()) else {
-        return empty(StatusCode::NOT_FOUND);
-    };
-    let Some(output) = job
-        .outputs
-        .iter()
-        .find(|o| &o.filename == filename && o.subfolder == original && o.kind == kind)
-    else {
-        return empty(StatusCode::NOT_FOUND);
-    };
-    let path = output.path.clone();
     match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
         Ok(Ok(bytes)) => (
             [
@@ -564,7 +586,7 @@ async fn system_stats(State(st): St) -> Response {
     }
 }
 
-fn no_instance() -> Response {
+pub(crate) fn no_instance() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
