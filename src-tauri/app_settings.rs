@@ -83,10 +83,13 @@ pub async fn set_settings(
     manager: tauri::State<'_, InstanceManager>,
     queue: tauri::State<'_, JobQueue>,
     gateway: tauri::State<'_, crate::shell::GatewaySlot>,
-    settings: AppSettings,
+    paths: tauri::State<'_, crate::paths::AppPaths>,
+    mut settings: AppSettings,
 ) -> Result<(), ApiError> {
-    check(&settings)?;
     let before = store.get();
+    // Where the token is kept is the app's to say (set_gateway_token).
+    settings.gateway.token_ref = before.gateway.token_ref.clone();
+    check(&settings)?;
     store.set(settings.clone())?;
     manager.set_keep_running(settings.keep_instances_running);
     queue
@@ -110,27 +113,87 @@ pub async fn set_settings(
         );
     }
     if settings.gateway != before.gateway {
-        // STORYCORE_GATEWAY chose the address at start; a change made in
-        // Settings is the user's, and wins from now on.
-        let addr = crate::shell::gateway_addr(&settings, &Default::default())
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
-        crate::shell::apply_gateway(
-            &gateway,
-            queue.inner().clone(),
-            manager.inner().clone(),
-            addr,
-        )
-        .await
-        .map_err(|e| {
-            let mut api = ApiError::new(
-                ErrorCode::Conflict,
-                format!("Saved, but the gateway is off: {e}"),
-            );
-            api.fields = vec![FieldError::new("gateway.address", e)];
-            api
-        })?;
+        restart_gateway(&settings, &gateway, &queue, &manager, &paths).await?;
     }
     Ok(())
+}
+
+/// Starts the gateway again as `settings` say. STORYCORE_GATEWAY (and its
+/// token) chose it at start; a change made in Settings is the user's, and
+/// wins from now on.
+async fn restart_gateway(
+    settings: &AppSettings,
+    gateway: &crate::shell::GatewaySlot,
+    queue: &JobQueue,
+    manager: &InstanceManager,
+    paths: &crate::paths::AppPaths,
+) -> Result<(), ApiError> {
+    let env = crate::settings::EnvSettings::default();
+    let addr = crate::shell::gateway_addr(settings, &env)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
+    let (s, dir) = (settings.clone(), paths.config_dir.clone());
+    let access = tokio::task::spawn_blocking(move || crate::shell::gateway_access(&s, &env, &dir))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let started = match access {
+        Ok(access) => {
+            crate::shell::apply_gateway(gateway, queue.clone(), manager.clone(), addr, access).await
+        }
+        Err(e) => Err(e),
+    };
+    started.map(|_| ()).map_err(|e| {
+        let mut api = ApiError::new(
+            ErrorCode::Conflict,
+            format!("Saved, but the gateway is off: {e}"),
+        );
+        api.fields = vec![FieldError::new("gateway.address", e)];
+        api
+    })
+}
+
+/// Sets (`Some`) or removes (`None`) the token a gateway on the network
+/// requires; kept in the OS keyring, never in a file. The gateway starts
+/// again with it.
+#[tauri::command]
+pub async fn set_gateway_token(
+    store: tauri::State<'_, SettingsStore>,
+    manager: tauri::State<'_, InstanceManager>,
+    queue: tauri::State<'_, JobQueue>,
+    gateway: tauri::State<'_, crate::shell::GatewaySlot>,
+    paths: tauri::State<'_, crate::paths::AppPaths>,
+    token: Option<String>,
+) -> Result<(), ApiError> {
+    let mut settings = store.get();
+    let field = |e: String| {
+        let mut api = ApiError::new(ErrorCode::InvalidInput, e.clone());
+        api.fields = vec![FieldError::new("gateway.token", e)];
+        api
+    };
+    let auth =
+        storycore_types::KeyAuth::parse(settings.gateway.token_auth.as_deref().unwrap_or("bearer"))
+            .map_err(field)?;
+    let token = token
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        storycore_core::gateway::Access::token(t, auth).map_err(field)?;
+    }
+    let vault = storycore_core::secrets::Vault::new(&paths.config_dir);
+    let reference = crate::shell::GATEWAY_TOKEN_REF;
+    let kept = tokio::task::spawn_blocking(move || match &token {
+        Some(t) => vault.store(reference, t).map(|()| true),
+        None => vault.delete(reference).map(|()| false),
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| {
+        field(format!(
+            "{e} (a headless server can take the token from STORYCORE_GATEWAY_TOKEN instead)"
+        ))
+    })?;
+    settings.gateway.token_ref = kept.then(|| reference.to_string());
+    store.set(settings.clone())?;
+    restart_gateway(&settings, &gateway, &queue, &manager, &paths).await
 }
 
 /// Where the gateway listens now (`None`: off, or it could not listen).
@@ -167,12 +230,17 @@ fn check(s: &AppSettings) -> Result<(), ApiError> {
             ),
         ));
     }
+    if let Some(how) = &s.gateway.token_auth {
+        if let Err(e) = storycore_types::KeyAuth::parse(how) {
+            fields.push(FieldError::new("gateway.tokenAuth", e));
+        }
+    }
     if s.gateway.enabled {
         match s.gateway.address.trim().parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => {}
+            Ok(a) if a.ip().is_loopback() || s.gateway.token_ref.is_some() => {}
             Ok(a) => fields.push(FieldError::new(
                 "gateway.address",
-                format!("{a} is not a loopback address: the gateway listens on this machine only (127.0.0.1 or [::1])"),
+                format!("{a} is on the network: set a token for the gateway first (clients then send it), or use a loopback address such as 127.0.0.1:8288"),
             )),
             Err(_) => fields.push(FieldError::new(
                 "gateway.address",

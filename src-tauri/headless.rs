@@ -17,7 +17,10 @@ pub const USAGE: &str = "usage: storycore-engine             the desktop app
        storycore-engine serve [--gateway ADDR]
                                     no window: the fleet and its queue behind a
                                     ComfyUI-compatible gateway on ADDR
-                                    (default 127.0.0.1:8288, loopback only)";
+                                    (default 127.0.0.1:8288); an address on the
+                                    network needs STORYCORE_GATEWAY_TOKEN (sent
+                                    as STORYCORE_GATEWAY_AUTH says: bearer,
+                                    basic or header:<Name>)";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,7 +106,8 @@ async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<()
     for n in manager.load_secrets().await {
         tracing::warn!("{n}");
     }
-    let gateway = match Gateway::start(queue.clone(), manager.clone(), addr).await {
+    let access = env.gateway_access.clone().unwrap_or_default();
+    let gateway = match Gateway::start_with(queue.clone(), manager.clone(), addr, access).await {
         Ok(g) => g,
         Err(e) => {
             queue.shutdown().await;

@@ -10,17 +10,29 @@ pub const HEALTH_INTERVAL_ENV: &str = "STORYCORE_HEALTH_INTERVAL_MS";
 /// `127.0.0.1:0`: any free port, so apps started together do not clash).
 pub const GATEWAY_ENV: &str = "STORYCORE_GATEWAY";
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The token a gateway on the network requires (over the Settings').
+pub const GATEWAY_TOKEN_ENV: &str = "STORYCORE_GATEWAY_TOKEN";
+/// How the token is sent: `bearer` (default), `basic` or `header:<Name>`.
+pub const GATEWAY_AUTH_ENV: &str = "STORYCORE_GATEWAY_AUTH";
+
+#[derive(Debug, Clone, Default)]
 pub struct EnvSettings {
     pub health_interval: Option<Duration>,
     /// `Some(None)`: the gateway is off; `Some(Some(addr))`: it listens there.
     pub gateway: Option<Option<std::net::SocketAddr>>,
+    /// The gateway's token, from the environment.
+    pub gateway_access: Option<storycore_core::gateway::Access>,
 }
 
 impl EnvSettings {
     pub fn from_env() -> Result<Self, String> {
-        let mut s = Self::parse(std::env::var(HEALTH_INTERVAL_ENV).ok().as_deref())?;
-        s.gateway = parse_gateway(std::env::var(GATEWAY_ENV).ok().as_deref())?;
+        let var = |k: &str| std::env::var(k).ok();
+        let mut s = Self::parse(var(HEALTH_INTERVAL_ENV).as_deref())?;
+        s.gateway_access = parse_access(
+            var(GATEWAY_TOKEN_ENV).as_deref(),
+            var(GATEWAY_AUTH_ENV).as_deref(),
+        )?;
+        s.gateway = parse_gateway(var(GATEWAY_ENV).as_deref(), s.gateway_access.is_some())?;
         Ok(s)
     }
 
@@ -39,21 +51,46 @@ impl EnvSettings {
         };
         Ok(Self {
             health_interval,
-            gateway: None,
+            ..Self::default()
         })
     }
 }
 
-fn parse_gateway(value: Option<&str>) -> Result<Option<Option<std::net::SocketAddr>>, String> {
+fn parse_gateway(
+    value: Option<&str>,
+    has_token: bool,
+) -> Result<Option<Option<std::net::SocketAddr>>, String> {
     match value.map(str::trim) {
         None => Ok(None),
         Some("off") => Ok(Some(None)),
         Some(s) => match s.parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => Ok(Some(Some(a))),
-            _ => Err(format!(
-                "{GATEWAY_ENV}={s:?} is not a loopback address and port (e.g. 127.0.0.1:8288) nor \"off\"; unset it to use the Settings'"
+            Ok(a) if a.ip().is_loopback() || has_token => Ok(Some(Some(a))),
+            Ok(a) => Err(format!(
+                "{GATEWAY_ENV}={s:?}: {a} is on the network, so the gateway needs a token: set {GATEWAY_TOKEN_ENV} (at least {} characters), or use a loopback address such as 127.0.0.1:8288",
+                storycore_core::gateway::MIN_TOKEN_CHARS
+            )),
+            Err(_) => Err(format!(
+                "{GATEWAY_ENV}={s:?} is not an address and port (e.g. 127.0.0.1:8288) nor \"off\"; unset it to use the Settings'"
             )),
         },
+    }
+}
+
+fn parse_access(
+    token: Option<&str>,
+    auth: Option<&str>,
+) -> Result<Option<storycore_core::gateway::Access>, String> {
+    let auth = match auth {
+        None => storycore_types::KeyAuth::Bearer,
+        Some(a) => {
+            storycore_types::KeyAuth::parse(a).map_err(|e| format!("{GATEWAY_AUTH_ENV}: {e}"))?
+        }
+    };
+    match token {
+        None => Ok(None),
+        Some(t) => storycore_core::gateway::Access::token(t, auth)
+            .map(Some)
+            .map_err(|e| format!("{GATEWAY_TOKEN_ENV}: {e}")),
     }
 }
 
@@ -63,20 +100,43 @@ mod tests {
 
     #[test]
     fn the_gateway_override_is_checked() {
-        assert_eq!(parse_gateway(None).unwrap(), None);
-        assert_eq!(parse_gateway(Some("off")).unwrap(), Some(None));
+        assert_eq!(parse_gateway(None, false).unwrap(), None);
+        assert_eq!(parse_gateway(Some("off"), false).unwrap(), Some(None));
         assert_eq!(
-            parse_gateway(Some("127.0.0.1:0")).unwrap(),
+            parse_gateway(Some("127.0.0.1:0"), false).unwrap(),
             Some(Some("127.0.0.1:0".parse().unwrap()))
         );
         for bad in ["", "on", "8288", "0.0.0.0:8288"] {
-            assert!(parse_gateway(Some(bad)).unwrap_err().contains(GATEWAY_ENV));
+            assert!(parse_gateway(Some(bad), false)
+                .unwrap_err()
+                .contains(GATEWAY_ENV));
         }
+        let lan = parse_gateway(Some("0.0.0.0:8288"), false).unwrap_err();
+        assert!(lan.contains(GATEWAY_TOKEN_ENV), "{lan}");
+        assert_eq!(
+            parse_gateway(Some("0.0.0.0:8288"), true).unwrap(),
+            Some(Some("0.0.0.0:8288".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn the_gateway_token_is_checked() {
+        assert!(parse_access(None, None).unwrap().is_none());
+        assert!(parse_access(Some("0123456789abcdef"), None)
+            .unwrap()
+            .is_some());
+        let short = parse_access(Some("abc"), None).unwrap_err();
+        assert!(
+            short.contains(GATEWAY_TOKEN_ENV) && short.contains("16"),
+            "{short}"
+        );
+        let how = parse_access(Some("0123456789abcdef"), Some("cookie")).unwrap_err();
+        assert!(how.contains(GATEWAY_AUTH_ENV), "{how}");
     }
 
     #[test]
     fn health_interval_is_checked() {
-        assert_eq!(EnvSettings::parse(None).unwrap(), EnvSettings::default());
+        assert_eq!(EnvSettings::parse(None).unwrap().health_interval, None);
         assert_eq!(
             EnvSettings::parse(Some("500")).unwrap().health_interval,
             Some(Duration::from_millis(500))

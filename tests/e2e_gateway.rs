@@ -119,3 +119,81 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
     app.finish().await;
     drop(server);
 }
+
+/// WebDriver's Tab key: leaving a field commits it (its change event).
+const TAB: char = '\u{E004}';
+
+/// On the network, from Settings: refused without a token (said in the
+/// window), then the token typed in Settings (kept in the keyring) opens
+/// it there, with the warning shown; a client without the token gets 401,
+/// one with it is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_put_the_gateway_on_the_network_behind_a_token() {
+    let (keyring, app) = support::app_with_keyring("gateway_token").await;
+    let http = reqwest::Client::new();
+    app.click("#settings-button").await;
+    app.wait_text("#settings-gateway-status", "listening", |t| {
+        t.starts_with("Listening")
+    })
+    .await;
+    let port = free_port();
+    let lan = format!("0.0.0.0:{port}");
+    app.fill("#settings-gateway-address", &format!("{lan}{TAB}"))
+        .await;
+    let refusal = app
+        .wait_text("#action-error", "the refusal", |t| t.contains("token"))
+        .await;
+    println!("gateway: on the network without a token: {refusal}");
+    app.wait_text("#settings-gateway-warning", "the warning", |t| {
+        t.contains("on the network")
+    })
+    .await;
+
+    let token = "lan-token-0123456789abcdef";
+    app.fill("#settings-gateway-token", &format!("short{TAB}"))
+        .await;
+    let short = app
+        .wait_text("#action-error", "the short token refused", |t| {
+            t.contains("16")
+        })
+        .await;
+    println!("gateway: a short token: {short}");
+    app.fill("#settings-gateway-token", &format!("{token}{TAB}"))
+        .await;
+    // Kept: the field says a token is set.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app
+        .attr("#settings-gateway-token", "placeholder")
+        .await
+        .is_some_and(|p| p.starts_with("set"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token was never kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.fill("#settings-gateway-address", &format!("{lan}{TAB}"))
+        .await;
+    app.wait_text(
+        "#settings-gateway-status",
+        "listening on the network",
+        |t| t.contains(&lan),
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{port}/prompt");
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"exec_info": {"queue_remaining": 0}})
+    );
+    // In the keyring, not in the settings file.
+    assert_eq!(keyring.lookup("gateway/token").as_deref(), Some(token));
+    let settings = std::fs::read_to_string(app.config_dir.path().join("settings.json")).unwrap();
+    assert!(!settings.contains(token), "{settings}");
+    println!("gateway: on {lan} with a token from Settings: 401 without it, 200 with it; the token is in the keyring only");
+    app.finish().await;
+}

@@ -122,3 +122,62 @@ async fn serve_runs_headless_answers_as_comfyui_and_stops_on_sigterm() {
         "the gateway is closed"
     );
 }
+
+/// `serve` on a network address: refused without a token, with the
+/// variable to set named; with `STORYCORE_GATEWAY_TOKEN` (sent as
+/// `STORYCORE_GATEWAY_AUTH` says) it serves only requests that carry it.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_on_the_network_needs_a_token() {
+    let config = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let serve = |token: Option<&str>| {
+        let mut cmd = Command::new(app_bin());
+        cmd.args(["serve", "--gateway", &format!("0.0.0.0:{port}")])
+            .env("STORYCORE_CONFIG_DIR", config.path())
+            .env("STORYCORE_DATA_DIR", config.path().join("data"))
+            .env_remove("DISPLAY")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("STORYCORE_GATEWAY_TOKEN")
+            .env("STORYCORE_GATEWAY_AUTH", "basic")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("STORYCORE_GATEWAY_TOKEN", t);
+        }
+        cmd
+    };
+    // It refuses before it starts anything.
+    let out = serve(None).output().expect("the app binary");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("STORYCORE_GATEWAY_TOKEN"), "{said}");
+    println!("serve: on 0.0.0.0 without a token: exit {}", out.status);
+
+    let token = "fleet:0123456789abcdef";
+    let mut running = Group::spawn(&mut serve(Some(token))).expect("the app binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let refused = wait_until("the gateway on the network", async || {
+        http.get(format!("{base}/queue")).send().await.ok()
+    })
+    .await;
+    assert_eq!(refused.status(), 401);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"),
+        "a browser asks its user"
+    );
+    let (user, password) = token.split_once(':').unwrap();
+    let r = http
+        .get(format!("{base}/queue"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    unsafe { libc::kill(running.pid(), libc::SIGTERM) };
+    let status = wait_until("serve to exit", async || running.0.try_wait().unwrap()).await;
+    assert!(status.success(), "{status}");
+}

@@ -78,12 +78,42 @@ pub(crate) fn gateway_addr(
     })
 }
 
+/// Where the gateway's token is kept (the OS keyring).
+pub(crate) const GATEWAY_TOKEN_REF: &str = "gateway/token";
+
+/// Who may use the gateway: the token of `STORYCORE_GATEWAY_TOKEN` when
+/// set, else the one set in Settings (read from the keyring), else anyone
+/// on this machine. Blocks (a keyring read) when a token is set.
+pub(crate) fn gateway_access(
+    s: &storycore_types::AppSettings,
+    env: &EnvSettings,
+    config_dir: &std::path::Path,
+) -> Result<storycore_core::gateway::Access, String> {
+    use storycore_core::gateway::Access;
+    if let Some(a) = &env.gateway_access {
+        return Ok(a.clone());
+    }
+    let Some(reference) = &s.gateway.token_ref else {
+        return Ok(Access::open());
+    };
+    let auth =
+        storycore_types::KeyAuth::parse(s.gateway.token_auth.as_deref().unwrap_or("bearer"))?;
+    let token = storycore_core::secrets::Vault::new(config_dir)
+        .load(reference)
+        .map_err(|e| format!("the gateway's token could not be read: {e}"))?
+        .ok_or_else(|| {
+            "the gateway's token is no longer in the keyring: set it again in Settings".to_string()
+        })?;
+    Access::token(&token, auth)
+}
+
 /// Stops the gateway that runs, if any, and starts one on `addr`.
 pub(crate) async fn apply_gateway(
     slot: &GatewaySlot,
     queue: JobQueue,
     manager: InstanceManager,
     addr: Option<std::net::SocketAddr>,
+    access: storycore_core::gateway::Access,
 ) -> Result<Option<std::net::SocketAddr>, String> {
     let mut running = slot.0.lock().await;
     if let Some(old) = running.take() {
@@ -93,7 +123,7 @@ pub(crate) async fn apply_gateway(
         tracing::info!("the gateway is off");
         return Ok(None);
     };
-    let gw = storycore_core::gateway::Gateway::start(queue, manager, addr)
+    let gw = storycore_core::gateway::Gateway::start_with(queue, manager, addr, access)
         .await
         .map_err(|e| e.to_string())?;
     let at = gw.addr();
@@ -196,6 +226,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             app_settings::get_settings,
             app_settings::set_settings,
             app_settings::gateway_status,
+            app_settings::set_gateway_token,
             tray::tray_menu,
             commands::jobs::list_jobs,
             commands::jobs::instance_workflow_history,
@@ -244,13 +275,16 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             let q = queue.clone();
             manager.set_load_source(std::sync::Arc::new(move || q.in_flight()));
             // The gateway: a failure to listen is said, not fatal.
-            let wanted = gateway_addr(&app.state::<SettingsStore>().get(), &settings);
+            let now = app.state::<SettingsStore>().get();
+            let wanted = gateway_addr(&now, &settings)
+                .and_then(|addr| Ok((addr, gateway_access(&now, &settings, &config_dir)?)));
             let started = match wanted {
-                Ok(addr) => tauri::async_runtime::block_on(apply_gateway(
+                Ok((addr, access)) => tauri::async_runtime::block_on(apply_gateway(
                     &app.state::<GatewaySlot>(),
                     queue.clone(),
                     manager.clone(),
                     addr,
+                    access,
                 )),
                 Err(e) => Err(e),
             };

@@ -75,8 +75,16 @@ pub struct AppSettings {
 #[serde(rename_all = "camelCase", default)]
 pub struct GatewaySettings {
     pub enabled: bool,
-    /// `127.0.0.1:8288` by default; loopback addresses only (for now).
+    /// `127.0.0.1:8288` by default. An address on the network needs a token.
     pub address: String,
+    /// How clients send the token: `bearer` (default), `basic` (a
+    /// `user:password` token; browsers ask for it) or `header:<Name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_auth: Option<String>,
+    /// Where the token is kept (the OS keyring); set by the app when a token
+    /// is set, never the token itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ref: Option<String>,
 }
 
 pub const DEFAULT_GATEWAY_ADDRESS: &str = "127.0.0.1:8288";
@@ -86,6 +94,8 @@ impl Default for GatewaySettings {
         Self {
             enabled: true,
             address: DEFAULT_GATEWAY_ADDRESS.to_string(),
+            token_auth: None,
+            token_ref: None,
         }
     }
 }

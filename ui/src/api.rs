@@ -356,6 +356,11 @@ pub async fn open_fleet_comfyui() -> Result<String, ApiError> {
     call("open_fleet_comfyui", &NoArgs {}).await
 }
 
+/// Sets (`Some`) or removes (`None`) the token a gateway on the network needs.
+pub async fn set_gateway_token(token: Option<String>) -> Result<(), ApiError> {
+    call("set_gateway_token", &json!({ "token": token })).await
+}
+
 /// Where the gateway listens now, if it does.
 pub async fn gateway_status() -> Result<Option<String>, ApiError> {
     call("gateway_status", &NoArgs {}).await

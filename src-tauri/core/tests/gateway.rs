@@ -386,3 +386,71 @@ async fn wait_until_idle(http: &reqwest::Client, base: &str) -> u64 {
     }
     panic!("the gateway's queue never emptied");
 }
+
+/// On the network the gateway needs a token: without one it does not
+/// start there; with one, a request (HTTP or `/ws`) without it gets 401,
+/// and one with it is served. Bodies over ComfyUI's upload limit get 413.
+#[tokio::test]
+async fn on_the_network_the_gateway_needs_its_token() {
+    use storycore_core::gateway::Access;
+    use storycore_types::KeyAuth;
+    let s = StandIn::start();
+    let fleet = Fleet::open(vec![attached("gpu0", s.port(), 1)], fast_options()).await;
+    fleet.start("gpu0").await;
+    let anywhere: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let refused = Gateway::start(fleet.queue.clone(), fleet.manager.clone(), anywhere).await;
+    let e = refused.err().expect("no token, no network").to_string();
+    println!("gateway: without a token: {e}");
+    assert!(e.contains("needs a token"), "{e}");
+
+    let token = "a-token-for-the-lan-0123456789";
+    let access = Access::token(token, KeyAuth::Header("X-API-Key".into())).unwrap();
+    let gw = Gateway::start_with(fleet.queue.clone(), fleet.manager.clone(), anywhere, access)
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", gw.addr().port());
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{base}/queue")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    println!("gateway: without the token: {}", r.text().await.unwrap());
+    let r = http
+        .get(format!("{base}/queue"))
+        .header("X-API-Key", "a-token-for-the-lan-0123456788")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a wrong token");
+    let r = http
+        .get(format!("{base}/system_stats"))
+        .header("X-API-Key", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "forwarded to the instance with the token");
+
+    let ws_url = format!("ws://127.0.0.1:{}/ws?clientId=lan", gw.addr().port());
+    let no = tokio_tungstenite::connect_async(&ws_url).await;
+    assert!(
+        matches!(&no, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "/ws without the token: {no:?}"
+    );
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = ws_url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("X-API-Key", token.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(next(&mut ws).await["data"]["sid"], "lan");
+
+    // Larger than ComfyUI's max_upload_size (100 MiB): refused, not read.
+    let big = vec![b' '; (100 << 20) + 1];
+    let r = http
+        .post(format!("{base}/prompt"))
+        .header("X-API-Key", token)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}

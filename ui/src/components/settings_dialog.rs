@@ -43,6 +43,18 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
         })
     };
     refresh();
+    // A gateway address other programs of the network can reach.
+    let on_network = move || {
+        settings.with(|s| {
+            s.as_ref().is_some_and(|s| {
+                s.gateway
+                    .address
+                    .trim()
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| !a.ip().is_loopback())
+            })
+        })
+    };
     spawn_local(async move {
         match api::get_settings().await {
             Ok(s) => settings.set(Some(s)),
@@ -215,13 +227,55 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                     "Serve the fleet as one ComfyUI server"
                 </label>
                 <label class="field">
-                    <span>"Address (this machine only)"</span>
+                    <span>"Address"</span>
                     <input id="settings-gateway-address"
                         prop:value=move || settings.with(|s| s.as_ref().map(|s| s.gateway.address.clone()).unwrap_or_default())
                         on:change=move |ev| {
                             let v = event_target_value(&ev);
                             let Some(mut s) = settings.get_untracked() else { return };
                             s.gateway.address = v.trim().to_string();
+                            settings.set(Some(s.clone()));
+                            run_action(fleet, async move {
+                                let r = api::set_settings(&s).await;
+                                refresh();
+                                r
+                            });
+                        }/>
+                </label>
+                <Show when=on_network>
+                    <p class="gateway-warning" id="settings-gateway-warning">
+                        "This address is on the network: whoever reaches it with the token can run prompts on every instance of the fleet and read their outputs. Use a long random token, and a firewall that admits only the machines that need it."
+                    </p>
+                </Show>
+                <label class="field">
+                    <span>"Token (needed on the network; kept in the OS keyring)"</span>
+                    <input id="settings-gateway-token" type="password" autocomplete="new-password"
+                        placeholder=move || if settings.with(|s| s.as_ref().is_some_and(|s| s.gateway.token_ref.is_some())) {
+                            "set: type a new one to replace it, or clear to remove it"
+                        } else {
+                            "none: at least 16 characters"
+                        }
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            let token = (!v.trim().is_empty()).then(|| v.trim().to_string());
+                            run_action(fleet, async move {
+                                let r = api::set_gateway_token(token).await;
+                                if let Ok(s) = api::get_settings().await {
+                                    settings.set(Some(s));
+                                }
+                                refresh();
+                                r
+                            });
+                        }/>
+                </label>
+                <label class="field">
+                    <span>"Clients send the token as"</span>
+                    <input id="settings-gateway-token-auth" placeholder="bearer, basic (user:password) or header:X-API-Key"
+                        prop:value=move || settings.with(|s| s.as_ref().and_then(|s| s.gateway.token_auth.clone()).unwrap_or_default())
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            let Some(mut s) = settings.get_untracked() else { return };
+                            s.gateway.token_auth = (!v.trim().is_empty()).then(|| v.trim().to_string());
                             settings.set(Some(s.clone()));
                             run_action(fleet, async move {
                                 let r = api::set_settings(&s).await;

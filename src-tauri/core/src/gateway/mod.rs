@@ -10,13 +10,18 @@
 //! | `socket.rs` | `/ws`: each client's prompts as ComfyUI's messages |
 //! | `uploads.rs` | `/upload/image`, `/upload/mask`: kept, sent with the prompts that read them |
 //!
-//! Loopback only: another address would expose the fleet to the network,
-//! and needs a token (not built yet), so it is refused.
+//! | `access.rs` | the token a gateway on the network requires |
+//!
+//! Loopback only unless a token is set: another address puts the fleet on
+//! the network.
 
+mod access;
 mod routes;
 mod shapes;
 mod socket;
 mod uploads;
+
+pub use access::{Access, MIN_TOKEN_CHARS};
 
 use crate::dispatch::JobQueue;
 use crate::manager::InstanceManager;
@@ -51,7 +56,7 @@ pub struct Gateway {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("the gateway listens on the loopback address only ({addr} is not one): listening on the network needs a token, which this version does not have")]
+    #[error("{addr} is not a loopback address: a gateway on the network needs a token (set one in Settings, or STORYCORE_GATEWAY_TOKEN for storycore-engine serve), or listen on 127.0.0.1")]
     NotLoopback { addr: SocketAddr },
     #[error("the gateway cannot listen on {addr}: {source} (is another program, or another StoryCore Engine, using the port? choose another address)")]
     Bind {
@@ -61,14 +66,25 @@ pub enum GatewayError {
 }
 
 impl Gateway {
-    /// Listens on `addr` (port 0: any free port) and serves until stopped.
-    /// Must be called within a Tokio runtime.
+    /// Listens on `addr` (port 0: any free port), a loopback address, and
+    /// serves until stopped. Must be called within a Tokio runtime.
     pub async fn start(
         queue: JobQueue,
         manager: InstanceManager,
         addr: SocketAddr,
     ) -> Result<Self, GatewayError> {
-        if !addr.ip().is_loopback() {
+        Self::start_with(queue, manager, addr, Access::open()).await
+    }
+
+    /// [`start`](Self::start), with requests checked by `access`: with a
+    /// token, `addr` may be any address.
+    pub async fn start_with(
+        queue: JobQueue,
+        manager: InstanceManager,
+        addr: SocketAddr,
+        access: Access,
+    ) -> Result<Self, GatewayError> {
+        if !addr.ip().is_loopback() && !access.has_token() {
             return Err(GatewayError::NotLoopback { addr });
         }
         let listener = tokio::net::TcpListener::bind(addr)
@@ -86,7 +102,10 @@ impl Gateway {
             uploads: Arc::new(uploads::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),
             cancel: cancel.clone(),
         });
-        let app = routes::router(state);
+        let app = routes::router(state).layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            access::require_token,
+        ));
         let stop = cancel.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -96,7 +115,11 @@ impl Gateway {
                 tracing::error!("the gateway stopped: {e}");
             }
         });
-        tracing::info!(%addr, "gateway listening");
+        if addr.ip().is_loopback() {
+            tracing::info!(%addr, "gateway listening");
+        } else {
+            tracing::warn!(%addr, "gateway listening on the network: whoever has its token can run prompts on the fleet and read their outputs");
+        }
         Ok(Self {
             addr,
             cancel,

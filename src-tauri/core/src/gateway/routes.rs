@@ -21,8 +21,9 @@ use storycore_types::{GatewayPrompt, JobState, JobTarget};
 
 type St = State<Arc<GatewayState>>;
 
-/// Largest `POST /prompt` body read: API-format workflows are kilobytes.
-const MAX_PROMPT_BODY: usize = 32 << 20;
+/// Largest request body read (a prompt, an upload): ComfyUI's own limit,
+/// its `max_upload_size`; larger is refused with 413.
+pub(crate) const MAX_BODY: usize = 100 << 20;
 /// How long the node classes read from an instance are trusted.
 const CLASSES_FRESH_FOR: Duration = Duration::from_secs(60);
 /// A prompt refused against node classes older than this is checked again
@@ -61,7 +62,7 @@ pub(crate) fn router(state: Arc<GatewayState>) -> Router {
         // its Queue on the fleet.
         .fallback(forward)
         .layer(axum::middleware::from_fn(same_origin))
-        .layer(DefaultBodyLimit::max(MAX_PROMPT_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

@@ -85,7 +85,7 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
                     let first = !heard;
                     heard = true;
                     if first && is_feature_flags(&t) {
-                        let flags = json!({"supports_preview_metadata": true, "max_upload_size": 104_857_600});
+                        let flags = json!({"supports_preview_metadata": true, "max_upload_size": super::routes::MAX_BODY});
                         if socket.send(frame("feature_flags", flags)).await.is_err() {
                             return;
                         }
