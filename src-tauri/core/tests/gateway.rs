@@ -454,3 +454,103 @@ async fn on_the_network_the_gateway_needs_its_token() {
     gw.stop().await;
     fleet.queue.shutdown().await;
 }
+
+/// Frames until `executing` null for `prompt`: the JSON ones by type, and
+/// the binary ones as `(event type, metadata for type 4)`.
+async fn frames_with_binaries(ws: &mut Socket, prompt: &str) -> (Vec<String>, Vec<(u32, Value)>) {
+    use futures_util::StreamExt;
+    let (mut text, mut binary) = (Vec::new(), Vec::new());
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("a frame within 30 s")
+            .expect("the socket open")
+            .unwrap();
+        match m {
+            Message::Text(t) => {
+                let f: Value = serde_json::from_str(&t).unwrap();
+                let done = f["type"] == "executing"
+                    && f["data"]["node"].is_null()
+                    && f["data"]["prompt_id"] == prompt;
+                text.push(f["type"].as_str().unwrap().to_string());
+                if done {
+                    return (text, binary);
+                }
+            }
+            Message::Binary(b) => {
+                let at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+                let meta = match at(0) {
+                    4 => serde_json::from_slice(&b[8..8 + at(4) as usize]).unwrap(),
+                    _ => json!({"image_type": at(4)}),
+                };
+                binary.push((at(0), meta));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An instance's preview images reach the client whose prompt made them:
+/// type 4 with its own prompt id when it announced preview metadata, type
+/// 1 when it did not; another client gets none.
+#[tokio::test]
+async fn preview_images_reach_the_client_whose_prompt_made_them() {
+    use futures_util::SinkExt;
+    let s = StandIn::builder()
+        .env("STANDIN_PREVIEWS", "1")
+        .env("STANDIN_PROGRESS_STEPS", "3")
+        .env("STANDIN_NODE_MS", "150")
+        .start();
+    let g = GatewayFleet::of(vec![s]).await;
+    let mut bystander = open_ws(&g.gw, "bystander").await;
+    next(&mut bystander).await;
+    for (client, announce) in [("krita", true), ("script", false)] {
+        let mut ws = open_ws(&g.gw, client).await;
+        next(&mut ws).await;
+        if announce {
+            ws.send(Message::Text(
+                json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+            assert_eq!(next(&mut ws).await["type"], "feature_flags");
+        }
+        let color = if announce { 11 } else { 12 };
+        let r = post_json(
+            &g.http,
+            &format!("{}/prompt", g.base),
+            &json!({"prompt": workflow(client, color), "client_id": client}),
+        )
+        .await;
+        let prompt = r["prompt_id"].as_str().unwrap().to_string();
+        let (text, binary) = frames_with_binaries(&mut ws, &prompt).await;
+        println!(
+            "gateway: {client} got {} previews of types {:?} beside {text:?}",
+            binary.len(),
+            binary.iter().map(|b| b.0).collect::<Vec<_>>()
+        );
+        assert!(!binary.is_empty(), "{client}: previews");
+        for (kind, meta) in &binary {
+            if announce {
+                assert_eq!(*kind, 4);
+                assert_eq!(meta["prompt_id"], prompt.as_str());
+                assert_eq!(meta["image_type"], "image/png");
+            } else {
+                assert_eq!((*kind, meta["image_type"].as_u64()), (1, Some(2)), "PNG");
+            }
+        }
+    }
+    // The bystander saw the others' status frames only.
+    use futures_util::StreamExt;
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_millis(200), bystander.next()).await
+    {
+        assert!(
+            !m.is_binary(),
+            "no preview to a client that did not cause it"
+        );
+    }
+    g.stop().await;
+}

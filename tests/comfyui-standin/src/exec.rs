@@ -283,11 +283,29 @@ impl Run<'_> {
                         last.2 = json!(steps);
                     }
                     self.progress_state(&progress);
-                    app.send(
-                        "progress",
-                        json!({"value": step, "max": steps, "prompt_id": pid, "node": id}),
-                        self.sid.as_deref(),
-                    );
+                    let progress_frame = || {
+                        app.send(
+                            "progress",
+                            json!({"value": step, "max": steps, "prompt_id": pid, "node": id}),
+                            self.sid.as_deref(),
+                        )
+                    };
+                    match (app.cfg.previews, self.sid.as_deref()) {
+                        (true, Some(sid)) => {
+                            // A 16×16 image whose red channel is the step.
+                            let png = crate::png::solid(16, 16, [step.min(255) as u8, 0, 0], &[]);
+                            let meta = json!({"node_id": id, "prompt_id": pid, "display_node_id": id, "parent_node_id": null, "real_node_id": id});
+                            // Type 4 comes before the step's progress, type 1 after.
+                            if app.announced_preview_metadata(sid) {
+                                app.send_preview(sid, meta, &png);
+                                progress_frame();
+                            } else {
+                                progress_frame();
+                                app.send_preview(sid, meta, &png);
+                            }
+                        }
+                        _ => progress_frame(),
+                    }
                 }
             }
             let inputs = resolve_inputs(node, &values);

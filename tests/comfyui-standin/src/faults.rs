@@ -16,6 +16,8 @@ pub struct Standin {
     pub prompt_ms: u64,
     pub speed: f64,
     pub progress_steps: u32,
+    /// A preview image with every progress step (binary frames).
+    pub previews: bool,
     pub gpus: Vec<Gpu>,
     pub crash_after_prompts: Option<u64>,
     pub crash_after_ms: Option<u64>,
@@ -67,6 +69,10 @@ pub const VARS: &[(&str, &str)] = &[
     (
         "STANDIN_PROGRESS_STEPS",
         "progress frames per executed node (default 0: none)",
+    ),
+    (
+        "STANDIN_PREVIEWS",
+        "1: a preview image (binary frame, type 4 or 1 as ComfyUI sends them) with every progress step",
     ),
     (
         "STANDIN_GPUS",
@@ -266,6 +272,7 @@ impl Standin {
             prompt_ms: int("STANDIN_PROMPT_MS")?.unwrap_or(0),
             speed,
             progress_steps: u32::try_from(progress_steps.min(10_000)).unwrap_or(0),
+            previews: flag("STANDIN_PREVIEWS")?,
             gpus,
             crash_after_prompts,
             crash_after_ms: int("STANDIN_CRASH_AFTER_MS")?,

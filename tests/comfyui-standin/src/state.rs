@@ -92,6 +92,8 @@ impl Dirs {
 struct Client {
     conn: u64,
     tx: mpsc::UnboundedSender<Message>,
+    /// Its first message announced `supports_preview_metadata`.
+    preview_metadata: bool,
 }
 
 pub struct App {
@@ -254,8 +256,50 @@ impl App {
                 ));
             }
         }
-        clients.insert(sid.to_string(), Client { conn, tx });
+        clients.insert(
+            sid.to_string(),
+            Client {
+                conn,
+                tx,
+                preview_metadata: false,
+            },
+        );
         conn
+    }
+
+    /// The socket `conn` of `sid` announced `supports_preview_metadata`.
+    pub fn wants_preview_metadata(&self, sid: &str, conn: u64) {
+        if let Some(c) = self.clients().get_mut(sid).filter(|c| c.conn == conn) {
+            c.preview_metadata = true;
+        }
+    }
+
+    pub fn announced_preview_metadata(&self, sid: &str) -> bool {
+        self.clients().get(sid).is_some_and(|c| c.preview_metadata)
+    }
+
+    /// A preview image to `sid`'s socket, as ComfyUI sends it: type 4 with
+    /// `meta` (plus `image_type`) to a socket that announced preview
+    /// metadata, else type 1.
+    pub fn send_preview(&self, sid: &str, mut meta: Value, png: &[u8]) {
+        if self.hung.load(Ordering::Relaxed) {
+            return;
+        }
+        let clients = self.clients();
+        let Some(c) = clients.get(sid) else { return };
+        let mut frame = Vec::with_capacity(png.len() + 256);
+        if c.preview_metadata {
+            meta["image_type"] = json!("image/png");
+            let m = meta.to_string();
+            frame.extend_from_slice(&4u32.to_be_bytes());
+            frame.extend_from_slice(&(m.len() as u32).to_be_bytes());
+            frame.extend_from_slice(m.as_bytes());
+        } else {
+            frame.extend_from_slice(&1u32.to_be_bytes());
+            frame.extend_from_slice(&2u32.to_be_bytes());
+        }
+        frame.extend_from_slice(png);
+        let _ = c.tx.send(Message::Binary(frame.into()));
     }
 
     pub fn unregister(&self, sid: &str, conn: u64) {

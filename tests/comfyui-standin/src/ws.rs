@@ -41,6 +41,9 @@ async fn client(app: Arc<App>, socket: WebSocket, sid: String) {
             Message::Text(t) if std::mem::take(&mut first) => {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
                 if v["type"] == "feature_flags" && v["data"].is_object() {
+                    if v["data"]["supports_preview_metadata"] == json!(true) {
+                        app.wants_preview_metadata(&sid, conn);
+                    }
                     let reply = json!({"type": "feature_flags", "data": crate::routes::features()});
                     let _ = tx.send(Message::Text(reply.to_string().into()));
                 }

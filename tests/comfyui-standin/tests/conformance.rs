@@ -493,3 +493,68 @@ async fn reconnect_mid_execution_gets_current_node() {
     );
     again.wait_done(&pid).await;
 }
+
+/// With STANDIN_PREVIEWS, each progress step carries a preview image, as
+/// ComfyUI sends them (FACTS section 4): type 4 with its prompt and node
+/// before the step's `progress` to a socket that announced preview
+/// metadata, type 1 after it to one that did not, and none to others.
+#[tokio::test]
+async fn previews_as_comfyui_sends_them() {
+    use futures_util::SinkExt;
+    let s = Server::with_env(vec![
+        ("STANDIN_PREVIEWS", "1"),
+        ("STANDIN_PROGRESS_STEPS", "2"),
+    ])
+    .await;
+    let mut meta = s.ws(Some("meta")).await;
+    meta.stream
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    meta.wait_count(2).await;
+    let mut plain = s.ws(Some("plain")).await;
+    let mut other = s.ws(Some("bystander")).await;
+    let prompt = read_json("workflows/01_empty_save/request.json")["prompt"].clone();
+    for (ws, client) in [(&mut meta, "meta"), (&mut plain, "plain")] {
+        // Not the same prompt twice: ComfyUI would answer it from its cache.
+        let mut prompt = prompt.clone();
+        prompt["1"]["inputs"]["width"] = json!(if client == "meta" { 64 } else { 65 });
+        let (st, r) = s
+            .post_json("/prompt", &json!({"prompt": prompt, "client_id": client}))
+            .await;
+        assert_eq!(st, 200);
+        let id = r["prompt_id"].as_str().unwrap().to_string();
+        let from = ws.frames.len();
+        ws.wait_done(&id).await;
+        let seq: Vec<String> = ws.frames[from..]
+            .iter()
+            .filter(|f| f["type"] == "binary" || f["type"] == "progress")
+            .map(|f| match f["event"].as_u64() {
+                Some(e) => format!("binary{e}"),
+                None => "progress".into(),
+            })
+            .collect();
+        println!("previews to {client}: {seq:?}");
+        let step = if client == "meta" {
+            ["binary4", "progress"]
+        } else {
+            ["progress", "binary1"]
+        };
+        assert_eq!(seq, step.repeat(seq.len() / 2), "{client}");
+        assert!(!seq.is_empty());
+        if client == "meta" {
+            let b = ws.frames.iter().find(|f| f["type"] == "binary").unwrap();
+            assert_eq!(b["meta"]["prompt_id"], id.as_str());
+            assert_eq!(b["meta"]["image_type"], "image/png");
+        }
+    }
+    other.drain().await;
+    assert!(
+        other.frames.iter().all(|f| f["type"] != "binary"),
+        "none to a bystander"
+    );
+}

@@ -5,7 +5,7 @@
 
 use super::runner;
 use super::shared::Shared;
-use crate::client::{ComfyClient, WsEvent, WsMessage, WsOptions};
+use crate::client::{BinaryFrame, ComfyClient, WsEvent, WsMessage, WsOptions};
 use std::sync::Arc;
 use std::time::Instant;
 use storycore_types::AppEvent;
@@ -52,6 +52,20 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         (id.clone(), is_copy)
     };
+    if let WsMessage::Binary(BinaryFrame::PreviewWithMetadata { metadata, image }) = m {
+        if !copy {
+            let _ = shared.previews.send(super::Preview {
+                job_id,
+                node_id: metadata.node_id,
+                display_node_id: metadata.display_node_id,
+                parent_node_id: metadata.parent_node_id,
+                real_node_id: metadata.real_node_id,
+                image_type: metadata.image_type,
+                image: image.into(),
+            });
+        }
+        return;
+    }
     // Of a copy only the start and the end count (the job shows its
     // attempt's progress).
     if copy {

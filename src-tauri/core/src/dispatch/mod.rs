@@ -141,6 +141,24 @@ impl JobContext {
     }
 }
 
+/// A preview image of a running job (a sampler's latent, a node's
+/// progress picture), as its instance sent it. Not kept: a listener that
+/// falls behind misses some, as with ComfyUI's own.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub job_id: String,
+    pub node_id: Option<String>,
+    pub display_node_id: Option<String>,
+    pub parent_node_id: Option<String>,
+    pub real_node_id: Option<String>,
+    /// `image/png` or `image/jpeg`.
+    pub image_type: String,
+    pub image: Arc<[u8]>,
+}
+
+/// Previews a slow listener may be behind by before it misses some.
+const PREVIEWS_KEPT: usize = 64;
+
 /// What opening the queue found, for the user.
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
@@ -242,6 +260,7 @@ impl JobQueue {
             cancel,
             tasks: TaskTracker::new(),
             logs: Mutex::new(HashMap::new()),
+            previews: tokio::sync::broadcast::channel(PREVIEWS_KEPT).0,
         });
         report
             .notices
@@ -713,6 +732,11 @@ impl JobQueue {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The preview images of running jobs, from now on.
+    pub fn subscribe_previews(&self) -> tokio::sync::broadcast::Receiver<Preview> {
+        self.shared.previews.subscribe()
     }
 
     /// Stops placing and following (jobs in flight stay on disk as they are,

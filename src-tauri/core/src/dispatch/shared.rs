@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub logs: Mutex<HashMap<String, Arc<Mutex<InstanceWorkflowsFile>>>>,
     /// Copies near the end (`options.speculate` at first; Settings change it).
     pub speculate: std::sync::atomic::AtomicBool,
+    /// Preview images of running jobs, as their instances send them.
+    pub previews: tokio::sync::broadcast::Sender<super::Preview>,
 }
 
 pub(crate) struct QueueState {

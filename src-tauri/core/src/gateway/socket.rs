@@ -1,5 +1,6 @@
 //! `/ws?clientId=...`: what ComfyUI sends a client about its prompts, made
-//! from the queue's events. The first frame is `status` with the fleet's
+//! from the queue's events and its instances' preview images (binary
+//! frames, type 4 or 1 as the client asked). The first frame is `status` with the fleet's
 //! `queue_remaining` and the `sid`; then, for each prompt posted with this
 //! client id (also one posted before the socket opened): `execution_start`,
 //! `execution_cached`, `executing`, `progress`, `executed`, and the end
@@ -58,6 +59,10 @@ fn status(remaining: usize, sid: Option<&str>) -> Message {
 async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
     // Subscribe before the first frame: nothing between is missed.
     let mut events = st.manager.subscribe();
+    let mut previews = st.queue.subscribe_previews();
+    // The client's first message announced `supports_preview_metadata`:
+    // its previews come as type 4 (with their prompt and node), else type 1.
+    let mut preview_metadata = false;
     let mut remaining = st.queue.gateway_remaining();
     if socket.send(status(remaining, Some(&sid))).await.is_err() {
         return;
@@ -85,6 +90,7 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
                     let first = !heard;
                     heard = true;
                     if first && is_feature_flags(&t) {
+                        preview_metadata = announces_preview_metadata(&t);
                         let flags = json!({"supports_preview_metadata": true, "max_upload_size": super::routes::MAX_BODY});
                         if socket.send(frame("feature_flags", flags)).await.is_err() {
                             return;
@@ -98,6 +104,18 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
                 }
                 _ => return,
             },
+            p = previews.recv() => {
+                // Previews are not kept: one missed is not sent late.
+                let Ok(p) = p else { continue };
+                let Some(t) = told.get(&p.job_id).filter(|t| !t.ended) else {
+                    continue;
+                };
+                let frame = preview_frame(&p, &t.prompt, preview_metadata);
+                if socket.send(Message::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             e = events.recv() => e,
         };
         let list = match event {
@@ -174,6 +192,36 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
             }
         }
     }
+}
+
+fn announces_preview_metadata(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .is_ok_and(|v| v["data"]["supports_preview_metadata"] == Value::Bool(true))
+}
+
+/// A preview as ComfyUI sends it (big-endian u32s): type 4, the metadata's
+/// length, the metadata (with the client's prompt id), the image; or, to a
+/// client that did not ask for metadata, type 1, the image's type (1 JPEG,
+/// 2 PNG), the image.
+fn preview_frame(p: &crate::dispatch::Preview, prompt: &str, with_metadata: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.image.len() + 256);
+    if with_metadata {
+        let meta = json!({
+            "node_id": p.node_id, "prompt_id": prompt, "display_node_id": p.display_node_id,
+            "parent_node_id": p.parent_node_id, "real_node_id": p.real_node_id,
+            "image_type": p.image_type,
+        })
+        .to_string();
+        out.extend_from_slice(&4u32.to_be_bytes());
+        out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+        out.extend_from_slice(meta.as_bytes());
+    } else {
+        let kind: u32 = if p.image_type == "image/png" { 2 } else { 1 };
+        out.extend_from_slice(&1u32.to_be_bytes());
+        out.extend_from_slice(&kind.to_be_bytes());
+    }
+    out.extend_from_slice(&p.image);
+    out
 }
 
 fn is_feature_flags(text: &str) -> bool {

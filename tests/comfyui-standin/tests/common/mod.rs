@@ -231,6 +231,20 @@ impl Ws {
                 self.frames.push(serde_json::from_str(t.as_str()).unwrap());
                 true
             }
+            // A binary frame, recorded as `{"type": "binary", "event": N,
+            // "meta": <type 4's JSON>, "image": <bytes>}`.
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+                let event = u32_at(0);
+                let (meta, image) = if event == 4 {
+                    let n = u32_at(4) as usize;
+                    (serde_json::from_slice(&b[8..8 + n]).unwrap(), &b[8 + n..])
+                } else {
+                    (Value::Null, &b[8..])
+                };
+                self.frames.push(serde_json::json!({"type": "binary", "event": event, "meta": meta, "image": image.len()}));
+                true
+            }
             Ok(Some(Ok(_))) => true,
             _ => false,
         }
