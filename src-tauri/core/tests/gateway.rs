@@ -292,7 +292,9 @@ async fn queue_interrupt_and_history_control() {
         let r: Value = post_json(
             &http,
             &format!("{base}/prompt"),
-            &json!({"prompt": workflow(&format!("ctl{k}"), 10 + k), "client_id": "ctl"}),
+            // Ids that sort against their order: the history keeps theirs.
+            &json!({"prompt": workflow(&format!("ctl{k}"), 10 + k), "client_id": "ctl",
+                    "prompt_id": format!("ctl-{}", 9 - k)}),
         )
         .await;
         ids.push(r["prompt_id"].as_str().unwrap().to_string());
@@ -363,6 +365,20 @@ async fn queue_interrupt_and_history_control() {
         "gateway: control left {} prompt(s) in the history, {done} queued",
         h.len()
     );
+    let text = http
+        .get(format!("{base}/history"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at: Vec<usize> = ids
+        .iter()
+        .filter_map(|id| text.find(&format!("\"{id}\":")))
+        .collect();
+    assert_eq!(at.len(), h.len());
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "oldest first: {text}");
     // History delete.
     http.post(format!("{base}/history"))
         .json(&json!({"delete": [ids[0]]}))

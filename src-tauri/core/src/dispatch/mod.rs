@@ -597,14 +597,22 @@ impl JobQueue {
             .count()
     }
 
-    /// The gateway's jobs, in submission order, with their workflows.
-    pub fn gateway_jobs(&self) -> Vec<Job> {
+    /// The gateway's jobs in submission order, those `with_workflow` says
+    /// with their workflows (a workflow can be megabytes: only the jobs
+    /// shown are copied whole), the others as summaries.
+    pub fn gateway_jobs(&self, with_workflow: impl Fn(&Job) -> bool) -> Vec<Job> {
         let st = self.shared.lock();
         st.order
             .iter()
             .filter_map(|id| st.jobs.get(id))
             .filter(|e| e.job.gateway.is_some())
-            .map(|e| e.job.clone())
+            .map(|e| {
+                if with_workflow(&e.job) {
+                    e.job.clone()
+                } else {
+                    e.job.summary()
+                }
+            })
             .collect()
     }
 

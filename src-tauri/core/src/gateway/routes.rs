@@ -334,7 +334,7 @@ fn refusal_without_classes(nodes: &Map<String, Value>) -> Option<Response> {
 async fn get_queue(State(st): St) -> Response {
     let mut running = Vec::new();
     let mut pending = Vec::new();
-    for job in st.queue.gateway_jobs() {
+    for job in st.queue.gateway_jobs(|j| !j.state.is_final()) {
         let Some(g) = &job.gateway else { continue };
         match job.state {
             JobState::Dispatched | JobState::Running => running.push(shapes::queue_item(&job, g)),
@@ -366,7 +366,7 @@ fn named(st: &GatewayState, ids: Option<&Value>) -> Vec<storycore_types::Job> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
     st.queue
-        .gateway_jobs()
+        .gateway_jobs(|_| false)
         .into_iter()
         .filter(|j| {
             let p = j
@@ -441,17 +441,37 @@ async fn post_history(State(st): St, body: Bytes) -> Response {
     ok_empty()
 }
 
-/// Finished gateway prompts, oldest first, as `(prompt id, entry)`.
-fn finished(st: &GatewayState) -> Vec<(String, Value)> {
+/// Finished gateway prompts, oldest first, as summaries (no workflow).
+fn finished(st: &GatewayState) -> Vec<storycore_types::Job> {
     st.queue
-        .gateway_jobs()
+        .gateway_jobs(|_| false)
         .into_iter()
         .filter(in_history)
+        .collect()
+}
+
+/// ComfyUI's history object for `jobs`, oldest first as ComfyUI keeps it
+/// (written by hand: a JSON map here would sort the prompt ids). Only
+/// these jobs are read whole (with their workflows).
+fn history_of(st: &GatewayState, jobs: &[storycore_types::Job]) -> Response {
+    let entries: Vec<String> = jobs
+        .iter()
+        .filter_map(|j| st.queue.get(&j.id))
         .filter_map(|j| {
             let g = j.gateway.as_ref()?;
-            Some((g.prompt_id.clone(), shapes::history_entry(&j, g)))
+            Some(format!(
+                "{}:{}",
+                json!(g.prompt_id),
+                shapes::history_entry(&j, g)
+            ))
         })
-        .collect()
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        format!("{{{}}}", entries.join(",")),
+    )
+        .into_response()
 }
 
 /// `?max_items=N`: the newest N; with `offset=K`, N from the K-th oldest.
@@ -462,24 +482,22 @@ async fn get_history(State(st): St, Query(q): Query<HashMap<String, String>>) ->
         (m, o) => (m.and_then(Result::ok), o.and_then(Result::ok)),
     };
     let all = finished(&st);
-    let picked: Vec<(String, Value)> = match (max, offset) {
-        (Some(n), Some(k)) => all.into_iter().skip(k).take(n).collect(),
-        (Some(n), None) => {
-            let skip = all.len().saturating_sub(n);
-            all.into_iter().skip(skip).collect()
-        }
-        (None, Some(k)) => all.into_iter().skip(k).collect(),
-        (None, None) => all,
+    let picked: &[storycore_types::Job] = match (max, offset) {
+        (Some(n), Some(k)) => &all[k.min(all.len())..(k.saturating_add(n)).min(all.len())],
+        (Some(n), None) => &all[all.len().saturating_sub(n)..],
+        (None, Some(k)) => &all[k.min(all.len())..],
+        (None, None) => &all,
     };
-    json_ok(&Value::Object(picked.into_iter().collect()))
+    history_of(&st, picked)
 }
 
 async fn get_history_one(State(st): St, Path(id): Path<String>) -> Response {
-    let entry = finished(&st).into_iter().rev().find(|(p, _)| p == &id);
-    json_ok(&match entry {
-        Some((p, e)) => json!({ p: e }),
-        None => json!({}),
-    })
+    let all = finished(&st);
+    let one = all
+        .iter()
+        .rev()
+        .find(|j| j.gateway.as_ref().is_some_and(|g| g.prompt_id == id));
+    history_of(&st, one.map(std::slice::from_ref).unwrap_or_default())
 }
 
 /// `/view`: a gateway prompt's output, from the app's own copy (it outlives

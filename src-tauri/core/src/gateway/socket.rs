@@ -70,7 +70,7 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
     let mut told: HashMap<String, Told> = HashMap::new();
     let mut heard = false;
     // A prompt of this client already running when it connected.
-    for job in st.queue.gateway_jobs() {
+    for job in st.queue.gateway_jobs(|_| false) {
         if mine(&job, &sid) && job.state == JobState::Running {
             for m in on_job(&job, &mut told).0 {
                 if socket.send(m).await.is_err() {
@@ -125,18 +125,20 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
             // read from the queue, so no end goes untold.
             Err(RecvError::Lagged(_)) => st
                 .queue
-                .gateway_jobs()
+                .gateway_jobs(|_| false)
                 .into_iter()
                 .filter(|j| mine(j, &sid))
-                .map(|j| AppEvent::JobUpdated(Box::new(j.summary())))
+                .map(|j| AppEvent::JobUpdated(Box::new(j)))
                 .collect(),
             Err(RecvError::Closed) => return,
         };
         let mut out = Vec::new();
+        // The fleet's count, read once per batch (a walk over the jobs).
+        let mut counted = None;
         for e in list {
             match e {
                 AppEvent::JobUpdated(job) if job.gateway.is_some() => {
-                    let now = st.queue.gateway_remaining();
+                    let now = *counted.get_or_insert_with(|| st.queue.gateway_remaining());
                     // `ends`: its end was told just now (a prompt taken off
                     // the queue before it started ends silently, as in ComfyUI).
                     let (frames, ends) = if mine(&job, &sid) {
