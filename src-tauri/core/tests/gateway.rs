@@ -40,15 +40,7 @@ async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
     assert_eq!(hello["data"]["sid"], client);
     assert_eq!(hello["data"]["status"]["exec_info"]["queue_remaining"], 0);
     // The client's feature flags, answered with the server's, as ComfyUI does.
-    use futures_util::SinkExt;
-    ws.send(Message::Text(
-        json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    let flags = next(&mut ws).await;
+    let flags = announce_preview_metadata(&mut ws).await;
     assert_eq!(flags["type"], "feature_flags");
     assert_eq!(flags["data"]["max_upload_size"], 104_857_600);
 
@@ -474,15 +466,9 @@ async fn on_the_network_the_gateway_needs_its_token() {
 /// Frames until `executing` null for `prompt`: the JSON ones by type, and
 /// the binary ones as `(event type, metadata for type 4)`.
 async fn frames_with_binaries(ws: &mut Socket, prompt: &str) -> (Vec<String>, Vec<(u32, Value)>) {
-    use futures_util::StreamExt;
     let (mut text, mut binary) = (Vec::new(), Vec::new());
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("the socket open")
-            .unwrap();
-        match m {
+        match next_message(ws).await {
             Message::Text(t) => {
                 let f: Value = serde_json::from_str(&t).unwrap();
                 let done = f["type"] == "executing"
@@ -511,7 +497,6 @@ async fn frames_with_binaries(ws: &mut Socket, prompt: &str) -> (Vec<String>, Ve
 /// 1 when it did not; another client gets none.
 #[tokio::test]
 async fn preview_images_reach_the_client_whose_prompt_made_them() {
-    use futures_util::SinkExt;
     let s = StandIn::builder()
         .env("STANDIN_PREVIEWS", "1")
         .env("STANDIN_PROGRESS_STEPS", "3")
@@ -524,14 +509,10 @@ async fn preview_images_reach_the_client_whose_prompt_made_them() {
         let mut ws = open_ws(&g.gw, client).await;
         next(&mut ws).await;
         if announce {
-            ws.send(Message::Text(
-                json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
-                    .to_string()
-                    .into(),
-            ))
-            .await
-            .unwrap();
-            assert_eq!(next(&mut ws).await["type"], "feature_flags");
+            assert_eq!(
+                announce_preview_metadata(&mut ws).await["type"],
+                "feature_flags"
+            );
         }
         let color = if announce { 11 } else { 12 };
         let r = post_json(

@@ -4,6 +4,7 @@
 //! fleet, and once while the instance running it is killed.
 
 mod dispatch_fleet;
+mod gateway_support;
 mod support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
@@ -11,7 +12,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use storycore_core::gateway::Gateway;
 use storycore_types::JobState;
 use support::standin::StandIn;
 use support::wait_for;
@@ -54,16 +54,6 @@ fn finish(child: std::process::Child) -> Value {
     serde_json::from_str(line.lines().last().unwrap_or_default()).unwrap()
 }
 
-async fn gateway(fleet: &Fleet) -> Gateway {
-    Gateway::start(
-        fleet.queue.clone(),
-        fleet.manager.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pypi_comfyui_client_gets_its_image_through_the_gateway() {
     let a = StandIn::start();
@@ -75,7 +65,7 @@ async fn a_pypi_comfyui_client_gets_its_image_through_the_gateway() {
     .await;
     fleet.start("gpu0").await;
     fleet.start("gpu1").await;
-    let gw = gateway(&fleet).await;
+    let gw = gateway_support::start(&fleet).await;
     let out = tempfile::tempdir().unwrap();
     let client = run_client(&format!("http://{}", gw.addr()), out.path(), "pypi");
     let report = tokio::task::spawn_blocking(move || finish(client))
@@ -96,7 +86,7 @@ async fn the_client_gets_its_image_when_the_instance_running_it_is_killed() {
     let other = StandIn::builder().env("STANDIN_NODE_MS", "300").start();
     let fleet = Fleet::open(vec![attached("doomed", doomed.port(), 1)], fast_options()).await;
     fleet.start("doomed").await;
-    let gw = gateway(&fleet).await;
+    let gw = gateway_support::start(&fleet).await;
     let out = tempfile::tempdir().unwrap();
     let client = run_client(&format!("http://{}", gw.addr()), out.path(), "killed");
     // Its prompt runs on the only instance; another joins; the first dies.

@@ -402,16 +402,7 @@ async fn websocket_routing() {
     assert_eq!(sid.len(), 32);
     assert!(sid.chars().all(|c| c.is_ascii_hexdigit()));
     let mut ff = s.ws(Some("ff-client")).await;
-    use futures_util::SinkExt;
-    ff.stream
-        .send(tokio_tungstenite::tungstenite::Message::Text(
-            json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
-    ff.wait_count(2).await;
+    ff.announce_preview_metadata().await;
     assert_shape(
         "feature_flags",
         &read_jsonl("websocket/feature_flags_handshake.jsonl")[1]["message"],
@@ -500,22 +491,13 @@ async fn reconnect_mid_execution_gets_current_node() {
 /// metadata, type 1 after it to one that did not, and none to others.
 #[tokio::test]
 async fn previews_as_comfyui_sends_them() {
-    use futures_util::SinkExt;
     let s = Server::with_env(vec![
         ("STANDIN_PREVIEWS", "1"),
         ("STANDIN_PROGRESS_STEPS", "2"),
     ])
     .await;
     let mut meta = s.ws(Some("meta")).await;
-    meta.stream
-        .send(tokio_tungstenite::tungstenite::Message::Text(
-            json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
-                .to_string()
-                .into(),
-        ))
-        .await
-        .unwrap();
-    meta.wait_count(2).await;
+    meta.announce_preview_metadata().await;
     let mut plain = s.ws(Some("plain")).await;
     let mut other = s.ws(Some("bystander")).await;
     let prompt = read_json("workflows/01_empty_save/request.json")["prompt"].clone();

@@ -2,7 +2,7 @@ use crate::api;
 use crate::state::{run_action, Fleet};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use storycore_types::{AppSettings, NotificationSettings, PlacementPolicy};
+use storycore_types::{AppSettings, GatewaySettings, NotificationSettings, PlacementPolicy};
 
 type Flag = fn(&mut NotificationSettings) -> &mut bool;
 
@@ -43,6 +43,19 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
         })
     };
     refresh();
+    // One gateway field changed: saved, and where it listens read again.
+    let save_gateway = move |edit: &dyn Fn(&mut GatewaySettings, String), value: String| {
+        let Some(mut s) = settings.get_untracked() else {
+            return;
+        };
+        edit(&mut s.gateway, value);
+        settings.set(Some(s.clone()));
+        run_action(fleet, async move {
+            let r = api::set_settings(&s).await;
+            refresh();
+            r
+        });
+    };
     // A gateway address other programs of the network can reach.
     let on_network = move || {
         settings.with(|s| {
@@ -215,14 +228,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                         prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.gateway.enabled).unwrap_or(true))
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            let Some(mut s) = settings.get_untracked() else { return };
-                            s.gateway.enabled = on;
-                            settings.set(Some(s.clone()));
-                            run_action(fleet, async move {
-                                let r = api::set_settings(&s).await;
-                                refresh();
-                                r
-                            });
+                            save_gateway(&move |g, _| g.enabled = on, String::new());
                         }/>
                     "Serve the fleet as one ComfyUI server"
                 </label>
@@ -230,17 +236,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                     <span>"Address"</span>
                     <input id="settings-gateway-address"
                         prop:value=move || settings.with(|s| s.as_ref().map(|s| s.gateway.address.clone()).unwrap_or_default())
-                        on:change=move |ev| {
-                            let v = event_target_value(&ev);
-                            let Some(mut s) = settings.get_untracked() else { return };
-                            s.gateway.address = v.trim().to_string();
-                            settings.set(Some(s.clone()));
-                            run_action(fleet, async move {
-                                let r = api::set_settings(&s).await;
-                                refresh();
-                                r
-                            });
-                        }/>
+                        on:change=move |ev| save_gateway(&|g, v| g.address = v.trim().to_string(), event_target_value(&ev))/>
                 </label>
                 <Show when=on_network>
                     <p class="gateway-warning" id="settings-gateway-warning">
@@ -272,17 +268,10 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                     <span>"Clients send the token as"</span>
                     <input id="settings-gateway-token-auth" placeholder="bearer, basic (user:password) or header:X-API-Key"
                         prop:value=move || settings.with(|s| s.as_ref().and_then(|s| s.gateway.token_auth.clone()).unwrap_or_default())
-                        on:change=move |ev| {
-                            let v = event_target_value(&ev);
-                            let Some(mut s) = settings.get_untracked() else { return };
-                            s.gateway.token_auth = (!v.trim().is_empty()).then(|| v.trim().to_string());
-                            settings.set(Some(s.clone()));
-                            run_action(fleet, async move {
-                                let r = api::set_settings(&s).await;
-                                refresh();
-                                r
-                            });
-                        }/>
+                        on:change=move |ev| save_gateway(
+                            &|g, v| g.token_auth = (!v.trim().is_empty()).then(|| v.trim().to_string()),
+                            event_target_value(&ev),
+                        )/>
                 </label>
                 <p class="muted" id="settings-gateway-status">{move || match listening.get() {
                     Some(a) => format!("Listening on http://{a}"),

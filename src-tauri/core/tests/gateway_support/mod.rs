@@ -72,20 +72,38 @@ pub fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// The next frame of any kind, within 30 s.
+pub async fn next_message(ws: &mut Socket) -> Message {
+    tokio::time::timeout(Duration::from_secs(30), ws.next())
+        .await
+        .expect("a frame within 30 s")
+        .expect("the socket open")
+        .unwrap()
+}
+
 /// The next JSON frame (binary frames are not expected here).
 pub async fn next(ws: &mut Socket) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("the socket open")
-            .unwrap();
-        match m {
+        match next_message(ws).await {
             Message::Text(t) => return serde_json::from_str(&t).unwrap(),
             Message::Binary(b) => panic!("an unasked-for binary frame of {} bytes", b.len()),
             _ => continue,
         }
     }
+}
+
+/// Says, as the client's first message, that it takes previews with their
+/// metadata (ComfyUI's `feature_flags`); returns the server's answer.
+pub async fn announce_preview_metadata(ws: &mut Socket) -> Value {
+    use futures_util::SinkExt;
+    ws.send(Message::Text(
+        json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    next(ws).await
 }
 
 /// Frames until `executing` with `node: null` for `prompt`, by type.

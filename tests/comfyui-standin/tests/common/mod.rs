@@ -312,6 +312,22 @@ impl Ws {
             .collect()
     }
 
+    /// Says, as the first message, that this client takes previews with
+    /// their metadata (ComfyUI's `feature_flags`), and reads the answer.
+    pub async fn announce_preview_metadata(&mut self) {
+        use futures_util::SinkExt;
+        self.stream
+            .send(Message::Text(
+                serde_json::json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
+        let n = self.frames.len();
+        self.wait_count(n + 1).await;
+    }
+
     /// Frames received so far without waiting further (drains what is buffered).
     pub async fn drain(&mut self) {
         let end = Instant::now() + Duration::from_millis(1);
