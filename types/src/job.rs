@@ -141,6 +141,9 @@ pub struct JobNodeError {
     pub message: String,
     #[serde(default)]
     pub details: String,
+    /// The Python traceback of a node that raised, as ComfyUI gave it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traceback: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

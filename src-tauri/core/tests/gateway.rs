@@ -551,3 +551,62 @@ async fn preview_images_reach_the_client_whose_prompt_made_them() {
     }
     g.stop().await;
 }
+
+/// A node that raises (fixture 10: ImageToMask's alpha of an RGB image):
+/// the client gets ComfyUI's `execution_error` with the node's own
+/// exception, type and traceback, and the history says `error`, as
+/// recorded from ComfyUI.
+#[tokio::test]
+async fn a_node_that_raises_reaches_the_client_as_comfyui_says_it() {
+    let g = GatewayFleet::of(vec![StandIn::start()]).await;
+    let recorded: Vec<Value> = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/comfyui-api/workflows/10_runtime_error_execution_error/ws.jsonl"
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str::<Value>(l).unwrap()["message"].clone())
+    .collect();
+    let want = recorded
+        .iter()
+        .find(|m| m["type"] == "execution_error")
+        .unwrap();
+    let prompt = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "alpha"}},
+        "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "err"}}
+    });
+    let mut ws = open_ws(&g.gw, "raiser").await;
+    next(&mut ws).await;
+    let r = post_json(
+        &g.http,
+        &format!("{}/prompt", g.base),
+        &json!({"prompt": prompt, "client_id": "raiser"}),
+    )
+    .await;
+    let id = r["prompt_id"].as_str().unwrap().to_string();
+    let frames = until_done(&mut ws, &id).await;
+    let err = frames
+        .iter()
+        .find(|f| f["type"] == "execution_error")
+        .unwrap_or_else(|| panic!("an execution_error in {:?}", types(&frames)));
+    println!("gateway: execution_error {}", err["data"]);
+    let d = &err["data"];
+    assert_eq!(d["prompt_id"], id.as_str());
+    for k in ["node_id", "node_type", "exception_type"] {
+        assert_eq!(d[k], want["data"][k], "{k}");
+    }
+    assert_eq!(
+        d["exception_message"].as_str().unwrap().trim(),
+        want["data"]["exception_message"].as_str().unwrap().trim()
+    );
+    assert!(
+        !d["traceback"].as_array().unwrap().is_empty(),
+        "the traceback"
+    );
+    let history = get_json(&g.http, &format!("{}/history/{id}", g.base)).await;
+    assert_eq!(history[&id]["status"]["status_str"], "error");
+    assert_eq!(history[&id]["status"]["completed"], false);
+    g.stop().await;
+}

@@ -147,6 +147,7 @@ pub fn rejection_error(body: &ComfyErrorBody, instance: &str) -> JobError {
                     class_type: e.class_type.clone(),
                     message: d.message.clone(),
                     details: d.details.clone(),
+                    traceback: Vec::new(),
                 })
             })
             .collect(),
@@ -184,6 +185,16 @@ pub fn execution_error(entry: &HistoryEntry, instance: &str) -> JobError {
                     class_type: text("node_type").into(),
                     message: text("exception_message").trim().into(),
                     details: String::new(),
+                    traceback: data
+                        .get("traceback")
+                        .and_then(Value::as_array)
+                        .map(|t| {
+                            t.iter()
+                                .filter_map(Value::as_str)
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }],
             };
         }

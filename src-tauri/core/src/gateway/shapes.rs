@@ -120,9 +120,12 @@ pub fn end_message(job: &Job, g: &GatewayPrompt) -> (&'static str, Value) {
                     "node_id": failed.map(|n| n.node_id.clone()).or(node),
                     "node_type": failed.map(|n| n.class_type.clone()),
                     "executed": executed,
-                    "exception_message": e.map(|e| e.message.clone()).unwrap_or_default(),
+                    // The node's own words when ComfyUI gave them, else why
+                    // the app failed the job.
+                    "exception_message": failed.map(|n| n.message.clone())
+                        .or_else(|| e.map(|e| e.message.clone())).unwrap_or_default(),
                     "exception_type": e.and_then(|e| e.comfy_type.clone()).unwrap_or_else(|| "StoryCoreEngineError".into()),
-                    "traceback": [],
+                    "traceback": failed.map(|n| n.traceback.clone()).unwrap_or_default(),
                     "current_inputs": {},
                     "current_outputs": {},
                     "timestamp": at,
