@@ -9,7 +9,7 @@
 //! their own: [`recover`] (run when the queue opens) renames a pending file
 //! that a crash left behind over its target, since it is always the newer
 //! one; a pending file that does not parse was never acknowledged and is
-//! deleted. So a large group costs one sync, however many records it holds.
+//! deleted. So a group costs one sync, however many records it holds.
 //!
 //! A record is either awaited ([`Writer::put_durable`]: the caller learns when
 //! it is durable, or that it failed) or lazy ([`Writer::put`]): lazy records
@@ -28,9 +28,6 @@ use storycore_types::Job;
 use tokio::sync::oneshot;
 
 const PENDING_MARKER: &str = ".pending-";
-/// Groups of up to this many files are synced file by file (see `sync`).
-#[cfg(target_os = "linux")]
-const EACH_FILE_UP_TO: usize = 4;
 /// How long a lazy record waits for company before it is committed alone.
 pub const LAZY_WAIT: Duration = Duration::from_millis(200);
 /// How soon a failed record is tried again.
@@ -428,17 +425,9 @@ impl Worker {
         }
     }
 
-    /// A small group: each file and each folder, so the wait is for these
-    /// bytes only. A large one: one `syncfs`. `syncfs` also waits for every
-    /// other program's unwritten data on the file system (a build, a
-    /// ComfyUI saving images), which made a one-record group take from
-    /// 0.3 ms to over 10 ms on the same machine.
     #[cfg(target_os = "linux")]
-    fn sync(&self, temps: &[&Path]) -> std::io::Result<()> {
+    fn sync(&self, _temps: &[&Path]) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
-        if temps.len() <= EACH_FILE_UP_TO {
-            return self.sync_each(temps);
-        }
         let dir = std::fs::File::open(&self.root)?;
         self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         // SAFETY: syncfs takes an open descriptor, which `dir` holds.
@@ -448,16 +437,12 @@ impl Worker {
         Ok(())
     }
 
+    /// Elsewhere: each file, then each folder.
     #[cfg(not(target_os = "linux"))]
     fn sync(&self, temps: &[&Path]) -> std::io::Result<()> {
-        self.sync_each(temps)
-    }
-
-    /// Each file's data, then each folder (the pending names).
-    fn sync_each(&self, temps: &[&Path]) -> std::io::Result<()> {
         let mut folders = std::collections::BTreeSet::new();
         for t in temps {
-            std::fs::File::open(t)?.sync_data()?;
+            std::fs::File::open(t)?.sync_all()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = t.parent() {
                 folders.insert(p.to_path_buf());
