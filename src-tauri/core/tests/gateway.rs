@@ -528,7 +528,10 @@ async fn preview_images_reach_the_client_whose_prompt_made_them() {
             binary.len(),
             binary.iter().map(|b| b.0).collect::<Vec<_>>()
         );
-        assert!(!binary.is_empty(), "{client}: previews");
+        // 2 nodes: each its `executing` step and 3 steps, and a preview a step.
+        let progress = text.iter().filter(|t| *t == "progress").count();
+        assert_eq!(progress, 8, "{client}: every progress frame: {text:?}");
+        assert_eq!(binary.len(), 6, "{client}: a preview a step");
         for (kind, meta) in &binary {
             if announce {
                 assert_eq!(*kind, 4);

@@ -9,23 +9,46 @@ use crate::client::{BinaryFrame, ComfyClient, WsEvent, WsMessage, WsOptions};
 use std::sync::Arc;
 use std::time::Instant;
 use storycore_types::AppEvent;
+use tokio::sync::watch;
 
-pub(crate) fn ensure(shared: &Arc<Shared>, instance_id: &str, client: &ComfyClient) {
-    if !shared.lock().followers.insert(instance_id.to_string()) {
-        return;
-    }
+/// Follows the instance's `/ws` (once per instance); answers how its first
+/// connection went: `None` while it is being made, then whether it is open
+/// (as it changes). A prompt sent before the socket is open loses its first
+/// messages (ComfyUI sends to the sockets open at the time), so the runner
+/// waits for the first connection a moment.
+pub(crate) fn ensure(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    client: &ComfyClient,
+) -> watch::Receiver<Option<bool>> {
+    let (tx, connected) = {
+        let mut st = shared.lock();
+        if let Some(c) = st.followers.get(instance_id) {
+            return c.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        st.followers.insert(instance_id.to_string(), rx.clone());
+        (tx, rx)
+    };
     let opts = WsOptions::new(Shared::client_id(instance_id));
     let mut rx = client.open_events(opts, shared.cancel.child_token());
     let shared = shared.clone();
     let instance_id = instance_id.to_string();
     shared.clone().tasks.spawn(async move {
         while let Some(ev) = rx.recv().await {
-            if let WsEvent::Message(m) = ev {
-                on_message(&shared, &instance_id, m);
+            match ev {
+                WsEvent::Message(m) => on_message(&shared, &instance_id, m),
+                WsEvent::Connected => {
+                    tx.send_replace(Some(true));
+                }
+                WsEvent::Disconnected { .. } => {
+                    tx.send_replace(Some(false));
+                }
             }
         }
         shared.lock().followers.remove(&instance_id);
     });
+    connected
 }
 
 fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {

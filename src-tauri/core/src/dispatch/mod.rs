@@ -247,7 +247,7 @@ impl JobQueue {
                 speeds: speed::SpeedBook::new(options.initial_secs_per_unit),
                 planner: placement::Planner::new(options.policy),
                 cooldown: HashMap::new(),
-                followers: HashSet::new(),
+                followers: HashMap::new(),
                 storage_blocked_until: None,
                 orphans,
                 retention: options.retention,

@@ -28,6 +28,9 @@ pub(crate) enum Mode {
 /// history entry lands a moment after the last `/ws` message.
 const QUICK_POLL: Duration = Duration::from_millis(25);
 const QUICK_POLLS: u32 = 40;
+/// How long a prompt waits for its instance's first `/ws` connection
+/// before it is sent all the same.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(2);
 
 /// `durable`: the answer of the write of this attempt's `dispatched` record,
 /// when it was not awaited before: nothing is sent until it says durable.
@@ -126,7 +129,7 @@ async fn run_as(
             return;
         }
     };
-    follower::ensure(&shared, &instance_id, &client);
+    let mut following = follower::ensure(&shared, &instance_id, &client);
 
     if mode == Mode::Submit {
         if let Some(durable) = durable {
@@ -149,6 +152,14 @@ async fn run_as(
             if let Some(e) = st.jobs.get_mut(&job_id) {
                 e.submit_to_post = Some(e.queued_at.elapsed());
             }
+        }
+        // The instance's stream opened first (its first connection only: a
+        // lost one is not waited for), so the prompt's first messages (its
+        // start, its first node's progress) are not sent to no one. Not for
+        // long: the polls below learn the outcome without it.
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::timeout(FOLLOWER_WAIT, following.wait_for(Option::is_some)) => {}
         }
         // The files its prompt reads go first, at every attempt: the
         // instance that runs it may never have seen them.

@@ -48,8 +48,9 @@ pub(crate) struct QueueState {
     pub planner: Planner,
     /// Instances that just failed to answer: no new work until then.
     pub cooldown: HashMap<String, Instant>,
-    /// Instances whose `/ws` stream is followed.
-    pub followers: HashSet<String>,
+    /// Instances whose `/ws` stream is followed, and how its connection
+    /// went (`follower::ensure`).
+    pub followers: HashMap<String, tokio::sync::watch::Receiver<Option<bool>>>,
     /// No job is sent before this: writing a `dispatched` record just failed.
     pub storage_blocked_until: Option<Instant>,
     /// Prompts left on an instance that did not answer when its jobs were
