@@ -144,6 +144,7 @@ impl ClassCache {
         Some(read)
     }
 }
+
 async fn get_prompt(State(st): St) -> Response {
     json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining()}}))
 }
