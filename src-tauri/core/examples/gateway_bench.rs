@@ -11,8 +11,16 @@
 //! Then, per prompt, the time from its POST to `execution_success` on the
 //! client's own `/ws`, direct and through the gateway.
 //!
+//! Last, what the gateway adds to each `/ws` event while a prompt runs: on
+//! a second stand-in that sends 20 progress steps a node, the time from a
+//! progress event on the app's event bus (where the queue's own `/ws`
+//! connection to the instance puts it, the hop a direct client has too) to
+//! the same `progress` frame on the client's socket (the bus's time is when
+//! this benchmark's own listener heard it, no earlier than the event), and
+//! how many of the bus's progress events the client never got.
+//!
 //! The last line is
-//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E prompts=M prompts_per_s=T lost=L`.
+//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E relay_added_median_ms=R relay_lost=X prompts=M prompts_per_s=T lost=L`.
 
 #[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
@@ -181,8 +189,32 @@ async fn main() {
         posted.as_secs_f64(),
         prompts as f64 / took
     );
+
+    // Each /ws event while a prompt runs: from the app's bus to the client.
+    let stepper = standin::StandIn::builder()
+        .env("STANDIN_NODE_MS", "200")
+        .env("STANDIN_PROGRESS_STEPS", "20")
+        .start();
+    let mut c = InstanceConfig::new("gpu1", "GPU 1", stepper.port() as u32);
+    c.host = Some("127.0.0.1".into());
+    manager.create(c).await.unwrap();
+    manager.start("gpu1").await.unwrap();
+    manager.pause("gpu0").await.unwrap();
+    wait_healthy(&manager, "gpu1").await;
+    let (mut relay, mut relay_lost, mut relayed) = (Vec::new(), 0usize, 0usize);
+    for k in 0..arg("--relay-prompts", 10) {
+        let (lat, lost) = relay_one(&http, &via, &manager, &queue, 400_000 + k).await;
+        relayed += lat.len();
+        relay.extend(lat);
+        relay_lost += lost;
+    }
+    let rm = quantile(&mut relay, 0.5);
     println!(
-        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} event_added_median_ms={:.3} prompts={prompts} prompts_per_s={:.0} lost={lost}",
+        "/ws progress, bus -> client  median {rm:.3} ms p95 {:.3} ms over {relayed} events; lost {relay_lost}",
+        quantile(&mut relay, 0.95)
+    );
+    println!(
+        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} event_added_median_ms={:.3} relay_added_median_ms={rm:.3} relay_lost={relay_lost} prompts={prompts} prompts_per_s={:.0} lost={lost}",
         gq - dq,
         gp - dp,
         ge - de,
@@ -191,6 +223,113 @@ async fn main() {
     gw.stop().await;
     queue.shutdown().await;
     manager.shutdown().await;
+}
+
+async fn wait_healthy(manager: &InstanceManager, id: &str) {
+    while !manager.get(id).is_some_and(|i| {
+        i.status == InstanceStatus::Running && i.health.status == HealthStatus::Healthy
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One prompt through the gateway: for each progress event of its job on
+/// the app's bus, the milliseconds until the client's socket had the same
+/// `progress` frame; and how many it never had.
+async fn relay_one(
+    http: &reqwest::Client,
+    base: &str,
+    manager: &InstanceManager,
+    queue: &JobQueue,
+    k: usize,
+) -> (Vec<f64>, usize) {
+    use futures_util::StreamExt;
+    use std::sync::{Arc, Mutex};
+    use storycore_types::AppEvent;
+    // (when heard, job, node, value) of each progress event on the bus.
+    type Heard = Vec<(Instant, String, String, f64)>;
+    let on_bus: Arc<Mutex<Heard>> = Arc::default();
+    let mut events = manager.subscribe();
+    let seen = on_bus.clone();
+    let listener = tokio::spawn(async move {
+        loop {
+            let list = match events.recv().await {
+                Ok(AppEvent::Batch(list)) => list,
+                Ok(e) => vec![e],
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            for e in list {
+                if let AppEvent::JobProgress {
+                    job_id,
+                    node,
+                    value,
+                    ..
+                } = e
+                {
+                    let at = Instant::now();
+                    let node = node.unwrap_or_default();
+                    seen.lock().unwrap().push((at, job_id, node, value));
+                }
+            }
+        }
+    });
+    let client = format!("relay-{k}");
+    let ws_url = format!("{}/ws?clientId={client}", base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let r: Value = http
+        .post(format!("{base}/prompt"))
+        .json(&json!({"prompt": workflow(k), "client_id": client}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prompt = r["prompt_id"].as_str().unwrap().to_string();
+    let mut on_client: Vec<(Instant, String, f64)> = Vec::new();
+    while let Some(Ok(m)) = ws.next().await {
+        let tokio_tungstenite::tungstenite::Message::Text(text) = m else {
+            continue;
+        };
+        let at = Instant::now();
+        let f: Value = serde_json::from_str(&text).unwrap();
+        if f["type"] == "progress" {
+            let node = f["data"]["node"].as_str().unwrap_or_default().to_string();
+            on_client.push((at, node, f["data"]["value"].as_f64().unwrap_or(-1.0)));
+        }
+        if f["type"] == "executing" && f["data"]["node"].is_null() {
+            break;
+        }
+    }
+    listener.abort();
+    let job = queue
+        .list()
+        .into_iter()
+        .find(|j| j.gateway.as_ref().is_some_and(|g| g.prompt_id == prompt))
+        .expect("the prompt's job");
+    let bus = on_bus.lock().unwrap();
+    let (mut lat, mut lost) = (Vec::new(), 0);
+    for (t, _, node, value) in bus.iter().filter(|e| e.1 == job.id) {
+        match on_client.iter().find(|c| &c.1 == node && c.2 == *value) {
+            // Before the bench's own listener woke (it is no earlier than
+            // the event): counted as no time.
+            Some(c) => lat.push(ms(c.0.saturating_duration_since(*t))),
+            None => {
+                lost += 1;
+                if std::env::var_os("GATEWAY_BENCH_DEBUG").is_some() {
+                    eprintln!(
+                        "relay: not on the client: node {node} value {value}; client had {:?}",
+                        on_client
+                            .iter()
+                            .map(|c| (c.1.as_str(), c.2))
+                            .collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
+    }
+    (lat, lost)
 }
 
 /// Milliseconds from posting one prompt to its `execution_success` on the
