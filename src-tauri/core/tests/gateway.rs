@@ -19,22 +19,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
-    let a = StandIn::start();
-    let b = StandIn::start();
-    let fleet = Fleet::open(
-        vec![attached("gpu0", a.port(), 1), attached("gpu1", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("gpu0").await;
-    fleet.start("gpu1").await;
-    let gw = start(&fleet).await;
-    let base = format!("http://{}", gw.addr());
-    let http = reqwest::Client::new();
+    let g = GatewayFleet::of(vec![StandIn::start(), StandIn::start()]).await;
+    let (gw, base, http) = (&g.gw, g.base.clone(), g.http.clone());
 
     // Client ids in the wild are not always UUIDs.
     let client = "my bot #1";
-    let mut ws = open_ws(&gw, client).await;
+    let mut ws = open_ws(gw, client).await;
     let hello = next(&mut ws).await;
     assert_eq!(hello["type"], "status");
     assert_eq!(hello["data"]["sid"], client);
@@ -103,8 +93,7 @@ async fn a_comfyui_client_runs_a_prompt_through_the_gateway() {
     assert_eq!(p, json!({"exec_info": {"queue_remaining": 0}}));
     let all: Value = get_json(&http, &format!("{base}/history?max_items=5")).await;
     assert_eq!(all.as_object().unwrap().len(), 1);
-    gw.stop().await;
-    fleet.queue.shutdown().await;
+    g.stop().await;
 }
 
 #[tokio::test]

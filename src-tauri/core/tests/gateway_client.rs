@@ -56,18 +56,9 @@ fn finish(child: std::process::Child) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pypi_comfyui_client_gets_its_image_through_the_gateway() {
-    let a = StandIn::start();
-    let b = StandIn::start();
-    let fleet = Fleet::open(
-        vec![attached("gpu0", a.port(), 1), attached("gpu1", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("gpu0").await;
-    fleet.start("gpu1").await;
-    let gw = gateway_support::start(&fleet).await;
+    let g = gateway_support::GatewayFleet::of(vec![StandIn::start(), StandIn::start()]).await;
     let out = tempfile::tempdir().unwrap();
-    let client = run_client(&format!("http://{}", gw.addr()), out.path(), "pypi");
+    let client = run_client(&g.base, out.path(), "pypi");
     let report = tokio::task::spawn_blocking(move || finish(client))
         .await
         .unwrap();
@@ -76,8 +67,7 @@ async fn a_pypi_comfyui_client_gets_its_image_through_the_gateway() {
     let images = report["images"].as_object().unwrap();
     assert_eq!(images.len(), 1, "{report}");
     assert!(images.keys().next().unwrap().starts_with("pypi_"));
-    gw.stop().await;
-    fleet.queue.shutdown().await;
+    g.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
