@@ -660,6 +660,11 @@ impl JobQueue {
         self.shared.lock().jobs.get(id).map(|e| e.job.clone())
     }
 
+    /// The job without its workflow (which can be megabytes).
+    pub fn summary(&self, id: &str) -> Option<Job> {
+        self.shared.lock().jobs.get(id).map(|e| e.job.summary())
+    }
+
     /// Time from the job's submission (or its last requeue) to the moment its
     /// `POST /prompt` was sent: the app's dispatch overhead, when the fleet had room.
     pub fn submit_to_post(&self, id: &str) -> Option<Duration> {

@@ -263,7 +263,7 @@ pub(crate) fn held_file(
     name: &str,
 ) -> Option<PathBuf> {
     if let Some((job_id, original)) = shapes::split_subfolder(subfolder) {
-        let job = st.queue.get(job_id).filter(|j| j.gateway.is_some())?;
+        let job = st.queue.summary(job_id).filter(|j| j.gateway.is_some())?;
         let output = job
             .outputs
             .iter()
