@@ -15,7 +15,7 @@ use comfyui_rules::Outcome;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{GatewayPrompt, JobState, JobTarget};
 
@@ -127,20 +127,22 @@ async fn forward(State(st): St, req: Request) -> Response {
 /// prompt is refused with an older copy (a node installed since, a file
 /// added to an input folder).
 #[derive(Default)]
-pub(crate) struct ClassCache(Mutex<Option<(Instant, Arc<Value>)>>);
+pub(crate) struct ClassCache(tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>);
 
 impl ClassCache {
     /// The node classes and when they were read; `None` without a healthy
-    /// instance to ask.
+    /// instance to ask. Held while they are read again, so prompts that
+    /// come meanwhile wait for that one read instead of each making one.
     async fn get(&self, st: &GatewayState, max_age: Duration) -> Option<(Instant, Arc<Value>)> {
-        if let Some((at, c)) = &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+        let mut cached = self.0.lock().await;
+        if let Some((at, c)) = &*cached {
             if at.elapsed() < max_age {
                 return Some((*at, c.clone()));
             }
         }
         let info = instance_client(st)?.object_info().await.ok()?;
         let read = (Instant::now(), Arc::new(Value::Object(info)));
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.clone());
+        *cached = Some(read.clone());
         Some(read)
     }
 }
