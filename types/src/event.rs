@@ -42,6 +42,11 @@ pub enum AppEvent {
     JobRemoved {
         id: String,
     },
+    /// A pool was created, changed, or decided something (size, target, why).
+    PoolUpdated(Box<crate::PoolView>),
+    PoolRemoved {
+        id: String,
+    },
     /// New lines of a local instance's ComfyUI log (batched, a few per second).
     LogLines(LogLines),
     /// Everything at once, sent when events were skipped (the UI fell
@@ -62,6 +67,9 @@ pub struct Snapshot {
     pub active: Option<String>,
     /// Every job, in submission order, without workflows.
     pub jobs: Vec<Job>,
+    /// The pools, with their members' ids.
+    #[serde(default)]
+    pub pools: Vec<crate::PoolView>,
 }
 
 /// Numbered lines of one instance's log. `session` changes when the process

@@ -109,6 +109,9 @@ pub struct InstanceConfig {
     /// file; the launch reads it from the keyring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env_vars: Option<BTreeMap<String, String>>,
+    /// The pool that made this instance: the pool starts and stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<String>,
 }
 
 /// How an API key travels, parsed from [`InstanceConfig::api_key_auth`].
@@ -173,6 +176,7 @@ impl InstanceConfig {
             api_key_auth: None,
             ca_file: None,
             secret_env_vars: None,
+            pool_id: None,
         }
     }
     /// How the key is sent; `bearer` when unset or unreadable (validation

@@ -9,6 +9,7 @@ pub mod health;
 pub mod import;
 pub mod instance;
 pub mod job;
+pub mod pool;
 pub mod project;
 pub mod settings;
 
@@ -29,6 +30,9 @@ pub use job::{
     GatewayPrompt, InputFile, Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress,
     JobState, JobTarget, ParameterMark, ParameterType, TemplateDraft, TemplateParameter,
     WorkflowExecution, WorkflowFile, WorkflowInput, WorkflowTemplate,
+};
+pub use pool::{
+    PoolAction, PoolConfig, PoolDecision, PoolSizePoint, PoolView, PoolsFile, POOLS_FILE_VERSION,
 };
 pub use project::{
     InstanceDefaults, Project, ProjectDraft, ProjectList, ProjectsFile, PROJECTS_FILE_VERSION,

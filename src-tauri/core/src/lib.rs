@@ -10,6 +10,7 @@
 //! | `dispatch` | the durable job queue: placement, failover, progress, outputs, templates |
 //! | `manager` | the registry of instances, the lifecycle, the public API |
 //! | `supervisor` | one local ComfyUI process: launch spec, isolation, logs, stop, restart |
+//! | `pool` | pools: members started when work waits, stopped when idle, within memory |
 //! | `telemetry` | GPUs (NVML) and process trees (sysinfo): CPU, RAM, VRAM |
 //! | `secrets` | API keys in the OS keyring (or, by choice, a 0600 file) |
 //! | `privacy` | files 0600 and folders 0700; the umask ComfyUI gets back |
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod health;
 pub mod manager;
 pub mod model;
+pub mod pool;
 pub mod privacy;
 pub mod projects;
 pub mod secrets;

@@ -178,6 +178,14 @@ impl Run<'_> {
             json!({"prompt_id": pid, "timestamp": now_ms()}),
             false,
         );
+        if let Some(f) = &app.cfg.oom_file {
+            // Removing it is the claim: of several stand-ins, one dies.
+            if std::fs::remove_file(f).is_ok() {
+                eprintln!("!!! Exception during processing !!! CUDA out of memory. Tried to allocate 2.00 GiB.");
+                eprintln!("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.55 GiB of which 1.12 GiB is free.");
+                std::process::exit(1);
+            }
+        }
         if app.cfg.crash_after_prompts == Some(nth) {
             faults::crash(&app.cfg, &format!("STANDIN_CRASH_AFTER_PROMPTS={nth}"));
         }

@@ -32,6 +32,9 @@ pub struct Standin {
     pub never_ready: bool,
     /// Read at each `GET /system_stats`: faults a test switches at run time.
     pub control_file: Option<std::path::PathBuf>,
+    /// Taken (removed) by the first prompt that starts while it exists,
+    /// which then dies out of GPU memory, as PyTorch says it.
+    pub oom_file: Option<std::path::PathBuf>,
     /// Like a reverse proxy in front of ComfyUI: every request (HTTP and
     /// `/ws`) without this key is answered 401.
     pub api_key: Option<String>,
@@ -85,6 +88,10 @@ pub const VARS: &[(&str, &str)] = &[
     (
         "STANDIN_CRASH_AFTER_MS",
         "crash T ms after the port is bound",
+    ),
+    (
+        "STANDIN_OOM_FILE",
+        "when this file exists as a prompt starts, remove it and die out of CUDA memory (one of several stand-ins takes it)",
     ),
     (
         "STANDIN_CRASH_EXIT_CODE",
@@ -286,6 +293,7 @@ impl Standin {
             system_stats_500: flag("STANDIN_SYSTEM_STATS_500")?,
             never_ready: flag("STANDIN_NEVER_READY")?,
             control_file: get("STANDIN_CONTROL_FILE").map(Into::into),
+            oom_file: get("STANDIN_OOM_FILE").map(Into::into),
             api_key: get("STANDIN_API_KEY"),
             api_key_auth,
             tls,

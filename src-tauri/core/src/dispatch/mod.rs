@@ -159,6 +159,26 @@ pub struct Preview {
 /// Previews a slow listener may be behind by before it misses some.
 const PREVIEWS_KEPT: usize = 64;
 
+/// A queued job as a pool sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingJob {
+    pub target: JobTarget,
+    /// The instances its template is pinned to (empty: any).
+    pub pins: Vec<String>,
+    /// Its expected seconds on a typical instance of the fleet.
+    pub secs: f64,
+}
+
+/// See [`JobQueue::outlook`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outlook {
+    /// Queued jobs, in no order.
+    pub waiting: Vec<WaitingJob>,
+    /// Per instance: prompts of this app sent there and not finished
+    /// (attempts and copies), and their expected seconds left.
+    pub in_flight: HashMap<String, (u32, f64)>,
+}
+
 /// What opening the queue found, for the user.
 #[derive(Debug, Clone, Default)]
 pub struct Recovered {
@@ -614,6 +634,36 @@ impl JobQueue {
                 }
             })
             .collect()
+    }
+
+    /// What waits and what runs where, as the placement model expects it:
+    /// pools size themselves from it.
+    pub fn outlook(&self) -> Outlook {
+        let st = self.shared.lock();
+        let mut out = Outlook::default();
+        for e in st.jobs.values() {
+            if e.accepted && e.job.state == JobState::Queued {
+                out.waiting.push(WaitingJob {
+                    target: e.job.target.clone(),
+                    pins: e.job.pinned_instances.clone(),
+                    secs: st.speeds.typical_secs(e.work),
+                });
+            }
+            for a in [e.attempt.as_ref(), e.copy.as_ref()].into_iter().flatten() {
+                if a.executed {
+                    continue;
+                }
+                let cost = st.speeds.expected_secs(&a.instance_id, e.work);
+                let left = match a.started {
+                    Some(t) => (cost - t.elapsed().as_secs_f64()).max(cost * 0.05),
+                    None => cost,
+                };
+                let l = out.in_flight.entry(a.instance_id.clone()).or_default();
+                l.0 += 1;
+                l.1 += left;
+            }
+        }
+        out
     }
 
     /// Jobs in flight per instance id.

@@ -108,6 +108,24 @@ impl SpeedBook {
             .unwrap_or(self.initial * work)
     }
 
+    /// Expected seconds of a job of `work` on an instance of the fleet
+    /// taken at random: the mean over the measured instances (the initial
+    /// assumption before any measure). Pools size themselves with it.
+    pub fn typical_secs(&self, work: f64) -> f64 {
+        if self.fits.is_empty() {
+            return self.initial * work;
+        }
+        let total: f64 = self
+            .fits
+            .values()
+            .map(|f| {
+                let (a, b) = f.params();
+                a + b * work
+            })
+            .sum();
+        total / self.fits.len() as f64
+    }
+
     /// Seconds per unit of work (the slope), or the assumption if unmeasured.
     pub fn secs_per_unit(&self, instance: &str) -> f64 {
         match self.params(instance) {

@@ -233,6 +233,15 @@ impl InstanceManager {
         }
     }
 
+    /// How many times the instance's process ended on its own in this run,
+    /// and what the last end looked like it was about.
+    pub fn exits(&self, id: &str) -> (u64, Option<ExitCause>) {
+        self.lock()
+            .get(id)
+            .map(|e| e.exits.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the process of a local instance lives: `None` for an instance
     /// the app does not run (attached), `Some(false)` once it has ended.
     pub fn process_alive(&self, id: &str) -> Option<bool> {
@@ -486,6 +495,9 @@ async fn follow_process(
                     .chain(tail)
                     .collect::<Vec<_>>()
                     .join("\n");
+                if let Ok(e) = m.lock().get_mut(&id) {
+                    e.exits = (e.exits.0 + 1, cause.clone());
+                }
                 m.fail(&id, &reason);
                 match cause {
                     Some(ExitCause::StartTimeout { seconds }) => {

@@ -36,6 +36,9 @@ pub(super) struct Entry {
     pub process: Option<Arc<SupervisorHandle>>,
     /// CPU/RAM of the local process tree (keeps state between samples).
     pub sampler: Option<ProcessTreeSampler>,
+    /// How many times its process ended on its own, and why the last time
+    /// (pools read it: a member that ran out of memory lowers their limit).
+    pub exits: (u64, Option<crate::supervisor::ExitCause>),
     running_since: Option<Instant>,
     unhealthy_since: Option<Instant>,
     history: Option<HealthHistory>,
@@ -66,6 +69,7 @@ impl Entry {
             monitor: None,
             process: None,
             sampler: None,
+            exits: (0, None),
             running_since: None,
             unhealthy_since: None,
             history: None,

@@ -23,6 +23,7 @@ mod import;
 mod instance_files;
 mod instances;
 mod migration;
+mod pools;
 mod projects;
 mod read;
 mod recovery;
@@ -41,6 +42,7 @@ pub use instances::{
 };
 pub(crate) use migration::config_from_endpoint;
 pub use migration::{LEGACY_FILE_NAME, MIGRATED_FILE_NAME};
+pub use pools::{LoadedPools, PoolStore, POOLS_BACKUP_NAME, POOLS_FILE_NAME};
 pub use projects::{
     LegacyServer, LoadedProjects, ProjectStore, PROJECTS_BACKUP_NAME, PROJECTS_FILE_NAME,
 };
