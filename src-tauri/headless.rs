@@ -122,6 +122,25 @@ async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<()
     for (id, e) in manager.start_auto().await {
         tracing::warn!(%id, "autoStart failed: {e}");
     }
+    // Pools scale here too: a headless box is where bursts arrive.
+    let pools = match storycore_core::pool::Pools::open(
+        &paths.config_dir,
+        manager.clone(),
+        queue.clone(),
+        std::sync::Arc::new(storycore_core::pool::memory::SystemMemory::default()),
+        storycore_core::pool::PoolOptions::default(),
+    ) {
+        Ok((pools, notices)) => {
+            for n in notices {
+                tracing::warn!("{n}");
+            }
+            Some(pools)
+        }
+        Err(e) => {
+            tracing::warn!("pools are off: pools.json could not be read: {e}");
+            None
+        }
+    };
     tracing::info!(
         "serving: a ComfyUI-compatible gateway on http://{} for {} instance(s); SIGTERM or Ctrl+C stops",
         gateway.addr(),
@@ -130,6 +149,9 @@ async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<()
     let signal = wait_for_stop().await;
     tracing::info!("{signal}: stopping");
     gateway.stop().await;
+    if let Some(p) = pools {
+        p.shutdown().await;
+    }
     queue.shutdown().await;
     if settings_store.get().keep_instances_running {
         manager.detach_all().await;

@@ -116,6 +116,10 @@ pub fn snapshot(app: &tauri::AppHandle) -> Snapshot {
             .try_state::<JobQueue>()
             .map(|q| q.summaries())
             .unwrap_or_default(),
+        pools: app
+            .try_state::<storycore_core::pool::Pools>()
+            .map(|p| p.list())
+            .unwrap_or_default(),
     }
 }
 
@@ -161,6 +165,7 @@ mod tests {
                     instances: vec![],
                     active: None,
                     jobs: vec![],
+                    pools: vec![],
                 }))
             },
         )

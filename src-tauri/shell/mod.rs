@@ -242,6 +242,10 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             commands::jobs::create_template,
             commands::jobs::delete_template,
             commands::jobs::set_template_pins,
+            commands::pools::list_pools,
+            commands::pools::create_pool,
+            commands::pools::update_pool,
+            commands::pools::delete_pool,
             commands::projects::list_projects,
             commands::projects::create_project,
             commands::projects::update_project,
@@ -293,6 +297,23 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
                 tracing::warn!("{n}");
                 app.state::<StartupNotices>().add(n);
             }
+            // Pools: members started and stopped by the backlog, within the
+            // memory NVML (or, without GPUs, the system) reports.
+            let (pools, pool_notices) = tauri::async_runtime::block_on(async {
+                storycore_core::pool::Pools::open(
+                    &config_dir,
+                    manager.clone(),
+                    queue.clone(),
+                    std::sync::Arc::new(storycore_core::pool::memory::SystemMemory::default()),
+                    storycore_core::pool::PoolOptions::default(),
+                )
+            })
+            .map_err(|e| format!("cannot open the pools file: {e}"))?;
+            for n in pool_notices {
+                tracing::warn!("{n}");
+                app.state::<StartupNotices>().add(n);
+            }
+            app.manage(pools);
             app.manage(queue);
             heartbeat::spawn(app.handle().clone());
             events::bridge(app.handle().clone(), manager.subscribe());
@@ -324,6 +345,9 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             // histories, before the process ends.
             let m = app.state::<InstanceManager>().inner().clone();
             let q = app.try_state::<JobQueue>().map(|q| q.inner().clone());
+            let pools = app
+                .try_state::<storycore_core::pool::Pools>()
+                .map(|p| p.inner().clone());
             let keep = app.state::<SettingsStore>().get().keep_instances_running;
             let slot = app.try_state::<GatewaySlot>();
             tauri::async_runtime::block_on(async move {
@@ -331,6 +355,11 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
                     if let Some(g) = slot.0.lock().await.take() {
                         g.stop().await;
                     }
+                }
+                // Pools first: no member is started or stopped while the
+                // rest shuts down.
+                if let Some(p) = pools {
+                    p.shutdown().await;
                 }
                 if let Some(q) = q {
                     q.shutdown().await;

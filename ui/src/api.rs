@@ -7,8 +7,8 @@ use storycore_types::import::{ClashPolicy, ExportOutcome, ImportEntry, ImportPre
 use storycore_types::{
     ApiError, AppEvent, AppInfo, ConnectionTest, ErrorCode, HealthHistoryFile, Instance,
     InstanceConfig, InstanceConfigPatch, InstanceHealth, InstancePath, Job, JobTarget, LogLines,
-    Project, ProjectDraft, ProjectList, TemplateDraft, WorkflowExecution, WorkflowFile,
-    WorkflowTemplate, APP_EVENT,
+    PoolConfig, PoolView, Project, ProjectDraft, ProjectList, TemplateDraft, WorkflowExecution,
+    WorkflowFile, WorkflowTemplate, APP_EVENT,
 };
 use wasm_bindgen::prelude::*;
 
@@ -364,6 +364,22 @@ pub async fn set_gateway_token(token: Option<String>) -> Result<(), ApiError> {
 /// Where the gateway listens now, if it does.
 pub async fn gateway_status() -> Result<Option<String>, ApiError> {
     call("gateway_status", &NoArgs {}).await
+}
+
+pub async fn list_pools() -> Result<Vec<PoolView>, ApiError> {
+    call("list_pools", &NoArgs {}).await
+}
+
+pub async fn create_pool(config: &PoolConfig) -> Result<PoolView, ApiError> {
+    call("create_pool", &json!({ "config": config })).await
+}
+
+pub async fn update_pool(config: &PoolConfig) -> Result<PoolView, ApiError> {
+    call("update_pool", &json!({ "config": config })).await
+}
+
+pub async fn delete_pool(id: &str) -> Result<(), ApiError> {
+    call("delete_pool", &json!({ "id": id })).await
 }
 
 pub async fn list_projects() -> Result<ProjectList, ApiError> {

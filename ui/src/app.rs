@@ -2,8 +2,8 @@ use crate::api;
 use crate::components::{
     active_instance_switcher::ShortcutKeys, alert_toasts::AlertToasts,
     confirm_delete_dialog::ConfirmDeleteDialog, instance_editor_dialog::InstanceEditorDialog,
-    instance_panel::InstancePanel, status_line::StatusLine, toolbar::Toolbar,
-    workflows_view::WorkflowsView,
+    instance_panel::InstancePanel, pool_dialog::PoolDialog, status_line::StatusLine,
+    toolbar::Toolbar, workflows_view::WorkflowsView,
 };
 pub use crate::state::BackendState;
 use crate::state::{Fleet, MainView};
@@ -26,6 +26,7 @@ pub fn App() -> impl IntoView {
     // to the list the load then replaces with a newer answer.
     api::on_event(move |ev| route(state, fleet, &ev));
     fleet.reload_projects();
+    fleet.reload_pools();
     spawn_local(async move {
         state
             .info
@@ -61,6 +62,8 @@ pub fn App() -> impl IntoView {
         <Show when=move || fleet.editor.with(Option::is_some)>
             <InstanceEditorDialog/>
         </Show>
+        // Keyed on what it edits, so a second opening starts from that pool.
+        {move || fleet.pool_editor.get().map(|_| view! { <PoolDialog/> })}
         <Show when=move || fleet.confirm_delete.with(Option::is_some)>
             <ConfirmDeleteDialog/>
         </Show>

@@ -83,6 +83,10 @@ pub struct Fleet {
     pub log_lines: RwSignal<Option<LogLines>>,
     /// The projects and the current one.
     pub projects: RwSignal<storycore_types::ProjectList>,
+    /// The pools, each with its members, size, target and decisions.
+    pub pools: RwSignal<Vec<storycore_types::PoolView>>,
+    /// The pool dialog: None closed, Some(None) a new pool, Some(Some(id)) that pool.
+    pub pool_editor: RwSignal<Option<Option<String>>>,
 }
 
 /// Most alerts kept on screen.
@@ -123,7 +127,26 @@ impl Fleet {
             view: RwSignal::new(MainView::Instances),
             log_lines: RwSignal::new(None),
             projects: RwSignal::new(Default::default()),
+            pools: RwSignal::new(Vec::new()),
+            pool_editor: RwSignal::new(None),
         }
+    }
+
+    /// Reads the pools again (at start; events keep them current after).
+    pub fn reload_pools(self) {
+        leptos::task::spawn_local(async move {
+            match crate::api::list_pools().await {
+                Ok(list) => self.pools.set(list),
+                Err(e) => self.error.set(Some(e.message)),
+            }
+        });
+    }
+
+    /// Whether instance `id` is a pool's member (shown in its pool's card).
+    /// Untracked: an instance's pool never changes.
+    pub fn in_pool(&self, id: &str) -> bool {
+        self.entry(id)
+            .is_some_and(|e| e.inst.with_untracked(|i| i.config.pool_id.is_some()))
     }
 
     /// Reads the projects again (after a change, or at start).
@@ -276,6 +299,7 @@ impl Fleet {
                 self.set_all(snap.instances.clone());
                 self.active.set(snap.active.clone());
                 self.jobs.set(snap.jobs.clone());
+                self.pools.set(snap.pools.clone());
                 if let Some(sel) = self.selected.get_untracked() {
                     if !snap.instances.iter().any(|i| i.id == sel) {
                         self.selected.set(None);
@@ -302,6 +326,15 @@ impl Fleet {
                     j.progress.max = *max;
                 }
             }),
+            AppEvent::PoolUpdated(p) => {
+                self.pools.update(
+                    |l| match l.iter_mut().find(|x| x.config.id == p.config.id) {
+                        Some(x) => *x = (**p).clone(),
+                        None => l.push((**p).clone()),
+                    },
+                )
+            }
+            AppEvent::PoolRemoved { id } => self.pools.update(|l| l.retain(|x| &x.config.id != id)),
             AppEvent::LogLines(b) => self.log_lines.set(Some(b.clone())),
             AppEvent::Batch(list) => list.iter().for_each(|e| self.apply(e)),
             AppEvent::Heartbeat(_) | AppEvent::SecondLaunch => {}

@@ -9,6 +9,7 @@ pub mod app;
 pub mod desktop;
 pub mod instances;
 pub mod jobs;
+pub mod pools;
 pub mod projects;
 
 /// Runs file work on Tokio's blocking pool, away from the main thread and the

@@ -13,12 +13,19 @@ pub fn InstanceGrid(filters: Filters) -> impl IntoView {
     let current = Memo::new(move |_| filters.current());
     let visible = Memo::new(move |_| {
         let f = current.get();
+        // Pools' members show in their pool's card.
         if f.is_empty() {
             // Tracks the ids only: no instance's figures matter.
-            return fleet.ids.get();
+            return fleet.ids.with(|ids| {
+                ids.iter()
+                    .filter(|id| !fleet.in_pool(id))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
         }
         fleet.ids.with(|ids| {
             ids.iter()
+                .filter(|id| !fleet.in_pool(id))
                 .filter(|id| fleet.with(id, |i| f.matches(i)).unwrap_or(false))
                 .cloned()
                 .collect::<Vec<_>>()
@@ -30,7 +37,7 @@ pub fn InstanceGrid(filters: Filters) -> impl IntoView {
             <For each=move || visible.get() key=|id| id.clone() children=move |id| {
                 view! { <InstanceCard id=id/> }
             }/>
-            <Show when=move || visible.with(Vec::is_empty)>
+            <Show when=move || visible.with(Vec::is_empty) && !current.get().is_empty()>
                 <div class="empty-state" id="no-match">
                     {move || format!("No instance matches \u{201c}{}\u{201d}.", filters.query.get().trim())}
                 </div>

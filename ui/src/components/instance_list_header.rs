@@ -151,6 +151,10 @@ pub fn InstanceListHeader(filters: Filters) -> impl IntoView {
             {move || importing.get().map(|path| view! {
                 <ImportDialog path=path on_close=Callback::new(move |()| importing.set(None))/>
             })}
+            <button id="add-pool" title="Instances of one ComfyUI folder, started when work waits and stopped when idle"
+                on:click=move |_| fleet.pool_editor.set(Some(None))>
+                "+ Add pool"
+            </button>
             <button class="primary" id="add-instance"
                 on:click=move |_| fleet.editor.set(Some(EditorMode::New))>
                 "+ Add instance"

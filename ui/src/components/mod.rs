@@ -12,6 +12,8 @@ pub mod instance_grid;
 pub mod instance_health_indicator;
 pub mod instance_list_header;
 pub mod instance_panel;
+pub mod pool_card;
+pub mod pool_dialog;
 pub mod project_dialog;
 pub mod settings_dialog;
 pub mod sparkline;

@@ -725,6 +725,15 @@ fn measure(inner: &Inner, id: &str, m: &Instance, in_flight: u32, used: Option<u
         let peak = r.peak_mib.get(&m.id).copied().filter(|p| *p > 0)?;
         let need = peak + peak / 10;
         r.config.measured_need_mib = Some(need);
+        Some((need, peak))
+    })
+    .flatten();
+    let Some((need, peak)) = measured else {
+        return;
+    };
+    // Saved before it is shown: what the window says is what a restart reads.
+    persist(inner);
+    with_pool(inner, id, |r| {
         let size = r.history.back().map_or(0, |p| p.size);
         r.decide(
             PoolAction::Measured,
@@ -737,12 +746,7 @@ fn measure(inner: &Inner, id: &str, m: &Instance, in_flight: u32, used: Option<u
             ),
             size,
         );
-        Some(())
-    })
-    .flatten();
-    if measured.is_some() {
-        persist(inner);
-    }
+    });
 }
 
 /// Saves the pools' configs after the app changed them (a measure, a limit).
