@@ -305,7 +305,10 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
                     manager.clone(),
                     queue.clone(),
                     std::sync::Arc::new(storycore_core::pool::memory::SystemMemory::default()),
-                    storycore_core::pool::PoolOptions::default(),
+                    storycore_core::pool::PoolOptions {
+                        hold: true,
+                        ..Default::default()
+                    },
                 )
             })
             .map_err(|e| format!("cannot open the pools file: {e}"))?;
@@ -334,6 +337,8 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
                 for (id, e) in m.start_auto().await {
                     tracing::warn!(%id, "autoStart failed: {e}");
                 }
+                // Members kept running are re-attached: pools may decide.
+                handle.state::<storycore_core::pool::Pools>().begin();
             });
             Ok(())
         })

@@ -10,9 +10,12 @@
 //! and the job queue in a temp folder, supervises 4 local stand-ins (two of
 //! them with a 1.5 s start delay, like a real ComfyUI that loads custom
 //! nodes), keeps instances running across its own death (so a new owner
-//! re-attaches), submits a job every 300 ms, and prints each instance status
-//! and job state change with its time. The *controller* (this process) starts
-//! the owner and, every 2-6 s, does one of: SIGKILL an instance's process;
+//! re-attaches), runs a pool of 1 to 2 more stand-ins beside them (members
+//! started when the backlog waits, stopped when idle), submits a job every
+//! 300 ms, and prints each instance status, job state change and pool
+//! decision with its time. The *controller* (this process) starts
+//! the owner and, every 2-6 s, does one of: SIGKILL an instance's process
+//! (one of the four, or a running member of the pool);
 //! SIGSTOP one for 2-4 s (longer than the probe timeout) then SIGCONT it;
 //! SIGKILL the owner and start a new one. At the end it stops the faults and
 //! the stream, waits for every job to end, and prints: jobs accepted (on disk
@@ -21,7 +24,8 @@
 //! instances back to running, crash to the job running elsewhere and crash to
 //! the instance running again (also from its process first answering), and
 //! the owner's memory. It exits 1 when a goal is missed: nothing lost,
-//! nothing run twice, every instance back, crash to job elsewhere under 2 s
+//! nothing run twice, every instance back, the pool started a member,
+//! crash to job elsewhere under 2 s
 //! (median), instance running within 10 s of its process answering.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const INSTANCES: usize = 4;
 const SUBMIT_EVERY: Duration = Duration::from_millis(300);
+/// The pool's id; its members are `soakpool-<n>`.
+const POOL: &str = "soakpool";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -77,8 +83,10 @@ mod owner {
     use storycore_core::dispatch::{DispatchOptions, JobQueue};
     use storycore_core::health::HealthPolicy;
     use storycore_core::manager::{InstanceManager, ManagerOptions};
+    use storycore_core::pool::memory::FixedMemory;
+    use storycore_core::pool::{PoolOptions, Pools};
     use storycore_core::supervisor::{RestartOptions, SupervisorOptions};
-    use storycore_types::{AppEvent, InstanceConfig, InstanceStatus, JobTarget};
+    use storycore_types::{AppEvent, InstanceConfig, InstanceStatus, JobTarget, PoolConfig};
 
     pub fn workflow(k: u64) -> serde_json::Value {
         let mut w = serde_json::Map::new();
@@ -164,6 +172,7 @@ mod owner {
         };
         let (queue, _) = JobQueue::open(m.clone(), dir.join("config"), options).unwrap();
         let mut events = m.subscribe();
+        let mut decisions_seen: HashMap<String, usize> = HashMap::new();
         tokio::spawn(async move {
             let mut last_status: HashMap<String, InstanceStatus> = HashMap::new();
             let mut last_job: HashMap<String, String> = HashMap::new();
@@ -186,6 +195,19 @@ mod owner {
                             );
                         }
                     }
+                    // The pool's decisions, each once per owner.
+                    Ok(AppEvent::PoolUpdated(p)) => {
+                        let seen = decisions_seen.entry(p.config.id.clone()).or_default();
+                        for d in p.decisions.iter().skip(*seen) {
+                            println!(
+                                "pool {:?} {} {}",
+                                d.action,
+                                d.member.as_deref().unwrap_or("-"),
+                                now_ms()
+                            );
+                        }
+                        *seen = p.decisions.len();
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => return,
@@ -197,6 +219,36 @@ mod owner {
             if i.status == InstanceStatus::Stopped && !kept.contains(&i.id) {
                 let _ = m.start(&i.id).await;
             }
+        }
+        // A pool beside the fixed four: members started when the backlog
+        // waits (after faults), stopped when idle, killed like the others.
+        // Opened after the re-attach, so kept members are not started twice.
+        let (pools, _) = Pools::open(
+            &dir.join("config"),
+            m.clone(),
+            queue.clone(),
+            Arc::new(FixedMemory::new(&[], 4096)),
+            PoolOptions {
+                ports: 8400..=8499,
+                ..PoolOptions::default()
+            },
+        )
+        .unwrap();
+        if pools.get(POOL).is_none() {
+            let mut p = PoolConfig::new(POOL, "Soak pool", comfy.display().to_string());
+            p.python_path = Some(standin.display().to_string());
+            p.env_vars = Some(BTreeMap::from([(
+                "STANDIN_NODE_MS".to_string(),
+                "80".to_string(),
+            )]));
+            p.devices = vec!["cpu".into()];
+            p.min_members = 1;
+            p.max_members = 2;
+            p.scale_up_wait_secs = 0.5;
+            p.cooldown_secs = 2;
+            p.idle_timeout_secs = 4;
+            p.memory_need_mib = Some(64);
+            pools.create(p).await.unwrap();
         }
         for i in m.list() {
             println!("status {} {} {}", i.id, i.status.as_str(), now_ms());
@@ -241,6 +293,8 @@ mod controller {
         statuses: Vec<(String, String, u64)>,
         /// (job, state, instance, ms)
         jobs: Vec<(String, String, String, u64)>,
+        /// The pool's decisions: (action, member, ms)
+        pool: Vec<(String, String, u64)>,
     }
 
     struct Owner {
@@ -276,6 +330,11 @@ mod controller {
                         s.statuses
                             .push((id.to_string(), st.to_string(), ms.parse().unwrap_or(0)))
                     }
+                    ["pool", action, member, ms] => s.pool.push((
+                        action.to_string(),
+                        member.to_string(),
+                        ms.parse().unwrap_or(0),
+                    )),
                     ["job", id, st, inst, ms] => s.jobs.push((
                         id.to_string(),
                         st.to_string(),
@@ -304,7 +363,21 @@ mod controller {
     }
 
     fn instance_pid(dir: &Path, n: usize) -> Option<u32> {
-        let rec = dir.join(format!("data/instances/gpu{n}/process.json"));
+        pid_of(dir, &format!("gpu{n}"))
+    }
+
+    /// Every instance that has a folder: the four and the pool's members.
+    fn all_instances(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir.join("data/instances"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn pid_of(dir: &Path, id: &str) -> Option<u32> {
+        let rec = dir.join(format!("data/instances/{id}/process.json"));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(rec).ok()?).ok()?;
         v["pid"].as_u64().map(|p| p as u32)
     }
@@ -438,8 +511,26 @@ mod controller {
             }
             next_fault = Instant::now() + Duration::from_millis(2000 + rng.below(4000));
             match rng.below(10) {
+                // SIGKILL a member of the pool, when one runs.
+                4 => {
+                    let members: Vec<(String, u32)> = all_instances(&dir)
+                        .into_iter()
+                        .filter(|id| id.starts_with(POOL))
+                        .filter_map(|id| {
+                            let pid = pid_of(&dir, &id)?;
+                            (unsafe { libc::kill(pid as i32, 0) } == 0).then_some((id, pid))
+                        })
+                        .collect();
+                    if members.is_empty() {
+                        continue;
+                    }
+                    let (id, pid) = members[rng.below(members.len() as u64) as usize].clone();
+                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                    fault_log.push(("SIGKILL", id, now_ms(), now_ms()));
+                    *faults.entry("pool member killed (SIGKILL)").or_default() += 1;
+                }
                 // SIGKILL an instance (the most common fault).
-                0..=4 => {
+                0..=3 => {
                     let n = rng.below(INSTANCES as u64) as usize;
                     let Some(pid) = instance_pid(&dir, n) else {
                         continue;
@@ -521,8 +612,8 @@ mod controller {
         // Every completed execution of job k wrote one soak{k}_*.png.
         // prefix -> (instance, when the image was written)
         let mut written: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-        for n in 0..INSTANCES {
-            let out = dir.join(format!("data/instances/gpu{n}/output"));
+        for inst in all_instances(&dir) {
+            let out = dir.join(format!("data/instances/{inst}/output"));
             for e in std::fs::read_dir(out).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let mtime = e
@@ -534,7 +625,7 @@ mod controller {
                     written
                         .entry(prefix.to_string())
                         .or_default()
-                        .push((format!("gpu{n}"), mtime));
+                        .push((inst.clone(), mtime));
                 }
             }
         }
@@ -619,6 +710,15 @@ mod controller {
                 }
             }
         }
+        let pool_count = |action: &str| s.pool.iter().filter(|(a, ..)| a == action).count();
+        let pool_line = format!(
+            "{} started, {} stopped when idle, {} not started, {} limits lowered",
+            pool_count("Start"),
+            pool_count("Stop"),
+            pool_count("NotStarted"),
+            pool_count("LimitLowered")
+        );
+        let pool_ran = pool_count("Start") > 0;
         let back: Vec<String> = (0..INSTANCES)
             .map(|n| {
                 let id = format!("gpu{n}");
@@ -674,6 +774,7 @@ mod controller {
             ms(med_answer),
             ms(worst_answer)
         );
+        println!("pool (1 to 2 members):            {pool_line}");
         if let (Some(first), Some(last)) = (owner_rss.first(), owner_rss.last()) {
             let max = owner_rss.iter().map(|(_, k)| *k).max().unwrap_or(0);
             println!(
@@ -693,26 +794,29 @@ mod controller {
         // Stop everything: the owner, then what it kept running.
         let _ = owner.child.kill();
         let _ = owner.child.wait();
-        for n in 0..INSTANCES {
-            if let Some(pid) = instance_pid(&dir, n) {
+        let everyone = all_instances(&dir);
+        for id in &everyone {
+            if let Some(pid) = pid_of(&dir, id) {
                 unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
             }
         }
         // The stand-ins are not our children: wait until they are gone.
         let gone = Instant::now();
-        while (0..INSTANCES).any(|n| {
-            instance_pid(&dir, n).is_some_and(|p| unsafe { libc::kill(-(p as i32), 0) } == 0)
-        }) && gone.elapsed() < Duration::from_secs(5)
+        while everyone
+            .iter()
+            .any(|id| pid_of(&dir, id).is_some_and(|p| unsafe { libc::kill(-(p as i32), 0) } == 0))
+            && gone.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(50));
         }
         let ok = lost.is_empty()
             && twice.is_empty()
             && settled
+            && pool_ran
             && accepted > 0
             && med_elsewhere.is_none_or(|m| m < 2000)
             && worst_answer.is_none_or(|w| w < 10_000);
-        println!("goals (0 lost, 0 twice, all back, median crash->elsewhere < 2 s, answer->running < 10 s): {}", if ok { "met" } else { "MISSED" });
+        println!("goals (0 lost, 0 twice, all back, the pool started members, median crash->elsewhere < 2 s, answer->running < 10 s): {}", if ok { "met" } else { "MISSED" });
         if !ok {
             let kept = tmp.keep();
             println!("the soak's folder is kept for a look: {}", kept.display());

@@ -52,6 +52,7 @@ fn open(memory: FixedMemory, ports: std::ops::RangeInclusive<u16>) -> Fixture {
     let options = PoolOptions {
         tick: Duration::from_millis(100),
         ports,
+        ..PoolOptions::default()
     };
     let (pools, notices) = Pools::open(
         dir.path(),

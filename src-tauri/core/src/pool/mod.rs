@@ -86,6 +86,10 @@ pub struct PoolOptions {
     pub tick: Duration,
     /// Ports members are given, the first free one.
     pub ports: std::ops::RangeInclusive<u16>,
+    /// Decide nothing until [`Pools::begin`]: the app first re-attaches to
+    /// members a previous run left running, which would otherwise look
+    /// stopped and be started a second time.
+    pub hold: bool,
 }
 
 impl Default for PoolOptions {
@@ -93,6 +97,7 @@ impl Default for PoolOptions {
         Self {
             tick: Duration::from_millis(500),
             ports: MEMBER_PORTS,
+            hold: false,
         }
     }
 }
@@ -202,6 +207,7 @@ struct Inner {
     /// One change or decision at a time (they await the manager).
     ops: tokio::sync::Mutex<()>,
     wake: Notify,
+    begun: Notify,
     cancel: CancellationToken,
     tasks: TaskTracker,
     options: PoolOptions,
@@ -247,6 +253,7 @@ impl Pools {
             pools: Mutex::new(loaded.pools.into_iter().map(Runtime::new).collect()),
             ops: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            begun: Notify::new(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             options,
@@ -352,6 +359,11 @@ impl Pools {
         Ok(())
     }
 
+    /// Lets a held controller decide (see [`PoolOptions::hold`]).
+    pub fn begin(&self) {
+        self.inner.begun.notify_one();
+    }
+
     /// Ends the controller (members are the manager's: its shutdown stops them).
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
@@ -428,6 +440,16 @@ fn publish(inner: &Inner, id: &str, force: bool) {
 }
 
 async fn controller(weak: std::sync::Weak<Inner>) {
+    if let Some(inner) = weak.upgrade() {
+        if inner.options.hold {
+            let cancel = inner.cancel.clone();
+            let begun = async { inner.begun.notified().await };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = begun => {}
+            }
+        }
+    }
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let every = inner.options.tick;
