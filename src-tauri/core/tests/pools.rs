@@ -231,6 +231,47 @@ async fn a_backlog_grows_the_pool_to_its_maximum_and_idleness_shrinks_it_to_its_
     println!("size over time: {sizes:?}");
     assert_eq!(sizes.iter().max(), Some(&3));
     assert_eq!(sizes.last(), Some(&1));
+
+    // The pool's settings change; the next burst starts the stopped members
+    // again, with the new settings.
+    let mut changed = v.config.clone();
+    changed
+        .env_vars
+        .get_or_insert_with(Default::default)
+        .insert("POOL_GENERATION".into(), "2".into());
+    f.pools.update(changed).await.unwrap();
+    let jobs = f.submit(12, 4).await;
+    f.wait_size("grow", 3, Duration::from_secs(60)).await;
+    let members = f.view("grow").members;
+    assert_eq!(
+        members,
+        ["grow-1", "grow-2", "grow-3"],
+        "stopped members are reused"
+    );
+    // Those that had been stopped run with the new settings (the one that
+    // kept running keeps its own until it stops).
+    let stopped: Vec<String> = v
+        .decisions
+        .iter()
+        .filter(|d| d.action == PoolAction::Stop)
+        .filter_map(|d| d.member.clone())
+        .collect();
+    assert_eq!(stopped.len(), 2);
+    for m in &stopped {
+        let env = f
+            .manager
+            .get(m)
+            .unwrap()
+            .config
+            .env_vars
+            .unwrap_or_default();
+        assert_eq!(
+            env.get("POOL_GENERATION").map(String::as_str),
+            Some("2"),
+            "{m}: {env:?}"
+        );
+    }
+    f.wait_final(&jobs, Duration::from_secs(120)).await;
     f.close().await;
 }
 

@@ -301,8 +301,8 @@ impl Pools {
         self.get(&id).ok_or(PoolError::NotFound(id))
     }
 
-    /// Changes a pool. Members already made keep their launch settings until
-    /// they are stopped; a smaller maximum stops idle members above it.
+    /// Changes a pool. Members that run keep their launch settings; a
+    /// member started after the change (a stopped one too) gets the new ones.
     pub async fn update(&self, config: PoolConfig) -> Result<PoolView, PoolError> {
         let _op = self.inner.ops.lock().await;
         self.writable()?;
@@ -869,9 +869,28 @@ async fn start_member(
             if old.status == InstanceStatus::Error {
                 m.stop(&old.id).await?;
             }
+            // The pool's launch settings as they are now (they may have
+            // changed since this member last ran), its device, its port.
+            let now = member_config(c, 0, 0, gpu);
+            let o = &old.config;
             let mut patch = InstanceConfigPatch::default();
-            if old.config.gpu_device.as_deref() != gpu {
-                patch.gpu_device = Some(gpu.map(str::to_string));
+            if o.gpu_device != now.gpu_device {
+                patch.gpu_device = Some(now.gpu_device);
+            }
+            if o.comfyui_path != now.comfyui_path {
+                patch.comfyui_path = Some(now.comfyui_path);
+            }
+            if o.python_path != now.python_path {
+                patch.python_path = Some(now.python_path);
+            }
+            if o.extra_args != now.extra_args {
+                patch.extra_args = Some(now.extra_args);
+            }
+            if o.env_vars != now.env_vars {
+                patch.env_vars = Some(now.env_vars);
+            }
+            if o.custom_nodes_path != now.custom_nodes_path {
+                patch.custom_nodes_path = Some(now.custom_nodes_path);
             }
             if !port_free(old.config.port) {
                 let others: HashSet<u32> = taken
