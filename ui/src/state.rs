@@ -355,6 +355,18 @@ fn next_toast() -> u64 {
 }
 
 /// Runs a backend call; a failure goes to the error line instead of vanishing.
+/// The messages a refusal gave for `field` (and its sub-fields, such as
+/// `envVars.NAME`), as one line under that field of a form.
+pub fn errors_of(errors: RwSignal<Vec<(String, String)>>, field: &str) -> String {
+    errors.with(|l| {
+        l.iter()
+            .filter(|(f, _)| f == field || f.starts_with(&format!("{field}.")))
+            .map(|(_, m)| m.clone())
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
 pub fn run_action<F>(fleet: Fleet, fut: F)
 where
     F: std::future::Future<Output = Result<(), storycore_types::ApiError>> + 'static,

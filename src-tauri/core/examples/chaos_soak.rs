@@ -35,6 +35,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/standin.rs"]
+mod standin;
+
 const INSTANCES: usize = 4;
 const SUBMIT_EVERY: Duration = Duration::from_millis(300);
 /// The pool's id; its members are `soakpool-<n>`.
@@ -428,35 +431,7 @@ mod controller {
         Some(v[i])
     }
 
-    fn standin_binary() -> PathBuf {
-        // Built beside this example: <target>/<profile>/comfyui-standin.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let profile = profile_dir
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "comfyui-standin"])
-            .current_dir(&workspace);
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok, "building the stand-in failed");
-        profile_dir.join("comfyui-standin")
-    }
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
+    use super::standin::{free_port, standin_binary};
 
     pub fn run(minutes: f64, seed: u64) -> i32 {
         let standin = standin_binary();

@@ -18,8 +18,6 @@
 //! fixed fleet's at no more than 60% of its instance-seconds.
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_core::dispatch::{DispatchOptions, JobQueue};
@@ -27,6 +25,11 @@ use storycore_core::manager::{InstanceManager, ManagerOptions};
 use storycore_core::pool::memory::SystemMemory;
 use storycore_core::pool::{PoolOptions, Pools};
 use storycore_types::{InstanceConfig, InstanceStatus, JobTarget, PoolConfig};
+
+#[path = "support/standin.rs"]
+mod standin;
+
+use standin::{free_port, standin_binary};
 
 const FLEET: usize = 4;
 
@@ -60,34 +63,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-fn standin_binary() -> PathBuf {
-    // Built beside this example: <target>/<profile>/comfyui-standin.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "comfyui-standin"])
-        .current_dir(&workspace);
-    if release {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().is_ok_and(|s| s.success()),
-        "building the stand-in failed"
-    );
-    profile_dir.join("comfyui-standin")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// EmptyImage, 4 inverts, SaveImage: 6 nodes; the colour makes each distinct.

@@ -1,5 +1,5 @@
 use crate::api;
-use crate::state::{run_action, Fleet};
+use crate::state::{errors_of, run_action, Fleet};
 use leptos::prelude::*;
 use std::collections::BTreeMap;
 use storycore_types::PoolConfig;
@@ -185,17 +185,7 @@ pub fn PoolDialog() -> impl IntoView {
         });
     let form = Form::new(&base);
     let field_errors = RwSignal::new(Vec::<(String, String)>::new());
-    let error_of = move |field: &'static str| {
-        move || {
-            field_errors.with(|l| {
-                l.iter()
-                    .filter(|(f, _)| f == field || f.starts_with(&format!("{field}.")))
-                    .map(|(_, m)| m.clone())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-        }
-    };
+    let error_of = move |field: &'static str| move || errors_of(field_errors, field);
     let is_new = editing.is_none();
     let save = move |_| {
         let config = match form.config(&base) {

@@ -1,5 +1,5 @@
 use crate::api;
-use crate::state::{run_action, Fleet};
+use crate::state::{errors_of, run_action, Fleet};
 use leptos::prelude::*;
 use storycore_types::{InstanceDefaults, JobTarget, Project, ProjectDraft};
 
@@ -132,17 +132,7 @@ pub fn ProjectsDialog(on_close: Callback<()>) -> impl IntoView {
             Ok(())
         })
     };
-    let error_of = move |field: &'static str| {
-        move || {
-            field_errors.with(|l| {
-                l.iter()
-                    .filter(|(f, _)| f == field || f.starts_with(&format!("{field}.")))
-                    .map(|(_, m)| m.clone())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-        }
-    };
+    let error_of = move |field: &'static str| move || errors_of(field_errors, field);
     view! {
         <div class="modal-backdrop">
             <div class="dialog projects" id="projects-dialog" role="dialog">
