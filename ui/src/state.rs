@@ -87,6 +87,8 @@ pub struct Fleet {
     pub pools: RwSignal<Vec<storycore_types::PoolView>>,
     /// The pool dialog: None closed, Some(None) a new pool, Some(Some(id)) that pool.
     pub pool_editor: RwSignal<Option<Option<String>>>,
+    /// The pools' ids: changes only when a pool is added or removed.
+    pub pool_ids: Memo<Vec<String>>,
 }
 
 /// Most alerts kept on screen.
@@ -101,6 +103,7 @@ impl Fleet {
     /// Must run inside the app's reactive owner (it creates a memo).
     pub fn new() -> Self {
         let jobs = RwSignal::new(Vec::<Job>::new());
+        let pools = RwSignal::new(Vec::<storycore_types::PoolView>::new());
         Self {
             ids: RwSignal::new(Vec::new()),
             entries: StoredValue::new(HashMap::new()),
@@ -127,8 +130,11 @@ impl Fleet {
             view: RwSignal::new(MainView::Instances),
             log_lines: RwSignal::new(None),
             projects: RwSignal::new(Default::default()),
-            pools: RwSignal::new(Vec::new()),
+            pools,
             pool_editor: RwSignal::new(None),
+            pool_ids: Memo::new(move |_| {
+                pools.with(|l| l.iter().map(|p| p.config.id.clone()).collect())
+            }),
         }
     }
 
@@ -142,11 +148,18 @@ impl Fleet {
         });
     }
 
-    /// Whether instance `id` is a pool's member (shown in its pool's card).
-    /// Untracked: an instance's pool never changes.
+    /// Whether instance `id` is a member of a pool there is (shown in its
+    /// pool's card; one whose pool is gone, say imported from another
+    /// computer, stays in the grid). Tracks the pools' ids only: an
+    /// instance's pool never changes.
     pub fn in_pool(&self, id: &str) -> bool {
-        self.entry(id)
-            .is_some_and(|e| e.inst.with_untracked(|i| i.config.pool_id.is_some()))
+        let Some(pool) = self
+            .entry(id)
+            .and_then(|e| e.inst.with_untracked(|i| i.config.pool_id.clone()))
+        else {
+            return false;
+        };
+        self.pool_ids.with(|ids| ids.contains(&pool))
     }
 
     /// Reads the projects again (after a change, or at start).

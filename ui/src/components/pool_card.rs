@@ -10,14 +10,9 @@ use storycore_types::{PoolAction, PoolView};
 #[component]
 pub fn PoolSection() -> impl IntoView {
     let fleet = expect_context::<Fleet>();
-    let ids = Memo::new(move |_| {
-        fleet
-            .pools
-            .with(|l| l.iter().map(|p| p.config.id.clone()).collect::<Vec<_>>())
-    });
     view! {
         <div class="pool-section" id="pool-section">
-            <For each=move || ids.get() key=|id| id.clone() children=move |id| {
+            <For each=move || fleet.pool_ids.get() key=|id| id.clone() children=move |id| {
                 view! { <PoolCard id=id/> }
             }/>
         </div>

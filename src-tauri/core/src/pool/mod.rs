@@ -547,11 +547,22 @@ fn rooms(inner: &Inner, c: &PoolConfig) -> Vec<plan::Room> {
             if d == "cpu" {
                 return Some(cpu());
             }
-            let g = gpus.iter().find(|g| g.index.to_string() == *d)?;
-            Some(plan::Room {
-                device: d.clone(),
-                free_mib: g.memory_free_bytes >> 20,
-                label: format!("GPU {d} ({})", g.name),
+            // A GPU NVML does not list has no memory to give: said, not used.
+            Some(match gpus.iter().find(|g| g.index.to_string() == *d) {
+                Some(g) => plan::Room {
+                    device: d.clone(),
+                    free_mib: g.memory_free_bytes >> 20,
+                    label: format!("GPU {d} ({})", g.name),
+                },
+                None => plan::Room {
+                    device: d.clone(),
+                    free_mib: 0,
+                    label: format!(
+                        "GPU {d}, which NVML does not list ({})",
+                        crate::telemetry::nvml_status()
+                            .map_or_else(|| "no such GPU".to_string(), |e| format!("NVML: {e}"))
+                    ),
+                },
             })
         })
         .collect()

@@ -269,6 +269,10 @@ fn place_starts(s: &Snapshot, count: u32, reason: &str) -> (Vec<Start>, Option<S
                 ));
                 continue;
             }
+            if room.free_mib == 0 {
+                refusals.push(format!("{} has no free memory", room.label));
+                continue;
+            }
             let free = room.free_mib.saturating_sub(*pending);
             match need {
                 Some(n) if free < n => {
@@ -483,6 +487,24 @@ mod tests {
         let p = plan(&s);
         assert_eq!(p.starts.len(), 2);
         assert!(p.not_started.unwrap().contains("not known yet"));
+    }
+
+    #[test]
+    fn a_device_without_free_memory_is_never_used_even_with_an_unknown_need() {
+        let mut c = pool();
+        c.memory_need_mib = None;
+        let mut s = snap(&c, vec![], 4, 40.0);
+        s.rooms = vec![Room {
+            device: "0".into(),
+            free_mib: 0,
+            label: "GPU 0, which NVML does not list".into(),
+        }];
+        let p = plan(&s);
+        assert!(p.starts.is_empty(), "{p:?}");
+        assert!(p
+            .not_started
+            .unwrap()
+            .contains("GPU 0, which NVML does not list has no free memory"));
     }
 
     #[test]
