@@ -66,7 +66,7 @@ pub fn PoolCard(id: String) -> impl IntoView {
             <header class="pool-header">
                 <h2 class="pool-name">{get(|p| p.config.name.clone())}</h2>
                 <span class="pool-size" title="Members starting or running, and what the pool aims at now">
-                    {get(|p| format!("{} running of target {} (min {}, max {})",
+                    {get(|p| format!("{} member(s) starting or running, target {} (min {}, max {})",
                         p.size, p.target, p.config.min_members, p.config.max_members))}
                 </span>
                 <span class="spacer"></span>
