@@ -211,6 +211,17 @@ pub fn spawn_in(dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> C
         }
     }
     cmd.envs(env.iter().copied());
+    // A test run started without job control (a CI step in the background)
+    // passes SIGINT on as ignored, and the stand-in, like ComfyUI, keeps it
+    // ignored: the tests that send SIGINT want it as a terminal sends it.
+    // SAFETY: async-signal-safe calls only, between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     cmd.spawn().unwrap()
 }
 
