@@ -543,12 +543,12 @@ fn rooms(inner: &Inner, c: &PoolConfig) -> Vec<plan::Room> {
     };
     wanted
         .iter()
-        .filter_map(|d| {
+        .map(|d| {
             if d == "cpu" {
-                return Some(cpu());
+                return cpu();
             }
             // A GPU NVML does not list has no memory to give: said, not used.
-            Some(match gpus.iter().find(|g| g.index.to_string() == *d) {
+            match gpus.iter().find(|g| g.index.to_string() == *d) {
                 Some(g) => plan::Room {
                     device: d.clone(),
                     free_mib: g.memory_free_bytes >> 20,
@@ -563,7 +563,7 @@ fn rooms(inner: &Inner, c: &PoolConfig) -> Vec<plan::Room> {
                             .map_or_else(|| "no such GPU".to_string(), |e| format!("NVML: {e}"))
                     ),
                 },
-            })
+            }
         })
         .collect()
 }
