@@ -588,11 +588,21 @@ async fn decide(inner: &Inner, id: &str) {
         return;
     }
     let now = Instant::now();
+    // A member's memory is read (a walk of the process table) only when a
+    // figure is used: to measure an unknown need, or to book what members
+    // still have to take when a start may be wanted.
+    let (need_known, min) = with_pool(inner, id, |r| {
+        (r.config.need_mib().is_some(), r.config.min_members)
+    })
+    .unwrap_or((true, 0));
+    let active_now = members.iter().filter(|m| active(m.status)).count() as u32;
+    let may_start = !outlook.waiting.is_empty() || active_now < min;
     let mut snapshot_members = Vec::new();
     for m in &members {
         let device = device_of(m);
         let in_flight = outlook.in_flight.get(&m.id).map_or(0, |l| l.0);
-        let used = used_mib(inner, m, &device);
+        let wanted = active(m.status) && (may_start || (!need_known && in_flight > 0));
+        let used = wanted.then(|| used_mib(inner, m, &device)).flatten();
         let idle_for = with_pool(inner, id, |r| {
             if m.status == InstanceStatus::Running && in_flight == 0 {
                 Some(now - *r.idle_since.entry(m.id.clone()).or_insert(now))
@@ -602,7 +612,7 @@ async fn decide(inner: &Inner, id: &str) {
             }
         })
         .flatten();
-        measure(inner, id, m, in_flight, used, &device);
+        measure(inner, id, m, in_flight, used, &device).await;
         out_of_memory(inner, id, m, &device, &members).await;
         snapshot_members.push(plan::Member {
             id: m.id.clone(),
@@ -739,7 +749,14 @@ fn with_pool<T>(inner: &Inner, id: &str, f: impl FnOnce(&mut Runtime) -> T) -> O
 
 /// The need of a member, from the most memory the first member held while
 /// it ran its first job, plus a tenth for what another workflow may take.
-fn measure(inner: &Inner, id: &str, m: &Instance, in_flight: u32, used: Option<u64>, device: &str) {
+async fn measure(
+    inner: &Inner,
+    id: &str,
+    m: &Instance,
+    in_flight: u32,
+    used: Option<u64>,
+    device: &str,
+) {
     let measured = with_pool(inner, id, |r| {
         if r.config.need_mib().is_some() {
             return None;
@@ -756,17 +773,14 @@ fn measure(inner: &Inner, id: &str, m: &Instance, in_flight: u32, used: Option<u
             return None;
         }
         let peak = r.peak_mib.get(&m.id).copied().filter(|p| *p > 0)?;
-        let need = peak + peak / 10;
-        r.config.measured_need_mib = Some(need);
-        Some((need, peak))
+        Some((peak + peak / 10, peak))
     })
     .flatten();
     let Some((need, peak)) = measured else {
         return;
     };
-    // Saved before it is shown: what the window says is what a restart reads.
-    persist(inner);
-    with_pool(inner, id, |r| {
+    let change = |c: &mut PoolConfig| c.measured_need_mib = Some(need);
+    save_then(inner, id, change, |r| {
         let size = r.history.back().map_or(0, |p| p.size);
         r.decide(
             PoolAction::Measured,
@@ -779,24 +793,37 @@ fn measure(inner: &Inner, id: &str, m: &Instance, in_flight: u32, used: Option<u
             ),
             size,
         );
-    });
+    })
+    .await;
 }
 
-/// Saves the pools' configs after the app changed them (a measure, a limit).
-fn persist(inner: &Inner) {
-    if inner.read_only {
-        return;
+/// Saves the pools' configs with `change` made to pool `id` (on the blocking
+/// pool, like every save), then makes it and does `then` under one lock:
+/// what the window shows, a decision with its change, is what a restart
+/// reads.
+async fn save_then(
+    inner: &Inner,
+    id: &str,
+    change: impl Fn(&mut PoolConfig),
+    then: impl FnOnce(&mut Runtime),
+) {
+    if !inner.read_only {
+        let mut all: Vec<PoolConfig> = inner
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|r| r.config.clone())
+            .collect();
+        all.iter_mut().filter(|c| c.id == id).for_each(&change);
+        if let Err(e) = save(inner, all).await {
+            tracing::warn!("pools.json could not be saved: {e}");
+        }
     }
-    let all: Vec<PoolConfig> = inner
-        .pools
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|r| r.config.clone())
-        .collect();
-    if let Err(e) = inner.store.save(&all) {
-        tracing::warn!("pools.json could not be saved: {e}");
-    }
+    with_pool(inner, id, |r| {
+        change(&mut r.config);
+        then(r);
+    });
 }
 
 /// A member whose process ended out of memory: fewer members on its device.
@@ -829,8 +856,8 @@ async fn out_of_memory(inner: &Inner, id: &str, m: &Instance, device: &str, memb
             .copied()
             .unwrap_or(r.config.max_members);
         let limit = there.saturating_sub(1).max(1).min(old);
-        let reason = if limit < old || !r.config.device_limits.contains_key(device) {
-            r.config.device_limits.insert(device.to_string(), limit);
+        let lowered = limit < old || !r.config.device_limits.contains_key(device);
+        let reason = if lowered {
             format!(
                 "{} ran out of {oom} on {} with {there} member(s) there: at most {limit} there from now on (remove the limit in the pool's settings once memory is free)",
                 m.name,
@@ -843,16 +870,20 @@ async fn out_of_memory(inner: &Inner, id: &str, m: &Instance, device: &str, memb
                 device_label(device)
             )
         };
-        (reason, there > limit)
+        (reason, lowered.then_some(limit), there > limit)
     });
-    let Some((reason, stop_it)) = stop_it else {
+    let Some((reason, limit, stop_it)) = stop_it else {
         return;
     };
-    // Saved before it is shown: what the window says is what a restart reads.
-    persist(inner);
-    with_pool(inner, id, |r| {
+    let change = |c: &mut PoolConfig| {
+        if let Some(limit) = limit {
+            c.device_limits.insert(device.to_string(), limit);
+        }
+    };
+    save_then(inner, id, change, |r| {
         r.decide(PoolAction::LimitLowered, Some(&m.id), reason, there)
-    });
+    })
+    .await;
     if stop_it {
         if let Err(e) = inner.manager.stop(&m.id).await {
             tracing::warn!(member = %m.id, "not stopped after running out of memory: {e}");
