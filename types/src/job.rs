@@ -243,6 +243,10 @@ pub struct GatewayPrompt {
     /// ComfyUI's `extra_data` (with `client_id`).
     #[serde(default)]
     pub extra_data: Value,
+    /// Who submitted it: the name of the gateway token it came with
+    /// (none: this machine, or the shared token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Where a job's copy runs (see [`Job::copy`]).

@@ -38,6 +38,7 @@ pub use project::{
     InstanceDefaults, Project, ProjectDraft, ProjectList, ProjectsFile, PROJECTS_FILE_VERSION,
 };
 pub use settings::{
-    AppSettings, GatewaySettings, HealthSettings, NotificationSettings, PlacementPolicy, TrayItem,
-    DEFAULT_GATEWAY_ADDRESS, DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS,
+    AppSettings, GatewaySettings, GatewayStatus, GatewayTokenInfo, HealthSettings,
+    NotificationSettings, PlacementPolicy, TrayItem, DEFAULT_GATEWAY_ADDRESS,
+    DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS,
 };

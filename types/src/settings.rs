@@ -85,9 +85,53 @@ pub struct GatewaySettings {
     /// is set, never the token itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_ref: Option<String>,
+    /// Host names clients use for this machine besides its own names and
+    /// addresses (a DNS alias); a request addressed to any other name is
+    /// refused (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// On a network address the gateway serves HTTPS: with this certificate
+    /// (PEM, a chain) and key when both are set, else with one the app
+    /// makes and keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
+    /// Plain HTTP on a network address: tokens and prompts in clear. Off
+    /// unless the user turns it on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+    /// With named tokens: the most prompts one person may have waiting
+    /// (none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting_per_person: Option<u32>,
 }
 
 pub const DEFAULT_GATEWAY_ADDRESS: &str = "127.0.0.1:8288";
+
+/// A person's gateway token, as Settings lists it (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTokenInfo {
+    pub name: String,
+    pub admin: bool,
+    pub created_at: String,
+}
+
+/// Where the gateway listens now, and how clients trust it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    pub address: String,
+    /// `http://...` or `https://...`.
+    pub url: String,
+    /// The HTTPS certificate's SHA-256 (`AB:CD:...`), for clients to pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The file clients trust to reach it over HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_file: Option<String>,
+}
 
 impl Default for GatewaySettings {
     fn default() -> Self {
@@ -96,6 +140,11 @@ impl Default for GatewaySettings {
             address: DEFAULT_GATEWAY_ADDRESS.to_string(),
             token_auth: None,
             token_ref: None,
+            allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            plain_http: false,
+            max_waiting_per_person: None,
         }
     }
 }

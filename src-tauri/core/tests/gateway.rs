@@ -385,7 +385,9 @@ async fn wait_until_idle(http: &reqwest::Client, base: &str) -> u64 {
 }
 
 /// On the network the gateway needs a token: without one it does not
-/// start there; with one, a request (HTTP or `/ws`) without it gets 401,
+/// start there; with one, it needs HTTPS or plain HTTP chosen explicitly
+/// (HTTPS is in `gateway_client` and `gateway_team`); then a request (HTTP
+/// or `/ws`) without the token gets 401,
 /// and one with it is served. Bodies over ComfyUI's upload limit get 413.
 #[tokio::test]
 async fn on_the_network_the_gateway_needs_its_token() {
@@ -402,9 +404,22 @@ async fn on_the_network_the_gateway_needs_its_token() {
 
     let token = "a-token-for-the-lan-0123456789";
     let access = Access::token(token, KeyAuth::Header("X-API-Key".into())).unwrap();
+    // On the network it serves HTTPS unless plain HTTP is chosen.
+    let refused = Gateway::start_with(
+        fleet.queue.clone(),
+        fleet.manager.clone(),
+        anywhere,
+        access.clone(),
+    )
+    .await;
+    let e = refused.err().expect("no TLS, no network").to_string();
+    println!("gateway: a token but no certificate: {e}");
+    assert!(e.contains("HTTPS") && e.contains("--tls-cert"), "{e}");
+    let access = access.with_plain_http();
     let gw = Gateway::start_with(fleet.queue.clone(), fleet.manager.clone(), anywhere, access)
         .await
         .unwrap();
+    assert!(!gw.https());
     let base = format!("http://127.0.0.1:{}", gw.addr().port());
     let http = reqwest::Client::new();
     let r = http.get(format!("{base}/queue")).send().await.unwrap();

@@ -26,6 +26,16 @@ fn workspace() -> PathBuf {
 
 /// Starts the client's run; its one JSON line comes back when it ends.
 fn run_client(base: &str, out: &Path, prefix: &str) -> std::process::Child {
+    run_client_with(base, out, prefix, &[])
+}
+
+/// [`run_client`] with environment variables (trust, pin, credentials).
+fn run_client_with(
+    base: &str,
+    out: &Path,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> std::process::Child {
     let root = workspace();
     let python = root.join("target/py-comfy-client/bin/python");
     assert!(
@@ -36,6 +46,7 @@ fn run_client(base: &str, out: &Path, prefix: &str) -> std::process::Child {
     Command::new(python)
         .arg(root.join("tests/clients/comfy_api_simplified_run.py"))
         .args([base, &out.display().to_string(), prefix])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -112,6 +123,91 @@ async fn the_client_gets_its_image_when_the_instance_running_it_is_killed() {
         .unwrap();
     assert_eq!(job.instance_id.as_deref(), Some("other"));
     assert_eq!(job.instances_killed, ["doomed"]);
+    gw.stop().await;
+    fleet.queue.shutdown().await;
+}
+
+/// Over HTTPS, on a network address behind a token: the client trusts the
+/// certificate the gateway made (its authority file), checks it against the
+/// fingerprint first, and gets its image over `https` and `wss`. A
+/// plain-HTTP request to the port is refused cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_runs_its_prompt_over_https_pinned_to_the_fingerprint() {
+    let s = StandIn::start();
+    let fleet = Fleet::open(vec![attached("gpu0", s.port(), 1)], fast_options()).await;
+    fleet.start("gpu0").await;
+    let tls = storycore_core::gateway::TlsIdentity::generated(
+        &fleet.dir.path().join(storycore_core::gateway::TLS_FOLDER),
+        &[],
+    )
+    .unwrap();
+    let (user, password) = ("team", "0123456789abcdef-secret");
+    let access = storycore_core::gateway::Access::token(
+        &format!("{user}:{password}"),
+        storycore_types::KeyAuth::Basic,
+    )
+    .unwrap()
+    .with_tls(tls.clone());
+    let gw = storycore_core::gateway::Gateway::start_with(
+        fleet.queue.clone(),
+        fleet.manager.clone(),
+        "0.0.0.0:0".parse().unwrap(),
+        access,
+    )
+    .await
+    .unwrap();
+    assert!(gw.https());
+    let port = gw.addr().port();
+    let trust = tls.trust_file().display().to_string();
+    let out = tempfile::tempdir().unwrap();
+    let client = run_client_with(
+        &format!("https://localhost:{port}"),
+        out.path(),
+        "tls",
+        &[
+            ("REQUESTS_CA_BUNDLE", trust.clone()),
+            ("SSL_CERT_FILE", trust.clone()),
+            ("PIN_SHA256", tls.fingerprint().to_string()),
+            ("COMFY_USER", user.to_string()),
+            ("COMFY_PASSWORD", password.to_string()),
+        ],
+    );
+    let report = tokio::task::spawn_blocking(move || finish(client))
+        .await
+        .unwrap();
+    println!(
+        "gateway_client: over HTTPS, pinned to {}, comfy-api-simplified got {report}",
+        tls.fingerprint()
+    );
+    assert_eq!(report["first_bytes"], "PNG");
+
+    // A wrong pin stops the client before it sends anything.
+    let wrong = run_client_with(
+        &format!("https://localhost:{port}"),
+        out.path(),
+        "tls",
+        &[
+            ("REQUESTS_CA_BUNDLE", trust.clone()),
+            ("SSL_CERT_FILE", trust),
+            ("PIN_SHA256", "00:11".to_string()),
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not the pinned"));
+
+    // Plain HTTP to the HTTPS port: a plain 400 that says to use https.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/queue"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    let said = plain.text().await.unwrap();
+    assert!(said.contains("https://"), "{said}");
+    println!("gateway_client: plain HTTP to the HTTPS port: {said:?}");
     gw.stop().await;
     fleet.queue.shutdown().await;
 }

@@ -604,15 +604,39 @@ impl JobQueue {
     /// Jobs that came through the gateway and have not finished (queued,
     /// sent or running): ComfyUI's `queue_remaining` for the fleet.
     pub fn gateway_remaining(&self) -> usize {
+        self.gateway_remaining_of(None)
+    }
+
+    /// [`gateway_remaining`](Self::gateway_remaining), of `owner`'s prompts
+    /// only when given.
+    pub fn gateway_remaining_of(&self, owner: Option<&str>) -> usize {
         let st = self.shared.lock();
         st.jobs
             .values()
             .filter(|e| {
-                e.job.gateway.is_some()
+                e.job
+                    .gateway
+                    .as_ref()
+                    .is_some_and(|g| owner.is_none_or(|o| g.owner.as_deref() == Some(o)))
                     && matches!(
                         e.job.state,
                         JobState::Queued | JobState::Dispatched | JobState::Running
                     )
+            })
+            .count()
+    }
+
+    /// Prompts of `owner` that wait to be placed (queued).
+    pub fn gateway_waiting_of(&self, owner: &str) -> usize {
+        let st = self.shared.lock();
+        st.jobs
+            .values()
+            .filter(|e| {
+                e.job.state == JobState::Queued
+                    && e.job
+                        .gateway
+                        .as_ref()
+                        .is_some_and(|g| g.owner.as_deref() == Some(owner))
             })
             .count()
     }

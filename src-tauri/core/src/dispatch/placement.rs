@@ -99,6 +99,39 @@ impl Policy {
     }
 }
 
+/// `order` (indices into `owners`, as [`Policy::order`] gives them) taken
+/// round-robin between the people `owners` names: one of each person's in
+/// turn, each person's own in the order they had, the person with the
+/// fewest prompts in flight (`busy`) first, ties by who comes first in
+/// `order`. One person's thousand prompts then do not make another's one
+/// wait behind them all. With one person (or none named), `order` as it is.
+pub fn fair_share(
+    order: &[usize],
+    owners: &[Option<&str>],
+    busy: impl Fn(Option<&str>) -> usize,
+) -> Vec<usize> {
+    let mut people: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for &k in order {
+        match people.iter_mut().find(|(o, _)| *o == owners[k]) {
+            Some((_, ks)) => ks.push(k),
+            None => people.push((owners[k], vec![k])),
+        }
+    }
+    if people.len() < 2 {
+        return order.to_vec();
+    }
+    // Stable: ties keep who came first.
+    people.sort_by_key(|(o, _)| busy(*o));
+    let longest = people.iter().map(|(_, ks)| ks.len()).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|round| {
+            people
+                .iter()
+                .filter_map(move |(_, ks)| ks.get(round).copied())
+        })
+        .collect()
+}
+
 /// One instance that may take work now (running, unpaused, healthy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {

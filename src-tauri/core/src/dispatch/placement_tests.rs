@@ -237,3 +237,30 @@ fn late_binding_holds_one_running_and_one_queued_at_most() {
     assert_eq!(Policy::IdleFirst.slots(8), 1);
     assert_eq!(Policy::RoundRobin.slots(8), 8);
 }
+
+#[test]
+fn people_take_turns_then_longest_first_within_each() {
+    // Policy order (longest first): a's three, then b's, then c's two.
+    let owners = [
+        Some("a"),
+        Some("a"),
+        Some("a"),
+        Some("b"),
+        Some("c"),
+        Some("c"),
+    ];
+    let order = [0, 1, 2, 3, 4, 5];
+    let idle = |_: Option<&str>| 0;
+    assert_eq!(fair_share(&order, &owners, idle), [0, 3, 4, 1, 5, 2]);
+    // Whoever has the fewest in flight goes first.
+    let a_busy = |o: Option<&str>| usize::from(o == Some("a")) * 4;
+    assert_eq!(fair_share(&order, &owners, a_busy), [3, 4, 0, 5, 1, 2]);
+    // One person, or nobody named: the order as it was.
+    assert_eq!(fair_share(&[2, 0, 1], &[None, None, None], idle), [2, 0, 1]);
+    assert_eq!(fair_share(&[1, 0], &[Some("a"), Some("a")], idle), [1, 0]);
+    // This machine's own prompts (no token) are one more person.
+    assert_eq!(
+        fair_share(&[0, 1, 2], &[Some("a"), Some("a"), None], idle),
+        [0, 2, 1]
+    );
+}

@@ -181,7 +181,20 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         .collect();
     let keys: Vec<(f64, f64)> = waiting.iter().map(|(_, w, t)| (*w, *t)).collect();
     let fifo_after = shared.options.fifo_after.as_secs_f64();
-    for k in st.planner.policy.order(&keys, fifo_after) {
+    let order = st.planner.policy.order(&keys, fifo_after);
+    let owners: Vec<Option<&str>> = waiting
+        .iter()
+        .map(|(id, _, _)| st.jobs.get(id).and_then(|e| owner_of(&e.job)))
+        .collect();
+    let busy = |o: Option<&str>| {
+        st.jobs
+            .values()
+            .filter(|e| e.job.state.is_in_flight() && owner_of(&e.job) == o)
+            .count()
+    };
+    let order = super::placement::fair_share(&order, &owners, busy);
+    drop(owners);
+    for k in order {
         let id = &waiting[k].0;
         if place(shared, &mut st, &mut fleet, id) {
             let e = st.jobs.get_mut(id).expect("just placed");
@@ -192,6 +205,11 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         }
     }
     placed
+}
+
+/// The person a job is for: its gateway token's name.
+fn owner_of(job: &storycore_types::Job) -> Option<&str> {
+    job.gateway.as_ref().and_then(|g| g.owner.as_deref())
 }
 
 /// Near the end of a batch, a fast instance can sit idle while a slow one

@@ -9,19 +9,32 @@
 //! | `shapes.rs` | jobs as ComfyUI's `/queue` and `/history` entries, its error bodies |
 //! | `socket.rs` | `/ws`: each client's prompts as ComfyUI's messages |
 //! | `uploads.rs` | `/upload/image`, `/upload/mask`: kept, sent with the prompts that read them |
+//! | `userdata.rs` | the editor's own data (`/userdata`, `/settings`, `/users`), kept here |
+//! | `user_import.rs` | that data as earlier versions left it on the instances, gathered once |
 //!
 //! | `access.rs` | the token a gateway on the network requires |
+//! | `hosts.rs` | the `Host` a request may name (no DNS rebinding) |
+//! | `tokens.rs` | named tokens, one per person, kept as hashes |
+//! | `tls.rs` | HTTPS on a network address: the user's certificate or one made and kept |
 //!
 //! Loopback only unless a token is set: another address puts the fleet on
 //! the network.
 
 mod access;
+mod hosts;
 mod routes;
 mod shapes;
 mod socket;
+mod tls;
+mod tokens;
 mod uploads;
+mod user_import;
+mod userdata;
 
 pub use access::{Access, MIN_TOKEN_CHARS};
+pub use tls::{certificate_names, fingerprint, TlsIdentity, TLS_FOLDER, TRUST_FILE};
+pub use tokens::{Caller, NamedToken, TokenBook, TokenError, TOKENS_FILE};
+pub use userdata::USER_FOLDER;
 
 use crate::dispatch::JobQueue;
 use crate::manager::InstanceManager;
@@ -43,13 +56,20 @@ pub(crate) struct GatewayState {
     pub counter: AtomicI64,
     pub classes: routes::ClassCache,
     pub uploads: Arc<uploads::Uploads>,
+    pub userdata: userdata::UserFiles,
     /// Ends the sockets when the gateway stops.
     pub cancel: CancellationToken,
+    /// Named tokens: a socket whose token is revoked is closed.
+    pub tokens: Option<Arc<TokenBook>>,
+    /// The most prompts one person may have waiting (named tokens).
+    pub max_waiting: Option<u32>,
 }
 
 /// A running gateway; [`stop`](Self::stop) (or dropping it) stops it.
 pub struct Gateway {
     addr: SocketAddr,
+    https: bool,
+    tls: Option<TlsIdentity>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -58,6 +78,8 @@ pub struct Gateway {
 pub enum GatewayError {
     #[error("{addr} is not a loopback address: a gateway on the network needs a token (set one in Settings, or STORYCORE_GATEWAY_TOKEN for storycore-engine serve), or listen on 127.0.0.1")]
     NotLoopback { addr: SocketAddr },
+    #[error("{addr} is on the network, where the gateway serves HTTPS: give it a certificate and key (Settings, or storycore-engine serve --tls-cert FILE --tls-key FILE), let it make one, or choose plain HTTP explicitly (the token and prompts then travel in clear)")]
+    NeedsTls { addr: SocketAddr },
     #[error("the gateway cannot listen on {addr}: {source} (is another program, or another StoryCore Engine, using the port? choose another address)")]
     Bind {
         addr: SocketAddr,
@@ -84,15 +106,21 @@ impl Gateway {
         addr: SocketAddr,
         access: Access,
     ) -> Result<Self, GatewayError> {
-        if !addr.ip().is_loopback() && !access.has_token() {
+        let network = !addr.ip().is_loopback();
+        if network && !access.has_token() {
             return Err(GatewayError::NotLoopback { addr });
         }
+        if network && access.tls().is_none() && !access.plain_http() {
+            return Err(GatewayError::NeedsTls { addr });
+        }
+        let tls = access.tls().filter(|_| network).cloned();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| GatewayError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { addr, source })?;
+        gather_editor_data(&queue, &manager).await;
         let cancel = CancellationToken::new();
         let state = Arc::new(GatewayState {
             queue: queue.clone(),
@@ -100,28 +128,60 @@ impl Gateway {
             counter: AtomicI64::new(0),
             classes: routes::ClassCache::default(),
             uploads: Arc::new(uploads::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),
+            userdata: userdata::UserFiles::new(queue.dir().join(userdata::USER_FOLDER)),
             cancel: cancel.clone(),
+            tokens: access.tokens().cloned(),
+            max_waiting: access.max_waiting(),
         });
-        let app = routes::router(state).layer(axum::middleware::from_fn_with_state(
-            access.clone(),
-            access::require_token,
-        ));
+        if let Some(book) = access.tokens() {
+            book.spawn_watcher(cancel.clone());
+        }
+        // The host is checked first: a page on a foreign name gets 403
+        // whatever else its request carries.
+        let app = routes::router(state)
+            .layer(axum::middleware::from_fn_with_state(
+                access::Gatekeeper::new(access.clone(), network || access.has_shared_token()),
+                access::require_token,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                hosts::HostCheck::new(addr, access.hosts()),
+                hosts::require_host,
+            ));
         let stop = cancel.clone();
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let https = tls.is_some();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = match tls {
+                Some(tls) => {
+                    use axum::serve::ListenerExt;
+                    // Tapped: so the peer's address reaches the handlers.
+                    let listener =
+                        tls::TlsListener::new(listener, &tls, stop.clone()).tap_io(|_| ());
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }
+            };
             if let Err(e) = served {
                 tracing::error!("the gateway stopped: {e}");
             }
         });
-        if addr.ip().is_loopback() {
+        if !network {
             tracing::info!(%addr, "gateway listening");
+        } else if let Some(t) = access.tls().filter(|_| https) {
+            tracing::warn!(%addr, fingerprint = t.fingerprint(), trust = %t.trust_file().display(), "gateway listening on the network over HTTPS: whoever has a token can run prompts on the fleet");
         } else {
-            tracing::warn!(%addr, "gateway listening on the network: whoever has its token can run prompts on the fleet and read their outputs");
+            tracing::warn!(%addr, "gateway listening on the network over PLAIN HTTP, as chosen: tokens and prompts travel in clear; whoever has a token can run prompts on the fleet");
         }
         Ok(Self {
             addr,
+            https,
+            tls: access.tls().filter(|_| https).cloned(),
             cancel,
             task: Some(task),
         })
@@ -131,12 +191,47 @@ impl Gateway {
         self.addr
     }
 
+    /// Whether it serves HTTPS (on a network address with a certificate).
+    pub fn https(&self) -> bool {
+        self.https
+    }
+
+    /// The certificate it serves HTTPS with.
+    pub fn tls(&self) -> Option<&TlsIdentity> {
+        self.tls.as_ref()
+    }
+
+    /// Its base URL: `http://` or `https://` and the address.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
     /// Stops listening, closes the sockets, and waits for the server.
     pub async fn stop(mut self) {
         self.cancel.cancel();
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+    }
+}
+
+/// The editor's files earlier versions left on the local instances,
+/// gathered into the gateway's folder the first time (see `user_import.rs`).
+async fn gather_editor_data(queue: &JobQueue, manager: &InstanceManager) {
+    let root = queue.dir().join(USER_FOLDER).join(userdata::DEFAULT_USER);
+    let instances = manager.instances_dir();
+    let done =
+        tokio::task::spawn_blocking(move || user_import::import_once(&root, &instances)).await;
+    match done {
+        Ok(Ok(got)) if got.files > 0 => tracing::info!(
+            files = got.files,
+            instances = ?got.instances,
+            "gateway: the editor's workflows and settings saved on the instances gathered into the gateway's folder"
+        ),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("gateway: the editor's files on the instances could not be gathered ({e}); they stay where they are, and the next start tries again"),
+        Err(e) => tracing::warn!("gateway: gathering the editor's files failed: {e}"),
     }
 }
 

@@ -2,11 +2,13 @@
 //! ComfyUI serves them.
 
 use super::shapes::{self, empty, json_ok, prompt_error, trouble};
+use super::tokens::Caller;
+use super::userdata as users;
 use super::GatewayState;
 use crate::client::ComfyClient;
 use crate::dispatch::{DispatchError, JobContext};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -20,6 +22,21 @@ use std::time::{Duration, Instant};
 use storycore_types::{GatewayPrompt, JobState, JobTarget};
 
 type St = State<Arc<GatewayState>>;
+type Who = Extension<Caller>;
+
+/// Whose prompts `c` counts: everyone's (`None`) or its own.
+fn scope(c: &Caller) -> Option<&str> {
+    if c.admin {
+        None
+    } else {
+        Some(c.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// Whether `c` may see and touch `job`.
+pub(crate) fn visible(c: &Caller, job: &storycore_types::Job) -> bool {
+    c.sees(job.gateway.as_ref().and_then(|g| g.owner.as_deref()))
+}
 
 /// Largest request body read (a prompt, an upload): ComfyUI's own limit,
 /// its `max_upload_size`; larger is refused with 413.
@@ -53,13 +70,33 @@ pub(crate) fn router(state: Arc<GatewayState>) -> Router {
             .route("/models/{folder}", get(forward))
             .route("/extensions", get(forward))
             .route("/features", get(forward))
+            // The editor's own data: the gateway's, one copy for the fleet.
+            .route(
+                "/users",
+                ours(get(users::get_users).post(users::post_users)),
+            )
+            .route(
+                "/settings",
+                ours(get(users::get_settings).post(users::post_settings)),
+            )
+            .route(
+                "/settings/{id}",
+                ours(get(users::get_setting).post(users::post_setting)),
+            )
+            .route("/userdata", ours(get(users::list)))
+            .route("/v2/userdata", ours(get(users::list_v2)))
+            .route(
+                "/userdata/{file}",
+                ours(get(users::read).post(users::write).delete(users::delete)),
+            )
+            .route("/userdata/{file}/move/{dest}", ours(post(users::rename)))
     };
     Router::new()
         .merge(api())
         .nest("/api", api())
-        // Everything else (ComfyUI's web editor, its settings and user
-        // files) is an instance's: the editor opened on the gateway runs
-        // its Queue on the fleet.
+        // Everything else (ComfyUI's web editor's page and scripts) is an
+        // instance's: the editor opened on the gateway runs its Queue on
+        // the fleet.
         .fallback(forward)
         .layer(axum::middleware::from_fn(same_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -147,14 +184,14 @@ impl ClassCache {
     }
 }
 
-async fn get_prompt(State(st): St) -> Response {
-    json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining()}}))
+async fn get_prompt(State(st): St, Extension(who): Who) -> Response {
+    json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining_of(scope(&who))}}))
 }
 
 /// `POST /prompt`: the body is JSON whatever its Content-Type (clients in
 /// the wild send `text/plain`, or none). Accepted means durable: the prompt
 /// is a job of the queue when this answers.
-async fn post_prompt(State(st): St, body: Bytes) -> Response {
+async fn post_prompt(State(st): St, Extension(who): Who, body: Bytes) -> Response {
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return trouble();
     };
@@ -189,6 +226,17 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
     let Value::Object(nodes) = prompt else {
         return trouble();
     };
+    if let (Some(name), Some(cap)) = (who.name.as_deref(), st.max_waiting) {
+        let waiting = st.queue.gateway_waiting_of(name);
+        if waiting >= cap as usize {
+            return prompt_error(
+                "prompt_rejected",
+                &format!("{name} has {waiting} prompts waiting, this gateway's most per person: wait for some to start, or take some off with POST /queue {{\"delete\": [...]}}"),
+                "",
+                json!({}),
+            );
+        }
+    }
     let node_errors = match check_prompt(&st, nodes).await {
         Ok(node_errors) => node_errors,
         Err(refusal) => return refusal,
@@ -221,6 +269,7 @@ async fn post_prompt(State(st): St, body: Bytes) -> Response {
             number: number.clone(),
             client_id,
             extra_data: Value::Object(extra_data),
+            owner: who.owner(),
         }),
         ..JobContext::default()
     };
@@ -334,10 +383,13 @@ fn refusal_without_classes(nodes: &Map<String, Value>) -> Option<Response> {
         .then(|| prompt_error("prompt_no_outputs", "Prompt has no outputs", "", json!({})))
 }
 
-async fn get_queue(State(st): St) -> Response {
+async fn get_queue(State(st): St, Extension(who): Who) -> Response {
     let mut running = Vec::new();
     let mut pending = Vec::new();
-    for job in st.queue.gateway_jobs(|j| !j.state.is_final()) {
+    let jobs = st
+        .queue
+        .gateway_jobs(|j| !j.state.is_final() && visible(&who, j));
+    for job in jobs.into_iter().filter(|j| visible(&who, j)) {
         let Some(g) = &job.gateway else { continue };
         match job.state {
             JobState::Dispatched | JobState::Running => running.push(shapes::queue_item(&job, g)),
@@ -363,14 +415,16 @@ fn control_body(body: &Bytes) -> Option<Map<String, Value>> {
     }
 }
 
-/// The gateway's jobs named by `ids` (the clients' prompt ids), or all.
-fn named(st: &GatewayState, ids: Option<&Value>) -> Vec<storycore_types::Job> {
+/// The gateway's jobs `who` may touch named by `ids` (the clients' prompt
+/// ids), or all of them.
+fn named(st: &GatewayState, who: &Caller, ids: Option<&Value>) -> Vec<storycore_types::Job> {
     let wanted: Option<HashSet<&str>> = ids
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
     st.queue
         .gateway_jobs(|_| false)
         .into_iter()
+        .filter(|j| visible(who, j))
         .filter(|j| {
             let p = j
                 .gateway
@@ -388,16 +442,16 @@ fn ok_empty() -> Response {
 
 /// `{"delete": [ids]}` takes pending prompts off the queue; `{"clear":
 /// true}` all pending ones. A running prompt stays (use /interrupt).
-async fn post_queue(State(st): St, body: Bytes) -> Response {
+async fn post_queue(State(st): St, Extension(who): Who, body: Bytes) -> Response {
     let Some(body) = control_body(&body) else {
         return trouble();
     };
     let mut pending = Vec::new();
     if body.get("clear") == Some(&Value::Bool(true)) {
-        pending.extend(named(&st, None));
+        pending.extend(named(&st, &who, None));
     }
     if let Some(ids) = body.get("delete") {
-        pending.extend(named(&st, Some(ids)));
+        pending.extend(named(&st, &who, Some(ids)));
     }
     for j in pending.into_iter().filter(|j| j.state == JobState::Queued) {
         if let Err(e) = st.queue.cancel(&j.id).await {
@@ -409,11 +463,11 @@ async fn post_queue(State(st): St, body: Bytes) -> Response {
 
 /// `{"prompt_id": id}` interrupts that prompt if it runs; anything else
 /// (no body, not JSON) every running prompt of the gateway's clients.
-async fn post_interrupt(State(st): St, body: Bytes) -> Response {
+async fn post_interrupt(State(st): St, Extension(who): Who, body: Bytes) -> Response {
     let one = control_body(&body).and_then(|b| b.get("prompt_id").cloned());
     let jobs = match &one {
-        Some(id) => named(&st, Some(&json!([id]))),
-        None => named(&st, None),
+        Some(id) => named(&st, &who, Some(&json!([id]))),
+        None => named(&st, &who, None),
     };
     for j in jobs.into_iter().filter(|j| j.state.is_in_flight()) {
         if let Err(e) = st.queue.cancel(&j.id).await {
@@ -425,16 +479,16 @@ async fn post_interrupt(State(st): St, body: Bytes) -> Response {
 
 /// `{"delete": [ids]}` or `{"clear": true}`: finished prompts forgotten
 /// (their jobs and outputs removed).
-async fn post_history(State(st): St, body: Bytes) -> Response {
+async fn post_history(State(st): St, Extension(who): Who, body: Bytes) -> Response {
     let Some(body) = control_body(&body) else {
         return trouble();
     };
     let mut gone = Vec::new();
     if body.get("clear") == Some(&Value::Bool(true)) {
-        gone.extend(named(&st, None));
+        gone.extend(named(&st, &who, None));
     }
     if let Some(ids) = body.get("delete") {
-        gone.extend(named(&st, Some(ids)));
+        gone.extend(named(&st, &who, Some(ids)));
     }
     for j in gone.into_iter().filter(|j| j.state.is_final()) {
         if let Err(e) = st.queue.remove(&j.id).await {
@@ -444,12 +498,13 @@ async fn post_history(State(st): St, body: Bytes) -> Response {
     ok_empty()
 }
 
-/// Finished gateway prompts, oldest first, as summaries (no workflow).
-fn finished(st: &GatewayState) -> Vec<storycore_types::Job> {
+/// Finished gateway prompts `who` may see, oldest first, as summaries (no
+/// workflow).
+fn finished(st: &GatewayState, who: &Caller) -> Vec<storycore_types::Job> {
     st.queue
         .gateway_jobs(|_| false)
         .into_iter()
-        .filter(in_history)
+        .filter(|j| in_history(j) && visible(who, j))
         .collect()
 }
 
@@ -478,13 +533,17 @@ fn history_of(st: &GatewayState, jobs: &[storycore_types::Job]) -> Response {
 }
 
 /// `?max_items=N`: the newest N; with `offset=K`, N from the K-th oldest.
-async fn get_history(State(st): St, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn get_history(
+    State(st): St,
+    Extension(who): Who,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let parse = |k: &str| q.get(k).map(|v| v.parse::<usize>());
     let (max, offset) = match (parse("max_items"), parse("offset")) {
         (Some(Err(_)), _) | (_, Some(Err(_))) => return trouble(),
         (m, o) => (m.and_then(Result::ok), o.and_then(Result::ok)),
     };
-    let all = finished(&st);
+    let all = finished(&st, &who);
     let picked: &[storycore_types::Job] = match (max, offset) {
         (Some(n), Some(k)) => &all[k.min(all.len())..(k.saturating_add(n)).min(all.len())],
         (Some(n), None) => &all[all.len().saturating_sub(n)..],
@@ -494,8 +553,8 @@ async fn get_history(State(st): St, Query(q): Query<HashMap<String, String>>) ->
     history_of(&st, picked)
 }
 
-async fn get_history_one(State(st): St, Path(id): Path<String>) -> Response {
-    let all = finished(&st);
+async fn get_history_one(State(st): St, Extension(who): Who, Path(id): Path<String>) -> Response {
+    let all = finished(&st, &who);
     let one = all
         .iter()
         .rev()
@@ -507,6 +566,7 @@ async fn get_history_one(State(st): St, Path(id): Path<String>) -> Response {
 /// the instance that made it). Refusals as ComfyUI gives them.
 async fn view(
     State(st): St,
+    Extension(who): Who,
     uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -525,6 +585,12 @@ async fn view(
     let kind = annotated.unwrap_or_else(|| q.get("type").map(String::as_str).unwrap_or("output"));
     if !matches!(kind, "output" | "input" | "temp") {
         return empty(StatusCode::BAD_REQUEST);
+    }
+    // A prompt's output is its owner's.
+    if let Some((job, _)) = shapes::split_subfolder(subfolder) {
+        if st.queue.summary(job).is_some_and(|j| !visible(&who, &j)) {
+            return empty(StatusCode::NOT_FOUND);
+        }
     }
     let Some(path) = super::uploads::held_file(&st, kind, subfolder, filename) else {
         if shapes::split_subfolder(subfolder).is_some() {

@@ -10,9 +10,10 @@
 //! under the same prompt id, without a second `execution_start`.
 
 use super::shapes;
+use super::tokens::Caller;
 use super::GatewayState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub(crate) async fn upgrade(
     State(st): State<Arc<GatewayState>>,
+    Extension(who): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -31,7 +33,7 @@ pub(crate) async fn upgrade(
         .filter(|c| !c.is_empty())
         .cloned()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    ws.on_upgrade(move |socket| serve(socket, st, sid))
+    ws.on_upgrade(move |socket| serve(socket, st, sid, who))
 }
 
 /// What this socket has told about one prompt.
@@ -56,14 +58,25 @@ fn status(remaining: usize, sid: Option<&str>) -> Message {
     frame("status", data)
 }
 
-async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
+async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String, who: Caller) {
     // Subscribe before the first frame: nothing between is missed.
     let mut events = st.manager.subscribe();
     let mut previews = st.queue.subscribe_previews();
+    // A named token's socket is closed when the token is revoked.
+    let mut tokens = st
+        .tokens
+        .as_ref()
+        .filter(|_| who.name.is_some())
+        .map(|b| b.watch());
+    let owner = (!who.admin).then(|| who.name.as_deref().unwrap_or_default().to_string());
+    let owner = owner.as_deref();
+    // Only this client's prompts, and only the caller's own: a client id
+    // is no secret.
+    let mine = |job: &Job| mine(job, &sid) && super::routes::visible(&who, job);
     // The client's first message announced `supports_preview_metadata`:
     // its previews come as type 4 (with their prompt and node), else type 1.
     let mut preview_metadata = false;
-    let mut remaining = st.queue.gateway_remaining();
+    let mut remaining = st.queue.gateway_remaining_of(owner);
     if socket.send(status(remaining, Some(&sid))).await.is_err() {
         return;
     }
@@ -71,7 +84,7 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
     let mut heard = false;
     // A prompt of this client already running when it connected.
     for job in st.queue.gateway_jobs(|_| false) {
-        if mine(&job, &sid) && job.state == JobState::Running {
+        if mine(&job) && job.state == JobState::Running {
             for m in on_job(&job, &mut told).0 {
                 if socket.send(m).await.is_err() {
                     return;
@@ -82,6 +95,24 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
     loop {
         let event = tokio::select! {
             _ = st.cancel.cancelled() => return,
+            Some(Ok(())) = async {
+                match tokens.as_mut() {
+                    Some(t) => Some(t.changed().await),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let name = who.name.as_deref().unwrap_or_default();
+                if st.tokens.as_ref().is_some_and(|b| b.holds(name)) {
+                    continue;
+                }
+                tracing::info!(name, "gateway: a revoked token's socket closed");
+                let close = axum::extract::ws::CloseFrame {
+                    code: 1008,
+                    reason: "the token was revoked".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return;
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(t))) => {
                     // ComfyUI answers the client's first message when it
@@ -127,7 +158,7 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
                 .queue
                 .gateway_jobs(|_| false)
                 .into_iter()
-                .filter(|j| mine(j, &sid))
+                .filter(|j| mine(j))
                 .map(|j| AppEvent::JobUpdated(Box::new(j)))
                 .collect(),
             Err(RecvError::Closed) => return,
@@ -138,10 +169,10 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String) {
         for e in list {
             match e {
                 AppEvent::JobUpdated(job) if job.gateway.is_some() => {
-                    let now = *counted.get_or_insert_with(|| st.queue.gateway_remaining());
+                    let now = *counted.get_or_insert_with(|| st.queue.gateway_remaining_of(owner));
                     // `ends`: its end was told just now (a prompt taken off
                     // the queue before it started ends silently, as in ComfyUI).
-                    let (frames, ends) = if mine(&job, &sid) {
+                    let (frames, ends) = if mine(&job) {
                         on_job(&job, &mut told)
                     } else {
                         (Vec::new(), false)

@@ -309,6 +309,12 @@ impl InstanceManager {
         Ok(())
     }
 
+    /// The folder of the local instances' runtime folders
+    /// (`<data>/instances/<id>/`).
+    pub fn instances_dir(&self) -> std::path::PathBuf {
+        self.inner.options.data_dir.join("instances")
+    }
+
     // ----- health settings ------------------------------------------------------
 
     /// The health policy monitors get now.

@@ -73,7 +73,7 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 #[cfg(unix)]
-fn sync_folder(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_folder(path: &Path) -> std::io::Result<()> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -84,6 +84,6 @@ fn sync_folder(path: &Path) -> std::io::Result<()> {
 /// Windows cannot open a folder as a file; its rename is already durable
 /// enough once `MoveFileEx` returns.
 #[cfg(not(unix))]
-fn sync_folder(_path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_folder(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }

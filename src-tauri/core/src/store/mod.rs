@@ -29,6 +29,7 @@ mod read;
 mod recovery;
 
 pub use atomic::{atomic_write, replace_unsynced};
+pub(crate) use atomic::{sync_folder, PARTIAL_MARKER};
 pub use error::StoreError;
 pub use export::{export, REDACTED_VALUE};
 pub use health_history::{
