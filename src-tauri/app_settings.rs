@@ -89,7 +89,8 @@ pub async fn set_settings(
     let before = store.get();
     // Where the token is kept is the app's to say (set_gateway_token).
     settings.gateway.token_ref = before.gateway.token_ref.clone();
-    check(&settings)?;
+    let named = storycore_core::gateway::TokenBook::open(&paths.config_dir);
+    check(&settings, !named.is_empty())?;
     store.set(settings.clone())?;
     manager.set_keep_running(settings.keep_instances_running);
     queue
@@ -196,21 +197,89 @@ pub async fn set_gateway_token(
     restart_gateway(&settings, &gateway, &queue, &manager, &paths).await
 }
 
+/// The people's gateway tokens (names and roles; never a token).
+#[tauri::command]
+pub async fn list_gateway_tokens(
+    paths: tauri::State<'_, crate::paths::AppPaths>,
+) -> Result<Vec<storycore_types::GatewayTokenInfo>, ApiError> {
+    let book = storycore_core::gateway::TokenBook::open(&paths.config_dir);
+    Ok(book
+        .list()
+        .into_iter()
+        .map(|t| storycore_types::GatewayTokenInfo {
+            name: t.name,
+            admin: t.admin,
+            created_at: t.created_at,
+        })
+        .collect())
+}
+
+/// Makes a token for a person; answers it, the only time it is shown.
+#[tauri::command]
+pub async fn create_gateway_token(
+    paths: tauri::State<'_, crate::paths::AppPaths>,
+    name: String,
+    admin: bool,
+) -> Result<String, ApiError> {
+    let dir = paths.config_dir.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        storycore_core::gateway::TokenBook::open(&dir).create(name.trim(), admin)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    made.map_err(token_error)
+}
+
+/// Revokes a person's token: refused from now on, its sockets closed.
+#[tauri::command]
+pub async fn revoke_gateway_token(
+    paths: tauri::State<'_, crate::paths::AppPaths>,
+    name: String,
+) -> Result<(), ApiError> {
+    let dir = paths.config_dir.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        storycore_core::gateway::TokenBook::open(&dir).revoke(&name)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    done.map_err(token_error)
+}
+
+fn token_error(e: storycore_core::gateway::TokenError) -> ApiError {
+    use storycore_core::gateway::TokenError as T;
+    let code = match &e {
+        T::Invalid(_) => ErrorCode::InvalidInput,
+        T::Unknown(_) => ErrorCode::NotFound,
+        T::Taken(_) => ErrorCode::Conflict,
+        _ => ErrorCode::Internal,
+    };
+    let mut api = ApiError::new(code, e.to_string());
+    if code == ErrorCode::InvalidInput || code == ErrorCode::Conflict {
+        api.fields = vec![FieldError::new("gateway.tokenName", e.to_string())];
+    }
+    api
+}
+
 /// Where the gateway listens now (`None`: off, or it could not listen).
 #[tauri::command]
 pub async fn gateway_status(
     gateway: tauri::State<'_, crate::shell::GatewaySlot>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<storycore_types::GatewayStatus>, ApiError> {
     Ok(gateway
         .0
         .lock()
         .await
         .as_ref()
-        .map(|g| g.addr().to_string()))
+        .map(|g| storycore_types::GatewayStatus {
+            address: g.addr().to_string(),
+            url: g.url(),
+            fingerprint: g.tls().map(|t| t.fingerprint().to_string()),
+            trust_file: g.tls().map(|t| t.trust_file().display().to_string()),
+        }))
 }
 
 /// The limits of the retention settings, said in the refusal.
-fn check(s: &AppSettings) -> Result<(), ApiError> {
+fn check(s: &AppSettings, has_named_tokens: bool) -> Result<(), ApiError> {
     let mut fields = Vec::new();
     if !(1..=3650).contains(&s.job_retention_days) {
         fields.push(FieldError::new(
@@ -235,9 +304,35 @@ fn check(s: &AppSettings) -> Result<(), ApiError> {
             fields.push(FieldError::new("gateway.tokenAuth", e));
         }
     }
+    let (cert, key) = (&s.gateway.tls_cert, &s.gateway.tls_key);
+    for (field, path) in [("gateway.tlsCert", cert), ("gateway.tlsKey", key)] {
+        if path
+            .as_deref()
+            .is_some_and(|p| !std::path::Path::new(p).is_absolute())
+        {
+            fields.push(FieldError::new(
+                field,
+                "give the file's absolute path".to_string(),
+            ));
+        }
+    }
+    if cert.is_some() != key.is_some() {
+        fields.push(FieldError::new(
+            if cert.is_some() {
+                "gateway.tlsKey"
+            } else {
+                "gateway.tlsCert"
+            },
+            "a certificate and its key go together: give both, or neither (the app then makes one)"
+                .to_string(),
+        ));
+    }
+    if let Err(e) = storycore_core::gateway::Access::open().with_hosts(&s.gateway.allowed_hosts) {
+        fields.push(FieldError::new("gateway.allowedHosts", e));
+    }
     if s.gateway.enabled {
         match s.gateway.address.trim().parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() || s.gateway.token_ref.is_some() => {}
+            Ok(a) if a.ip().is_loopback() || s.gateway.token_ref.is_some() || has_named_tokens => {}
             Ok(a) => fields.push(FieldError::new(
                 "gateway.address",
                 format!("{a} is on the network: set a token for the gateway first (clients then send it), or use a loopback address such as 127.0.0.1:8288"),

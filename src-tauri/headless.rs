@@ -9,25 +9,122 @@ use crate::app_settings::SettingsStore;
 use crate::paths::AppPaths;
 use crate::settings::EnvSettings;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use storycore_core::dispatch::{DispatchOptions, JobQueue};
 use storycore_core::gateway::{Gateway, DEFAULT_ADDR};
 use storycore_core::manager::{InstanceManager, ManagerOptions};
 
 pub const USAGE: &str = "usage: storycore-engine             the desktop app
-       storycore-engine serve [--gateway ADDR]
+       storycore-engine serve [--gateway ADDR] [--tls-cert FILE --tls-key FILE | --plain-http]
                                     no window: the fleet and its queue behind a
                                     ComfyUI-compatible gateway on ADDR
-                                    (default 127.0.0.1:8288); an address on the
+                                    (default 127.0.0.1:8288). An address on the
                                     network needs STORYCORE_GATEWAY_TOKEN (sent
                                     as STORYCORE_GATEWAY_AUTH says: bearer,
-                                    basic or header:<Name>)";
+                                    basic or header:<Name>) and serves HTTPS:
+                                    with the certificate and key given (PEM),
+                                    else with one it makes and keeps (its
+                                    fingerprint is printed); --plain-http serves
+                                    it in clear instead. Requests must be
+                                    addressed to this machine's names or to
+                                    those of STORYCORE_GATEWAY_HOSTS
+       storycore-engine tokens create NAME [--admin]
+       storycore-engine tokens list
+       storycore-engine tokens revoke NAME
+                                    the gateway's named tokens, one per person:
+                                    create prints the token (shown only then);
+                                    a person sees and touches only their own
+                                    prompts and files (--admin: everyone's);
+                                    a running gateway takes a change at once";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
     Desktop,
-    Serve { gateway: SocketAddr },
+    Serve(ServeArgs),
+    Tokens(TokensCmd),
     Help,
+}
+
+/// `tokens`' subcommands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokensCmd {
+    Create { name: String, admin: bool },
+    List,
+    Revoke { name: String },
+}
+
+fn parse_tokens(args: &[String]) -> Result<Mode, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = match words.as_slice() {
+        ["create", name] => TokensCmd::Create {
+            name: name.to_string(),
+            admin: false,
+        },
+        ["create", name, "--admin"] | ["create", "--admin", name] => TokensCmd::Create {
+            name: name.to_string(),
+            admin: true,
+        },
+        ["list"] => TokensCmd::List,
+        ["revoke", name] => TokensCmd::Revoke {
+            name: name.to_string(),
+        },
+        ["-h" | "--help", ..] => return Ok(Mode::Help),
+        _ => {
+            return Err(format!(
+                "tokens takes: create NAME [--admin], list, or revoke NAME\n{USAGE}"
+            ))
+        }
+    };
+    Ok(Mode::Tokens(cmd))
+}
+
+/// Runs a `tokens` subcommand on the config folder's tokens file.
+pub fn tokens(cmd: &TokensCmd, config_dir: &std::path::Path) -> Result<String, String> {
+    let book = storycore_core::gateway::TokenBook::open(config_dir);
+    match cmd {
+        TokensCmd::Create { name, admin } => {
+            let token = book.create(name, *admin).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{token}\n(the token of {name}{}: shown only now; give it to them. It is sent as Authorization: Bearer <token>, or as the password of basic authorization)",
+                if *admin { ", who sees everyone's prompts" } else { "" }
+            ))
+        }
+        TokensCmd::List => {
+            let all = book.list();
+            if all.is_empty() {
+                return Ok("no named tokens".to_string());
+            }
+            Ok(all
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}\t{}\tmade {}",
+                        t.name,
+                        if t.admin { "admin" } else { "person" },
+                        t.created_at
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        TokensCmd::Revoke { name } => {
+            book.revoke(name).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "revoked the token of {name}: refused from now on, its sockets closed"
+            ))
+        }
+    }
+}
+
+/// `serve`'s options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServeArgs {
+    pub gateway: SocketAddr,
+    /// The user's certificate and key (PEM) for HTTPS on the network.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on the network, asked for explicitly.
+    pub plain_http: bool,
 }
 
 /// Reads the arguments after the program's name. Only `serve` and the help
@@ -36,43 +133,109 @@ pub enum Mode {
 pub fn parse(args: &[String]) -> Result<Mode, String> {
     match args.first().map(String::as_str) {
         Some("-h" | "--help") => Ok(Mode::Help),
-        Some("serve") => {
-            let mut gateway: SocketAddr = DEFAULT_ADDR.parse().expect("a valid default");
-            let mut rest = args[1..].iter();
-            while let Some(a) = rest.next() {
-                let value = match a.as_str() {
-                    "--gateway" => rest.next().cloned(),
-                    s if s.starts_with("--gateway=") => Some(s["--gateway=".len()..].to_string()),
-                    "-h" | "--help" => return Ok(Mode::Help),
-                    other => return Err(format!("serve does not take '{other}'\n{USAGE}")),
-                };
-                let value = value.ok_or_else(|| {
-                    format!("--gateway needs an address, such as 127.0.0.1:8288\n{USAGE}")
-                })?;
-                gateway = value.parse().map_err(|_| {
-                    format!(
-                        "--gateway '{value}' is not an address and port, such as 127.0.0.1:8288"
-                    )
-                })?;
-            }
-            Ok(Mode::Serve { gateway })
-        }
+        Some("serve") => parse_serve(&args[1..]),
+        Some("tokens") => parse_tokens(&args[1..]),
         _ => Ok(Mode::Desktop),
     }
 }
 
+fn parse_serve(args: &[String]) -> Result<Mode, String> {
+    let mut gateway: SocketAddr = DEFAULT_ADDR.parse().expect("a valid default");
+    let (mut cert, mut key, mut plain_http) = (None, None, false);
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |what: &str| {
+            inline
+                .clone()
+                .or_else(|| rest.next().cloned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{flag} needs {what}\n{USAGE}"))
+        };
+        match flag {
+            "--gateway" => {
+                let v = value("an address, such as 127.0.0.1:8288")?;
+                gateway = v.parse().map_err(|_| {
+                    format!("--gateway '{v}' is not an address and port, such as 127.0.0.1:8288")
+                })?;
+            }
+            "--tls-cert" => cert = Some(PathBuf::from(value("a PEM certificate file")?)),
+            "--tls-key" => key = Some(PathBuf::from(value("a PEM private key file")?)),
+            "--plain-http" if inline.is_none() => plain_http = true,
+            "-h" | "--help" => return Ok(Mode::Help),
+            other => return Err(format!("serve does not take '{other}'\n{USAGE}")),
+        }
+    }
+    let tls = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both".to_string()),
+    };
+    if tls.is_some() && plain_http {
+        return Err("--plain-http and a certificate contradict each other: give one".to_string());
+    }
+    Ok(Mode::Serve(ServeArgs {
+        gateway,
+        tls,
+        plain_http,
+    }))
+}
+
+/// HTTPS for a gateway on the network: the certificate given, else the one
+/// the app makes and keeps; plain HTTP only when asked for.
+fn with_tls(
+    access: storycore_core::gateway::Access,
+    args: &ServeArgs,
+    config_dir: &std::path::Path,
+) -> Result<storycore_core::gateway::Access, String> {
+    use storycore_core::gateway::TlsIdentity;
+    if args.gateway.ip().is_loopback() {
+        return Ok(access);
+    }
+    if args.plain_http {
+        tracing::warn!("--plain-http: the gateway serves the network in clear; tokens and prompts can be read by anyone on the path");
+        return Ok(access.with_plain_http());
+    }
+    let tls = match &args.tls {
+        Some((cert, key)) => TlsIdentity::from_files(cert, key)?,
+        None => TlsIdentity::generated(
+            &config_dir.join(storycore_core::gateway::TLS_FOLDER),
+            &storycore_core::gateway::certificate_names(access.hosts()),
+        )?,
+    };
+    Ok(access.with_tls(tls))
+}
+
 /// Runs until SIGTERM or SIGINT.
-pub fn run(paths: AppPaths, env: EnvSettings, gateway: SocketAddr) -> Result<(), String> {
+pub fn run(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(paths, env, gateway))
+    runtime.block_on(serve(paths, env, args))
 }
 
-async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<(), String> {
+async fn serve(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), String> {
+    let addr = args.gateway;
     let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
     let settings = settings_store.get();
+    // Checked before anything opens: a bad name stops `serve` at once.
+    let access = env
+        .gateway_access
+        .clone()
+        .unwrap_or_default()
+        .with_hosts(
+            env.gateway_hosts
+                .as_deref()
+                .unwrap_or(&settings.gateway.allowed_hosts),
+        )
+        .map_err(|e| format!("the gateway's host names: {e}"))?
+        .with_tokens(storycore_core::gateway::TokenBook::open(&paths.config_dir))
+        .with_max_waiting(settings.gateway.max_waiting_per_person);
+    let access = with_tls(access, &args, &paths.config_dir)?;
     let mut options = ManagerOptions::new(&paths.config_dir);
     options.data_dir = paths.data_dir.clone();
     options.health = crate::shell::health_policy_of(&settings, &env);
@@ -106,7 +269,6 @@ async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<()
     for n in manager.load_secrets().await {
         tracing::warn!("{n}");
     }
-    let access = env.gateway_access.clone().unwrap_or_default();
     let gateway = match Gateway::start_with(queue.clone(), manager.clone(), addr, access).await {
         Ok(g) => g,
         Err(e) => {
@@ -142,10 +304,17 @@ async fn serve(paths: AppPaths, env: EnvSettings, addr: SocketAddr) -> Result<()
         }
     };
     tracing::info!(
-        "serving: a ComfyUI-compatible gateway on http://{} for {} instance(s); SIGTERM or Ctrl+C stops",
-        gateway.addr(),
+        "serving: a ComfyUI-compatible gateway on {} for {} instance(s); SIGTERM or Ctrl+C stops",
+        gateway.url(),
         manager.list().len()
     );
+    if let Some(t) = gateway.tls() {
+        tracing::info!(
+            "HTTPS certificate SHA-256 fingerprint {} (clients trust {} or pin this fingerprint)",
+            t.fingerprint(),
+            t.trust_file().display()
+        );
+    }
     let signal = wait_for_stop().await;
     tracing::info!("{signal}: stopping");
     gateway.stop().await;
@@ -187,23 +356,14 @@ mod tests {
     #[test]
     fn the_command_line() {
         assert_eq!(parse(&args(&[])), Ok(Mode::Desktop));
-        assert_eq!(
-            parse(&args(&["serve"])),
-            Ok(Mode::Serve {
-                gateway: "127.0.0.1:8288".parse().unwrap()
-            })
-        );
+        assert_eq!(parse(&args(&["serve"])), Ok(serve_at("127.0.0.1:8288")));
         assert_eq!(
             parse(&args(&["serve", "--gateway", "127.0.0.1:9000"])),
-            Ok(Mode::Serve {
-                gateway: "127.0.0.1:9000".parse().unwrap()
-            })
+            Ok(serve_at("127.0.0.1:9000"))
         );
         assert_eq!(
             parse(&args(&["serve", "--gateway=[::1]:9000"])),
-            Ok(Mode::Serve {
-                gateway: "[::1]:9000".parse().unwrap()
-            })
+            Ok(serve_at("[::1]:9000"))
         );
         assert!(parse(&args(&["serve", "--gateway"]))
             .unwrap_err()
@@ -215,5 +375,62 @@ mod tests {
             .unwrap_err()
             .contains("'--bogus'"));
         assert_eq!(parse(&args(&["--help"])), Ok(Mode::Help));
+        assert_eq!(
+            parse(&args(&["tokens", "create", "alice", "--admin"])),
+            Ok(Mode::Tokens(TokensCmd::Create {
+                name: "alice".into(),
+                admin: true
+            }))
+        );
+        assert_eq!(
+            parse(&args(&["tokens", "revoke", "alice"])),
+            Ok(Mode::Tokens(TokensCmd::Revoke {
+                name: "alice".into()
+            }))
+        );
+        assert!(parse(&args(&["tokens", "make"]))
+            .unwrap_err()
+            .contains("create NAME"));
+        assert_eq!(
+            parse(&args(&["serve", "--tls-cert", "c.pem", "--tls-key=k.pem"])),
+            Ok(Mode::Serve(ServeArgs {
+                tls: Some(("c.pem".into(), "k.pem".into())),
+                ..ServeArgs::at("127.0.0.1:8288")
+            }))
+        );
+        assert!(parse(&args(&["serve", "--tls-cert", "c.pem"]))
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse(&args(&[
+            "serve",
+            "--plain-http",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k"
+        ]))
+        .unwrap_err()
+        .contains("contradict"));
+        assert_eq!(
+            parse(&args(&["serve", "--plain-http"])),
+            Ok(Mode::Serve(ServeArgs {
+                plain_http: true,
+                ..ServeArgs::at("127.0.0.1:8288")
+            }))
+        );
+    }
+
+    fn serve_at(addr: &str) -> Mode {
+        Mode::Serve(ServeArgs::at(addr))
+    }
+
+    impl ServeArgs {
+        fn at(addr: &str) -> Self {
+            Self {
+                gateway: addr.parse().unwrap(),
+                tls: None,
+                plain_http: false,
+            }
+        }
     }
 }

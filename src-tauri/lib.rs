@@ -36,6 +36,19 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The gateway's named tokens: a quick command, no log, no runtime.
+    if let headless::Mode::Tokens(cmd) = &mode {
+        return match headless::tokens(cmd, &paths.config_dir) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("storycore-engine: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let _log_guard = match logging::init(&paths.log_dir) {
         Ok(g) => g,
         Err(e) => {
@@ -64,7 +77,7 @@ pub fn run() -> ExitCode {
         }
     };
     let ran = match mode {
-        headless::Mode::Serve { gateway } => headless::run(paths, settings, gateway),
+        headless::Mode::Serve(args) => headless::run(paths, settings, args),
         _ => shell::run(paths, settings),
     };
     match ran {

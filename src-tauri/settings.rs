@@ -14,6 +14,9 @@ pub const GATEWAY_ENV: &str = "STORYCORE_GATEWAY";
 pub const GATEWAY_TOKEN_ENV: &str = "STORYCORE_GATEWAY_TOKEN";
 /// How the token is sent: `bearer` (default), `basic` or `header:<Name>`.
 pub const GATEWAY_AUTH_ENV: &str = "STORYCORE_GATEWAY_AUTH";
+/// Host names clients use for this machine besides its own, comma-separated
+/// (over the Settings').
+pub const GATEWAY_HOSTS_ENV: &str = "STORYCORE_GATEWAY_HOSTS";
 
 #[derive(Debug, Clone, Default)]
 pub struct EnvSettings {
@@ -22,6 +25,8 @@ pub struct EnvSettings {
     pub gateway: Option<Option<std::net::SocketAddr>>,
     /// The gateway's token, from the environment.
     pub gateway_access: Option<storycore_core::gateway::Access>,
+    /// The gateway's other host names, from the environment.
+    pub gateway_hosts: Option<Vec<String>>,
 }
 
 impl EnvSettings {
@@ -33,6 +38,7 @@ impl EnvSettings {
             var(GATEWAY_AUTH_ENV).as_deref(),
         )?;
         s.gateway = parse_gateway(var(GATEWAY_ENV).as_deref(), s.gateway_access.is_some())?;
+        s.gateway_hosts = parse_hosts(var(GATEWAY_HOSTS_ENV).as_deref())?;
         Ok(s)
     }
 
@@ -76,6 +82,20 @@ fn parse_gateway(
     }
 }
 
+fn parse_hosts(value: Option<&str>) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = value else { return Ok(None) };
+    let hosts: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(String::from)
+        .collect();
+    storycore_core::gateway::Access::open()
+        .with_hosts(&hosts)
+        .map_err(|e| format!("{GATEWAY_HOSTS_ENV}: {e}; separate names with commas"))?;
+    Ok(Some(hosts))
+}
+
 fn parse_access(
     token: Option<&str>,
     auth: Option<&str>,
@@ -117,6 +137,17 @@ mod tests {
             parse_gateway(Some("0.0.0.0:8288"), true).unwrap(),
             Some(Some("0.0.0.0:8288".parse().unwrap()))
         );
+    }
+
+    #[test]
+    fn the_gateway_host_names_are_checked() {
+        assert_eq!(parse_hosts(None).unwrap(), None);
+        assert_eq!(
+            parse_hosts(Some(" box.lan , 10.0.0.7,")).unwrap(),
+            Some(vec!["box.lan".to_string(), "10.0.0.7".to_string()])
+        );
+        let bad = parse_hosts(Some("box.lan:8288")).unwrap_err();
+        assert!(bad.contains(GATEWAY_HOSTS_ENV), "{bad}");
     }
 
     #[test]

@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 use support::{app_with_one_instance, free_port};
 
 async fn gateway_at(app: &support::App) -> Option<String> {
-    app.invoke("gateway_status", json!({}))
-        .await
-        .unwrap()
+    app.invoke("gateway_status", json!({})).await.unwrap()["address"]
         .as_str()
         .map(String::from)
 }
@@ -181,19 +179,43 @@ async fn settings_put_the_gateway_on_the_network_behind_a_token() {
         |t| t.contains(&lan),
     )
     .await;
-    let url = format!("http://127.0.0.1:{port}/prompt");
-    let r = http.get(&url).send().await.unwrap();
+    // HTTPS, with a certificate the app made: shown with its fingerprint,
+    // and trusted through the file it names.
+    let shown = app
+        .wait_text("#settings-gateway-tls", "the certificate", |t| {
+            t.contains("SHA-256")
+        })
+        .await;
+    println!("gateway: {shown}");
+    let status = app.invoke("gateway_status", json!({})).await.unwrap();
+    assert_eq!(status["url"], format!("https://{lan}"));
+    let trust = std::fs::read(status["trustFile"].as_str().unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&trust).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}/prompt");
+    let r = https.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+    let r = https.get(&url).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
         json!({"exec_info": {"queue_remaining": 0}})
     );
+    // Plain HTTP to the HTTPS port: a clean refusal that says what to use.
+    let plain = http
+        .get(format!("http://127.0.0.1:{port}/prompt"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    assert!(plain.text().await.unwrap().contains("https://"));
     // In the keyring, not in the settings file.
     assert_eq!(keyring.lookup("gateway/token").as_deref(), Some(token));
     let settings = std::fs::read_to_string(app.config_dir.path().join("settings.json")).unwrap();
     assert!(!settings.contains(token), "{settings}");
-    println!("gateway: on {lan} with a token from Settings: 401 without it, 200 with it; the token is in the keyring only");
+    println!("gateway: on {lan} with a token from Settings, over HTTPS: 401 without it, 200 with it; plain HTTP refused; the token is in the keyring only");
     app.finish().await;
 }

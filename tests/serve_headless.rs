@@ -125,7 +125,8 @@ async fn serve_runs_headless_answers_as_comfyui_and_stops_on_sigterm() {
 
 /// `serve` on a network address: refused without a token, with the
 /// variable to set named; with `STORYCORE_GATEWAY_TOKEN` (sent as
-/// `STORYCORE_GATEWAY_AUTH` says) it serves only requests that carry it.
+/// `STORYCORE_GATEWAY_AUTH` says) it serves only requests that carry it,
+/// addressed to this machine or a name of `STORYCORE_GATEWAY_HOSTS`.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_on_the_network_needs_a_token() {
     let config = tempfile::tempdir().unwrap();
@@ -139,6 +140,7 @@ async fn serve_on_the_network_needs_a_token() {
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .env_remove("STORYCORE_GATEWAY_TOKEN")
             .env("STORYCORE_GATEWAY_AUTH", "basic")
+            .env("STORYCORE_GATEWAY_HOSTS", "fleet.studio.lan")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(t) = token {
@@ -155,8 +157,37 @@ async fn serve_on_the_network_needs_a_token() {
 
     let token = "fleet:0123456789abcdef";
     let mut running = Group::spawn(&mut serve(Some(token))).expect("the app binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    // HTTPS with a certificate it made and kept: its fingerprint is printed.
+    let stderr = running.0.stderr.take().unwrap();
+    let printed = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let found = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("fingerprint"));
+        // Keep reading, so serve never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        found
+    })
+    .await
+    .unwrap()
+    .expect("serve prints the certificate's fingerprint");
+    let ca = config.path().join("gateway-tls/ca.pem");
+    let cert = std::fs::read_to_string(config.path().join("gateway-tls/cert.pem")).unwrap();
+    let leaf = cert.split("-----END CERTIFICATE-----").next().unwrap();
+    let der = base64_der(leaf);
+    let fingerprint = sha256_colons(&der);
+    assert!(
+        printed.contains(&fingerprint),
+        "{printed} names {fingerprint}"
+    );
+    println!("serve: {}", printed.trim());
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
     let refused = wait_until("the gateway on the network", async || {
         http.get(format!("{base}/queue")).send().await.ok()
     })
@@ -177,7 +208,61 @@ async fn serve_on_the_network_needs_a_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A name the box is known by (STORYCORE_GATEWAY_HOSTS) is served; a
+    // foreign one is refused even with the token (DNS rebinding).
+    for (host, want) in [("fleet.studio.lan:8288", 200), ("evil.example:8288", 403)] {
+        let r = http
+            .get(format!("{base}/queue"))
+            .header("host", host)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{host}");
+    }
+    // Plain HTTP to it: refused, with what to use.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/queue"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
     unsafe { libc::kill(running.pid(), libc::SIGTERM) };
     let status = wait_until("serve to exit", async || running.0.try_wait().unwrap()).await;
     assert!(status.success(), "{status}");
+}
+
+/// The DER bytes of one PEM certificate.
+fn base64_der(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.trim().is_empty())
+        .collect();
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .unwrap()
+}
+
+/// SHA-256 as `AB:CD:...`, by `sha256sum` (a tool apart from the app's).
+fn sha256_colons(der: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(der).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_uppercase();
+    hex.as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -89,12 +89,48 @@ pub(crate) fn gateway_access(
     env: &EnvSettings,
     config_dir: &std::path::Path,
 ) -> Result<storycore_core::gateway::Access, String> {
+    let access = gateway_token(s, env, config_dir)?
+        .with_tokens(storycore_core::gateway::TokenBook::open(config_dir))
+        .with_max_waiting(s.gateway.max_waiting_per_person);
+    let network = gateway_addr(s, env)
+        .ok()
+        .flatten()
+        .is_some_and(|a| !a.ip().is_loopback());
+    if !network {
+        return Ok(access);
+    }
+    if s.gateway.plain_http {
+        return Ok(access.with_plain_http());
+    }
+    use storycore_core::gateway::TlsIdentity;
+    let tls = match (&s.gateway.tls_cert, &s.gateway.tls_key) {
+        (Some(cert), Some(key)) => {
+            TlsIdentity::from_files(std::path::Path::new(cert), std::path::Path::new(key))?
+        }
+        _ => TlsIdentity::generated(
+            &config_dir.join(storycore_core::gateway::TLS_FOLDER),
+            &storycore_core::gateway::certificate_names(access.hosts()),
+        )?,
+    };
+    Ok(access.with_tls(tls))
+}
+
+/// The token part of [`gateway_access`], and the host names.
+fn gateway_token(
+    s: &storycore_types::AppSettings,
+    env: &EnvSettings,
+    config_dir: &std::path::Path,
+) -> Result<storycore_core::gateway::Access, String> {
     use storycore_core::gateway::Access;
+    let hosts = env
+        .gateway_hosts
+        .as_deref()
+        .unwrap_or(&s.gateway.allowed_hosts);
     if let Some(a) = &env.gateway_access {
-        return Ok(a.clone());
+        return a.clone().with_hosts(hosts);
     }
     let Some(reference) = &s.gateway.token_ref else {
-        return Ok(Access::open());
+        return Access::open().with_hosts(hosts);
     };
     let auth =
         storycore_types::KeyAuth::parse(s.gateway.token_auth.as_deref().unwrap_or("bearer"))?;
@@ -104,7 +140,7 @@ pub(crate) fn gateway_access(
         .ok_or_else(|| {
             "the gateway's token is no longer in the keyring: set it again in Settings".to_string()
         })?;
-    Access::token(&token, auth)
+    Access::token(&token, auth)?.with_hosts(hosts)
 }
 
 /// Stops the gateway that runs, if any, and starts one on `addr`.
@@ -226,6 +262,9 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
             app_settings::get_settings,
             app_settings::set_settings,
             app_settings::gateway_status,
+            app_settings::list_gateway_tokens,
+            app_settings::create_gateway_token,
+            app_settings::revoke_gateway_token,
             app_settings::set_gateway_token,
             tray::tray_menu,
             commands::jobs::list_jobs,

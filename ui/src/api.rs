@@ -362,8 +362,24 @@ pub async fn set_gateway_token(token: Option<String>) -> Result<(), ApiError> {
 }
 
 /// Where the gateway listens now, if it does.
-pub async fn gateway_status() -> Result<Option<String>, ApiError> {
+pub async fn gateway_status() -> Result<Option<storycore_types::GatewayStatus>, ApiError> {
     call("gateway_status", &NoArgs {}).await
+}
+
+pub async fn list_gateway_tokens() -> Result<Vec<storycore_types::GatewayTokenInfo>, ApiError> {
+    call("list_gateway_tokens", &NoArgs {}).await
+}
+
+pub async fn create_gateway_token(name: &str, admin: bool) -> Result<String, ApiError> {
+    call(
+        "create_gateway_token",
+        &json!({ "name": name, "admin": admin }),
+    )
+    .await
+}
+
+pub async fn revoke_gateway_token(name: &str) -> Result<(), ApiError> {
+    call("revoke_gateway_token", &json!({ "name": name })).await
 }
 
 pub async fn list_pools() -> Result<Vec<PoolView>, ApiError> {

@@ -4,6 +4,7 @@ pub mod about_dialog;
 pub mod active_instance_switcher;
 pub mod alert_toasts;
 pub mod confirm_delete_dialog;
+pub mod gateway_people;
 pub mod import_dialog;
 pub mod instance_card;
 pub mod instance_details;

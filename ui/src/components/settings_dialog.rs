@@ -36,7 +36,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
     let fleet = expect_context::<Fleet>();
     let settings = RwSignal::new(None::<AppSettings>);
     // Where the gateway listens, read again after each change.
-    let listening = RwSignal::new(None::<String>);
+    let listening = RwSignal::new(None::<storycore_types::GatewayStatus>);
     let refresh = move || {
         spawn_local(async move {
             listening.set(api::gateway_status().await.ok().flatten());
@@ -264,6 +264,16 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                             });
                         }/>
                 </label>
+                <crate::components::gateway_people::GatewayPeople/>
+                <label class="field">
+                    <span>"Most prompts one person may have waiting (empty: no limit)"</span>
+                    <input id="settings-gateway-max-waiting" type="number" min="1"
+                        prop:value=move || settings.with(|s| s.as_ref().and_then(|s| s.gateway.max_waiting_per_person).map(|n| n.to_string()).unwrap_or_default())
+                        on:change=move |ev| save_gateway(
+                            &|g, v| g.max_waiting_per_person = v.trim().parse().ok().filter(|n| *n > 0),
+                            event_target_value(&ev),
+                        )/>
+                </label>
                 <label class="field">
                     <span>"Clients send the token as"</span>
                     <input id="settings-gateway-token-auth" placeholder="bearer, basic (user:password) or header:X-API-Key"
@@ -273,10 +283,52 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                             event_target_value(&ev),
                         )/>
                 </label>
+                <label class="field">
+                    <span>"Other names clients use for this machine (comma-separated; requests to any other name are refused)"</span>
+                    <input id="settings-gateway-hosts" placeholder="studio-box.lan"
+                        prop:value=move || settings.with(|s| s.as_ref().map(|s| s.gateway.allowed_hosts.join(", ")).unwrap_or_default())
+                        on:change=move |ev| save_gateway(
+                            &|g, v| g.allowed_hosts = v.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect(),
+                            event_target_value(&ev),
+                        )/>
+                </label>
                 <p class="muted" id="settings-gateway-status">{move || match listening.get() {
-                    Some(a) => format!("Listening on http://{a}"),
+                    Some(g) => format!("Listening on {}", g.url),
                     None => "Not listening".to_string(),
                 }}</p>
+                <Show when=move || listening.with(|g| g.as_ref().is_some_and(|g| g.fingerprint.is_some()))>
+                    <p class="muted" id="settings-gateway-tls">{move || listening.with(|g| match g {
+                        Some(storycore_types::GatewayStatus { fingerprint: Some(f), trust_file, .. }) => format!(
+                            "HTTPS certificate SHA-256 {f}. Clients trust {} or pin this fingerprint.",
+                            trust_file.clone().unwrap_or_default()
+                        ),
+                        _ => String::new(),
+                    })}</p>
+                </Show>
+                <label class="field">
+                    <span>"HTTPS certificate and key on the network (PEM files; empty: the app makes one)"</span>
+                    <input id="settings-gateway-tls-cert" placeholder="/etc/ssl/studio/gateway.pem"
+                        prop:value=move || settings.with(|s| s.as_ref().and_then(|s| s.gateway.tls_cert.clone()).unwrap_or_default())
+                        on:change=move |ev| save_gateway(
+                            &|g, v| g.tls_cert = (!v.trim().is_empty()).then(|| v.trim().to_string()),
+                            event_target_value(&ev),
+                        )/>
+                    <input id="settings-gateway-tls-key" placeholder="/etc/ssl/studio/gateway.key"
+                        prop:value=move || settings.with(|s| s.as_ref().and_then(|s| s.gateway.tls_key.clone()).unwrap_or_default())
+                        on:change=move |ev| save_gateway(
+                            &|g, v| g.tls_key = (!v.trim().is_empty()).then(|| v.trim().to_string()),
+                            event_target_value(&ev),
+                        )/>
+                </label>
+                <label class="check">
+                    <input id="settings-gateway-plain-http" type="checkbox"
+                        prop:checked=move || settings.with(|s| s.as_ref().is_some_and(|s| s.gateway.plain_http))
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            save_gateway(&move |g, _| g.plain_http = on, String::new());
+                        }/>
+                    "Plain HTTP on the network (not recommended: tokens and prompts travel in clear)"
+                </label>
             </Show>
             <button id="settings-close" on:click=move |_| on_close.run(())>"Close"</button>
         </div>

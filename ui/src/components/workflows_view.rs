@@ -215,7 +215,8 @@ fn JobRow(id: String) -> impl IntoView {
                         <span class="muted">{format!("attempt {}", j.attempts)}</span>
                         {j.gateway.as_ref().map(|g| {
                             let from = g.client_id.clone().map(|c| format!("gateway: {c}")).unwrap_or_else(|| "gateway".into());
-                            view! { <span class="job-gateway badge" title=format!("Posted to the gateway as prompt {}", g.prompt_id)>{from}</span> }
+                            let by = g.owner.clone().map(|o| view! { <span class="job-owner badge" title="Who submitted it: the name of the gateway token it came with">{format!("by {o}")}</span> });
+                            view! { <span class="job-gateway badge" title=format!("Posted to the gateway as prompt {}", g.prompt_id)>{from}</span> {by} }
                         })}
                         {j.project_id.as_ref().map(|p| {
                             let name = untrack(|| fleet.projects.with(|l| l.projects.iter().find(|x| &x.id == p).map(|x| x.name.clone())))
