@@ -1,5 +1,6 @@
-//! The desktop app's gateway: a prompt posted by a ComfyUI client shows in
-//! the Workflows view with the client it came from and runs; Settings turn
+//! The desktop app's gateway: a prompt posted by a ComfyUI client with a
+//! person's token (made in Settings) shows in the Workflows view with the
+//! client it came from and who sent it, and runs; Settings turn
 //! the gateway off (the address closes) and on again at another address.
 
 mod support;
@@ -26,8 +27,25 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 77}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "via_gateway"}}
     });
+    // A token for a person, made in Settings → People and shown once.
+    app.click("#settings-button").await;
+    app.wait_text("#gateway-people", "the people", |t| t.contains("People"))
+        .await;
+    app.fill("#gateway-person-name", "alice").await;
+    app.click("#gateway-person-create").await;
+    let token = app
+        .wait_text("#gateway-new-token", "the new token", |t| {
+            t.starts_with("sct_")
+        })
+        .await;
+    app.wait_text("#gateway-people-list", "alice listed", |t| {
+        t.contains("alice")
+    })
+    .await;
+    app.click("#settings-close").await;
     let r: Value = http
         .post(format!("http://{addr}/prompt"))
+        .bearer_auth(token.trim())
         .body(json!({"prompt": wf, "client_id": "krita-plugin"}).to_string())
         .send()
         .await
@@ -39,12 +57,13 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
     app.click("#tab-workflows").await;
     let row = app
         .wait_text("#job-list .job-row", "the gateway's job, done", |t| {
-            t.contains("succeeded") && t.contains("gateway: krita-plugin")
+            t.contains("succeeded") && t.contains("gateway: krita-plugin") && t.contains("by alice")
         })
         .await;
     println!("gateway: the window shows {row:?}");
     let h: Value = http
         .get(format!("http://{addr}/history/{prompt}"))
+        .bearer_auth(token.trim())
         .send()
         .await
         .unwrap()

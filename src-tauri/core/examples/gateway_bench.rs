@@ -19,8 +19,20 @@
 //! this benchmark's own listener heard it, no earlier than the event), and
 //! how many of the bus's progress events the client never got.
 //!
+//! Then what HTTPS adds on a network address (a gateway with a generated
+//! certificate beside one serving plain HTTP by choice, both behind a
+//! token, interleaved): per `GET /queue` on kept-alive connections, and per
+//! `/ws` progress event (bus to client, `wss` against `ws`).
+//!
+//! Last, fair share: 200 prompts of one person's token, then one of
+//! another's, on one instance: how many of the 200 started after the single
+//! prompt was submitted and before it started (its wait in jobs), with
+//! named tokens and with one shared token for both (the order without
+//! people). Its wait in milliseconds is printed too, but also holds the
+//! instance's own pauses (a cooldown after a refused send, say).
+//!
 //! The last line is
-//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E relay_added_median_ms=R relay_lost=X prompts=M prompts_per_s=T lost=L`.
+//! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E relay_added_median_ms=R relay_lost=X prompts=M prompts_per_s=T lost=L tls_request_added_median_ms=Q tls_event_added_median_ms=V fair_wait_jobs=F unfair_wait_jobs=U`.
 
 #[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
@@ -107,6 +119,14 @@ async fn main() {
     let direct = server.url();
     let via = format!("http://{}", gw.addr());
     let http = reqwest::Client::new();
+    if std::env::args().any(|a| a == "--fair-only") {
+        let (fair, unfair) = fair_share(&manager, &queue, dir.path()).await;
+        println!("SUMMARY fair_wait_jobs={fair:.0} unfair_wait_jobs={unfair:.0}");
+        gw.stop().await;
+        queue.shutdown().await;
+        manager.shutdown().await;
+        return;
+    }
     println!(
         "gateway_bench: {requests} requests each way, {prompts} prompts; one stand-in answering at once; {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -213,8 +233,10 @@ async fn main() {
         "/ws progress, bus -> client  median {rm:.3} ms p95 {:.3} ms over {relayed} events; lost {relay_lost}",
         quantile(&mut relay, 0.95)
     );
+    let (tls_request, tls_event) = tls_added(&http, &queue, &manager, dir.path()).await;
+    let (fair, unfair) = fair_share(&manager, &queue, dir.path()).await;
     println!(
-        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} event_added_median_ms={:.3} relay_added_median_ms={rm:.3} relay_lost={relay_lost} prompts={prompts} prompts_per_s={:.0} lost={lost}",
+        "SUMMARY queue_added_median_ms={:.3} prompt_added_median_ms={:.3} event_added_median_ms={:.3} relay_added_median_ms={rm:.3} relay_lost={relay_lost} prompts={prompts} prompts_per_s={:.0} lost={lost} tls_request_added_median_ms={tls_request:.3} tls_event_added_median_ms={tls_event:.3} fair_wait_jobs={fair:.0} unfair_wait_jobs={unfair:.0}",
         gq - dq,
         gp - dp,
         ge - de,
@@ -239,6 +261,19 @@ async fn wait_healthy(manager: &InstanceManager, id: &str) {
 async fn relay_one(
     http: &reqwest::Client,
     base: &str,
+    manager: &InstanceManager,
+    queue: &JobQueue,
+    k: usize,
+) -> (Vec<f64>, usize) {
+    relay_via(http, base, None, manager, queue, k).await
+}
+
+/// [`relay_one`] with a token (sent as bearer) and the TLS connector a
+/// `wss` socket trusts the gateway's certificate through.
+async fn relay_via(
+    http: &reqwest::Client,
+    base: &str,
+    secure: Option<(&str, Option<tokio_tungstenite::Connector>)>,
     manager: &InstanceManager,
     queue: &JobQueue,
     k: usize,
@@ -276,9 +311,24 @@ async fn relay_one(
     });
     let client = format!("relay-{k}");
     let ws_url = format!("{}/ws?clientId={client}", base.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    let r: Value = http
-        .post(format!("{base}/prompt"))
+    let token = secure.as_ref().map(|(t, _)| t.to_string());
+    let (mut ws, _) = match secure {
+        None => tokio_tungstenite::connect_async(ws_url).await.unwrap(),
+        Some((token, connector)) => {
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut req = ws_url.into_client_request().unwrap();
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector)
+                .await
+                .unwrap()
+        }
+    };
+    let mut post = http.post(format!("{base}/prompt"));
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    let r: Value = post
         .json(&json!({"prompt": workflow(k), "client_id": client}))
         .send()
         .await
@@ -381,6 +431,24 @@ async fn wait_idle(http: &reqwest::Client, via: &str) {
     }
 }
 
+async fn wait_idle_as(http: &reqwest::Client, via: &str, token: &str) {
+    loop {
+        let p: Value = http
+            .get(format!("{via}/prompt"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if p["exec_info"]["queue_remaining"] == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn history_len(http: &reqwest::Client, via: &str) -> usize {
     let h: Value = http
         .get(format!("{via}/history"))
@@ -391,4 +459,210 @@ async fn history_len(http: &reqwest::Client, via: &str) -> usize {
         .await
         .unwrap();
     h.as_object().map_or(0, |m| m.len())
+}
+
+/// What HTTPS adds, against plain HTTP on the same kind of address:
+/// medians of `GET /queue` (kept-alive connections) and of each `/ws`
+/// progress event's bus-to-client time, interleaved.
+async fn tls_added(
+    _http: &reqwest::Client,
+    queue: &JobQueue,
+    manager: &InstanceManager,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    use storycore_core::gateway::{Access, TlsIdentity};
+    let book = storycore_core::gateway::TokenBook::open(dir);
+    let token = book.create("bench", true).unwrap();
+    let tls = TlsIdentity::generated(&dir.join("gateway-tls"), &[]).unwrap();
+    let any: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let secure = Gateway::start_with(
+        queue.clone(),
+        manager.clone(),
+        any,
+        Access::open()
+            .with_tokens(book.clone())
+            .with_tls(tls.clone()),
+    )
+    .await
+    .unwrap();
+    let plain = Gateway::start_with(
+        queue.clone(),
+        manager.clone(),
+        any,
+        Access::open().with_tokens(book).with_plain_http(),
+    )
+    .await
+    .unwrap();
+    let ca = std::fs::read(tls.trust_file()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let s_base = format!("https://localhost:{}", secure.addr().port());
+    let p_base = format!("http://localhost:{}", plain.addr().port());
+    let (mut s, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..500 {
+        p.push(timed(http.get(format!("{p_base}/queue")).bearer_auth(&token)).await);
+        s.push(timed(https.get(format!("{s_base}/queue")).bearer_auth(&token)).await);
+    }
+    let (pm, sm) = (quantile(&mut p, 0.5), quantile(&mut s, 0.5));
+    println!(
+        "HTTPS GET /queue  plain median {pm:.3} ms p95 {:.3} | https median {sm:.3} ms p95 {:.3} | added {:.3} ms",
+        quantile(&mut p, 0.95),
+        quantile(&mut s, 0.95),
+        sm - pm
+    );
+    let connector = || {
+        let c = native_tls::TlsConnector::builder()
+            .add_root_certificate(native_tls::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        Some(tokio_tungstenite::Connector::NativeTls(c))
+    };
+    let (mut se, mut pe, mut lost) = (Vec::new(), Vec::new(), 0);
+    for k in 0..5 {
+        let (l, x) = relay_via(
+            &http,
+            &p_base,
+            Some((&token, None)),
+            manager,
+            queue,
+            500_000 + k,
+        )
+        .await;
+        pe.extend(l);
+        lost += x;
+        let (l, x) = relay_via(
+            &https,
+            &s_base,
+            Some((&token, connector())),
+            manager,
+            queue,
+            600_000 + k,
+        )
+        .await;
+        se.extend(l);
+        lost += x;
+    }
+    let (pem, sem) = (quantile(&mut pe, 0.5), quantile(&mut se, 0.5));
+    println!(
+        "HTTPS /ws progress, bus -> client  ws median {pem:.3} ms | wss median {sem:.3} ms | added {:.3} ms over {} events; lost {lost}",
+        sem - pem,
+        se.len() + pe.len()
+    );
+    secure.stop().await;
+    plain.stop().await;
+    (sm - pm, sem - pem)
+}
+
+/// The single prompt's wait behind another person's 200, in jobs' times:
+/// with named tokens, and with one shared token for both.
+async fn fair_share(
+    manager: &InstanceManager,
+    queue: &JobQueue,
+    dir: &std::path::Path,
+) -> (f64, f64) {
+    let quick = standin::StandIn::builder()
+        .env("STANDIN_NODE_MS", "20")
+        .start();
+    let mut c = InstanceConfig::new("gpu2", "GPU 2", quick.port() as u32);
+    c.host = Some("127.0.0.1".into());
+    manager.create(c).await.unwrap();
+    manager.start("gpu2").await.unwrap();
+    for busy in ["gpu0", "gpu1"] {
+        let _ = manager.pause(busy).await;
+    }
+    wait_healthy(manager, "gpu2").await;
+    let book = storycore_core::gateway::TokenBook::open(dir);
+    let (a, b) = (
+        book.create("fair-a", false).unwrap(),
+        book.create("fair-b", false).unwrap(),
+    );
+    let shared = book.create("fair-all", true).unwrap();
+    let gw = Gateway::start_with(
+        queue.clone(),
+        manager.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        storycore_core::gateway::Access::open().with_tokens(book),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", gw.addr());
+    let http = reqwest::Client::new();
+    // Warm: the instance's first prompt waits for its socket; not measured.
+    let warm = http
+        .post(format!("{base}/prompt"))
+        .bearer_auth(&shared)
+        .json(&json!({"prompt": workflow(799_999)}))
+        .send()
+        .await
+        .unwrap();
+    assert!(warm.status().is_success());
+    wait_idle_as(&http, &base, &shared).await;
+    let mut out = Vec::new();
+    for (ta, tb, label) in [
+        (&a, &b, "named tokens"),
+        (&shared, &shared, "one shared token"),
+    ] {
+        let mut ids = Vec::new();
+        for k in 0..200 {
+            let r: Value = http
+                .post(format!("{base}/prompt"))
+                .bearer_auth(ta)
+                .json(&json!({"prompt": workflow(700_000 + k)}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ids.push(r["prompt_id"].as_str().unwrap().to_string());
+        }
+        let r: Value = http
+            .post(format!("{base}/prompt"))
+            .bearer_auth(tb)
+            .json(&json!({"prompt": workflow(800_000)}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let single = r["prompt_id"].as_str().unwrap().to_string();
+        let of = |p: &str| {
+            queue
+                .list()
+                .into_iter()
+                .find(|j| j.gateway.as_ref().is_some_and(|g| g.prompt_id == p))
+        };
+        loop {
+            let all_done = std::iter::once(&single)
+                .chain(&ids)
+                .all(|p| of(p).is_some_and(|j| j.state.is_final()));
+            if all_done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let j = of(&single).unwrap();
+        let before = ids
+            .iter()
+            .filter_map(|p| of(p))
+            .filter(|a| a.started_at > Some(j.created_at) && a.started_at < j.started_at)
+            .count();
+        let waited = (j.started_at.unwrap() - j.created_at).num_milliseconds() as f64;
+        let mut runs: Vec<f64> = ids
+            .iter()
+            .filter_map(|p| of(p))
+            .filter_map(|j| Some((j.finished_at? - j.started_at?).num_milliseconds() as f64))
+            .collect();
+        let job = quantile(&mut runs, 0.5).max(1.0);
+        println!(
+            "fair share ({label}): {before} of the 200 started after the single prompt was submitted and before it started (a job's median run {job:.0} ms); it waited {waited:.0} ms in all",
+        );
+        out.push(before as f64);
+    }
+    gw.stop().await;
+    (out[0], out[1])
 }

@@ -132,6 +132,25 @@ async fn each_person_sees_and_touches_only_their_own_prompts() {
         .await
         .unwrap();
     assert_eq!(nobody.status(), 401, "on the network, no token no queue");
+    // An address that keeps failing is answered more and more slowly
+    // (Retry-After says so); the log never holds what was sent.
+    let mut slowed = None;
+    for n in 1..=7 {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/queue"))
+            .bearer_auth(format!("sct_guess{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        if let Some(after) = r.headers().get("retry-after") {
+            slowed.get_or_insert((n, after.to_str().unwrap().to_string()));
+        }
+    }
+    println!("people: failures from one address slowed from failure {slowed:?}");
+    // The request without a token above was the first failure: the sixth
+    // in a row is the first slowed.
+    assert_eq!(slowed.map(|s| s.0), Some(5), "the sixth in a row slowed");
 
     let mut alice_ws = alice.socket("alice").await;
     next(&mut alice_ws).await;
