@@ -236,5 +236,27 @@ async fn settings_put_the_gateway_on_the_network_behind_a_token() {
     let settings = std::fs::read_to_string(app.config_dir.path().join("settings.json")).unwrap();
     assert!(!settings.contains(token), "{settings}");
     println!("gateway: on {lan} with a token from Settings, over HTTPS: 401 without it, 200 with it; plain HTTP refused; the token is in the keyring only");
+    // The app's own fleet window still opens: over a loopback gateway of
+    // its own (no token, no certificate for the webview to refuse). With no
+    // instance here, the page is the gateway's 503 sentence.
+    let main = app.client.window().await.unwrap();
+    app.click("#settings-close").await;
+    app.click("#toolbar-open-fleet").await;
+    app.wait_window("ComfyUI \u{2014} whole fleet").await;
+    let editor = loop {
+        let handles = app.client.windows().await.unwrap();
+        if let Some(h) = handles.into_iter().find(|h| *h != main) {
+            break h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    app.client.switch_to_window(editor).await.unwrap();
+    let page = app
+        .wait_text("body", "the fleet's page through a loopback gateway", |t| {
+            t.contains("no instance of the fleet")
+        })
+        .await;
+    println!("gateway: the fleet window on a network gateway shows {page:?}");
+    app.client.switch_to_window(main).await.unwrap();
     app.finish().await;
 }

@@ -58,6 +58,13 @@ pub(crate) fn health_policy_of(
 #[derive(Default)]
 pub struct GatewaySlot(pub tokio::sync::Mutex<Option<storycore_core::gateway::Gateway>>);
 
+/// A loopback gateway over the same queue for the app's own "ComfyUI
+/// (fleet)" window while the gateway is on the network (where it wants a
+/// token and serves HTTPS that the webview does not trust); stopped when
+/// the window closes.
+#[derive(Default)]
+pub struct WindowGateway(pub tokio::sync::Mutex<Option<storycore_core::gateway::Gateway>>);
+
 /// Where the gateway listens: `STORYCORE_GATEWAY` when set, else the
 /// settings (`None`: off).
 pub(crate) fn gateway_addr(
@@ -224,6 +231,7 @@ pub fn run(paths: AppPaths, settings: EnvSettings) -> Result<(), String> {
         .manage(notices)
         .manage(commands::desktop::EditorWindows::default())
         .manage(GatewaySlot::default())
+        .manage(WindowGateway::default())
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::instances::list_instances,

@@ -162,6 +162,9 @@ pub struct EditorWindows(std::sync::Mutex<std::collections::HashMap<String, Edit
 pub async fn open_fleet_comfyui(
     app: AppHandle,
     gateway: State<'_, crate::shell::GatewaySlot>,
+    own: State<'_, crate::shell::WindowGateway>,
+    queue: State<'_, storycore_core::dispatch::JobQueue>,
+    manager: State<'_, InstanceManager>,
 ) -> Answer<String> {
     let label = "comfyui-fleet".to_string();
     if let Some(w) = app.get_webview_window(&label) {
@@ -176,14 +179,48 @@ pub async fn open_fleet_comfyui(
             "the gateway is off: turn it on in Settings (Gateway) to open ComfyUI on the whole fleet",
         )
     })?;
+    let addr = if addr.ip().is_loopback() {
+        addr
+    } else {
+        // This machine's own window: a loopback gateway over the same queue.
+        let mut slot = own.0.lock().await;
+        if slot.is_none() {
+            let local = storycore_core::gateway::Gateway::start(
+                queue.inner().clone(),
+                manager.inner().clone(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            )
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Io, e.to_string()))?;
+            *slot = Some(local);
+        }
+        slot.as_ref().map(|g| g.addr()).expect("just set")
+    };
     let url: tauri::Url = format!("http://{addr}/")
         .parse()
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the gateway's address: {e}")))?;
-    WebviewWindowBuilder::new(&app, &label, WebviewUrl::External(url))
+    let window = WebviewWindowBuilder::new(&app, &label, WebviewUrl::External(url))
         .title("ComfyUI \u{2014} whole fleet")
         .inner_size(1280.0, 860.0)
         .build()
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the window did not open: {e}")))?;
+    let handle = app.clone();
+    window.on_window_event(move |e| {
+        if let tauri::WindowEvent::Destroyed = e {
+            let handle = handle.clone();
+            tauri::async_runtime::spawn(async move {
+                let gone = handle
+                    .state::<crate::shell::WindowGateway>()
+                    .0
+                    .lock()
+                    .await
+                    .take();
+                if let Some(g) = gone {
+                    g.stop().await;
+                }
+            });
+        }
+    });
     Ok(label)
 }
 

@@ -645,11 +645,22 @@ impl JobQueue {
     /// with their workflows (a workflow can be megabytes: only the jobs
     /// shown are copied whole), the others as summaries.
     pub fn gateway_jobs(&self, with_workflow: impl Fn(&Job) -> bool) -> Vec<Job> {
+        self.gateway_jobs_where(|_| true, with_workflow)
+    }
+
+    /// [`gateway_jobs`](Self::gateway_jobs), only those `keep` says (the
+    /// others are not copied at all: `/queue` reads a few running ones
+    /// among thousands finished).
+    pub fn gateway_jobs_where(
+        &self,
+        keep: impl Fn(&Job) -> bool,
+        with_workflow: impl Fn(&Job) -> bool,
+    ) -> Vec<Job> {
         let st = self.shared.lock();
         st.order
             .iter()
             .filter_map(|id| st.jobs.get(id))
-            .filter(|e| e.job.gateway.is_some())
+            .filter(|e| e.job.gateway.is_some() && keep(&e.job))
             .map(|e| {
                 if with_workflow(&e.job) {
                     e.job.clone()

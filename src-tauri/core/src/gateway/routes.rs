@@ -386,10 +386,8 @@ fn refusal_without_classes(nodes: &Map<String, Value>) -> Option<Response> {
 async fn get_queue(State(st): St, Extension(who): Who) -> Response {
     let mut running = Vec::new();
     let mut pending = Vec::new();
-    let jobs = st
-        .queue
-        .gateway_jobs(|j| !j.state.is_final() && visible(&who, j));
-    for job in jobs.into_iter().filter(|j| visible(&who, j)) {
+    let shown = |j: &storycore_types::Job| !j.state.is_final() && visible(&who, j);
+    for job in st.queue.gateway_jobs_where(shown, shown) {
         let Some(g) = &job.gateway else { continue };
         match job.state {
             JobState::Dispatched | JobState::Running => running.push(shapes::queue_item(&job, g)),
@@ -422,9 +420,8 @@ fn named(st: &GatewayState, who: &Caller, ids: Option<&Value>) -> Vec<storycore_
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect());
     st.queue
-        .gateway_jobs(|_| false)
+        .gateway_jobs_where(|j| visible(who, j), |_| false)
         .into_iter()
-        .filter(|j| visible(who, j))
         .filter(|j| {
             let p = j
                 .gateway
@@ -502,10 +499,7 @@ async fn post_history(State(st): St, Extension(who): Who, body: Bytes) -> Respon
 /// workflow).
 fn finished(st: &GatewayState, who: &Caller) -> Vec<storycore_types::Job> {
     st.queue
-        .gateway_jobs(|_| false)
-        .into_iter()
-        .filter(|j| in_history(j) && visible(who, j))
-        .collect()
+        .gateway_jobs_where(|j| in_history(j) && visible(who, j), |_| false)
 }
 
 /// ComfyUI's history object for `jobs`, oldest first as ComfyUI keeps it

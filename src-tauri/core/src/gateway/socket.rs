@@ -83,12 +83,11 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String, who: C
     let mut told: HashMap<String, Told> = HashMap::new();
     let mut heard = false;
     // A prompt of this client already running when it connected.
-    for job in st.queue.gateway_jobs(|_| false) {
-        if mine(&job) && job.state == JobState::Running {
-            for m in on_job(&job, &mut told).0 {
-                if socket.send(m).await.is_err() {
-                    return;
-                }
+    let running = |j: &Job| j.state == JobState::Running && mine(j);
+    for job in st.queue.gateway_jobs_where(running, |_| false) {
+        for m in on_job(&job, &mut told).0 {
+            if socket.send(m).await.is_err() {
+                return;
             }
         }
     }
@@ -156,9 +155,8 @@ async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String, who: C
             // read from the queue, so no end goes untold.
             Err(RecvError::Lagged(_)) => st
                 .queue
-                .gateway_jobs(|_| false)
+                .gateway_jobs_where(|j| mine(j), |_| false)
                 .into_iter()
-                .filter(|j| mine(j))
                 .map(|j| AppEvent::JobUpdated(Box::new(j)))
                 .collect(),
             Err(RecvError::Closed) => return,
