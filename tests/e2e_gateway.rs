@@ -73,17 +73,7 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
     assert_eq!(h[&prompt]["status"]["status_str"], "success");
 
     // ComfyUI's editor on the whole fleet, in a window of the app.
-    let main = app.client.window().await.unwrap();
-    app.click("#toolbar-open-fleet").await;
-    app.wait_window("ComfyUI \u{2014} whole fleet").await;
-    let editor = loop {
-        let handles = app.client.windows().await.unwrap();
-        if let Some(h) = handles.into_iter().find(|h| *h != main) {
-            break h;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    app.client.switch_to_window(editor).await.unwrap();
+    let main = open_fleet_window(&app).await;
     app.wait_text("body", "the instance's page through the gateway", |t| {
         t.contains("comfyui-standin")
     })
@@ -135,6 +125,23 @@ async fn a_client_prompt_through_the_apps_gateway_shows_in_the_window() {
     assert_eq!(p, json!({"exec_info": {"queue_remaining": 0}}));
     app.finish().await;
     drop(server);
+}
+
+/// Clicks "ComfyUI (fleet)" and switches WebDriver to the window it opens;
+/// answers the main window's handle.
+async fn open_fleet_window(app: &support::App) -> fantoccini::wd::WindowHandle {
+    let main = app.client.window().await.unwrap();
+    app.click("#toolbar-open-fleet").await;
+    app.wait_window("ComfyUI \u{2014} whole fleet").await;
+    let editor = loop {
+        let handles = app.client.windows().await.unwrap();
+        if let Some(h) = handles.into_iter().find(|h| *h != main) {
+            break h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    app.client.switch_to_window(editor).await.unwrap();
+    main
 }
 
 /// WebDriver's Tab key: leaving a field commits it (its change event).
@@ -239,18 +246,8 @@ async fn settings_put_the_gateway_on_the_network_behind_a_token() {
     // The app's own fleet window still opens: over a loopback gateway of
     // its own (no token, no certificate for the webview to refuse). With no
     // instance here, the page is the gateway's 503 sentence.
-    let main = app.client.window().await.unwrap();
     app.click("#settings-close").await;
-    app.click("#toolbar-open-fleet").await;
-    app.wait_window("ComfyUI \u{2014} whole fleet").await;
-    let editor = loop {
-        let handles = app.client.windows().await.unwrap();
-        if let Some(h) = handles.into_iter().find(|h| *h != main) {
-            break h;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    app.client.switch_to_window(editor).await.unwrap();
+    let main = open_fleet_window(&app).await;
     let page = app
         .wait_text("body", "the fleet's page through a loopback gateway", |t| {
             t.contains("no instance of the fleet")
@@ -259,4 +256,82 @@ async fn settings_put_the_gateway_on_the_network_behind_a_token() {
     println!("gateway: the fleet window on a network gateway shows {page:?}");
     app.client.switch_to_window(main).await.unwrap();
     app.finish().await;
+}
+
+/// A workflow the editor saved through the gateway is the gateway's: the
+/// fleet's editor window lists it, and lists it again after the app
+/// restarts on the same files (the stand-in's page asks for the saved
+/// workflows as ComfyUI's frontend does at load).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_editors_saved_workflow_is_listed_after_a_restart() {
+    let (server, app) = app_with_one_instance("gateway_userdata").await;
+    app.wait_text(".instance-card[data-id='instance_001']", "running", |t| {
+        t.contains("running")
+    })
+    .await;
+    let addr = gateway_at(&app).await.expect("the gateway listens");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/api/userdata/workflows%2Fportrait.json?overwrite=true"
+        ))
+        .body(r#"{"last_node_id": 2, "nodes": []}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let before = listed(&app).await;
+    assert!(before.contains("portrait.json"), "{before:?}");
+    // The same files, a new app: the gateway's copy is read again.
+    let kept = app.config_dir.path().to_path_buf();
+    let copy = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", kept.display()))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    app.finish().await;
+    let again = support::App::launch_prepared(
+        "gateway_userdata_again",
+        &[("STORYCORE_HEALTH_INTERVAL_MS", "300")],
+        |dir| {
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", copy.path().display()))
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        },
+    )
+    .await;
+    again
+        .invoke("start_instance", json!({"id": "instance_001"}))
+        .await
+        .unwrap();
+    again
+        .wait_text(".instance-card[data-id='instance_001']", "running", |t| {
+            t.contains("running")
+        })
+        .await;
+    let after = listed(&again).await;
+    println!("gateway: the fleet's editor lists {before:?} before the restart and {after:?} after");
+    assert!(after.contains("portrait.json"), "{after:?}");
+    again.finish().await;
+    drop(server);
+}
+
+/// What the fleet's editor window lists as the saved workflows.
+async fn listed(app: &support::App) -> String {
+    let main = open_fleet_window(app).await;
+    let list = app
+        .wait_text(
+            "#workflows[data-loaded='yes']",
+            "the saved workflows",
+            |_| true,
+        )
+        .await;
+    app.client.switch_to_window(main).await.unwrap();
+    list
 }

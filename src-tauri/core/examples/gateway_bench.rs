@@ -431,6 +431,21 @@ async fn wait_idle(http: &reqwest::Client, via: &str) {
     }
 }
 
+/// Posts `workflow(k)` with `token`; answers its prompt id.
+async fn post_as(http: &reqwest::Client, base: &str, token: &str, k: usize) -> String {
+    let r: Value = http
+        .post(format!("{base}/prompt"))
+        .bearer_auth(token)
+        .json(&json!({"prompt": workflow(k)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["prompt_id"].as_str().unwrap().to_string()
+}
+
 async fn wait_idle_as(http: &reqwest::Client, via: &str, token: &str) {
     loop {
         let p: Value = http
@@ -591,14 +606,7 @@ async fn fair_share(
     let base = format!("http://{}", gw.addr());
     let http = reqwest::Client::new();
     // Warm: the instance's first prompt waits for its socket; not measured.
-    let warm = http
-        .post(format!("{base}/prompt"))
-        .bearer_auth(&shared)
-        .json(&json!({"prompt": workflow(799_999)}))
-        .send()
-        .await
-        .unwrap();
-    assert!(warm.status().is_success());
+    post_as(&http, &base, &shared, 799_999).await;
     wait_idle_as(&http, &base, &shared).await;
     let mut out = Vec::new();
     for (ta, tb, label) in [
@@ -607,29 +615,9 @@ async fn fair_share(
     ] {
         let mut ids = Vec::new();
         for k in 0..200 {
-            let r: Value = http
-                .post(format!("{base}/prompt"))
-                .bearer_auth(ta)
-                .json(&json!({"prompt": workflow(700_000 + k)}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            ids.push(r["prompt_id"].as_str().unwrap().to_string());
+            ids.push(post_as(&http, &base, ta, 700_000 + k).await);
         }
-        let r: Value = http
-            .post(format!("{base}/prompt"))
-            .bearer_auth(tb)
-            .json(&json!({"prompt": workflow(800_000)}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let single = r["prompt_id"].as_str().unwrap().to_string();
+        let single = post_as(&http, &base, tb, 800_000).await;
         let of = |p: &str| {
             queue
                 .list()

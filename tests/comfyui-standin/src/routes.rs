@@ -275,7 +275,18 @@ async fn fix_status(req: Request, next: Next) -> Response {
 async fn index() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html"), (header::CACHE_CONTROL, "no-cache"), (header::PRAGMA, "no-cache"), (header::EXPIRES, "0")],
-        "<!doctype html><html><head><title>ComfyUI</title></head><body>comfyui-standin: no frontend</body></html>",
+        // Like ComfyUI's frontend at load, it asks the server for the
+        // user's saved workflows (the request its workflow browser makes)
+        // and lists them: so a test sees what an editor on this server
+        // would show.
+        "<!doctype html><html><head><title>ComfyUI</title></head><body>comfyui-standin: no frontend\
+         <ul id=\"workflows\"></ul><script>\
+         fetch('api/userdata?dir=workflows&recurse=true&split=false&full_info=true')\
+         .then(r => r.ok ? r.json() : []).then(files => {\
+         const ul = document.getElementById('workflows');\
+         for (const f of files) { const li = document.createElement('li'); li.textContent = f.path; ul.appendChild(li); }\
+         ul.dataset.loaded = 'yes'; });\
+         </script></body></html>",
     )
         .into_response()
 }

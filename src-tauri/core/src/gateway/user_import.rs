@@ -111,23 +111,7 @@ pub(crate) fn import_once(user_root: &Path, instances_dir: &Path) -> std::io::Re
 
 /// Every file under `dir`, in its subfolders too.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => folders.push(path),
-                Ok(t) if t.is_file() => out.push(path),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
+    super::userdata::files_in(dir, true, |_| true)
 }
 
 #[cfg(test)]

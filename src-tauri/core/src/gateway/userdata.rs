@@ -143,9 +143,9 @@ fn listed(name: &str) -> bool {
     !name.starts_with('.') && !name.contains(crate::store::PARTIAL_MARKER)
 }
 
-/// Files under `dir` (in its subfolders too with `recurse`), as Python's
-/// glob finds them (`*`, or `**/*`), sorted.
-fn files_in(dir: &Path, recurse: bool) -> Vec<PathBuf> {
+/// Files under `dir` (in its subfolders too with `recurse`) whose names
+/// `keep` says, sorted; a folder `keep` refuses is not entered.
+pub(crate) fn files_in(dir: &Path, recurse: bool, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut folders = vec![dir.to_path_buf()];
     while let Some(folder) = folders.pop() {
@@ -153,15 +153,13 @@ fn files_in(dir: &Path, recurse: bool) -> Vec<PathBuf> {
             continue;
         };
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !listed(&name) {
+            if !keep(&e.file_name().to_string_lossy()) {
                 continue;
             }
-            let path = e.path();
-            if path.is_file() {
-                out.push(path);
-            } else if recurse && path.is_dir() {
-                folders.push(path);
+            match e.file_type() {
+                Ok(t) if t.is_file() => out.push(e.path()),
+                Ok(t) if recurse && t.is_dir() => folders.push(e.path()),
+                _ => {}
             }
         }
     }
@@ -221,7 +219,7 @@ pub(crate) async fn list(State(st): St, Extension(who): Who, Query(q): Params) -
         if !path.exists() {
             return None;
         }
-        let items: Vec<Value> = files_in(&path, recurse)
+        let items: Vec<Value> = files_in(&path, recurse, listed)
             .iter()
             .map(|f| {
                 if full {
@@ -396,25 +394,36 @@ pub(crate) async fn write(
         Ok(p) => p,
         Err(refusal) => return refusal,
     };
-    let overwrite = q.get("overwrite").map(String::as_str) != Some("false");
     let full = flag(&q, "full_info");
     let _one_at_a_time = st.userdata.writing.lock().await;
     let done = blocking(move || {
-        if !overwrite && path.exists() {
-            return text(StatusCode::CONFLICT, "File already exists");
+        if let Some(refused) = refused_overwrite(&q, &path) {
+            return refused;
         }
         if let Err(e) = save(&path, &body) {
             tracing::warn!(path = %path.display(), "gateway: a user file was not saved: {e}");
             return invalid_filename();
         }
-        json_ok(&if full {
-            file_info(&path, &root)
-        } else {
-            json!(relative(&path, &root))
-        })
+        saved_answer(&path, &root, full)
     })
     .await;
     done.unwrap_or_else(trouble)
+}
+
+/// What ComfyUI answers a write or a move: the file's path under the
+/// user's folder, or its information with `full_info`.
+fn saved_answer(path: &Path, root: &Path, full: bool) -> Response {
+    json_ok(&if full {
+        file_info(path, root)
+    } else {
+        json!(relative(path, root))
+    })
+}
+
+/// `overwrite=false` and the file is there: 409, as ComfyUI.
+fn refused_overwrite(q: &HashMap<String, String>, path: &Path) -> Option<Response> {
+    let overwrite = q.get("overwrite").map(String::as_str) != Some("false");
+    (!overwrite && path.exists()).then(|| text(StatusCode::CONFLICT, "File already exists"))
 }
 
 fn invalid_filename() -> Response {
@@ -466,12 +475,11 @@ pub(crate) async fn rename(
         Ok(p) => p,
         Err(refusal) => return refusal,
     };
-    let overwrite = q.get("overwrite").map(String::as_str) != Some("false");
     let full = flag(&q, "full_info");
     let _one_at_a_time = st.userdata.writing.lock().await;
     let done = blocking(move || {
-        if !overwrite && dest.exists() {
-            return text(StatusCode::CONFLICT, "File already exists");
+        if let Some(refused) = refused_overwrite(&q, &dest) {
+            return refused;
         }
         let moved = dest
             .parent()
@@ -482,11 +490,7 @@ pub(crate) async fn rename(
             tracing::warn!("gateway: a user file was not moved: {e}");
             return trouble();
         }
-        json_ok(&if full {
-            file_info(&dest, &root)
-        } else {
-            json!(relative(&dest, &root))
-        })
+        saved_answer(&dest, &root, full)
     })
     .await;
     done.unwrap_or_else(trouble)
