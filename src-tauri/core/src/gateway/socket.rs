@@ -33,7 +33,12 @@ pub(crate) async fn upgrade(
         .filter(|c| !c.is_empty())
         .cloned()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    ws.on_upgrade(move |socket| serve(socket, st, sid, who))
+    // Subscribed before the handshake's answer: a client that posts its
+    // prompt as soon as the socket opens misses none of its events, even
+    // when the prompt ends before the socket's task first runs.
+    let events = st.manager.subscribe();
+    let previews = st.queue.subscribe_previews();
+    ws.on_upgrade(move |socket| serve(socket, st, sid, who, events, previews))
 }
 
 /// What this socket has told about one prompt.
@@ -58,10 +63,14 @@ fn status(remaining: usize, sid: Option<&str>) -> Message {
     frame("status", data)
 }
 
-async fn serve(mut socket: WebSocket, st: Arc<GatewayState>, sid: String, who: Caller) {
-    // Subscribe before the first frame: nothing between is missed.
-    let mut events = st.manager.subscribe();
-    let mut previews = st.queue.subscribe_previews();
+async fn serve(
+    mut socket: WebSocket,
+    st: Arc<GatewayState>,
+    sid: String,
+    who: Caller,
+    mut events: tokio::sync::broadcast::Receiver<AppEvent>,
+    mut previews: tokio::sync::broadcast::Receiver<crate::dispatch::Preview>,
+) {
     // A named token's socket is closed when the token is revoked.
     let mut tokens = st
         .tokens
