@@ -81,6 +81,13 @@ async fn timed(req: reqwest::RequestBuilder) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // STORYCORE_LOG=storycore_core=debug: the app's own log, on stderr.
+    if let Ok(filter) = std::env::var("STORYCORE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let requests = arg("--requests", 500);
     let prompts = arg("--prompts", 1000);
     let server = standin::StandIn::builder()
@@ -606,8 +613,10 @@ async fn fair_share(
     let base = format!("http://{}", gw.addr());
     let http = reqwest::Client::new();
     // Warm: the instance's first prompt waits for its socket; not measured.
-    post_as(&http, &base, &shared, 799_999).await;
-    wait_idle_as(&http, &base, &shared).await;
+    if std::env::var_os("GATEWAY_BENCH_COLD").is_none() {
+        post_as(&http, &base, &shared, 799_999).await;
+        wait_idle_as(&http, &base, &shared).await;
+    }
     let mut out = Vec::new();
     for (ta, tb, label) in [
         (&a, &b, "named tokens"),

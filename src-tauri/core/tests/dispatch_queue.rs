@@ -337,3 +337,41 @@ async fn a_job_without_progress_is_stalled_one_with_progress_is_not() {
     assert_eq!(outputs_with_prefix(&chatty, "reporting").len(), 1);
     fleet.queue.shutdown().await;
 }
+
+/// An instance created and started while the queue runs, or stopped and
+/// started again, takes work as soon as it is running and healthy: its
+/// stop is no failure, so no cooldown holds it (one did, for the whole
+/// cooldown: a burst on an instance just attached, or on a pool member
+/// started at once, waited 5 s).
+#[tokio::test]
+async fn an_instance_started_or_restarted_takes_work_at_once() {
+    let s = StandIn::start();
+    let options = storycore_core::dispatch::DispatchOptions {
+        cooldown: Duration::from_secs(600),
+        ..fast_options()
+    };
+    let fleet = Fleet::open(vec![], options).await;
+    fleet
+        .manager
+        .create(attached("gpu0", s.port(), 1))
+        .await
+        .unwrap();
+    fleet.start("gpu0").await;
+    let first = fleet
+        .queue
+        .submit(chain_workflow(1, 3, "fresh"), JobTarget::Auto)
+        .await
+        .unwrap();
+    fleet.wait_state(&first.id, JobState::Succeeded, LONG).await;
+    fleet.manager.stop("gpu0").await.unwrap();
+    fleet.start("gpu0").await;
+    let second = fleet
+        .queue
+        .submit(chain_workflow(1, 4, "again"), JobTarget::Auto)
+        .await
+        .unwrap();
+    fleet
+        .wait_state(&second.id, JobState::Succeeded, LONG)
+        .await;
+    fleet.queue.shutdown().await;
+}

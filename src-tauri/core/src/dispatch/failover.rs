@@ -27,7 +27,7 @@ pub(crate) async fn run(
                 }
                 InstanceStatus::Error => shared.instance_lost(&inst.id, "failed"),
                 InstanceStatus::Stopping | InstanceStatus::Stopped => {
-                    shared.instance_lost(&inst.id, "was stopped")
+                    shared.instance_gone(&inst.id, "was stopped")
                 }
                 _ => shared.wake.notify_one(),
             },
@@ -40,7 +40,7 @@ pub(crate) async fn run(
                 HealthStatus::Unknown => shared.wake.notify_one(),
             },
             Ok(AppEvent::InstanceRemoved { id }) => {
-                shared.instance_lost(&id, "was deleted");
+                shared.instance_gone(&id, "was deleted");
                 shared.wake.notify_one();
             }
             Ok(_) => {}

@@ -157,10 +157,12 @@ async fn run_as(
         // lost one is not waited for), so the prompt's first messages (its
         // start, its first node's progress) are not sent to no one. Not for
         // long: the polls below learn the outcome without it.
+        let waited = std::time::Instant::now();
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tokio::time::timeout(FOLLOWER_WAIT, following.wait_for(Option::is_some)) => {}
         }
+        tracing::debug!(job = %job_id, instance = %instance_id, waited_ms = waited.elapsed().as_millis() as u64, "sending the prompt");
         // The files its prompt reads go first, at every attempt: the
         // instance that runs it may never have seen them.
         let uploaded = tokio::select! {

@@ -265,13 +265,30 @@ impl Shared {
     /// flight there is taken from its runner and, once the instance is known
     /// not to run it any more, goes back to the queue (see `recall`).
     /// Copies there are dropped, their prompts stopped when it answers again.
+    /// It also gets no new work for the cooldown: it failed.
     pub fn instance_lost(self: &Arc<Self>, instance_id: &str, why: &str) {
+        self.lose(instance_id, why, true)
+    }
+
+    /// [`instance_lost`](Self::instance_lost) for an instance stopped or
+    /// deleted by the user or a pool: no cooldown, which would hold a new
+    /// process started soon after (a member started for a burst, an
+    /// instance attached as it is created) from work for seconds.
+    pub fn instance_gone(self: &Arc<Self>, instance_id: &str, why: &str) {
+        self.lose(instance_id, why, false)
+    }
+
+    fn lose(self: &Arc<Self>, instance_id: &str, why: &str, cool: bool) {
         let taken = {
             let mut st = self.lock();
-            st.cooldown.insert(
-                instance_id.to_string(),
-                Instant::now() + self.options.cooldown,
-            );
+            if cool {
+                st.cooldown.insert(
+                    instance_id.to_string(),
+                    Instant::now() + self.options.cooldown,
+                );
+            } else {
+                st.cooldown.remove(instance_id);
+            }
             let mut dropped = Vec::new();
             for e in st.jobs.values_mut() {
                 if e.copy
