@@ -422,20 +422,7 @@ async fn until_success(http: &reqwest::Client, base: &str, k: usize) -> f64 {
 }
 
 async fn wait_idle(http: &reqwest::Client, via: &str) {
-    loop {
-        let p: Value = http
-            .get(format!("{via}/prompt"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if p["exec_info"]["queue_remaining"] == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_idle_as(http, via, None).await
 }
 
 /// Posts `workflow(k)` with `token`; answers its prompt id.
@@ -453,17 +440,14 @@ async fn post_as(http: &reqwest::Client, base: &str, token: &str, k: usize) -> S
     r["prompt_id"].as_str().unwrap().to_string()
 }
 
-async fn wait_idle_as(http: &reqwest::Client, via: &str, token: &str) {
+/// Until the gateway has nothing queued or running (of `token`'s, with one).
+async fn wait_idle_as(http: &reqwest::Client, via: &str, token: Option<&str>) {
     loop {
-        let p: Value = http
-            .get(format!("{via}/prompt"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let mut get = http.get(format!("{via}/prompt"));
+        if let Some(t) = token {
+            get = get.bearer_auth(t);
+        }
+        let p: Value = get.send().await.unwrap().json().await.unwrap();
         if p["exec_info"]["queue_remaining"] == 0 {
             return;
         }
@@ -615,7 +599,7 @@ async fn fair_share(
     // Warm: the instance's first prompt waits for its socket; not measured.
     if std::env::var_os("GATEWAY_BENCH_COLD").is_none() {
         post_as(&http, &base, &shared, 799_999).await;
-        wait_idle_as(&http, &base, &shared).await;
+        wait_idle_as(&http, &base, Some(&shared)).await;
     }
     let mut out = Vec::new();
     for (ta, tb, label) in [
