@@ -89,8 +89,13 @@ pub async fn set_settings(
     let before = store.get();
     // Where the token is kept is the app's to say (set_gateway_token).
     settings.gateway.token_ref = before.gateway.token_ref.clone();
-    let named = storycore_core::gateway::TokenBook::open(&paths.config_dir);
-    check(&settings, !named.is_empty())?;
+    let dir = paths.config_dir.clone();
+    let named = tokio::task::spawn_blocking(move || {
+        !storycore_core::gateway::TokenBook::open(&dir).is_empty()
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    check(&settings, named)?;
     store.set(settings.clone())?;
     manager.set_keep_running(settings.keep_instances_running);
     queue
@@ -202,9 +207,12 @@ pub async fn set_gateway_token(
 pub async fn list_gateway_tokens(
     paths: tauri::State<'_, crate::paths::AppPaths>,
 ) -> Result<Vec<storycore_types::GatewayTokenInfo>, ApiError> {
-    let book = storycore_core::gateway::TokenBook::open(&paths.config_dir);
-    Ok(book
-        .list()
+    let dir = paths.config_dir.clone();
+    let all =
+        tokio::task::spawn_blocking(move || storycore_core::gateway::TokenBook::open(&dir).list())
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(all
         .into_iter()
         .map(|t| storycore_types::GatewayTokenInfo {
             name: t.name,

@@ -66,6 +66,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Prints two interleaved series side by side (medians, p95s, what the
+/// second adds) and answers their medians.
+fn compare(label: &str, a: (&str, &mut [f64]), b: (&str, &mut [f64])) -> (f64, f64) {
+    let (ma, mb) = (quantile(a.1, 0.5), quantile(b.1, 0.5));
+    println!(
+        "{label} {} median {ma:.3} ms p95 {:.3} | {} median {mb:.3} ms p95 {:.3} | added {:.3} ms",
+        a.0,
+        quantile(a.1, 0.95),
+        b.0,
+        quantile(b.1, 0.95),
+        mb - ma
+    );
+    (ma, mb)
+}
+
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
@@ -145,13 +160,7 @@ async fn main() {
         d.push(timed(http.get(format!("{direct}/queue"))).await);
         g.push(timed(http.get(format!("{via}/queue"))).await);
     }
-    let (dq, gq) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
-    println!(
-        "GET /queue      direct median {dq:.3} ms p95 {:.3} | gateway median {gq:.3} ms p95 {:.3} | added {:.3} ms",
-        quantile(&mut d, 0.95),
-        quantile(&mut g, 0.95),
-        gq - dq
-    );
+    let (dq, gq) = compare("GET /queue     ", ("direct", &mut d), ("gateway", &mut g));
 
     // POST /prompt, interleaved (the gateway's is durable when answered).
     let (mut d, mut g) = (Vec::new(), Vec::new());
@@ -160,13 +169,7 @@ async fn main() {
         d.push(timed(http.post(format!("{direct}/prompt")).json(&body)).await);
         g.push(timed(http.post(format!("{via}/prompt")).json(&body)).await);
     }
-    let (dp, gp) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
-    println!(
-        "POST /prompt    direct median {dp:.3} ms p95 {:.3} | gateway median {gp:.3} ms p95 {:.3} | added {:.3} ms",
-        quantile(&mut d, 0.95),
-        quantile(&mut g, 0.95),
-        gp - dp
-    );
+    let (dp, gp) = compare("POST /prompt   ", ("direct", &mut d), ("gateway", &mut g));
     wait_idle(&http, &via).await;
 
     // A prompt's end on /ws: from the POST to `execution_success` on the
@@ -177,12 +180,10 @@ async fn main() {
         d.push(until_success(&http, &direct, 200_000 + k).await);
         g.push(until_success(&http, &via, 300_000 + k).await);
     }
-    let (de, ge) = (quantile(&mut d, 0.5), quantile(&mut g, 0.5));
-    println!(
-        "POST -> /ws execution_success  direct median {de:.3} ms p95 {:.3} | gateway median {ge:.3} ms p95 {:.3} | added {:.3} ms",
-        quantile(&mut d, 0.95),
-        quantile(&mut g, 0.95),
-        ge - de
+    let (de, ge) = compare(
+        "POST -> /ws execution_success ",
+        ("direct", &mut d),
+        ("gateway", &mut g),
     );
     wait_idle(&http, &via).await;
 
@@ -512,13 +513,7 @@ async fn tls_added(
         p.push(timed(http.get(format!("{p_base}/queue")).bearer_auth(&token)).await);
         s.push(timed(https.get(format!("{s_base}/queue")).bearer_auth(&token)).await);
     }
-    let (pm, sm) = (quantile(&mut p, 0.5), quantile(&mut s, 0.5));
-    println!(
-        "HTTPS GET /queue  plain median {pm:.3} ms p95 {:.3} | https median {sm:.3} ms p95 {:.3} | added {:.3} ms",
-        quantile(&mut p, 0.95),
-        quantile(&mut s, 0.95),
-        sm - pm
-    );
+    let (pm, sm) = compare("HTTPS GET /queue ", ("plain", &mut p), ("https", &mut s));
     let connector = || {
         let c = native_tls::TlsConnector::builder()
             .add_root_certificate(native_tls::Certificate::from_pem(&ca).unwrap())

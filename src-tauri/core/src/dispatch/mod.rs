@@ -610,33 +610,30 @@ impl JobQueue {
     /// [`gateway_remaining`](Self::gateway_remaining), of `owner`'s prompts
     /// only when given.
     pub fn gateway_remaining_of(&self, owner: Option<&str>) -> usize {
-        let st = self.shared.lock();
-        st.jobs
-            .values()
-            .filter(|e| {
-                e.job
-                    .gateway
-                    .as_ref()
-                    .is_some_and(|g| owner.is_none_or(|o| g.owner.as_deref() == Some(o)))
-                    && matches!(
-                        e.job.state,
-                        JobState::Queued | JobState::Dispatched | JobState::Running
-                    )
-            })
-            .count()
+        self.gateway_count(owner, |s| {
+            matches!(
+                s,
+                JobState::Queued | JobState::Dispatched | JobState::Running
+            )
+        })
     }
 
     /// Prompts of `owner` that wait to be placed (queued).
     pub fn gateway_waiting_of(&self, owner: &str) -> usize {
+        self.gateway_count(Some(owner), |s| s == JobState::Queued)
+    }
+
+    /// Gateway jobs (of `owner` when given) in a state `counted` takes.
+    fn gateway_count(&self, owner: Option<&str>, counted: impl Fn(JobState) -> bool) -> usize {
         let st = self.shared.lock();
         st.jobs
             .values()
             .filter(|e| {
-                e.job.state == JobState::Queued
+                counted(e.job.state)
                     && e.job
                         .gateway
                         .as_ref()
-                        .is_some_and(|g| g.owner.as_deref() == Some(owner))
+                        .is_some_and(|g| owner.is_none_or(|o| g.owner.as_deref() == Some(o)))
             })
             .count()
     }

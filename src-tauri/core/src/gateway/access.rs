@@ -190,15 +190,18 @@ impl Access {
             return Some(Caller::everyone());
         }
         let sent = self.presented(headers);
-        let book = self.book.as_ref().filter(|b| !b.is_empty());
-        if let Some(book) = book {
-            if let Some(c) = sent.iter().find_map(|t| book.caller(t)) {
-                return Some(c);
-            }
+        if let Some(c) = self.book.as_ref().and_then(|b| b.caller(&sent)) {
+            return Some(c);
         }
         // This machine, without a token: every prompt, as with ComfyUI. A
-        // token sent that is not one is refused, not ignored.
-        (!required && (book.is_none() || sent.is_empty())).then(Caller::everyone)
+        // token sent that is not one is refused, not ignored (when named
+        // tokens exist: without them, whatever a local client sends is
+        // nobody's business).
+        let named = self
+            .book
+            .as_ref()
+            .is_some_and(|b| !sent.is_empty() && !b.is_empty());
+        (!required && !named).then(Caller::everyone)
     }
 
     /// Whether `headers` carry the token (always, without one).

@@ -199,7 +199,7 @@ fn is_loopback_name(name: &str) -> bool {
 /// LAN) and the addresses of its interfaces.
 pub(crate) fn machine_names() -> HashSet<String> {
     let mut names = HashSet::new();
-    if let Some(h) = host_name_of_machine() {
+    if let Ok(h) = sysinfo::System::host_name() {
         if let Some(n) = normal_name(&h) {
             if !n.contains('.') {
                 names.insert(format!("{n}.local"));
@@ -207,54 +207,12 @@ pub(crate) fn machine_names() -> HashSet<String> {
             names.insert(n);
         }
     }
-    for ip in interface_addresses() {
-        names.insert(ip.to_string());
+    if let Ok(interfaces) = sysinfo::Networks::new_with_refreshed_list() {
+        for ip in interfaces.values().flat_map(|n| n.ip_networks()) {
+            names.insert(ip.addr.to_string());
+        }
     }
     names
-}
-
-fn host_name_of_machine() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    std::str::from_utf8(&buf[..end]).ok().map(str::to_string)
-}
-
-fn interface_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a list freed below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return out;
-    }
-    let mut cur = list;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says its type.
-            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::from(
-                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-                ));
-            } else if family == libc::AF_INET6 {
-                // SAFETY: an AF_INET6 address is a sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: `list` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(list) };
-    out
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub(crate) struct GatewayState {
 /// A running gateway; [`stop`](Self::stop) (or dropping it) stops it.
 pub struct Gateway {
     addr: SocketAddr,
-    https: bool,
+    /// The certificate it serves HTTPS with (on a network address only).
     tls: Option<TlsIdentity>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -149,9 +149,9 @@ impl Gateway {
             ));
         let stop = cancel.clone();
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let https = tls.is_some();
+        let serving = tls.clone();
         let task = tokio::spawn(async move {
-            let served = match tls {
+            let served = match serving {
                 Some(tls) => {
                     use axum::serve::ListenerExt;
                     // Tapped: so the peer's address reaches the handlers.
@@ -173,15 +173,14 @@ impl Gateway {
         });
         if !network {
             tracing::info!(%addr, "gateway listening");
-        } else if let Some(t) = access.tls().filter(|_| https) {
+        } else if let Some(t) = &tls {
             tracing::warn!(%addr, fingerprint = t.fingerprint(), trust = %t.trust_file().display(), "gateway listening on the network over HTTPS: whoever has a token can run prompts on the fleet");
         } else {
             tracing::warn!(%addr, "gateway listening on the network over PLAIN HTTP, as chosen: tokens and prompts travel in clear; whoever has a token can run prompts on the fleet");
         }
         Ok(Self {
             addr,
-            https,
-            tls: access.tls().filter(|_| https).cloned(),
+            tls,
             cancel,
             task: Some(task),
         })
@@ -193,7 +192,7 @@ impl Gateway {
 
     /// Whether it serves HTTPS (on a network address with a certificate).
     pub fn https(&self) -> bool {
-        self.https
+        self.tls.is_some()
     }
 
     /// The certificate it serves HTTPS with.
@@ -203,7 +202,7 @@ impl Gateway {
 
     /// Its base URL: `http://` or `https://` and the address.
     pub fn url(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
+        let scheme = if self.https() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 

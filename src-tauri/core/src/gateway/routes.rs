@@ -24,15 +24,6 @@ use storycore_types::{GatewayPrompt, JobState, JobTarget};
 type St = State<Arc<GatewayState>>;
 type Who = Extension<Caller>;
 
-/// Whose prompts `c` counts: everyone's (`None`) or its own.
-fn scope(c: &Caller) -> Option<&str> {
-    if c.admin {
-        None
-    } else {
-        Some(c.name.as_deref().unwrap_or_default())
-    }
-}
-
 /// Whether `c` may see and touch `job`.
 pub(crate) fn visible(c: &Caller, job: &storycore_types::Job) -> bool {
     c.sees(job.gateway.as_ref().and_then(|g| g.owner.as_deref()))
@@ -185,7 +176,7 @@ impl ClassCache {
 }
 
 async fn get_prompt(State(st): St, Extension(who): Who) -> Response {
-    json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining_of(scope(&who))}}))
+    json_ok(&json!({"exec_info": {"queue_remaining": st.queue.gateway_remaining_of(who.scope())}}))
 }
 
 /// `POST /prompt`: the body is JSON whatever its Content-Type (clients in

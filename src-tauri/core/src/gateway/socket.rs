@@ -77,8 +77,7 @@ async fn serve(
         .as_ref()
         .filter(|_| who.name.is_some())
         .map(|b| b.watch());
-    let owner = (!who.admin).then(|| who.name.as_deref().unwrap_or_default().to_string());
-    let owner = owner.as_deref();
+    let owner = who.scope();
     // Only this client's prompts, and only the caller's own: a client id
     // is no secret.
     let mine = |job: &Job| mine(job, &sid) && super::routes::visible(&who, job);

@@ -62,6 +62,11 @@ impl Caller {
         self.admin || (self.name.is_some() && self.name.as_deref() == owner)
     }
 
+    /// Whose prompts this caller counts: everyone's (`None`) or its own.
+    pub fn scope(&self) -> Option<&str> {
+        (!self.admin).then(|| self.name.as_deref().unwrap_or_default())
+    }
+
     /// The owner recorded on the prompts this caller submits.
     pub fn owner(&self) -> Option<String> {
         self.name.as_deref().map(String::from)
@@ -211,17 +216,24 @@ impl TokenBook {
         self.refresh().iter().any(|t| t.name == name)
     }
 
-    /// The caller `presented` is the token of, if any. Every stored hash
-    /// is compared, each in constant time.
-    pub fn caller(&self, presented: &str) -> Option<Caller> {
-        let hash = sha256_hex(presented);
+    /// The caller whose token is among `sent` (the forms a request carries);
+    /// `None` when there is none, or no named token at all. The file is
+    /// looked at once; every stored hash is compared, each in constant time.
+    pub fn caller<S: AsRef<str>>(&self, sent: &[S]) -> Option<Caller> {
+        if sent.is_empty() {
+            return None;
+        }
+        let tokens = self.refresh();
         let mut found = None;
-        for t in self.refresh().iter() {
-            if super::access::same(hash.as_bytes(), t.sha256.as_bytes()) && found.is_none() {
-                found = Some(Caller {
-                    name: Some(t.name.as_str().into()),
-                    admin: t.admin,
-                });
+        for presented in sent {
+            let hash = sha256_hex(presented.as_ref());
+            for t in tokens.iter() {
+                if super::access::same(hash.as_bytes(), t.sha256.as_bytes()) && found.is_none() {
+                    found = Some(Caller {
+                        name: Some(t.name.as_str().into()),
+                        admin: t.admin,
+                    });
+                }
             }
         }
         found
@@ -319,10 +331,10 @@ mod tests {
         assert!(alice.starts_with("sct_") && alice.len() == 52, "{alice}");
         let kept = std::fs::read_to_string(book.path()).unwrap();
         assert!(!kept.contains(&alice) && !kept.contains(&root), "{kept}");
-        let who = book.caller(&alice).unwrap();
+        let who = book.caller(&[&alice]).unwrap();
         assert_eq!((who.name.as_deref(), who.admin), (Some("alice"), false));
-        assert!(book.caller(&root).unwrap().admin);
-        assert!(book.caller("sct_nope").is_none());
+        assert!(book.caller(&[&root]).unwrap().admin);
+        assert!(book.caller(&["sct_nope"]).is_none());
         assert!(matches!(
             book.create("alice", true),
             Err(TokenError::Taken(_))
@@ -336,7 +348,7 @@ mod tests {
         // Another process's change is seen by a book opened before it.
         let other = TokenBook::open(dir.path());
         other.revoke("alice").unwrap();
-        assert!(book.caller(&alice).is_none());
+        assert!(book.caller(&[&alice]).is_none());
         assert!(!book.holds("alice") && book.holds("ops"));
         assert!(matches!(other.revoke("alice"), Err(TokenError::Unknown(_))));
         #[cfg(unix)]
@@ -353,7 +365,7 @@ mod tests {
         let book = TokenBook::open(dir.path());
         let t = book.create("bob", false).unwrap();
         std::fs::write(book.path(), "{not json").unwrap();
-        assert!(book.caller(&t).is_none());
+        assert!(book.caller(&[&t]).is_none());
         assert!(matches!(
             book.create("carol", false),
             Err(TokenError::Unreadable { .. })
