@@ -43,8 +43,23 @@ pub fn PoolCard(id: String) -> impl IntoView {
     let get = move |f: fn(&PoolView) -> String| {
         move || pool.with(|p| p.as_ref().map(f).unwrap_or_default())
     };
+    // Only members whose instance the window already has: a pool's update
+    // can arrive before its new member's, and a card made for an id
+    // without its instance stays empty for good (the card's `For` does not
+    // make it again), so the member would never show.
     let members = Memo::new(move |_| {
-        pool.with(|p| p.as_ref().map(|p| p.members.clone()).unwrap_or_default())
+        let known = fleet.ids.get();
+        pool.with(|p| {
+            p.as_ref()
+                .map(|p| {
+                    p.members
+                        .iter()
+                        .filter(|m| known.contains(m))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
     });
     let sizes = Signal::derive(move || {
         pool.with(|p| {
