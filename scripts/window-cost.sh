@@ -32,8 +32,8 @@ fi
 [ -x "$WINDOW_COST_APP" ] || { echo "window-cost: no app at $WINDOW_COST_APP" >&2; exit 2; }
 # The harness itself (and the stand-in) build as debug: only the app is measured.
 cargo build --quiet -p comfyui-standin
-cargo test --quiet --no-run --test window_cost
+cargo test --quiet --no-run --test app
 
 export STORYCORE_E2E_APP="$WINDOW_COST_APP"
 exec python3 scripts/no-leftovers.py \
-  cargo test --quiet --test window_cost -- --ignored --nocapture --test-threads=1
+  cargo test --quiet --test app window_cost -- --ignored --nocapture --test-threads=1

@@ -5,7 +5,7 @@
 //! running" on, the servers survive either way. The app runs on a private X
 //! display and D-Bus session, with a local stand-in started at launch.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! editor's path, "Open log" and "Open output folder" hand the right paths to
 //! the desktop's opener, and the details view follows the log live.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::path::Path;

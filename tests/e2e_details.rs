@@ -2,7 +2,7 @@
 //! once, and the workflow history (from `instance_{id}_workflows.json`)
 //! lists each run with its time, result and duration.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::app_with_one_instance;

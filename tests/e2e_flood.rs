@@ -3,7 +3,7 @@
 //! parallel) makes the UI bridge fall behind; it then sends one snapshot, and
 //! the window ends showing exactly what the backend holds.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

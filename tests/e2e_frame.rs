@@ -1,7 +1,7 @@
 //! The app's frame in the real webview: it renders, the backend's command answers,
 //! and the backend's events reach the page.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

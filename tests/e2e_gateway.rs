@@ -3,7 +3,7 @@
 //! client it came from and who sent it, and runs; Settings turn
 //! the gateway off (the address closes) and on again at another address.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::{app_with_one_instance, free_port};

@@ -2,7 +2,7 @@
 //! a preview of what the import adds, renames, replaces or skips, then
 //! apply. The round trip keeps every instance and no secret.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;

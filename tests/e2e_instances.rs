@@ -1,7 +1,7 @@
 //! The instance manager's Tauri commands, called from inside the real webview
 //! exactly as the UI calls them, against a real stand-in ComfyUI.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! with its API key applied (through the app's loopback proxy), from the
 //! card's menu and, for the active instance, from the toolbar.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::standin::StandIn;

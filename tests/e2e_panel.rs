@@ -2,7 +2,7 @@
 //! through the editor (bad input first), start, watch health, switch the active
 //! instance with Ctrl+2, search, see a killed server fail, delete.
 
-mod support;
+use crate::support;
 
 use fantoccini::Locator;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! reasons listed, and the size plotted. The app reads memory from the
 //! machine itself (NVML is absent here: the pool runs on the CPU, in RAM).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! told otherwise; a project's own templates are listed only in it; a
 //! template pinned to a stopped instance says why its job waits.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! are generous (this machine is shared and noisy), only there to catch a UI
 //! that freezes.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};

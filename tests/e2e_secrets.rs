@@ -4,7 +4,7 @@
 //! is unhealthy ("401: check the API key") without it and healthy with it.
 //! Without a keyring, the editor says so and the explicit file fallback works.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (every running monitor takes them from its next probe), a refused value
 //! says why and shows what is in force, and the placement policy.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 use support::standin::StandIn;

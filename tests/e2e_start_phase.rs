@@ -2,7 +2,7 @@
 //! starting, for how long, with the last line it wrote, and raises no alarm;
 //! what starting found (a config recovered from its backup) is shown once.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! that really arrives on the D-Bus session bus. In the window, its error
 //! toast stays until dismissed; the "healthy again" one goes by itself.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The Workflows view: run the built-in smoke-test template on the fleet and
 //! see the job succeed with its output; a bad workflow is refused with a reason.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::app_with_one_instance;

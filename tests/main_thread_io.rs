@@ -5,7 +5,7 @@
 //! a stream of jobs; then the syncs and file writes the main thread made are
 //! counted and printed. Syncs must be none.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! its local instance, answers as ComfyUI on its gateway (a prompt runs to
 //! its image), and on SIGTERM stops cleanly, leaving nothing running.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};

@@ -15,12 +15,12 @@
 //!
 //! Prints the figures and whether the goals are met; asserts nothing.
 //! `scripts/window-cost.sh` builds a release app and runs this; by hand:
-//! `STORYCORE_E2E_APP=$PWD/target/release/storycore-engine cargo test --test window_cost -- --ignored --nocapture`
+//! `STORYCORE_E2E_APP=$PWD/target/release/storycore-engine cargo test --test app window_cost -- --ignored --nocapture`
 //! Knobs: `WINDOW_COST_INSTANCES` (50), `WINDOW_COST_SECONDS` (60),
 //! `WINDOW_COST_LATENCY_SECONDS` (30), `WINDOW_COST_LABEL` (a word printed
 //! with the figures).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! self-signed certificate: the stand-in demands the key (401 without it, on
 //! HTTP and on `/ws`) and serves TLS with a certificate made for the test.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

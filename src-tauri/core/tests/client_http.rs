@@ -1,7 +1,7 @@
 //! The HTTP client against a real stand-in process: every typed method, and
 //! every error kind (refused, timed out, HTTP error with ComfyUI's body).
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The typed answers read what a real ComfyUI 0.3.64 sent (recorded bodies).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use storycore_core::client::{

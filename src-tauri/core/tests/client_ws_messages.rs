@@ -1,7 +1,7 @@
 //! Every WebSocket frame recorded from a real ComfyUI parses into a known
 //! variant (text) or the right binary frame type.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use storycore_core::client::messages::{parse_binary, parse_text, ImageFormat};

@@ -1,7 +1,7 @@
 //! The `/ws` stream task against a real stand-in: a prompt's messages in order,
 //! reconnection after the server dies and comes back, and cancellation.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! again: every accepted job ends succeeded exactly once. The "app" is the
 //! `dispatch_worker` example, run as a child process over two stand-ins.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, history_runs, open_manager, outputs_with_prefix};
 use std::path::{Path, PathBuf};

@@ -2,8 +2,8 @@
 //! its jobs to the others; pause takes queued work back; a job that killed
 //! two instances is held as suspect until released.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, chain_workflow, fast_options, history_runs, Fleet};
 use std::time::Duration;

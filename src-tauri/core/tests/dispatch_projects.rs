@@ -4,8 +4,8 @@
 //! while none of them can take it; a folder that cannot be written to
 //! does not lose the job.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
 use serde_json::Map;

@@ -2,8 +2,8 @@
 //! bad workflows are refused (by shape here, by ComfyUI with its reasons),
 //! cancel, timeout, templates.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, chain_workflow, fast_options, outputs_with_prefix, Fleet};
 use serde_json::{json, Map};

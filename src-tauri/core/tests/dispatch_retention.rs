@@ -2,8 +2,8 @@
 //! output copies, at start and when the settings change; unfinished jobs are
 //! never pruned; each instance's workflows file drops old entries too.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, chain_workflow, fast_options, Fleet};
 use std::time::Duration;

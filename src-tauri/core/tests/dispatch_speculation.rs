@@ -3,8 +3,8 @@
 //! interrupted, and only the winner's outputs are kept. A copy that fails
 //! is dropped and the job carries on where it ran.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, chain_workflow, fast_options, outputs_with_prefix, Fleet};
 use std::time::Duration;

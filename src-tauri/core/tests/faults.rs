@@ -6,8 +6,8 @@
 //! from an unhealthy but live instance is stopped there before it runs
 //! elsewhere.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{chain_workflow, fast_options, fast_policy, history_runs};
 use std::path::Path;

@@ -5,8 +5,8 @@
 //! writing works again. Mounting needs root (CI runs as root); elsewhere the
 //! test says so and does nothing.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{attached, chain_workflow, fast_options, history_runs, Fleet};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! it keeps running and the next launch re-attaches to it. The "app" is the
 //! `guarded_worker` example, run as a child process.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@
 //! prompt whose instance is killed while it runs still finishes for the
 //! client, under the same prompt id.
 
-mod dispatch_fleet;
-mod gateway_support;
-mod support;
+use crate::dispatch_fleet;
+use crate::gateway_support;
+use crate::support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
 use gateway_support::*;

@@ -3,9 +3,9 @@
 //! workflow through the gateway unchanged, to its image: once on a quiet
 //! fleet, and once while the instance running it is killed.
 
-mod dispatch_fleet;
-mod gateway_support;
-mod support;
+use crate::dispatch_fleet;
+use crate::gateway_support;
+use crate::support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
 use serde_json::Value;

@@ -3,11 +3,9 @@
 //! content types, refusal bodies and shapes, so a client written against
 //! ComfyUI cannot tell the fleet from one server.
 
-mod dispatch_fleet;
-mod gateway_support;
-#[path = "../../../tests/comfyui-standin/tests/common/replay.rs"]
-mod replay;
-mod support;
+use crate::gateway_support;
+use crate::replay;
+use crate::support;
 
 use gateway_support::GatewayFleet;
 use replay::{fixtures, read_jsonl, replay};

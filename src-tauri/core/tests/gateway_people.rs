@@ -4,9 +4,9 @@
 //! are taken in turns (fair share), and one person's waiting prompts can be
 //! capped.
 
-mod dispatch_fleet;
-mod gateway_support;
-mod support;
+use crate::dispatch_fleet;
+use crate::gateway_support;
+use crate::support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
 use futures_util::StreamExt;

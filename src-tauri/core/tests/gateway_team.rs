@@ -3,9 +3,9 @@
 //! settings) is the gateway's, so it stays readable whichever instance is
 //! down, and after the gateway restarts.
 
-mod dispatch_fleet;
-mod gateway_support;
-mod support;
+use crate::dispatch_fleet;
+use crate::gateway_support;
+use crate::support;
 
 use dispatch_fleet::{attached, fast_options, Fleet};
 use gateway_support::*;

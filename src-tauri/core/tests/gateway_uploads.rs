@@ -4,11 +4,10 @@
 //! and another takes the prompt; a mask composed by an instance of the
 //! fleet from an image the gateway keeps.
 
-mod dispatch_fleet;
-mod gateway_support;
-#[path = "../../../tests/comfyui-standin/tests/common/replay.rs"]
-mod replay;
-mod support;
+use crate::dispatch_fleet;
+use crate::gateway_support;
+use crate::replay;
+use crate::support;
 
 use gateway_support::*;
 use reqwest::multipart::{Form, Part};

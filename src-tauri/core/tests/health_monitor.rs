@@ -1,7 +1,7 @@
 //! The health monitor against a real stand-in, its behaviour changed at run
 //! time through the fault proxy or by killing the process.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! The manager against a real stand-in server: attach, start, pause, resume,
 //! stop, with the refused transitions, routing eligibility and events.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use storycore_core::client::ComfyClient;

@@ -3,7 +3,7 @@
 //! executable differs), crashes are noticed and restarted, a hung server is
 //! restarted, a taken port is refused, and nothing outlives a stop or shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use storycore_core::health::HealthPolicy;

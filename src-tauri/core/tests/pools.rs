@@ -4,8 +4,8 @@
 //! member that dies out of GPU memory lowers the pool's limit on its GPU.
 //! GPU memory comes from a replaceable source (NVML is absent here).
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
+use crate::support;
 
 use dispatch_fleet::{chain_workflow, fast_options, fast_policy};
 use std::sync::Arc;

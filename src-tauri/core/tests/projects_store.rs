@@ -3,8 +3,7 @@
 //! alone, a newer app's file read-only), and the migration of old project
 //! settings that name the single-instance server, run once.
 
-mod dispatch_fleet;
-mod support;
+use crate::dispatch_fleet;
 
 use dispatch_fleet::open_manager;
 use std::path::Path;

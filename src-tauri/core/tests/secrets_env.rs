@@ -3,7 +3,7 @@
 //! file of the app nor its export. One test: the bus is the process's
 //! environment.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use storycore_core::health::HealthPolicy;

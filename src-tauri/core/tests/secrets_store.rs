@@ -2,7 +2,7 @@
 //! session), the explicit file fallback, and what a machine without a
 //! keyring answers. One test: the bus is the process's environment.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use storycore_core::secrets::{self, SecretError, Vault};

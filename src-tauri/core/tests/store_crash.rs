@@ -104,7 +104,7 @@ fn saves_killed_at_random_moments_never_tear_the_file() {
         round += 1;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "crash_child_saves_forever",
+                "store_crash::crash_child_saves_forever",
                 "--exact",
                 "--ignored",
                 "--nocapture",

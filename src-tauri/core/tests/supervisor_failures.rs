@@ -1,7 +1,7 @@
 //! Crashes, restarts under back-off and the start limit, causes read from the
 //! log, a taken port, and launches refused before anything starts.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

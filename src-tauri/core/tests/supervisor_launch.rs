@@ -1,7 +1,7 @@
 //! What reaches the launched process: GPU pinning through the environment,
 //! the generated extra-model-paths file, the instance's own folders.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

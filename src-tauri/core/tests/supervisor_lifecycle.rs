@@ -2,7 +2,7 @@
 //! real ComfyUI (`<python> main.py <flags>` in the ComfyUI folder; only the
 //! executable differs) and stops, restarts and re-attaches to it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use storycore_core::supervisor::{

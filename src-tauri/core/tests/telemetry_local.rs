@@ -1,7 +1,7 @@
 //! Telemetry on this machine: GPU listing without a driver is empty, never an
 //! error; a running stand-in's process tree has memory.
 
-mod support;
+use crate::support;
 
 use storycore_core::telemetry::{gpu_usage_of, list_gpus, nvml_status, ProcessTreeSampler};
 use support::standin::StandIn;

@@ -15,7 +15,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `cargo build --quiet <args>` in the workspace and answers the
 /// artifact at `<target>/debug/<artifact>`. Tests call it once per process so
-/// `cargo test -p <package>` alone builds what they launch.
+/// `cargo nextest run -p <package>` alone builds what they launch.
+///
+/// The README's test command builds every target of the workspace first (the
+/// stand-in and the examples with them) and then says so with
+/// `STORYCORE_TESTS_PREBUILT=1`: a test then takes the artifact as it is,
+/// rather than each of a few hundred test processes queueing on cargo's lock
+/// for a build with nothing to do.
 pub fn cargo_build(args: &[&str], artifact: &str) -> PathBuf {
     // This file is also compiled into the root package's tests (#[path]):
     // find the workspace root by its Cargo.lock rather than a fixed depth.
@@ -27,6 +33,16 @@ pub fn cargo_build(args: &[&str], artifact: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
+    let bin = target.join("debug").join(artifact);
+    if std::env::var_os("STORYCORE_TESTS_PREBUILT").is_some() {
+        assert!(
+            bin.is_file(),
+            "STORYCORE_TESTS_PREBUILT is set but {} is missing: build the workspace's targets first \
+             (scripts/test.sh does), or unset it",
+            bin.display()
+        );
+        return bin;
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .arg("build")
@@ -36,7 +52,6 @@ pub fn cargo_build(args: &[&str], artifact: &str) -> PathBuf {
         .status()
         .unwrap_or_else(|e| panic!("running cargo build {args:?}: {e}"));
     assert!(status.success(), "cargo build {args:?} failed");
-    let bin = target.join("debug").join(artifact);
     assert!(bin.is_file(), "no {artifact} at {}", bin.display());
     bin
 }
