@@ -9,10 +9,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo build -p storycore-ui --lib --target wasm32-unknown-unknown --release --quiet
 stage="$ROOT/target/ui-stage"
-rm -rf "$stage" && mkdir -p "$stage"
-wasm-bindgen --target web --no-typescript --out-dir "$stage" \
-  "$ROOT/target/wasm32-unknown-unknown/release/storycore_ui.wasm"
-cp ui/static/* "$stage/"
+wasm="$ROOT/target/wasm32-unknown-unknown/release/storycore_ui.wasm"
+# wasm-bindgen runs again only when its input or the static files changed.
+stamp="$(wasm-bindgen --version) $(cat "$wasm" ui/static/* | sha256sum)"
+if [ "$(cat "$stage.stamp" 2>/dev/null)" != "$stamp" ] || [ ! -d "$stage" ]; then
+  rm -rf "$stage" "$stage.stamp" && mkdir -p "$stage"
+  wasm-bindgen --target web --no-typescript --out-dir "$stage" "$wasm"
+  cp ui/static/* "$stage/"
+  echo "$stamp" >"$stage.stamp"
+fi
 
 mkdir -p ui/dist
 for f in "$stage"/*; do

@@ -2,21 +2,52 @@
 # Runs every check and test of StoryCore Engine, installing what is missing first:
 # formatting, clippy, the .deb package (built, installed, started), then unit,
 # integration and end-to-end tests (real webview through WebDriver, under a
-# private Xvfb display and D-Bus session per test).
+# private Xvfb display and D-Bus session per test), then the chaos soak.
 # Nothing it starts may outlive it: the run fails, naming what was left.
-# Usage: scripts/test.sh [extra arguments for cargo test, e.g. a test name filter]
+#
+# Usage: scripts/test.sh [--timings] [filters for cargo nextest, e.g. a test name]
+#   --timings  also prints where the time went: each step, each test binary,
+#              the slowest tests and crates (scripts/timings.py; the data stays
+#              in target/test-timings/ and target/cargo-timings/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-t0=$(date +%s)
-step() { printf '\n\033[1;32m==> %s\033[0m (%ss)\n' "$*" "$(( $(date +%s) - t0 ))" >&2; }
+timings=""
+filters=()
+for a in "$@"; do
+  case "$a" in
+    --timings) timings=1 ;;
+    *) filters+=("$a") ;;
+  esac
+done
+
+# Each step's wall time goes to target/test-timings/steps.tsv (the setup's
+# too, written before the re-exec below).
+TIMES="$ROOT/target/test-timings"
+step_name=""; step_t0=0
+t0=${STORYCORE_TEST_T0:-$(date +%s)}
+export STORYCORE_TEST_T0=$t0
+end_step() {
+  if [ -n "$step_name" ]; then
+    printf '%s\t%s\n' "$step_name" "$(( $(date +%s) - step_t0 ))" >>"$TIMES/steps.tsv"
+  fi
+  step_name=""
+}
+step() {
+  end_step
+  step_name="$1"; step_t0=$(date +%s)
+  printf '\n\033[1;32m==> %s\033[0m (%ss)\n' "$*" "$(( step_t0 - t0 ))" >&2
+}
 
 if [ -z "${STORYCORE_UNDER_LEFTOVER_CHECK:-}" ]; then
+  mkdir -p "$TIMES"
+  printf 'step\tseconds\n' >"$TIMES/steps.tsv"
   step "setup: system packages and pinned tools"
   scripts/setup.sh
+  end_step
   # Everything from here runs under a subreaper that fails the run if any
   # process it started (stand-in, app, WebKitWebDriver, Xvfb, D-Bus) outlives it.
   export STORYCORE_UNDER_LEFTOVER_CHECK=1
@@ -29,15 +60,33 @@ cargo fmt --all -- --check
 step "UI: Leptos to WASM"
 scripts/build-ui.sh
 
-step "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Clippy and the test build share one compilation: clippy-driver wraps rustc
+# for the workspace's own crates (cargo clippy does the same, but for a
+# `cargo check` whose dependencies would be compiled a second time, as
+# metadata only). The lints are those of
+# `cargo clippy --workspace --all-targets -- -D warnings`: the targets a test
+# build compiles are all of them (lib, bins, tests, examples; there are no
+# benches). Exported, so the .deb's build and the chaos soak's `cargo run`
+# find everything fresh.
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+step "build, with clippy's lints as errors (clippy --workspace --all-targets -D warnings)"
+cargo test --workspace --no-run --quiet ${timings:+--timings}
 
 step ".deb package: build, install, start"
 scripts/test-deb.sh
 
-step "tests: unit, integration, end-to-end"
-# End-to-end tests each start a webview: two at a time is what 2 cores carry.
-cargo test --workspace --no-fail-fast "$@" -- --test-threads="${STORYCORE_TEST_THREADS:-2}"
+step "tests: unit, integration, end-to-end (cargo nextest)"
+# Every test target was built above, with the stand-in and the examples that
+# tests launch: they take those as they are (tests/README.md).
+export STORYCORE_TESTS_PREBUILT=1
+cargo nextest run --workspace --no-fail-fast ${STORYCORE_TEST_THREADS:+--test-threads "$STORYCORE_TEST_THREADS"} \
+  "${filters[@]}"
+
 step "chaos soak: one minute of crashes, freezes and app kills under a job stream"
 cargo run --quiet -p storycore-core --example chaos_soak -- --minutes 1
+end_step
+printf 'total\t%s\n' "$(( $(date +%s) - t0 ))" >>"$TIMES/steps.tsv"
+if [ -n "$timings" ]; then python3 scripts/timings.py; fi
 step "all checks passed"
