@@ -14,6 +14,11 @@ pub const SETTINGS_FILE: &str = "settings.json";
 pub struct SettingsStore {
     path: PathBuf,
     current: Mutex<AppSettings>,
+    /// Held by a change from its check to the end of its applying: changes
+    /// are applied one after another, in the order they were saved. Two
+    /// side by side used to interleave at their awaits, an older gateway
+    /// change then applied after a newer one (left off while saved on).
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl SettingsStore {
@@ -44,6 +49,7 @@ impl SettingsStore {
             Self {
                 path,
                 current: Mutex::new(current),
+                changing: tokio::sync::Mutex::new(()),
             },
             notice,
         )
@@ -86,6 +92,7 @@ pub async fn set_settings(
     paths: tauri::State<'_, crate::paths::AppPaths>,
     mut settings: AppSettings,
 ) -> Result<(), ApiError> {
+    let _one_at_a_time = store.changing.lock().await;
     let before = store.get();
     // Where the token is kept is the app's to say (set_gateway_token).
     settings.gateway.token_ref = before.gateway.token_ref.clone();
@@ -169,6 +176,7 @@ pub async fn set_gateway_token(
     paths: tauri::State<'_, crate::paths::AppPaths>,
     token: Option<String>,
 ) -> Result<(), ApiError> {
+    let _one_at_a_time = store.changing.lock().await;
     let mut settings = store.get();
     let field = |e: String| {
         let mut api = ApiError::new(ErrorCode::InvalidInput, e.clone());

@@ -108,3 +108,76 @@ async fn health_and_placement_settings_apply_to_what_runs() {
     app.finish().await;
     drop(server);
 }
+
+/// Ten changes made at once (one script clicks ten boxes, as fast as a user
+/// never could, but as a quick user's two clicks race) all stay: each save
+/// sends the whole settings, and saves that went out side by side used to
+/// land in any order, an older one undoing newer changes (the gateway left
+/// off after its address changed and it was switched on at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_made_in_a_burst_all_stay() {
+    let app = App::launch("settings-burst", &[]).await;
+    app.wait_text("#status-heartbeat", "a beat", |t| t.contains("beat"))
+        .await;
+    app.click("#settings-button").await;
+    app.wait_text("#settings-dialog", "the settings", |t| {
+        t.contains("Notifications")
+    })
+    .await;
+    let boxes = [
+        "notify-became-unhealthy",
+        "notify-recovered",
+        "notify-crashed",
+        "notify-gave-up",
+        "notify-error-rate",
+        "notify-resource",
+        "notify-no-answer",
+        "notify-start-timed-out",
+        "keep-running",
+        "settings-copies",
+    ];
+    let shown = app
+        .client
+        .execute(
+            "return arguments[0].map(id => { const e = document.getElementById(id); e.click(); return e.checked; });",
+            vec![serde_json::json!(boxes)],
+        )
+        .await
+        .unwrap();
+    let shown: Vec<bool> = serde_json::from_value(shown).unwrap();
+    // Defaults: every notification and copies on, keep-running off.
+    assert_eq!(
+        shown,
+        [false, false, false, false, false, false, false, false, true, false],
+        "the boxes after one click each"
+    );
+    let want = serde_json::json!({
+        "becameUnhealthy": false, "recovered": false, "crashed": false, "gaveUp": false,
+        "highErrorRate": false, "resourceHigh": false, "noAnswer": false, "startTimedOut": false,
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stable_since: Option<Instant> = None;
+    loop {
+        let saved: serde_json::Value =
+            std::fs::read_to_string(app.config_dir.path().join("settings.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+        let all_there = saved["notifications"] == want
+            && saved["keepInstancesRunning"] == true
+            && saved["copiesNearTheEnd"] == false;
+        // Held for a second: no late save undid them.
+        match (all_there, stable_since) {
+            (true, Some(t)) if t.elapsed() > Duration::from_secs(1) => break,
+            (true, None) => stable_since = Some(Instant::now()),
+            (true, Some(_)) => {}
+            (false, _) => stable_since = None,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the saved settings lost some of the ten changes: {saved:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.finish().await;
+}

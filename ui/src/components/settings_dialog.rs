@@ -43,18 +43,58 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
         })
     };
     refresh();
-    // One gateway field changed: saved, and where it listens read again.
-    let save_gateway = move |edit: &dyn Fn(&mut GatewaySettings, String), value: String| {
+    // Every change is saved through `save`, one save at a time, each sending
+    // the settings as they are when it leaves: a change made while a save is
+    // on its way goes out right after it. Saves sent side by side could land
+    // in either order, the older then undoing the newer (seen: the gateway's
+    // address changed and the gateway switched on at once, left it off while
+    // the box showed it on). A refused save shows why; with `show_in_force`
+    // (the number fields) the fields show again what is in force, otherwise
+    // they keep what was typed, to be corrected.
+    let saving = StoredValue::new(false);
+    let again = StoredValue::new(false);
+    let reload = StoredValue::new(false);
+    let save = move |edit: &dyn Fn(&mut AppSettings), show_in_force: bool| {
         let Some(mut s) = settings.get_untracked() else {
             return;
         };
-        edit(&mut s.gateway, value);
-        settings.set(Some(s.clone()));
+        edit(&mut s);
+        settings.set(Some(s));
+        reload.set_value(show_in_force);
+        if saving.get_value() {
+            again.set_value(true);
+            return;
+        }
+        saving.set_value(true);
         run_action(fleet, async move {
-            let r = api::set_settings(&s).await;
-            refresh();
-            r
+            loop {
+                again.set_value(false);
+                let Some(s) = settings.get_untracked() else {
+                    saving.set_value(false);
+                    break Ok(());
+                };
+                let r = api::set_settings(&s).await;
+                if again.get_value() {
+                    continue;
+                }
+                saving.set_value(false);
+                if r.is_err() && reload.get_value() {
+                    if let Ok(now) = api::get_settings().await {
+                        settings.set(Some(now));
+                    }
+                }
+                // Where the gateway listens, after a change of its settings.
+                refresh();
+                break r;
+            }
         });
+    };
+    // One gateway field changed.
+    let save_gateway = move |edit: &dyn Fn(&mut GatewaySettings, String), value: String| {
+        save(
+            &|s: &mut AppSettings| edit(&mut s.gateway, value.clone()),
+            false,
+        );
     };
     // A gateway address other programs of the network can reach.
     let on_network = move || {
@@ -116,21 +156,9 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                 <input id=id type="number" min="1"
                     prop:value=move || settings.with(|s| s.as_ref().map(|s| get(s).to_string()).unwrap_or_default())
                     on:change=move |ev| {
-                        let Some(mut s) = settings.get_untracked() else { return };
                         match event_target_value(&ev).trim().parse::<u32>() {
-                            Ok(v) => {
-                                set(&mut s, v);
-                                settings.set(Some(s.clone()));
-                                spawn_local(async move {
-                                    if let Err(e) = api::set_settings(&s).await {
-                                        // Refused (out of range): show what is in force.
-                                        fleet.error.set(Some(e.message));
-                                        if let Ok(now) = api::get_settings().await {
-                                            settings.set(Some(now));
-                                        }
-                                    }
-                                });
-                            }
+                            // Refused (out of range): the error shows, and what is in force.
+                            Ok(v) => save(&|s: &mut AppSettings| set(s, v), true),
                             Err(_) => fleet.error.set(Some(format!("{label}: enter a whole number"))),
                         }
                     }/>
@@ -148,10 +176,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                             prop:checked=move || settings.with(|s| s.clone().map(|mut s| *flag(&mut s.notifications)).unwrap_or(true))
                             on:change=move |ev| {
                                 let on = event_target_checked(&ev);
-                                let Some(mut s) = settings.get_untracked() else { return };
-                                *flag(&mut s.notifications) = on;
-                                settings.set(Some(s.clone()));
-                                run_action(fleet, async move { api::set_settings(&s).await });
+                                save(&|s: &mut AppSettings| *flag(&mut s.notifications) = on, false);
                             }/>
                         {label}
                     </label>
@@ -164,10 +189,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                         prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.keep_instances_running).unwrap_or(false))
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            let Some(mut s) = settings.get_untracked() else { return };
-                            s.keep_instances_running = on;
-                            settings.set(Some(s.clone()));
-                            run_action(fleet, async move { api::set_settings(&s).await });
+                            save(&|s: &mut AppSettings| s.keep_instances_running = on, false);
                         }/>
                     "Keep local ComfyUI servers running when the app quits (the next launch re-attaches)"
                 </label>
@@ -196,10 +218,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                     <select id="settings-placement" on:change=move |ev| {
                         let v = event_target_value(&ev);
                         let Some((p, _, _)) = PLACEMENTS.iter().find(|(_, k, _)| *k == v) else { return };
-                        let Some(mut s) = settings.get_untracked() else { return };
-                        s.placement = *p;
-                        settings.set(Some(s.clone()));
-                        run_action(fleet, async move { api::set_settings(&s).await });
+                        save(&|s: &mut AppSettings| s.placement = *p, false);
                     }>
                         {PLACEMENTS.iter().map(|(p, key, label)| {
                             let selected = settings.with_untracked(|s| s.as_ref().map(|s| s.placement) == Some(*p));
@@ -212,10 +231,7 @@ pub fn SettingsDialog(on_close: Callback<()>) -> impl IntoView {
                         prop:checked=move || settings.with(|s| s.as_ref().map(|s| s.copies_near_the_end).unwrap_or(true))
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            let Some(mut s) = settings.get_untracked() else { return };
-                            s.copies_near_the_end = on;
-                            settings.set(Some(s.clone()));
-                            run_action(fleet, async move { api::set_settings(&s).await });
+                            save(&|s: &mut AppSettings| s.copies_near_the_end = on, false);
                         }/>
                     "Copy a long job to an idle, faster instance near its end (earliest finish only)"
                 </label>
