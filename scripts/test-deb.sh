@@ -9,8 +9,15 @@ cd "$ROOT"
 export PATH="$HOME/.cargo/bin:$PATH"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-# Debug profile: the same artifacts the tests use, so no second full build.
-node_modules/.bin/tauri build --debug --bundles deb --ci >&2
+# The package holds the very program the tests run: target/debug/storycore-engine
+# as the test build made it (scripts/test.sh builds before this). `tauri build
+# --debug` would compile it again with a plain `cargo build`, whose dependencies
+# lack the features the tests' dev-dependencies add: 2 min more on a cold machine.
+# Run alone, this script builds the program first.
+if [ -z "${STORYCORE_TESTS_PREBUILT:-}" ]; then
+  cargo build --quiet --bin storycore-engine
+fi
+node_modules/.bin/tauri bundle --debug --bundles deb --ci >&2
 deb=$(ls -t target/debug/bundle/deb/*.deb | head -n1)
 echo "built $deb ($(du -h "$deb" | cut -f1))" >&2
 $SUDO dpkg -i "$deb" >/dev/null

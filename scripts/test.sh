@@ -6,9 +6,10 @@
 # Nothing it starts may outlive it: the run fails, naming what was left.
 #
 # Usage: scripts/test.sh [--timings] [filters for cargo nextest, e.g. a test name]
-#   --timings  also prints where the time went: each step, each test binary,
-#              the slowest tests and crates (scripts/timings.py; the data stays
-#              in target/test-timings/ and target/cargo-timings/).
+#   --timings  prints where the time went: not only each step (printed always)
+#              but each test binary, the slowest tests and the slowest crates
+#              to compile (scripts/timings.py; the data stays in
+#              target/test-timings/, target/nextest/ and target/cargo-timings/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -74,20 +75,23 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "build, with clippy's lints as errors (clippy --workspace --all-targets -D warnings)"
 cargo test --workspace --no-run --quiet ${timings:+--timings}
 
-step ".deb package: build, install, start"
+# Every target is built: the .deb packages the program the tests run, and the
+# tests take the stand-in and the examples as they are (tests/README.md).
+export STORYCORE_TESTS_PREBUILT=1
+step ".deb package: the tests' program packaged, installed, started"
 scripts/test-deb.sh
 
 step "tests: unit, integration, end-to-end (cargo nextest), and beside them the chaos soak"
-# Every test target was built above, with the stand-in and the examples that
-# tests launch: they take those as they are (tests/README.md).
-export STORYCORE_TESTS_PREBUILT=1
 # The soak (one minute of crashes, freezes and app kills under a job stream)
 # waits on its clock, not on the CPU (about 10 s of CPU in its minute): it
 # runs beside the tests, its report printed after theirs.
 soak_log="$TIMES/chaos-soak.log"
 (
   s=$(date +%s)
-  cargo run --quiet -p storycore-core --example chaos_soak -- --minutes 1 >"$soak_log" 2>&1
+  # The example as the build above made it: a `cargo run -p storycore-core`
+  # would resolve features for that package alone, build its own variant
+  # and put it where the running soak re-runs itself from.
+  "${CARGO_TARGET_DIR:-target}/debug/examples/chaos_soak" --minutes 1 >"$soak_log" 2>&1
   printf 'chaos soak, beside the tests\t%s\n' "$(( $(date +%s) - s ))" >>"$TIMES/steps.tsv"
 ) &
 soak_pid=$!
@@ -100,7 +104,8 @@ printf '\n\033[1;32m==> chaos soak: one minute of crashes, freezes and app kills
 cat "$soak_log" >&2
 end_step
 printf 'total\t%s\n' "$(( $(date +%s) - t0 ))" >>"$TIMES/steps.tsv"
-if [ -n "$timings" ]; then python3 scripts/timings.py; fi
+# Each step's time, always; with --timings, the tests' and crates' too.
+if [ -n "$timings" ]; then python3 scripts/timings.py >&2 || true; else python3 scripts/timings.py --steps >&2 || true; fi
 if [ "$tests_status" -ne 0 ] || [ "$soak_status" -ne 0 ]; then
   [ "$tests_status" -eq 0 ] || echo "FAILED: the tests (exit status $tests_status; their summary is above)" >&2
   [ "$soak_status" -eq 0 ] || echo "FAILED: the chaos soak (exit status $soak_status; its report is above)" >&2

@@ -7,7 +7,7 @@ Reads what that run left in target/:
   cargo-timings/cargo-timing.html  each crate's compile time (only after
                                    `scripts/test.sh --timings`, which builds with
                                    cargo's --timings)
-Usage: scripts/timings.py [--top N]
+Usage: scripts/timings.py [--top N] [--steps]   (--steps: the steps' table alone)
 """
 import json
 import os
@@ -114,7 +114,10 @@ def main():
     top = 10
     if "--top" in sys.argv:
         top = int(sys.argv[sys.argv.index("--top") + 1])
-    parts = [p for p in (steps(), tests(top), crates(top)) if p]
+    if "--steps" in sys.argv:
+        parts = [p for p in (steps(),) if p]
+    else:
+        parts = [p for p in (steps(), tests(top), crates(top)) if p]
     if not parts:
         print("no timings yet: run scripts/test.sh first", file=sys.stderr)
         return 1
