@@ -304,8 +304,10 @@ impl InstanceManager {
             "no ComfyUI answered at {} within {seconds} s of the start: check that it runs there, and the host, port and scheme (Edit); then restart it",
             config.base_url()
         );
-        self.fail(id, &reason);
+        // The alert first: once the status is error, the health monitor may
+        // raise its own, generic one (BecameUnhealthy); the specific one leads.
         self.alert(id, AlertKind::StartTimedOut { seconds });
+        self.fail(id, &reason);
     }
 
     /// Deletes what the app kept of an instance: its files in the config
@@ -498,13 +500,16 @@ async fn follow_process(
                 if let Ok(e) = m.lock().get_mut(&id) {
                     e.exits = (e.exits.0 + 1, cause.clone());
                 }
-                m.fail(&id, &reason);
+                // The alert before the status: once it is error, the health
+                // monitor may raise its own, generic one (BecameUnhealthy), which
+                // came first now and then under load (faults:: saw it so).
                 match cause {
                     Some(ExitCause::StartTimeout { seconds }) => {
                         m.alert(&id, AlertKind::StartTimedOut { seconds })
                     }
                     _ => m.alert(&id, AlertKind::Crashed { summary }),
                 }
+                m.fail(&id, &reason);
             }
             // A restart by the policy: error -> starting, with a fresh start
             // phase; the monitor makes it running at its first answer.
