@@ -92,7 +92,7 @@ soak_log="$TIMES/chaos-soak.log"
   # would resolve features for that package alone, build its own variant
   # and put it where the running soak re-runs itself from.
   "${CARGO_TARGET_DIR:-target}/debug/examples/chaos_soak" --minutes 1 >"$soak_log" 2>&1
-  printf 'chaos soak, beside the tests\t%s\n' "$(( $(date +%s) - s ))" >>"$TIMES/steps.tsv"
+  printf 'chaos soak (ran beside the tests)\t%s\n' "$(( $(date +%s) - s ))" >>"$TIMES/steps.tsv"
 ) &
 soak_pid=$!
 tests_status=0

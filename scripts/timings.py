@@ -47,8 +47,8 @@ def steps():
             else:
                 rows.append((name, int(secs)))
     whole = total if total is not None else sum(s for _, s in rows)
-    # A step that ran beside another ("beside" in its name) has no share of its own.
-    body = [(n, s, mmss(s), "" if "beside" in n else f"{100 * s / whole:.0f}%" if whole else "") for n, s in rows]
+    # A step that ran beside another ("(ran beside ...)") has no share of its own.
+    body = [(n, s, mmss(s), "" if "(ran beside" in n else f"{100 * s / whole:.0f}%" if whole else "") for n, s in rows]
     body.append(("**total**" + ("" if total is not None else " (run did not finish)"), whole, mmss(whole), ""))
     return "### Steps (wall time)\n\n" + table(["step", "s", "m:ss", "share"], body, "lrrr")
 
