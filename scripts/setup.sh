@@ -2,6 +2,7 @@
 # Installs what building, running and testing StoryCore Engine needs on Debian/Ubuntu,
 # skipping everything that is already there. Only package registries are used:
 # Debian's apt, crates.io (cargo install) and npm. Safe to run again and again.
+# Usage: scripts/setup.sh [--tests]   (--tests: also cargo-nextest, which only the tests need)
 set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate pinned in Cargo.toml
@@ -115,11 +116,12 @@ else
   say "tauri-driver $TAURI_DRIVER_VERSION: present"
 fi
 
-# cargo-nextest runs the tests (each in a process of its own, with timeouts).
-if ! cargo nextest --version >/dev/null 2>&1; then
+# cargo-nextest runs the tests (each in a process of its own, with timeouts);
+# only the test command asks for it (--tests): running the app needs none.
+if [ "${1:-}" = "--tests" ] && ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest (in the background, a few minutes)"
   background cargo-nextest cargo install cargo-nextest --locked
-else
+elif [ "${1:-}" = "--tests" ]; then
   say "cargo-nextest: present"
 fi
 

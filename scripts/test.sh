@@ -47,7 +47,7 @@ if [ -z "${STORYCORE_UNDER_LEFTOVER_CHECK:-}" ]; then
   mkdir -p "$TIMES"
   printf 'step\tseconds\n' >"$TIMES/steps.tsv"
   step "setup: system packages and pinned tools"
-  scripts/setup.sh
+  scripts/setup.sh --tests
   end_step
   # Everything from here runs under a subreaper that fails the run if any
   # process it started (stand-in, app, WebKitWebDriver, Xvfb, D-Bus) outlives it.
