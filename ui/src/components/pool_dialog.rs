@@ -203,10 +203,16 @@ pub fn PoolDialog() -> impl IntoView {
             };
             match saved {
                 Ok(view) => {
+                    // The backend announces every change of a pool
+                    // (PoolUpdated), and that event may come before this
+                    // answer, and be newer: a new pool's first member already
+                    // in it. Putting the answer over it left the card without
+                    // its member for good (e2e_pools failed so, now and then,
+                    // with the member running). The answer only fills in a
+                    // pool the window has not heard of yet.
                     fleet.pools.update(|l| {
-                        match l.iter_mut().find(|x| x.config.id == view.config.id) {
-                            Some(x) => *x = view,
-                            None => l.push(view),
+                        if !l.iter().any(|x| x.config.id == view.config.id) {
+                            l.push(view);
                         }
                     });
                     fleet.pool_editor.set(None);
