@@ -48,14 +48,13 @@ background() { # background NAME COMMAND...: runs COMMAND, its output to a log
   ( "$@" ) >"$LOGS/$name.log" 2>&1 &
   jobs_pids+=($!); jobs_names+=("$name")
 }
+failed() { # failed NAME: says so, with the job's output
+  { echo "setup: $1 failed; its output:"; cat "$LOGS/$1.log"; } >&2
+}
 wait_all() { # waits for every background job; prints the log of each that failed
   local i failed=0
   for i in "${!jobs_pids[@]}"; do
-    if ! wait "${jobs_pids[$i]}"; then
-      echo "setup: ${jobs_names[$i]} failed; its output:" >&2
-      cat "$LOGS/${jobs_names[$i]}.log" >&2
-      failed=1
-    fi
+    wait "${jobs_pids[$i]}" || { failed "${jobs_names[$i]}"; failed=1; }
   done
   jobs_pids=(); jobs_names=()
   [ "$failed" -eq 0 ] || exit 1
@@ -118,11 +117,13 @@ fi
 
 # cargo-nextest runs the tests (each in a process of its own, with timeouts);
 # only the test command asks for it (--tests): running the app needs none.
-if [ "${1:-}" = "--tests" ] && ! cargo nextest --version >/dev/null 2>&1; then
-  say "installing cargo-nextest (in the background, a few minutes)"
-  background cargo-nextest cargo install cargo-nextest --locked
-elif [ "${1:-}" = "--tests" ]; then
-  say "cargo-nextest: present"
+if [ "${1:-}" = "--tests" ]; then
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (in the background, a few minutes)"
+    background cargo-nextest cargo install cargo-nextest --locked
+  else
+    say "cargo-nextest: present"
+  fi
 fi
 
 # The project's own crates, downloaded while the tools compile.
@@ -132,9 +133,7 @@ fi
 
 if [ -n "$apt_pid" ]; then
   if ! wait "$apt_pid"; then
-    echo "setup: installing the system packages failed; apt's output:" >&2
-    cat "$LOGS/apt.log" >&2
-    apt_pid=""; exit 1
+    failed apt; apt_pid=""; exit 1
   fi
   apt_pid=""
   say "system packages installed"

@@ -332,19 +332,7 @@ async fn relay_via(
                 .unwrap()
         }
     };
-    let mut post = http.post(format!("{base}/prompt"));
-    if let Some(token) = token {
-        post = post.bearer_auth(token);
-    }
-    let r: Value = post
-        .json(&json!({"prompt": workflow(k), "client_id": client}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let prompt = r["prompt_id"].as_str().unwrap().to_string();
+    let prompt = post_prompt(http, base, token.as_deref(), Some(&client), k).await;
     let mut on_client: Vec<(Instant, String, f64)> = Vec::new();
     while let Some(Ok(m)) = ws.next().await {
         let tokio_tungstenite::tungstenite::Message::Text(text) = m else {
@@ -398,23 +386,14 @@ async fn until_success(http: &reqwest::Client, base: &str, k: usize) -> f64 {
     let ws_url = format!("{}/ws?clientId={client}", base.replacen("http", "ws", 1));
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let t = Instant::now();
-    let r: Value = http
-        .post(format!("{base}/prompt"))
-        .json(&json!({"prompt": workflow(k), "client_id": client}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let prompt = r["prompt_id"].clone();
+    let prompt = post_prompt(http, base, None, Some(&client), k).await;
     while let Some(Ok(m)) = ws.next().await {
         if let tokio_tungstenite::tungstenite::Message::Text(text) = m {
             let f: Value = serde_json::from_str(&text).unwrap();
             if std::env::var_os("GATEWAY_BENCH_DEBUG").is_some() {
                 eprintln!("{base} {}", &text[..text.len().min(160)]);
             }
-            if f["type"] == "execution_success" && f["data"]["prompt_id"] == prompt {
+            if f["type"] == "execution_success" && f["data"]["prompt_id"] == prompt.as_str() {
                 return ms(t.elapsed());
             }
         }
@@ -426,18 +405,24 @@ async fn wait_idle(http: &reqwest::Client, via: &str) {
     wait_idle_as(http, via, None).await
 }
 
-/// Posts `workflow(k)` with `token`; answers its prompt id.
-async fn post_as(http: &reqwest::Client, base: &str, token: &str, k: usize) -> String {
-    let r: Value = http
-        .post(format!("{base}/prompt"))
-        .bearer_auth(token)
-        .json(&json!({"prompt": workflow(k)}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+/// Posts `workflow(k)`, with `token` and as `client` where given; answers
+/// its prompt id.
+async fn post_prompt(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    client: Option<&str>,
+    k: usize,
+) -> String {
+    let mut post = http.post(format!("{base}/prompt"));
+    if let Some(token) = token {
+        post = post.bearer_auth(token);
+    }
+    let mut body = json!({"prompt": workflow(k)});
+    if let Some(client) = client {
+        body["client_id"] = json!(client);
+    }
+    let r: Value = post.json(&body).send().await.unwrap().json().await.unwrap();
     r["prompt_id"].as_str().unwrap().to_string()
 }
 
@@ -593,7 +578,7 @@ async fn fair_share(
     let http = reqwest::Client::new();
     // Warm: the instance's first prompt waits for its socket; not measured.
     if std::env::var_os("GATEWAY_BENCH_COLD").is_none() {
-        post_as(&http, &base, &shared, 799_999).await;
+        post_prompt(&http, &base, Some(&shared), None, 799_999).await;
         wait_idle_as(&http, &base, Some(&shared)).await;
     }
     let mut out = Vec::new();
@@ -603,9 +588,9 @@ async fn fair_share(
     ] {
         let mut ids = Vec::new();
         for k in 0..200 {
-            ids.push(post_as(&http, &base, ta, 700_000 + k).await);
+            ids.push(post_prompt(&http, &base, Some(ta), None, 700_000 + k).await);
         }
-        let single = post_as(&http, &base, tb, 800_000).await;
+        let single = post_prompt(&http, &base, Some(tb), None, 800_000).await;
         let of = |p: &str| {
             queue
                 .list()
