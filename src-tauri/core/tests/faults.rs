@@ -20,6 +20,7 @@ use storycore_types::{
 };
 use support::standin::{comfyui_folder, env_vars, free_port, local_config, StandIn};
 use support::wait_for;
+use tokio::sync::broadcast::error::TryRecvError;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -149,10 +150,15 @@ async fn a_slow_start_is_progress_not_an_alarm() {
     f.add("slow", &[("STANDIN_STARTUP_DELAY_MS", "3000")]).await;
     f.m.start("slow").await.unwrap();
     wait_running(&f.m, "slow", LONG).await;
+    // Every event of the start is read: a receiver that lagged missed some,
+    // and could have missed the alert this looks for.
     let mut alerts = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if let AppEvent::Alert(a) = e {
-            alerts.push(a.message);
+    loop {
+        match events.try_recv() {
+            Ok(AppEvent::Alert(a)) => alerts.push(a.message),
+            Ok(_) => {}
+            Err(TryRecvError::Empty) => break,
+            Err(e) => panic!("the start's events were not all seen: {e}"),
         }
     }
     assert!(alerts.is_empty(), "a normal start raised: {alerts:?}");
