@@ -381,7 +381,9 @@ impl InstanceConfigPatch {
 }
 
 /// The seed's `InstanceStatus`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceStatus {
     #[default]

@@ -27,7 +27,7 @@ pub enum JobTarget {
 ///   └── retry / release ◀── failed | cancelled | held | suspect
 /// any unfinished ──▶ cancelled
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::VariantArray)]
 #[serde(rename_all = "camelCase")]
 pub enum JobState {
     /// Accepted, waiting in the app for an instance.

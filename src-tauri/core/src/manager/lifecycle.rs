@@ -15,7 +15,7 @@
 use storycore_types::InstanceStatus;
 
 /// What can happen to an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::VariantArray)]
 pub enum Action {
     /// The user (or autoStart) asks to start.
     Start,
@@ -92,27 +92,9 @@ pub fn refusal(name: &str, from: InstanceStatus, action: Action) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
     use Action as A;
     use InstanceStatus as S;
-
-    const ALL_STATUS: [S; 6] = [
-        S::Stopped,
-        S::Starting,
-        S::Running,
-        S::Paused,
-        S::Stopping,
-        S::Error,
-    ];
-    const ALL_ACTIONS: [A; 8] = [
-        A::Start,
-        A::Ready,
-        A::Stop,
-        A::Stopped,
-        A::Pause,
-        A::Resume,
-        A::Fail,
-        A::Restart,
-    ];
 
     /// Every allowed transition; anything not listed must be refused.
     const ALLOWED: &[(S, A, S)] = &[
@@ -139,8 +121,9 @@ mod tests {
 
     #[test]
     fn every_pair_follows_the_table() {
-        for from in ALL_STATUS {
-            for action in ALL_ACTIONS {
+        // Every variant, derived: a new status or action is checked too.
+        for &from in S::VARIANTS {
+            for &action in A::VARIANTS {
                 let expected = ALLOWED
                     .iter()
                     .find(|(f, a, _)| *f == from && *a == action)
