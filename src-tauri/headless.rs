@@ -5,14 +5,12 @@
 //! the gateway closes, jobs stay on disk, and what it launched is stopped
 //! (unless "keep instances running" is on).
 
-use crate::app_settings::SettingsStore;
-use crate::paths::AppPaths;
-use crate::settings::EnvSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use storycore_core::dispatch::{DispatchOptions, JobQueue};
-use storycore_core::gateway::{Gateway, DEFAULT_ADDR};
-use storycore_core::manager::{InstanceManager, ManagerOptions};
+use storycore_core::engine::{Engine, EngineOptions};
+use storycore_core::gateway::DEFAULT_ADDR;
+use storycore_core::paths::AppPaths;
+use storycore_core::settings::{EnvSettings, GatewayChoice};
 
 pub const USAGE: &str = "usage: storycore-engine             the desktop app
        storycore-engine serve [--gateway ADDR] [--tls-cert FILE --tls-key FILE | --plain-http]
@@ -184,31 +182,6 @@ fn parse_serve(args: &[String]) -> Result<Mode, String> {
     }))
 }
 
-/// HTTPS for a gateway on the network: the certificate given, else the one
-/// the app makes and keeps; plain HTTP only when asked for.
-fn with_tls(
-    access: storycore_core::gateway::Access,
-    args: &ServeArgs,
-    config_dir: &std::path::Path,
-) -> Result<storycore_core::gateway::Access, String> {
-    use storycore_core::gateway::TlsIdentity;
-    if args.gateway.ip().is_loopback() {
-        return Ok(access);
-    }
-    if args.plain_http {
-        tracing::warn!("--plain-http: the gateway serves the network in clear; tokens and prompts can be read by anyone on the path");
-        return Ok(access.with_plain_http());
-    }
-    let tls = match &args.tls {
-        Some((cert, key)) => TlsIdentity::from_files(cert, key)?,
-        None => TlsIdentity::generated(
-            &config_dir.join(storycore_core::gateway::TLS_FOLDER),
-            &storycore_core::gateway::certificate_names(access.hosts()),
-        )?,
-    };
-    Ok(access.with_tls(tls))
-}
-
 /// Runs until SIGTERM or SIGINT.
 pub fn run(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -219,113 +192,36 @@ pub fn run(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), Str
 }
 
 async fn serve(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), String> {
-    let addr = args.gateway;
-    let (settings_store, notice) = SettingsStore::load(&paths.config_dir);
-    let settings = settings_store.get();
-    // Checked before anything opens: a bad name stops `serve` at once.
-    let access = env
-        .gateway_access
-        .clone()
-        .unwrap_or_default()
-        .with_hosts(
-            env.gateway_hosts
-                .as_deref()
-                .unwrap_or(&settings.gateway.allowed_hosts),
-        )
-        .map_err(|e| format!("the gateway's host names: {e}"))?
-        .with_tokens(storycore_core::gateway::TokenBook::open(&paths.config_dir))
-        .with_max_waiting(settings.gateway.max_waiting_per_person);
-    let access = with_tls(access, &args, &paths.config_dir)?;
-    let mut options = ManagerOptions::new(&paths.config_dir);
-    options.data_dir = paths.data_dir.clone();
-    options.health = crate::shell::health_policy_of(&settings, &env);
-    let (manager, report) = InstanceManager::open(options)
-        .map_err(|e| format!("cannot open the instance files: {e}"))?;
-    for n in notice.iter().chain(&report.notices) {
-        tracing::warn!("{n}");
-    }
-    let (projects, notices, legacy) = storycore_core::projects::Projects::open(&paths.config_dir)
-        .map_err(|e| format!("cannot open the projects file: {e}"))?;
-    for n in notices
-        .into_iter()
-        .chain(projects.migrate(&manager, legacy).await)
-    {
-        tracing::warn!("{n}");
-    }
-    manager.set_keep_running(settings.keep_instances_running);
-    let dispatch = DispatchOptions {
-        retention: crate::shell::retention_of(&settings),
-        policy: storycore_core::dispatch::Policy::from_setting(settings.placement),
-        speculate: settings.copies_near_the_end,
-        ..DispatchOptions::default()
+    let choice = GatewayChoice::Serve {
+        addr: args.gateway,
+        tls: args.tls,
+        plain_http: args.plain_http,
     };
-    let (queue, recovered) = JobQueue::open(manager.clone(), &paths.config_dir, dispatch)
-        .map_err(|e| format!("cannot open the job queue: {e}"))?;
-    for n in &recovered.notices {
+    let opened = Engine::open(EngineOptions::new(paths, env, choice)).await?;
+    let engine = opened.engine;
+    // A gateway that cannot serve is `serve`'s failure: nothing else to do.
+    if let Err(e) = opened.gateway {
+        engine.shutdown().await;
+        return Err(e);
+    }
+    for n in engine.begin().await {
         tracing::warn!("{n}");
     }
-    let q = queue.clone();
-    manager.set_load_source(std::sync::Arc::new(move || q.in_flight()));
-    for n in manager.load_secrets().await {
-        tracing::warn!("{n}");
-    }
-    let gateway = match Gateway::start_with(queue.clone(), manager.clone(), addr, access).await {
-        Ok(g) => g,
-        Err(e) => {
-            queue.shutdown().await;
-            manager.shutdown().await;
-            return Err(e.to_string());
-        }
-    };
-    let kept = manager.reattach_local().await;
-    if !kept.is_empty() {
-        tracing::info!(?kept, "re-attached to instances left running");
-    }
-    for (id, e) in manager.start_auto().await {
-        tracing::warn!(%id, "autoStart failed: {e}");
-    }
-    // Pools scale here too: a headless box is where bursts arrive.
-    let pools = match storycore_core::pool::Pools::open(
-        &paths.config_dir,
-        manager.clone(),
-        queue.clone(),
-        std::sync::Arc::new(storycore_core::pool::memory::SystemMemory::default()),
-        storycore_core::pool::PoolOptions::default(),
-    ) {
-        Ok((pools, notices)) => {
-            for n in notices {
-                tracing::warn!("{n}");
-            }
-            Some(pools)
-        }
-        Err(e) => {
-            tracing::warn!("pools are off: pools.json could not be read: {e}");
-            None
-        }
-    };
-    tracing::info!(
-        "serving: a ComfyUI-compatible gateway on {} for {} instance(s); SIGTERM or Ctrl+C stops",
-        gateway.url(),
-        manager.list().len()
-    );
-    if let Some(t) = gateway.tls() {
+    if let Some(g) = engine.gateway_status().await {
         tracing::info!(
-            "HTTPS certificate SHA-256 fingerprint {} (clients trust {} or pin this fingerprint)",
-            t.fingerprint(),
-            t.trust_file().display()
+            "serving: a ComfyUI-compatible gateway on {} for {} instance(s); SIGTERM or Ctrl+C stops",
+            g.url,
+            engine.manager().list().len()
         );
+        if let (Some(fingerprint), Some(trust)) = (g.fingerprint, g.trust_file) {
+            tracing::info!(
+                "HTTPS certificate SHA-256 fingerprint {fingerprint} (clients trust {trust} or pin this fingerprint)"
+            );
+        }
     }
     let signal = wait_for_stop().await;
     tracing::info!("{signal}: stopping");
-    gateway.stop().await;
-    if let Some(p) = pools {
-        p.shutdown().await;
-    }
-    queue.shutdown().await;
-    if settings_store.get().keep_instances_running {
-        manager.detach_all().await;
-    }
-    manager.shutdown().await;
+    engine.shutdown().await;
     Ok(())
 }
 

@@ -1,11 +1,9 @@
-//! StoryCore Engine's backend. The parts are plain Rust modules that tests can use
-//! without a window; `shell` is the thin Tauri layer on top of them.
+//! StoryCore Engine's app: the command line (`headless`: `serve`, `tokens`),
+//! the log, and `shell`, the thin Tauri layer. The parts, their settings
+//! and the engine that wires them are in `storycore_core`.
 
-pub mod app_settings;
 pub mod headless;
 pub mod logging;
-pub mod paths;
-pub mod settings;
 pub mod shell;
 
 use std::process::ExitCode;
@@ -29,7 +27,7 @@ pub fn run() -> ExitCode {
     // the app creates from here on is 0600 (folders 0700). ComfyUI gets the
     // user's own umask back when the supervisor starts it.
     storycore_core::privacy::restrict_umask();
-    let paths = match paths::AppPaths::from_env() {
+    let paths = match storycore_core::paths::AppPaths::from_env() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("storycore-engine: {e}");
@@ -69,7 +67,7 @@ pub fn run() -> ExitCode {
         log_dir = %paths.log_dir.display(),
         "starting"
     );
-    let settings = match settings::EnvSettings::from_env() {
+    let settings = match storycore_core::settings::EnvSettings::from_env() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("storycore-engine: {e}");

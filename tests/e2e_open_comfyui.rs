@@ -74,8 +74,26 @@ async fn open_comfyui_shows_the_instance_page_with_its_key_applied() {
     app.client.switch_to_window(main.clone()).await.unwrap();
 
     // The toolbar opens the active instance's editor: the same window again.
+    // Counted once the backend has handled the click (its log says how), not
+    // after a guessed pause: a second window made late must be seen too.
     app.click("#toolbar-open-comfyui").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let log = support::app_log_text(app.config_dir.path());
+        if log.matches("ComfyUI editor opened").count() + log.matches("shown again").count() >= 2 {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the toolbar's open was never handled: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        log.matches("ComfyUI editor opened").count(),
+        1,
+        "the toolbar opened a second editor window"
+    );
     let handles = app.client.windows().await.unwrap();
     assert_eq!(
         handles.len(),

@@ -4,9 +4,9 @@
 //! once a minute, so a flapping instance cannot flood the desktop. Each kind
 //! can be turned off in the settings.
 
-use crate::app_settings::SettingsStore;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use storycore_core::engine::Engine;
 use storycore_types::{Alert, AlertKind, AppEvent};
 use tauri::{AppHandle, Manager};
 use tauri_plugin_notification::NotificationExt;
@@ -67,7 +67,8 @@ pub fn spawn(app: AppHandle, mut rx: broadcast::Receiver<AppEvent>) {
                 Err(RecvError::Closed) => break,
             };
             let allowed = app
-                .state::<SettingsStore>()
+                .state::<Engine>()
+                .settings()
                 .get()
                 .notifications
                 .allows(&alert.kind);

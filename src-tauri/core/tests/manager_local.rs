@@ -21,6 +21,11 @@ struct Fixture {
 }
 
 fn fixture(max_starts: usize) -> Fixture {
+    fixture_with(max_starts, Duration::from_millis(50))
+}
+
+/// `backoff`: the wait before the first restart after a crash.
+fn fixture_with(max_starts: usize, backoff: Duration) -> Fixture {
     let config = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let comfy = tempfile::tempdir().unwrap();
@@ -36,8 +41,8 @@ fn fixture(max_starts: usize) -> Fixture {
     };
     o.supervisor = SupervisorOptions {
         restart: RestartOptions {
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(200),
+            backoff_initial: backoff,
+            backoff_max: backoff.max(Duration::from_millis(200)),
             max_starts,
             ..RestartOptions::default()
         },
@@ -155,6 +160,48 @@ async fn a_crash_is_noticed_restarted_and_the_start_limit_ends_in_error_with_an_
     let i = f.m.get("c").unwrap();
     assert_eq!(i.status, InstanceStatus::Error);
     assert!(i.status_reason.unwrap().contains("stopped restarting"));
+    f.m.shutdown().await;
+}
+
+/// A crashed instance waits in `error` for its restart (the back-off). A stop
+/// then must end that wait: it used to return at once from `error`, keeping
+/// the supervisor, whose pending restart later launched ComfyUI again while
+/// the window said "stopped".
+#[tokio::test]
+async fn a_stop_while_a_restart_is_pending_cancels_it() {
+    let backoff = Duration::from_secs(2);
+    let f = fixture_with(5, backoff);
+    let port = free_port();
+    f.m.create(local(
+        &f,
+        "c",
+        port,
+        &[
+            ("STANDIN_CRASH_AFTER_MS", "600"),
+            ("STANDIN_CRASH_SIGNAL", "KILL"),
+        ],
+    ))
+    .await
+    .unwrap();
+    f.m.start("c").await.unwrap();
+    wait_status(&f.m, "c", InstanceStatus::Error).await;
+    assert!(
+        f.m.supervised("c"),
+        "the crashed instance's supervisor waits to restart it"
+    );
+    f.m.stop("c").await.unwrap();
+    assert_eq!(f.m.get("c").unwrap().status, InstanceStatus::Stopped);
+    assert!(
+        !f.m.supervised("c"),
+        "stopped, yet its supervisor (and its pending restart) is kept"
+    );
+    // Past the back-off: nothing was launched again, nothing listens.
+    tokio::time::sleep(backoff + Duration::from_secs(1)).await;
+    assert_eq!(f.m.get("c").unwrap().status, InstanceStatus::Stopped);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "a ComfyUI listens on {port} after the stop"
+    );
     f.m.shutdown().await;
 }
 

@@ -1,4 +1,4 @@
-use crate::paths::AppPaths;
+use storycore_core::paths::AppPaths;
 use storycore_types::{ApiError, AppInfo};
 
 #[tauri::command]

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use storycore_core::client::editor_proxy::EditorProxy;
 use storycore_core::client::ComfyClient;
+use storycore_core::engine::Engine;
 use storycore_core::manager::InstanceManager;
 use storycore_types::{ApiError, ErrorCode, InstancePath};
 use tauri::{AppHandle, Manager, State, WebviewUrl, WebviewWindowBuilder};
@@ -161,7 +162,7 @@ pub struct EditorWindows(std::sync::Mutex<std::collections::HashMap<String, Edit
 #[tauri::command]
 pub async fn open_fleet_comfyui(
     app: AppHandle,
-    gateway: State<'_, crate::shell::GatewaySlot>,
+    engine: State<'_, Engine>,
     own: State<'_, crate::shell::WindowGateway>,
     queue: State<'_, storycore_core::dispatch::JobQueue>,
     manager: State<'_, InstanceManager>,
@@ -173,7 +174,7 @@ pub async fn open_fleet_comfyui(
         let _ = w.set_focus();
         return Ok(label);
     }
-    let addr = gateway.0.lock().await.as_ref().map(|g| g.addr()).ok_or_else(|| {
+    let addr = engine.gateway_addr().await.ok_or_else(|| {
         ApiError::new(
             ErrorCode::Conflict,
             "the gateway is off: turn it on in Settings (Gateway) to open ComfyUI on the whole fleet",
@@ -243,6 +244,7 @@ pub async fn open_comfyui(
         let _ = w.show();
         let _ = w.unminimize();
         let _ = w.set_focus();
+        tracing::info!(%id, "the editor window is open already: shown again");
         return Ok(label);
     }
     let client = ComfyClient::for_instance(&inst.config)

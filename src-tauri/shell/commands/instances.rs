@@ -239,7 +239,7 @@ pub async fn get_instance_log(
 #[tauri::command]
 pub async fn export_instance_log(
     m: Manager<'_>,
-    paths: State<'_, crate::paths::AppPaths>,
+    paths: State<'_, storycore_core::paths::AppPaths>,
     id: String,
 ) -> Answer<String> {
     let m = m.inner().clone();

@@ -11,6 +11,7 @@ pub mod instances;
 pub mod jobs;
 pub mod pools;
 pub mod projects;
+pub mod settings;
 
 /// Runs file work on Tokio's blocking pool, away from the main thread and the
 /// runtime's workers.

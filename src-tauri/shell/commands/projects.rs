@@ -43,7 +43,7 @@ pub async fn update_project(
 #[tauri::command]
 pub async fn delete_project(
     p: State<'_, Projects>,
-    paths: State<'_, crate::paths::AppPaths>,
+    paths: State<'_, storycore_core::paths::AppPaths>,
     id: String,
 ) -> Answer<()> {
     let (p, dir) = (p.inner().clone(), paths.config_dir.clone());

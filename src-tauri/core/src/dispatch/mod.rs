@@ -256,8 +256,10 @@ impl JobQueue {
             );
         }
         report.followed = follow.len();
-        let events = manager.subscribe();
+        let bus = manager.bus().clone();
+        let events = bus.subscribe();
         let shared = Arc::new(Shared {
+            bus,
             manager,
             dir,
             journal,
@@ -696,6 +698,11 @@ impl JobQueue {
             }
         }
         out
+    }
+
+    /// The bus the queue publishes its job events on.
+    pub fn bus(&self) -> &crate::events::EventBus {
+        &self.shared.bus
     }
 
     /// Jobs in flight per instance id.

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) struct Shared {
+    /// The engine's bus (the one the manager was opened on).
+    pub bus: crate::events::EventBus,
     pub manager: InstanceManager,
     pub dir: PathBuf,
     pub journal: Journal,
@@ -167,7 +169,7 @@ impl Shared {
     }
 
     pub fn emit(&self, e: AppEvent) {
-        let _ = self.manager.events().send(e);
+        self.bus.publish(e);
     }
 
     /// Hands the job's record to the writer (written in the next group) and

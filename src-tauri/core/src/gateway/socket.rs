@@ -36,7 +36,7 @@ pub(crate) async fn upgrade(
     // Subscribed before the handshake's answer: a client that posts its
     // prompt as soon as the socket opens misses none of its events, even
     // when the prompt ends before the socket's task first runs.
-    let events = st.manager.subscribe();
+    let events = st.queue.bus().subscribe();
     let previews = st.queue.subscribe_previews();
     ws.on_upgrade(move |socket| serve(socket, st, sid, who, events, previews))
 }

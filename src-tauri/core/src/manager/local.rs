@@ -151,6 +151,12 @@ impl InstanceManager {
         ctx
     }
 
+    /// Whether a supervisor holds the instance's process: running it, or
+    /// waiting to restart it after a crash.
+    pub fn supervised(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|e| e.process.is_some())
+    }
+
     /// The pid of a local instance's ComfyUI process (the leader of its group).
     pub fn process_pid(&self, id: &str) -> Option<u32> {
         self.lock().get(id)?.process.as_ref()?.pid()

@@ -21,6 +21,7 @@ pub use error::ManagerError;
 pub use lifecycle::Action;
 
 use crate::client::{ClientError, ComfyClient};
+use crate::events::EventBus;
 use crate::health::{HealthHandle, HealthMonitor, HealthPolicy};
 use crate::model::validate_config;
 use crate::store::{self, ClashPolicy, ImportEntry, InstanceStore, Loaded};
@@ -37,9 +38,7 @@ use storycore_types::{
 };
 use tokio::sync::broadcast;
 
-/// Capacity of the event broadcast: a slow listener misses old events (and is
-/// told so by `RecvError::Lagged`) instead of slowing the backend.
-pub const EVENT_CAPACITY: usize = 1024;
+pub use crate::events::EVENT_CAPACITY;
 
 /// How the manager was set up.
 #[derive(Debug, Clone)]
@@ -53,6 +52,9 @@ pub struct ManagerOptions {
     pub supervisor: SupervisorOptions,
     /// A running local instance unhealthy for this long is restarted.
     pub unhealthy_restart_after: Duration,
+    /// Where the manager and its health monitors publish (the engine's bus;
+    /// a bus of its own until the caller sets it).
+    pub bus: EventBus,
 }
 
 impl ManagerOptions {
@@ -66,6 +68,7 @@ impl ManagerOptions {
             health: HealthPolicy::default(),
             supervisor: SupervisorOptions::default(),
             unhealthy_restart_after: Duration::from_secs(60),
+            bus: EventBus::new(),
         }
     }
 }
@@ -88,7 +91,7 @@ struct Inner {
     store: InstanceStore,
     options: ManagerOptions,
     state: Mutex<Registry>,
-    events: broadcast::Sender<AppEvent>,
+    bus: EventBus,
     /// Serialises writes of comfyui_instances.json so an older snapshot never
     /// lands after a newer one.
     save_lock: tokio::sync::Mutex<()>,
@@ -107,6 +110,8 @@ struct Inner {
     /// The health policy new monitors get (`options.health` at first; the
     /// Settings dialog changes it).
     health: Mutex<HealthPolicy>,
+    /// The active instance as last announced (`ActiveInstanceChanged`).
+    announced_active: Mutex<Option<String>>,
 }
 
 /// Jobs in flight per instance id, as the job queue counts them: work the app
@@ -133,7 +138,6 @@ impl InstanceManager {
         for n in &notices {
             tracing::warn!("{n}");
         }
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let registry = Registry::from_file(file, read_only);
         let guardian = Arc::new(Guardian::new(options.supervisor.stop_grace));
         let manager = Self {
@@ -141,13 +145,14 @@ impl InstanceManager {
                 guardian,
                 health: Mutex::new(options.health.clone()),
                 store,
+                bus: options.bus.clone(),
                 options,
                 state: Mutex::new(registry),
-                events,
                 save_lock: tokio::sync::Mutex::new(()),
                 load_source: Mutex::new(None),
                 history_writer: Mutex::new(()),
                 history_queue: Mutex::new(Default::default()),
+                announced_active: Mutex::new(None),
             }),
         };
         Ok((
@@ -160,14 +165,15 @@ impl InstanceManager {
         ))
     }
 
-    /// Every event the manager (and its health monitors) publish.
+    /// Every event published on the manager's bus from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AppEvent> {
-        self.inner.events.subscribe()
+        self.inner.bus.subscribe()
     }
 
-    /// The sender, for parts that publish on the same channel (dispatch, shell).
-    pub fn events(&self) -> broadcast::Sender<AppEvent> {
-        self.inner.events.clone()
+    /// The bus the manager publishes on (the engine's): parts opened over
+    /// this manager without a bus of their own publish there too.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -176,7 +182,7 @@ impl InstanceManager {
     }
 
     fn emit(&self, e: AppEvent) {
-        let _ = self.inner.events.send(e);
+        self.inner.bus.publish(e);
     }
 
     fn emit_instance(&self, i: &Instance) {
@@ -216,6 +222,8 @@ impl InstanceManager {
         self.save().await?;
         tracing::info!(id = %inst.id, name = %inst.name, "instance created");
         self.emit_instance(&inst);
+        // The first instance becomes the active one without a choice.
+        self.announce_active(false);
         Ok(inst)
     }
 
@@ -301,11 +309,7 @@ impl InstanceManager {
         self.forget_secrets(id, refs).await;
         tracing::info!(%id, "instance deleted");
         self.emit(AppEvent::InstanceRemoved { id: id.to_string() });
-        if active_changed {
-            self.emit(AppEvent::ActiveInstanceChanged {
-                id: self.active_instance().map(|i| i.id),
-            });
-        }
+        self.announce_active(active_changed);
         Ok(())
     }
 
@@ -564,9 +568,7 @@ impl InstanceManager {
             reg.active = id.map(str::to_string);
         }
         self.save().await?;
-        self.emit(AppEvent::ActiveInstanceChanged {
-            id: self.active_instance().map(|i| i.id),
-        });
+        self.announce_active(true);
         Ok(())
     }
 
@@ -582,6 +584,22 @@ impl InstanceManager {
         balance::healthy_instance(&fleet, None)
             .cloned()
             .or_else(|| fleet.into_iter().next())
+    }
+
+    /// Tells the listeners the active instance when it is not the one last
+    /// told (`always`: even when it is, as after the user's choice).
+    fn announce_active(&self, always: bool) {
+        let now = self.active_instance().map(|i| i.id);
+        let mut told = self
+            .inner
+            .announced_active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if always || *told != now {
+            told.clone_from(&now);
+            drop(told);
+            self.emit(AppEvent::ActiveInstanceChanged { id: now });
+        }
     }
 
     /// The id the user chose, if any (what the file stores).
@@ -607,6 +625,9 @@ impl InstanceManager {
         drop(reg);
         tracing::info!(%id, from = from.as_str(), to = to.as_str(), "status");
         self.emit_instance(&view);
+        // Without a choice, the active instance is the best eligible one,
+        // which a change of status can change.
+        self.announce_active(false);
         Ok(view)
     }
 
@@ -632,9 +653,8 @@ impl InstanceManager {
     pub async fn stop(&self, id: &str) -> Result<Instance, ManagerError> {
         let status = self.status_of(id)?;
         let inst = self.transition(id, Action::Stop)?;
-        if status == InstanceStatus::Error {
-            return Ok(inst); // error --stop--> stopped directly: nothing runs
-        }
+        // From `error` too: a crashed process's supervisor may be waiting to
+        // restart it (the back-off); ending the supervisor cancels that.
         let (process, monitor) = {
             let mut reg = self.lock();
             let e = reg.get_mut(id)?;
@@ -645,6 +665,9 @@ impl InstanceManager {
         }
         if let Some(m) = monitor {
             end_monitor(m).await;
+        }
+        if status == InstanceStatus::Error {
+            return Ok(inst); // error --stop--> stopped directly
         }
         self.transition(id, Action::Stopped)
     }
@@ -770,7 +793,7 @@ impl InstanceManager {
         let mut policy = self.health_policy();
         policy.watch_queue = config.queue_monitoring();
         policy.starting = starting;
-        let handle = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
+        let handle = HealthMonitor::spawn(id.to_string(), client, policy, self.inner.bus.sender());
         let watch = handle.watch();
         self.lock().get_mut(id)?.monitor = Some(Arc::new(handle));
         let deadline = starting
@@ -895,7 +918,7 @@ impl InstanceManager {
         })?;
         let mut policy = self.health_policy();
         policy.watch_queue = config.queue_monitoring();
-        let once = HealthMonitor::spawn(id.to_string(), client, policy, self.events());
+        let once = HealthMonitor::spawn(id.to_string(), client, policy, self.inner.bus.sender());
         let health = once
             .check_now()
             .await

@@ -198,6 +198,8 @@ fn active(s: InstanceStatus) -> bool {
 }
 
 struct Inner {
+    /// The engine's bus (the one the manager was opened on).
+    bus: crate::events::EventBus,
     manager: InstanceManager,
     queue: JobQueue,
     memory: Arc<dyn MemorySource>,
@@ -245,6 +247,7 @@ impl Pools {
             }
         })?;
         let inner = Arc::new(Inner {
+            bus: manager.bus().clone(),
             manager,
             queue,
             memory,
@@ -350,11 +353,9 @@ impl Pools {
                 tracing::warn!(pool = %id, member = %m.id, "member not deleted: {e}");
             }
         }
-        let _ = self
-            .inner
-            .manager
-            .events()
-            .send(AppEvent::PoolRemoved { id: id.to_string() });
+        self.inner
+            .bus
+            .publish(AppEvent::PoolRemoved { id: id.to_string() });
         tracing::info!(pool = %id, "pool deleted");
         Ok(())
     }
@@ -433,10 +434,7 @@ fn publish(inner: &Inner, id: &str, force: bool) {
         r.sent = Some(view.clone());
         view
     };
-    let _ = inner
-        .manager
-        .events()
-        .send(AppEvent::PoolUpdated(Box::new(view)));
+    inner.bus.publish(AppEvent::PoolUpdated(Box::new(view)));
 }
 
 async fn controller(weak: std::sync::Weak<Inner>) {
