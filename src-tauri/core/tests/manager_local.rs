@@ -122,6 +122,27 @@ async fn start_stop_and_shutdown_leave_no_process_and_isolate_temp() {
     assert!(!group_alive(pid_b), "b's process group outlived shutdown");
 }
 
+/// Each local instance has three background tasks (its health watch, its
+/// log and process followers): they end with the instance, and shutdown
+/// waits for every one.
+#[tokio::test]
+async fn an_instances_tasks_end_with_it_and_shutdown_waits_for_all() {
+    let f = fixture(5);
+    for id in ["a", "b"] {
+        f.m.create(local(&f, id, free_port(), &[])).await.unwrap();
+        f.m.start(id).await.unwrap();
+        wait_status(&f.m, id, InstanceStatus::Running).await;
+    }
+    assert_eq!(f.m.background_tasks(), 6, "three tasks per instance");
+    f.m.delete("a").await.unwrap();
+    wait_for(Duration::from_secs(5), "a's tasks ended", || async {
+        (f.m.background_tasks() == 3).then_some(())
+    })
+    .await;
+    f.m.shutdown().await;
+    assert_eq!(f.m.background_tasks(), 0, "a task outlived shutdown");
+}
+
 #[tokio::test]
 async fn a_crash_is_noticed_restarted_and_the_start_limit_ends_in_error_with_an_alert() {
     let f = fixture(3);

@@ -42,18 +42,20 @@ impl InstanceManager {
     /// Keeps the supervisor and follows its events and log.
     fn attach_supervisor(&self, id: &str, handle: SupervisorHandle) -> Result<(), ManagerError> {
         let events = handle.subscribe();
-        tokio::spawn(follow_log(
-            Arc::downgrade(&self.inner),
-            id.to_string(),
-            handle.log().follow(),
-        ));
+        self.spawn_for(
+            id,
+            follow_log(
+                Arc::downgrade(&self.inner),
+                id.to_string(),
+                handle.log().follow(),
+            ),
+        );
         let handle = Arc::new(handle);
         self.lock().get_mut(id)?.process = Some(handle);
-        tokio::spawn(follow_process(
-            Arc::downgrade(&self.inner),
-            id.to_string(),
-            events,
-        ));
+        self.spawn_for(
+            id,
+            follow_process(Arc::downgrade(&self.inner), id.to_string(), events),
+        );
         Ok(())
     }
 

@@ -44,6 +44,15 @@ pub(super) struct Entry {
     history: Option<HealthHistory>,
     history_dirty: bool,
     last_flush: Instant,
+    /// Ends the instance's background tasks (its health watch, log and
+    /// process followers) when it leaves the registry or the manager stops.
+    pub tasks: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.tasks.cancel();
+    }
 }
 
 pub(super) fn new_instance(config: InstanceConfig) -> Instance {
@@ -75,6 +84,7 @@ impl Entry {
             history: None,
             history_dirty: false,
             last_flush: Instant::now(),
+            tasks: tokio_util::sync::CancellationToken::new(),
         }
     }
 
