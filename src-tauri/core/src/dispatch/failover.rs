@@ -3,7 +3,7 @@
 //! not-yet-started prompts taken back; an instance back at work wakes the
 //! scheduler.
 
-use super::shared::Shared;
+use super::state::{Effect, Shared};
 use crate::client::ComfyClient;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +21,9 @@ pub(crate) async fn run(
         };
         match ev {
             Ok(AppEvent::InstanceUpdated(inst)) => match inst.status {
-                InstanceStatus::Paused => {
-                    let s = shared.clone();
-                    shared.tasks.spawn(take_back(s, inst.id.clone()));
-                }
+                InstanceStatus::Paused => shared.effect(Effect::TakeBack {
+                    instance_id: inst.id.clone(),
+                }),
                 InstanceStatus::Error => shared.instance_lost(&inst.id, "failed"),
                 InstanceStatus::Stopping | InstanceStatus::Stopped => {
                     shared.instance_gone(&inst.id, "was stopped")
@@ -34,7 +33,9 @@ pub(crate) async fn run(
             Ok(AppEvent::HealthChanged { id, health }) => match health.status {
                 HealthStatus::Unhealthy => shared.instance_lost(&id, "became unhealthy"),
                 HealthStatus::Healthy | HealthStatus::Degraded => {
-                    super::recall::clear_orphans(&shared, &id);
+                    shared.effect(Effect::ClearOrphans {
+                        instance_id: id.clone(),
+                    });
                     shared.wake.notify_one();
                 }
                 HealthStatus::Unknown => shared.wake.notify_one(),
@@ -92,11 +93,8 @@ pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
         }
         let taken = {
             let mut st = shared.lock();
-            match st.jobs.get_mut(&job_id) {
-                Some(e)
-                    if e.attempt.as_ref().map(|a| a.prompt_id.as_str())
-                        == Some(prompt_id.as_str()) =>
-                {
+            match st.current(&job_id, &prompt_id) {
+                Some(e) => {
                     shared.requeue(
                         e,
                         false,
@@ -106,7 +104,7 @@ pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
                     );
                     true
                 }
-                _ => false,
+                None => false,
             }
         };
         if taken {

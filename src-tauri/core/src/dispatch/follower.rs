@@ -3,67 +3,56 @@
 //! the job's runner when the prompt ends. The socket is a fast path only; the
 //! runner's `/history` polls decide the outcome.
 
-use super::runner;
-use super::shared::Shared;
+use super::state::Shared;
 use crate::client::{BinaryFrame, ComfyClient, WsEvent, WsMessage, WsOptions};
 use std::sync::Arc;
 use std::time::Instant;
 use storycore_types::AppEvent;
 use tokio::sync::watch;
 
-/// Follows the instance's `/ws` (once per instance); answers how its first
-/// connection went: `None` while it is being made, then whether it is open
-/// (as it changes). A prompt sent before the socket is open loses its first
-/// messages (ComfyUI sends to the sockets open at the time), so the runner
-/// waits for the first connection a moment.
-pub(crate) fn ensure(
-    shared: &Arc<Shared>,
-    instance_id: &str,
-    client: &ComfyClient,
-) -> watch::Receiver<Option<bool>> {
-    let (tx, connected) = {
-        let mut st = shared.lock();
-        if let Some(c) = st.followers.get(instance_id) {
-            return c.clone();
-        }
-        let (tx, rx) = watch::channel(None);
-        st.followers.insert(instance_id.to_string(), rx.clone());
-        (tx, rx)
-    };
-    let opts = WsOptions::new(Shared::client_id(instance_id));
+/// Follows the instance's `/ws` stream until the queue stops, telling
+/// `connected` how it goes (started by the driver, once per instance: see
+/// `Shared::follow`).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    instance_id: String,
+    client: ComfyClient,
+    connected: watch::Sender<Option<bool>>,
+) {
+    let opts = WsOptions::new(Shared::client_id(&instance_id));
     let mut rx = client.open_events(opts, shared.cancel.child_token());
-    let shared = shared.clone();
-    let instance_id = instance_id.to_string();
-    shared.clone().tasks.spawn(async move {
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                WsEvent::Message(m) => on_message(&shared, &instance_id, m),
-                WsEvent::Connected => {
-                    tx.send_replace(Some(true));
-                }
-                WsEvent::Disconnected { .. } => {
-                    tx.send_replace(Some(false));
-                }
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            WsEvent::Message(m) => on_message(&shared, &instance_id, m),
+            WsEvent::Connected => {
+                connected.send_replace(Some(true));
+            }
+            WsEvent::Disconnected { .. } => {
+                connected.send_replace(Some(false));
             }
         }
-        shared.lock().followers.remove(&instance_id);
-    });
-    connected
+    }
+    shared.lock().followers.remove(&instance_id);
 }
 
 fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     let Some(prompt_id) = m.prompt_id().map(str::to_string) else {
         return;
     };
-    let ours = |a: Option<&super::shared::Attempt>| {
+    let ours = |a: Option<&super::state::Attempt>| {
         a.is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
     };
     let (job_id, copy) = {
         let mut st = shared.lock();
-        let Some((id, e)) = st
+        // The index finds the job; its attempt or copy says whether the
+        // prompt still counts (no scan of every job per message).
+        let Some(id) = st.job_of_prompt(&prompt_id).map(str::to_string) else {
+            return;
+        };
+        let Some(e) = st
             .jobs
-            .iter_mut()
-            .find(|(_, e)| ours(e.attempt.as_ref()) || ours(e.copy.as_ref()))
+            .get_mut(&id)
+            .filter(|e| ours(e.attempt.as_ref()) || ours(e.copy.as_ref()))
         else {
             return;
         };
@@ -73,11 +62,11 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         if let Some(c) = copy {
             c.last_progress = Instant::now();
         }
-        (id.clone(), is_copy)
+        (id, is_copy)
     };
     if let WsMessage::Binary(BinaryFrame::PreviewWithMetadata { metadata, image }) = m {
         if !copy {
-            let _ = shared.previews.send(super::Preview {
+            let _ = shared.previews.send(super::options::Preview {
                 job_id,
                 node_id: metadata.node_id,
                 display_node_id: metadata.display_node_id,
@@ -94,19 +83,19 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     if copy {
         let succeeded = match m {
             WsMessage::ExecutionStart(_) => {
-                runner::mark_running(shared, &job_id, &prompt_id);
+                shared.mark_running(&job_id, &prompt_id);
                 return;
             }
             WsMessage::ExecutionSuccess(_) => true,
             WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => false,
             _ => return,
         };
-        runner::mark_executed(shared, &job_id, &prompt_id, succeeded);
+        shared.mark_executed(&job_id, &prompt_id, succeeded);
         poke(shared, &job_id, &prompt_id);
         return;
     }
     match m {
-        WsMessage::ExecutionStart(_) => runner::mark_running(shared, &job_id, &prompt_id),
+        WsMessage::ExecutionStart(_) => shared.mark_running(&job_id, &prompt_id),
         WsMessage::ExecutionCached(c) => {
             touch(shared, &job_id, |job| {
                 job.progress.cached_nodes.extend(c.nodes);
@@ -115,7 +104,7 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         WsMessage::Executing(x) => match x.node {
             Some(node) => {
-                runner::mark_running(shared, &job_id, &prompt_id);
+                shared.mark_running(&job_id, &prompt_id);
                 touch(shared, &job_id, |job| {
                     job.progress.node = Some(node.clone());
                     job.progress.value = 0.0;
@@ -157,11 +146,11 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         // The slot is free now; the runner collects the outcome.
         WsMessage::ExecutionSuccess(_) => {
-            runner::mark_executed(shared, &job_id, &prompt_id, true);
+            shared.mark_executed(&job_id, &prompt_id, true);
             poke(shared, &job_id, &prompt_id);
         }
         WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => {
-            runner::mark_executed(shared, &job_id, &prompt_id, false);
+            shared.mark_executed(&job_id, &prompt_id, false);
             poke(shared, &job_id, &prompt_id);
         }
         _ => {}

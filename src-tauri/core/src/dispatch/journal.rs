@@ -15,6 +15,9 @@ use storycore_types::Job;
 
 pub const JOBS_FOLDER: &str = "jobs";
 
+/// Each job's output files, `<dir>/outputs/<job id>/`.
+pub const OUTPUTS_FOLDER: &str = "outputs";
+
 #[derive(Clone)]
 pub struct Journal {
     dir: PathBuf,
@@ -39,7 +42,7 @@ impl Journal {
             path: dir.clone(),
             source,
         })?;
-        let outputs = root.join(super::outputs::OUTPUTS_FOLDER);
+        let outputs = root.join(OUTPUTS_FOLDER);
         let job_outputs = std::fs::read_dir(&outputs)
             .into_iter()
             .flatten()

@@ -25,33 +25,41 @@
 //! a previous run left in flight (`/queue`, `/history/{id}`) and follows,
 //! collects or queues them again.
 
+mod driver;
 mod error;
 mod failover;
 mod follower;
 pub mod instance_log;
 mod journal;
+pub mod machine;
+mod options;
 pub mod outputs;
 pub mod placement;
 mod recall;
 mod retention;
 mod runner;
 mod scheduler;
-mod shared;
 pub mod speed;
+mod state;
 pub mod templates;
 pub mod workflow;
 pub mod writer;
 
 pub use error::DispatchError;
 pub use journal::JOBS_FOLDER;
+pub use options::{
+    DispatchOptions, JobContext, Outlook, Preview, Recovered, Retention, WaitingJob,
+};
+pub use placement::target_allows;
 pub use placement::Policy;
-pub use retention::Retention;
 pub use templates::TemplateStore;
 
 use crate::manager::InstanceManager;
 use chrono::Utc;
+use machine::JobAction;
+use options::PREVIEWS_KEPT;
 use serde_json::{Map, Value};
-use shared::{Attempt, Entry, QueueState, Shared};
+use state::{Attempt, Effect, Entry, Mode, QueueState, Shared};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,133 +68,6 @@ use storycore_types::{AppEvent, Job, JobProgress, JobState, JobTarget};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// The queue's knobs; the defaults suit a real fleet, tests shorten them.
-#[derive(Debug, Clone)]
-pub struct DispatchOptions {
-    pub policy: Policy,
-    /// Between `/queue` + `/history` checks of a job in flight (the `/ws`
-    /// stream usually reports the end sooner).
-    pub poll_interval: Duration,
-    /// Per HTTP request of the queue (not the job's own `timeoutMs`).
-    pub request_timeout: Duration,
-    /// A running job with no progress message for this long is stalled.
-    pub stall_after: Option<Duration>,
-    /// Times a timed-out job is sent again before it fails (0: fail at once).
-    pub timeout_retries: u32,
-    /// Sends of one job before it fails (instance errors, take-backs).
-    pub max_attempts: u32,
-    /// Failed checks in a row after which a job's instance counts as lost.
-    pub lost_after_failures: u32,
-    /// No new work to an instance for this long after it failed to answer.
-    pub cooldown: Duration,
-    /// Seconds per unit of work assumed before any instance was measured.
-    pub initial_secs_per_unit: f64,
-    /// A job that waited this long is placed before longer ones (the bound
-    /// on longest-first ordering: no job waits forever).
-    pub fifo_after: Duration,
-    /// Run the built-in smoke test on each instance when it first becomes
-    /// healthy, to seed its cost model (the default policy only).
-    pub calibrate: bool,
-    /// When nothing waits and a calibrated instance is idle, run there a
-    /// copy of a job expected to end much sooner there than where it runs
-    /// (see `scheduler::speculate`).
-    pub speculate: bool,
-    /// Finished jobs kept: for how long, how many.
-    pub retention: Retention,
-}
-
-impl Default for DispatchOptions {
-    fn default() -> Self {
-        Self {
-            policy: Policy::EarliestFinish,
-            poll_interval: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(10),
-            stall_after: Some(Duration::from_secs(600)),
-            timeout_retries: 0,
-            max_attempts: 5,
-            lost_after_failures: 3,
-            cooldown: Duration::from_secs(5),
-            initial_secs_per_unit: 0.5,
-            fifo_after: Duration::from_secs(600),
-            calibrate: true,
-            speculate: true,
-            retention: Retention::default(),
-        }
-    }
-}
-
-/// What a job belongs to besides its workflow and target: the project it
-/// runs in (a tag the Workflows view filters by) and the folder its outputs
-/// are copied to.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobContext {
-    pub project_id: Option<String>,
-    pub output_folder: Option<String>,
-    /// The prompt as a gateway client posted it.
-    pub gateway: Option<storycore_types::GatewayPrompt>,
-    /// Files to upload to the instance before the prompt.
-    pub input_files: Vec<storycore_types::InputFile>,
-}
-
-impl JobContext {
-    /// Jobs run in `project`: tagged with it, outputs copied to its folder.
-    pub fn project(project: &storycore_types::Project) -> Self {
-        Self {
-            project_id: Some(project.id.clone()),
-            output_folder: Some(project.outputs_folder()),
-            gateway: None,
-            input_files: Vec::new(),
-        }
-    }
-}
-
-/// A preview image of a running job (a sampler's latent, a node's
-/// progress picture), as its instance sent it. Not kept: a listener that
-/// falls behind misses some, as with ComfyUI's own.
-#[derive(Debug, Clone)]
-pub struct Preview {
-    pub job_id: String,
-    pub node_id: Option<String>,
-    pub display_node_id: Option<String>,
-    pub parent_node_id: Option<String>,
-    pub real_node_id: Option<String>,
-    /// `image/png` or `image/jpeg`.
-    pub image_type: String,
-    pub image: Arc<[u8]>,
-}
-
-/// Previews a slow listener may be behind by before it misses some.
-const PREVIEWS_KEPT: usize = 64;
-
-/// A queued job as a pool sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WaitingJob {
-    pub target: JobTarget,
-    /// The instances its template is pinned to (empty: any).
-    pub pins: Vec<String>,
-    /// Its expected seconds on a typical instance of the fleet.
-    pub secs: f64,
-}
-
-/// See [`JobQueue::outlook`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outlook {
-    /// Queued jobs, in no order.
-    pub waiting: Vec<WaitingJob>,
-    /// Per instance: prompts of this app sent there and not finished
-    /// (attempts and copies), and their expected seconds left.
-    pub in_flight: HashMap<String, (u32, f64)>,
-}
-
-/// What opening the queue found, for the user.
-#[derive(Debug, Clone, Default)]
-pub struct Recovered {
-    pub notices: Vec<String>,
-    /// Jobs left in flight by a previous run, now followed again.
-    pub followed: usize,
-    pub queued: usize,
-}
 
 /// A cheap-to-clone handle on the job queue.
 #[derive(Clone)]
@@ -214,6 +95,7 @@ impl JobQueue {
         let mut jobs = HashMap::new();
         let mut order = Vec::new();
         let mut follow = Vec::new();
+        let mut by_prompt = HashMap::new();
         // Prompts of copies left by the previous run, by instance: stopped
         // when their instance answers (see `recall::clear_orphans`).
         let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
@@ -233,32 +115,38 @@ impl JobQueue {
             if let Some(c) = job.copy.take() {
                 orphans.entry(c.instance_id).or_default().push(c.prompt_id);
             }
-            if attempt.is_none() && job.state.is_in_flight() {
-                job.state = JobState::Queued; // in flight without a prompt id: never sent
+            let mut entry = Entry {
+                prompts: attempt.iter().map(|a| a.prompt_id.clone()).collect(),
+                job,
+                workflow_json,
+                accepted: true,
+                work,
+                queued_at: Instant::now(),
+                submit_to_post: None,
+                attempt,
+                copy: None,
+                held_for_storage: false,
+            };
+            if entry.attempt.is_none() && entry.job.state.is_in_flight() {
+                // In flight without a prompt id: never sent.
+                let _ = entry.apply(JobAction::Requeue);
             }
+            let job = &entry.job;
             if job.state == JobState::Queued {
                 report.queued += 1;
             }
             order.push(job.id.clone());
-            jobs.insert(
-                job.id.clone(),
-                Entry {
-                    job,
-                    workflow_json,
-                    accepted: true,
-                    work,
-                    queued_at: Instant::now(),
-                    submit_to_post: None,
-                    attempt,
-                    copy: None,
-                    held_for_storage: false,
-                },
-            );
+            for p in &entry.prompts {
+                by_prompt.insert(p.clone(), job.id.clone());
+            }
+            jobs.insert(job.id.clone(), entry);
         }
         report.followed = follow.len();
         let bus = manager.bus().clone();
         let events = bus.subscribe();
+        let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            effects,
             bus,
             manager,
             dir,
@@ -275,6 +163,7 @@ impl JobQueue {
                 retention: options.retention,
                 calibrating: HashSet::new(),
                 calibrated: HashSet::new(),
+                by_prompt,
             }),
             speculate: std::sync::atomic::AtomicBool::new(options.speculate),
             options,
@@ -293,15 +182,7 @@ impl JobQueue {
                 "{pruned} finished job(s) past the retention limits were deleted"
             ));
         }
-        for id in follow {
-            shared
-                .tasks
-                .spawn(runner::run(shared.clone(), id, runner::Mode::Follow, None));
-        }
-        shared.tasks.spawn(failover::run(shared.clone(), events));
-        shared.tasks.spawn(scheduler::run(shared.clone()));
-        shared.tasks.spawn(retention::run_daily(shared.clone()));
-        shared.wake.notify_one();
+        driver::start(&shared, effects_rx, events, follow);
         Ok((Self { shared }, report))
     }
 
@@ -428,6 +309,7 @@ impl JobQueue {
                     attempt: None,
                     copy: None,
                     held_for_storage: false,
+                    prompts: Vec::new(),
                 },
             );
             let placed =
@@ -446,7 +328,7 @@ impl JobQueue {
         let result = written(durable).await;
         let mut st = self.shared.lock();
         if let Err(err) = result {
-            if let Some(e) = st.jobs.remove(&id) {
+            if let Some(e) = st.remove_job(&id) {
                 if let Some(a) = e.attempt {
                     a.token.cancel();
                 }
@@ -464,10 +346,11 @@ impl JobQueue {
             .emit(AppEvent::JobUpdated(Box::new(job.summary())));
         drop(st);
         if placed {
-            let s = self.shared.clone();
-            self.shared
-                .tasks
-                .spawn(runner::run(s, id, runner::Mode::Submit, None));
+            self.shared.effect(Effect::Run {
+                job_id: id,
+                mode: Mode::Submit,
+                durable: None,
+            });
         } else {
             self.shared.wake.notify_one();
         }
@@ -480,7 +363,7 @@ impl JobQueue {
         let (job, attempt, durable, copy) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if e.job.state.is_final() {
+            if e.apply(JobAction::Cancel).is_err() {
                 return Err(wrong_state(e, "cancelling", "not finished"));
             }
             let attempt = e.attempt.take();
@@ -488,7 +371,6 @@ impl JobQueue {
                 a.token.cancel();
             }
             let copy = e.take_copy();
-            e.job.state = JobState::Cancelled;
             e.job.finished_at = Some(Utc::now());
             e.job.progress.node = None;
             let durable = self.shared.persist_durable(e);
@@ -517,35 +399,30 @@ impl JobQueue {
 
     /// Queues a failed or cancelled job again (a new attempt, a new prompt id).
     pub async fn retry(&self, id: &str) -> Result<Job, DispatchError> {
-        self.requeue_by_user(id, "retrying", "failed or cancelled", |s| {
-            matches!(s, JobState::Failed | JobState::Cancelled)
-        })
-        .await
+        self.requeue_by_user(id, JobAction::Retry, "retrying", "failed or cancelled")
+            .await
     }
 
     /// Lets a suspect or held job run again.
     pub async fn release(&self, id: &str) -> Result<Job, DispatchError> {
-        self.requeue_by_user(id, "releasing", "suspect or held", |s| {
-            matches!(s, JobState::Suspect | JobState::Held)
-        })
-        .await
+        self.requeue_by_user(id, JobAction::Release, "releasing", "suspect or held")
+            .await
     }
 
     async fn requeue_by_user(
         &self,
         id: &str,
+        transition: JobAction,
         action: &'static str,
         allowed: &'static str,
-        ok: impl Fn(JobState) -> bool,
     ) -> Result<Job, DispatchError> {
         let (job, durable) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if !ok(e.job.state) {
+            if e.apply(transition).is_err() {
                 return Err(wrong_state(e, action, allowed));
             }
             let j = &mut e.job;
-            j.state = JobState::Queued;
             j.error = None;
             j.outputs.clear();
             j.prompt_id = None;
@@ -572,7 +449,7 @@ impl JobQueue {
             if !e.job.state.is_final() {
                 return Err(wrong_state(e, "removing", "finished (cancel it first)"));
             }
-            st.jobs.remove(id);
+            st.remove_job(id);
             st.order.retain(|j| j != id);
             self.shared.journal.remove_durable(id)
         };
@@ -683,20 +560,12 @@ impl JobQueue {
                     secs: st.speeds.typical_secs(e.work),
                 });
             }
-            for a in [e.attempt.as_ref(), e.copy.as_ref()].into_iter().flatten() {
-                if a.executed {
-                    continue;
-                }
-                let cost = st.speeds.expected_secs(&a.instance_id, e.work);
-                let left = match a.started {
-                    Some(t) => (cost - t.elapsed().as_secs_f64()).max(cost * 0.05),
-                    None => cost,
-                };
-                let l = out.in_flight.entry(a.instance_id.clone()).or_default();
-                l.0 += 1;
-                l.1 += left;
-            }
         }
+        out.in_flight = st
+            .load()
+            .into_iter()
+            .map(|(id, l)| (id, (l.in_flight, l.backlog_secs)))
+            .collect();
         out
     }
 
@@ -705,16 +574,16 @@ impl JobQueue {
         &self.shared.bus
     }
 
-    /// Jobs in flight per instance id.
+    /// Prompts of this app in flight per instance id (attempts and copies
+    /// not done executing): the one load measure, as the seed's balancing
+    /// takes it.
     pub fn in_flight(&self) -> HashMap<String, u32> {
-        let st = self.shared.lock();
-        let mut out = HashMap::new();
-        for e in st.jobs.values() {
-            if let (true, Some(i)) = (e.job.state.is_in_flight(), &e.job.instance_id) {
-                *out.entry(i.clone()).or_insert(0u32) += 1;
-            }
-        }
-        out
+        self.shared
+            .lock()
+            .load()
+            .into_iter()
+            .map(|(id, l)| (id, l.in_flight))
+            .collect()
     }
 
     /// Changes how long finished jobs are kept (the settings changed) and

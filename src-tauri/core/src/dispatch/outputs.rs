@@ -5,13 +5,13 @@
 //! `syncfs` of the whole filesystem, on Linux) makes them durable too. A crash before it leaves the job
 //! unfinished on disk, and the restarted app fetches them again.
 
-use super::shared::Shared;
+use super::state::Shared;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use crate::store::StoreError;
 use std::path::PathBuf;
 use storycore_types::JobOutput;
 
-pub const OUTPUTS_FOLDER: &str = "outputs";
+pub use super::journal::OUTPUTS_FOLDER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {

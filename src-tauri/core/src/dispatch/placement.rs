@@ -252,6 +252,23 @@ impl Planner {
     }
 }
 
+/// What a job's target and pins allow: may it run on `instance_id`, with
+/// `active` the active instance? The one rule the scheduler, the wait
+/// reasons, the copies and the pools use.
+pub fn target_allows(
+    target: &storycore_types::JobTarget,
+    pins: &[String],
+    instance_id: &str,
+    active: Option<&str>,
+) -> bool {
+    (pins.is_empty() || pins.iter().any(|p| p == instance_id))
+        && match target {
+            storycore_types::JobTarget::Auto => true,
+            storycore_types::JobTarget::Active => active == Some(instance_id),
+            storycore_types::JobTarget::Instance { id } => id == instance_id,
+        }
+}
+
 #[cfg(test)]
 #[path = "placement_tests.rs"]
 mod tests;

@@ -14,8 +14,7 @@
 //!    prompts are remembered, to be deleted and interrupted there as soon as
 //!    it answers again.
 
-use super::runner::{self, Mode};
-use super::shared::Shared;
+use super::state::{Shared, Taken};
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,14 +25,6 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an interrupted prompt may take to leave the instance's queue
 /// (ComfyUI stops at the next node or sampler step).
 const STOP_WAIT: Duration = Duration::from_secs(10);
-
-/// A job taken from its runner.
-pub(crate) struct Taken {
-    pub job_id: String,
-    pub prompt_id: String,
-    /// The one the instance was (most likely) running.
-    pub running: bool,
-}
 
 /// What became of the prompts on the instance.
 enum Stopped {
@@ -66,7 +57,7 @@ pub(crate) async fn recall(
         Some(Stopped::Yes(ended)) => {
             for t in &taken {
                 match ended.get(&t.prompt_id) {
-                    Some(entry) if entry.succeeded() => collect(&shared, t),
+                    Some(entry) if entry.succeeded() => shared.collect(&t.job_id, &t.prompt_id),
                     _ => requeue_one(
                         &shared,
                         t,
@@ -147,73 +138,39 @@ fn requeue_all(shared: &Shared, taken: &[Taken], died: bool, note: &str) {
 }
 
 fn requeue_one(shared: &Shared, t: &Taken, died_running: bool, note: &str) {
-    let mut st = shared.lock();
-    if let Some(e) = st.jobs.get_mut(&t.job_id) {
-        if e.attempt.as_ref().map(|a| a.prompt_id.as_str()) == Some(t.prompt_id.as_str()) {
-            shared.requeue(e, died_running, Some(note.to_string()));
-        }
-    }
-}
-
-/// The prompt finished on the lost instance after all: collect its result
-/// (outputs through `/view`) instead of running it again.
-fn collect(shared: &Arc<Shared>, t: &Taken) {
-    {
-        let mut st = shared.lock();
-        let Some(a) = st
-            .jobs
-            .get_mut(&t.job_id)
-            .and_then(|e| e.attempt.as_mut())
-            .filter(|a| a.prompt_id == t.prompt_id)
-        else {
-            return;
-        };
-        // A fresh token: the old one was cancelled with the runner.
-        a.token = shared.cancel.child_token();
-        a.recalling = false;
-    }
-    shared.tasks.spawn(runner::run(
-        shared.clone(),
-        t.job_id.clone(),
-        Mode::Follow,
-        None,
-    ));
+    shared.requeue_attempt(&t.job_id, &t.prompt_id, died_running, note.to_string());
 }
 
 /// Deletes and interrupts, on an instance that answers again, the prompts
-/// it did not answer about when their jobs were requeued.
-pub(crate) fn clear_orphans(shared: &Arc<Shared>, instance_id: &str) {
-    let Some(prompts) = shared.lock().orphans.remove(instance_id) else {
+/// it did not answer about when their jobs were requeued (run by the driver).
+pub(crate) async fn clear_orphans(shared: Arc<Shared>, instance_id: String) {
+    let Some(prompts) = shared.lock().orphans.remove(&instance_id) else {
         return;
     };
     let Some(client) = shared
         .manager
-        .get(instance_id)
+        .get(&instance_id)
         .and_then(|i| ComfyClient::for_instance(&i.config).ok())
     else {
         return;
     };
     let client = client.with_timeout(ASK_TIMEOUT);
-    let shared2 = shared.clone();
-    let instance_id = instance_id.to_string();
-    shared.tasks.spawn(async move {
-        let ok = client.delete_from_queue(&prompts).await.is_ok() && {
-            let mut all = true;
-            for p in &prompts {
-                all &= client.interrupt(Some(p)).await.is_ok();
-            }
-            all
-        };
-        if ok {
-            tracing::info!(instance = %instance_id, n = prompts.len(), "stopped the prompts it held when it was lost");
-        } else {
-            // Still unwell: try again when it next comes back.
-            shared2
-                .lock()
-                .orphans
-                .entry(instance_id)
-                .or_default()
-                .extend(prompts);
+    let ok = client.delete_from_queue(&prompts).await.is_ok() && {
+        let mut all = true;
+        for p in &prompts {
+            all &= client.interrupt(Some(p)).await.is_ok();
         }
-    });
+        all
+    };
+    if ok {
+        tracing::info!(instance = %instance_id, n = prompts.len(), "stopped the prompts it held when it was lost");
+    } else {
+        // Still unwell: try again when it next comes back.
+        shared
+            .lock()
+            .orphans
+            .entry(instance_id)
+            .or_default()
+            .extend(prompts);
+    }
 }

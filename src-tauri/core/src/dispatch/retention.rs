@@ -5,36 +5,10 @@
 //! settings change. Unfinished jobs are never pruned.
 
 use super::outputs;
-use super::shared::Shared;
+use super::state::Shared;
 use chrono::Utc;
 use std::sync::Arc;
-use std::time::Duration;
-use storycore_types::{AppEvent, DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS};
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Finished jobs older than this (by when they finished) are deleted.
-    pub max_age: Duration,
-    /// At most this many finished jobs are kept, the newest.
-    pub max_finished: usize,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self::from_settings(DEFAULT_JOB_RETENTION_DAYS, DEFAULT_MAX_FINISHED_JOBS)
-    }
-}
-
-impl Retention {
-    pub fn from_settings(days: u32, max_finished: u32) -> Self {
-        Self {
-            max_age: DAY * days,
-            max_finished: max_finished as usize,
-        }
-    }
-}
+use storycore_types::AppEvent;
 
 /// Deletes what is past the limits; returns how many jobs went.
 pub(crate) fn prune(shared: &Shared) -> usize {
@@ -62,7 +36,7 @@ pub(crate) fn prune(shared: &Shared) -> usize {
             .map(|(_, (_, id))| id)
             .collect();
         for id in &removed {
-            st.jobs.remove(id);
+            st.remove_job(id);
         }
         if !removed.is_empty() {
             let gone: std::collections::HashSet<&String> = removed.iter().collect();
@@ -112,7 +86,7 @@ pub(crate) async fn run_daily(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
-            _ = tokio::time::sleep(DAY) => {}
+            _ = tokio::time::sleep(super::options::DAY) => {}
         }
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || prune(&s)).await;

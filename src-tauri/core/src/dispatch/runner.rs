@@ -5,24 +5,14 @@
 //! dropped socket. Asking in that order leaves no gap: ComfyUI moves a prompt
 //! from its running list into its history in one step.
 
-use super::follower;
 use super::outputs;
-use super::shared::Shared;
+use super::state::{Mode, Shared};
 use super::workflow;
 use super::writer::Durable;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
-use chrono::Utc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{JobError, JobState};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// `POST /prompt`, then follow.
-    Submit,
-    /// Already sent (found dispatched or running after a restart): follow.
-    Follow,
-}
 
 /// After the follower says "ended", ask again this quickly for a while: the
 /// history entry lands a moment after the last `/ws` message.
@@ -106,12 +96,7 @@ async fn run_as(
         return;
     };
     let requeue = |died: bool, note: String| {
-        let mut st = shared.lock();
-        if let Some(e) = st.jobs.get_mut(&job_id) {
-            if e.attempt.as_ref().map(|a| &a.prompt_id) == Some(&prompt_id) {
-                shared.requeue(e, died, Some(note));
-            }
-        }
+        shared.requeue_attempt(&job_id, &prompt_id, died, note);
     };
     let Some(instance) = shared.manager.get(&instance_id) else {
         requeue(
@@ -125,11 +110,11 @@ async fn run_as(
         // Polls must fail fast; the job's own timeout is enforced below.
         Ok(c) => c.with_timeout(shared.options.request_timeout),
         Err(e) => {
-            fail(&shared, &job_id, &prompt_id, JobError::new(e.to_string()));
+            shared.fail_attempt(&job_id, &prompt_id, JobError::new(e.to_string()));
             return;
         }
     };
-    let mut following = follower::ensure(&shared, &instance_id, &client);
+    let mut following = shared.follow(&instance_id, &client);
 
     if mode == Mode::Submit {
         if let Some(durable) = durable {
@@ -143,7 +128,7 @@ async fn run_as(
                 Err(_) => Some("the journal writer stopped".to_string()),
             };
             if let Some(why) = why {
-                super::scheduler::hold_for_storage(&shared, &job_id, &prompt_id, &why);
+                shared.hold_for_storage(&job_id, &prompt_id, &why);
                 return;
             }
         }
@@ -172,12 +157,12 @@ async fn run_as(
         match uploaded {
             Ok(()) => {}
             Err(UploadFailed::Lost(why)) => {
-                fail(&shared, &job_id, &prompt_id, JobError::new(why));
+                shared.fail_attempt(&job_id, &prompt_id, JobError::new(why));
                 return;
             }
             Err(UploadFailed::Refused(e)) => {
                 let why = format!("the instance refused the files its prompt needs: {e}");
-                fail(&shared, &job_id, &prompt_id, JobError::new(why));
+                shared.fail_attempt(&job_id, &prompt_id, JobError::new(why));
                 return;
             }
             Err(UploadFailed::Unreachable(e)) => {
@@ -198,7 +183,7 @@ async fn run_as(
                     Some(body) => workflow::rejection_error(body, &instance_id),
                     None => JobError::new(e.to_string()),
                 };
-                fail(&shared, &job_id, &prompt_id, err);
+                shared.fail_attempt(&job_id, &prompt_id, err);
                 return;
             }
             // Refused, or answered with an error: the prompt is not there.
@@ -246,7 +231,7 @@ async fn run_as(
         match step {
             Ok(None) => failures = 0,
             Ok(Some(entry)) => {
-                if !mark_executed(&shared, &job_id, &prompt_id, entry.succeeded()) {
+                if !shared.mark_executed(&job_id, &prompt_id, entry.succeeded()) {
                     return; // its copy won, or it is a copy that lost
                 }
                 match outputs::fetch(&shared, &client, &job_id, &entry).await {
@@ -297,7 +282,7 @@ async fn check(
 ) -> Result<Option<HistoryEntry>, CheckError> {
     let q = client.queue().await.map_err(Unanswered)?;
     if q.running.iter().any(|i| i.prompt_id == prompt_id) {
-        mark_running(shared, job_id, prompt_id);
+        shared.mark_running(job_id, prompt_id);
     }
     if q.contains(prompt_id) {
         return Ok(None);
@@ -306,76 +291,6 @@ async fn check(
         Some(entry) => Ok(Some(entry)),
         None => Err(Gone),
     }
-}
-
-pub(crate) fn mark_running(shared: &Shared, job_id: &str, prompt_id: &str) {
-    let mut st = shared.lock();
-    let Some(e) = st.jobs.get_mut(job_id) else {
-        return;
-    };
-    let is_attempt = e.attempt.as_ref().is_some_and(|a| a.prompt_id == prompt_id);
-    let Some(a) = e.sent_as(prompt_id) else {
-        return;
-    };
-    if a.started.is_none() {
-        a.started = Some(Instant::now());
-        a.last_progress = Instant::now();
-    }
-    // The job's own state follows its attempt, not a copy.
-    if !is_attempt || e.job.state != JobState::Dispatched {
-        return;
-    }
-    e.job.state = JobState::Running;
-    e.job.started_at.get_or_insert_with(Utc::now);
-    shared.persist(e);
-}
-
-/// ComfyUI finished executing the prompt: its slot is free for the next job
-/// while the outputs are fetched and the job's end is written.
-///
-/// Of a job's attempt and its copy, the first to end decides: the attempt
-/// ending in any way drops the copy; the copy succeeding takes the
-/// attempt's place, and the attempt is interrupted. Both are stopped under
-/// the lock, so only one of them ever fetches outputs. False when this
-/// prompt no longer counts for the job: its runner stops.
-pub(crate) fn mark_executed(
-    shared: &Arc<Shared>,
-    job_id: &str,
-    prompt_id: &str,
-    succeeded: bool,
-) -> bool {
-    let mut st = shared.lock();
-    let Some(e) = st.jobs.get_mut(job_id) else {
-        return false;
-    };
-    let stop = if let Some(a) = e.attempt.as_mut().filter(|a| a.prompt_id == prompt_id) {
-        a.executed = true;
-        let stop = e.take_copy();
-        if stop.is_some() {
-            tracing::info!(job = %job_id, "it ended before its copy, which is stopped");
-            shared.persist(e);
-        }
-        stop
-    } else if succeeded && e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id) {
-        let c = e.copy.as_mut().expect("checked");
-        c.executed = true;
-        c.started.get_or_insert(c.dispatched);
-        tracing::info!(job = %job_id, "its copy finished first");
-        let lost = e.promote_copy().map(|old| {
-            old.token.cancel();
-            (old.instance_id, old.prompt_id)
-        });
-        shared.persist(e);
-        lost
-    } else {
-        return false;
-    };
-    drop(st);
-    shared.wake.notify_one();
-    if let Some(stop) = stop {
-        shared.stop_prompts([stop]);
-    }
-    true
 }
 
 /// Past the instance's `timeoutMs` (counted from the start of execution, or
@@ -410,24 +325,7 @@ async fn time_out(
     let _ = client.delete_from_queue(&ids).await;
     let _ = client.interrupt(Some(prompt_id)).await;
     let note = format!("{why} on instance \"{instance_id}\"; it was interrupted");
-    let mut st = shared.lock();
-    let Some(e) = st.jobs.get_mut(job_id) else {
-        return;
-    };
-    if e.attempt.as_ref().map(|a| a.prompt_id.as_str()) != Some(prompt_id) {
-        return;
-    }
-    if e.job.attempts <= shared.options.timeout_retries {
-        shared.requeue(e, false, Some(note));
-    } else {
-        e.attempt = None;
-        e.job.state = JobState::Failed;
-        e.job.finished_at = Some(Utc::now());
-        e.job.error = Some(JobError::new(note));
-        shared.persist(e);
-        let job = e.job.clone();
-        drop(st);
-        shared.wake.notify_one();
+    if let Some(job) = shared.time_out_attempt(job_id, prompt_id, note) {
         shared.log_finished(instance_id, &job);
     }
 }
@@ -480,22 +378,6 @@ fn cool_down(shared: &Shared, instance_id: &str) {
     );
 }
 
-fn fail(shared: &Shared, job_id: &str, prompt_id: &str, err: JobError) {
-    let job = shared.with_attempt(job_id, prompt_id, |e| {
-        e.attempt = None;
-        e.job.state = JobState::Failed;
-        e.job.finished_at = Some(Utc::now());
-        e.job.error = Some(err);
-    });
-    shared.wake.notify_one();
-    if let (Some(job), Some(i)) = (
-        job.as_ref(),
-        job.as_ref().and_then(|j| j.instance_id.clone()),
-    ) {
-        shared.log_finished(&i, job);
-    }
-}
-
 fn finish(
     shared: &Shared,
     job_id: &str,
@@ -505,34 +387,21 @@ fn finish(
     files: outputs::Fetched,
 ) {
     let ok = entry.succeeded();
-    let mut measure = None;
-    let job = shared.with_attempt(job_id, prompt_id, |e| {
-        let a = e.attempt.take().expect("checked by with_attempt");
-        let ran = entry
-            .execution_secs()
-            .map(Duration::from_secs_f64)
-            .unwrap_or_else(|| a.started.unwrap_or(a.dispatched).elapsed());
-        measure = Some((ran, e.work));
-        e.job.finished_at = Some(Utc::now());
-        e.job.progress.node = None;
-        if ok {
-            e.job.state = JobState::Succeeded;
-            e.job.error = files.not_copied.map(JobError::new);
-            e.job.outputs = files.outputs;
-        } else {
-            e.job.state = JobState::Failed;
-            e.job.error = Some(workflow::execution_error(entry, instance_id));
-        }
-    });
-    let Some(job) = job else { return };
-    let (ran, work) = measure.unwrap_or_default();
-    if ok {
-        shared
-            .lock()
-            .speeds
-            .record(instance_id, ran.as_secs_f64(), work);
-    }
-    shared.wake.notify_one();
+    let error = if ok {
+        files.not_copied.map(JobError::new)
+    } else {
+        Some(workflow::execution_error(entry, instance_id))
+    };
+    let Some((job, ran, _)) = shared.finish_attempt(
+        job_id,
+        prompt_id,
+        ok,
+        files.outputs,
+        error,
+        entry.execution_secs(),
+    ) else {
+        return;
+    };
     shared.manager.record_workflow(
         instance_id,
         ok,

@@ -7,22 +7,17 @@
 //! error saying what to do, and placing resumes by itself once writing works
 //! again.
 
-use super::placement::{Candidate, Decision};
-use super::runner::{self, Mode};
-use super::shared::{Attempt, QueueState, Shared};
+use super::placement::{target_allows, Candidate, Decision};
+use super::state::{Attempt, Effect, Mode, QueueState, Shared};
 use super::writer::Durable;
 use crate::manager::balance;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storycore_types::{Instance, JobError, JobState, JobTarget};
+use storycore_types::{Instance, JobState, JobTarget};
 
 /// Also re-plan this often without a wake-up: cooldowns expire and health
 /// figures move without an event that concerns the queue.
 const REPLAN_EVERY: Duration = Duration::from_millis(250);
-
-/// After a failed write of a `dispatched` record, no job is sent for this long.
-pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(2);
 
 /// Newly healthy instances are looked for this often (it reads the fleet).
 const CALIBRATION_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -50,22 +45,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if checked.elapsed() >= CALIBRATION_CHECK_EVERY {
             checked = Instant::now();
             for instance in calibrations(&shared) {
-                shared.tasks.spawn(calibrate(shared.clone(), instance));
+                shared.effect(Effect::Calibrate(Box::new(instance)));
             }
         }
         let placed = plan(&shared);
         let nothing_placed = placed.is_empty();
         for (job_id, durable) in placed {
-            let s = shared.clone();
-            shared
-                .tasks
-                .spawn(runner::run(s, job_id, Mode::Submit, Some(durable)));
+            shared.effect(Effect::Run {
+                job_id,
+                mode: Mode::Submit,
+                durable: Some(durable),
+            });
         }
         if nothing_placed && speculated.elapsed() >= SPECULATION_CHECK_EVERY {
             speculated = Instant::now();
             for (job_id, durable) in speculate(&shared) {
-                let s = shared.clone();
-                shared.tasks.spawn(runner::run_copy(s, job_id, durable));
+                shared.effect(Effect::RunCopy { job_id, durable });
             }
         }
     }
@@ -84,25 +79,7 @@ impl Fleet {
         let active = shared.manager.active_instance().map(|i| i.id);
         let now = Instant::now();
         st.cooldown.retain(|_, until| *until > now);
-        // One pass over the jobs in flight: prompts and expected backlog per instance.
-        let mut load: HashMap<&str, (u32, f64)> = HashMap::new();
-        let sent = st
-            .jobs
-            .values()
-            .flat_map(|e| [(e, e.attempt.as_ref()), (e, e.copy.as_ref())]);
-        for (e, a) in sent {
-            let Some(a) = a.filter(|a| !a.executed) else {
-                continue;
-            };
-            let cost = st.speeds.expected_secs(&a.instance_id, e.work);
-            let left = match a.started {
-                Some(t) => (cost - t.elapsed().as_secs_f64()).max(cost * 0.05),
-                None => cost,
-            };
-            let l = load.entry(a.instance_id.as_str()).or_default();
-            l.0 += 1;
-            l.1 += left;
-        }
+        let load = st.load();
         let policy = st.planner.policy;
         let candidates = instances
             .iter()
@@ -112,8 +89,7 @@ impl Fleet {
                     && !st.calibrating.contains(&i.id)
             })
             .map(|i| {
-                let (in_flight, backlog_secs) =
-                    load.get(i.id.as_str()).copied().unwrap_or_default();
+                let l = load.get(&i.id).copied().unwrap_or_default();
                 let (fixed_secs, secs_per_unit) = st
                     .speeds
                     .params(&i.id)
@@ -121,8 +97,8 @@ impl Fleet {
                 Candidate {
                     id: i.id.clone(),
                     capacity: policy.slots(i.config.max_concurrent()),
-                    in_flight,
-                    backlog_secs,
+                    in_flight: l.in_flight,
+                    backlog_secs: l.backlog_secs,
                     fixed_secs,
                     secs_per_unit,
                     reported_queue: i
@@ -227,7 +203,7 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         return made;
     }
     let mut st = shared.lock();
-    if st.planner.policy != super::Policy::EarliestFinish {
+    if st.planner.policy != super::placement::Policy::EarliestFinish {
         return made;
     }
     if st.storage_blocked_until.is_some_and(|t| t > Instant::now())
@@ -267,8 +243,7 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
             .filter(|(id, ..)| {
                 st.jobs.get(id).is_some_and(|e| {
                     !e.job.instances_killed.contains(&here)
-                        && (e.job.pinned_instances.is_empty()
-                            || e.job.pinned_instances.contains(&here))
+                        && target_allows(&e.job.target, &e.job.pinned_instances, &here, None)
                 })
             })
             .filter_map(|(id, on, work, ran)| {
@@ -291,8 +266,10 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
             instance_id: here.clone(),
             prompt_id: prompt_id.clone(),
         });
-        e.copy = Some(Attempt::new(here, prompt_id, &shared.cancel));
-        made.push((id.clone(), shared.persist_durable(e)));
+        e.copy = Some(Attempt::new(here, prompt_id.clone(), &shared.cancel));
+        let durable = shared.persist_durable(e);
+        st.index_prompt(&id, &prompt_id);
+        made.push((id.clone(), durable));
         taken.push(id);
     }
     made
@@ -301,54 +278,31 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
 /// Decides for one queued job: on a place, its entry becomes `dispatched`
 /// with a new attempt (the caller writes its record). True when placed.
 pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id: &str) -> bool {
-    let st = &mut *st;
     let Some(e) = st.jobs.get_mut(id) else {
         return false;
     };
     if let JobTarget::Instance { id: want } = &e.job.target {
         if !fleet.instances.iter().any(|i| &i.id == want) {
-            e.job.state = JobState::Held;
-            e.job.error = Some(JobError::new(format!(
-                "its instance \"{want}\" no longer exists: retarget or cancel it"
-            )));
-            shared.persist(e);
+            let want = want.clone();
+            shared.hold_missing_target(e, &want);
             return false;
         }
     }
-    let killed = &e.job.instances_killed;
-    let pins = &e.job.pinned_instances;
-    // Another instance it may run on (its pins allowing) than those that died under it.
+    let job = &e.job;
+    let active = fleet.active.as_deref();
+    let may = |c: &Candidate| target_allows(&job.target, &job.pinned_instances, &c.id, active);
+    let killed = &job.instances_killed;
+    // Not where it died before, while another instance it may run on exists.
     let others_exist = fleet
         .candidates
         .iter()
-        .any(|c| !killed.contains(&c.id) && (pins.is_empty() || pins.contains(&c.id)));
-    let target = &e.job.target;
-    let active = fleet.active.as_deref();
-    let allowed = |c: &Candidate| {
-        (pins.is_empty() || pins.contains(&c.id))
-            && match target {
-                JobTarget::Auto => !others_exist || !killed.contains(&c.id),
-                JobTarget::Active => active == Some(c.id.as_str()),
-                JobTarget::Instance { id } => &c.id == id,
-            }
-    };
+        .any(|c| may(c) && !killed.contains(&c.id));
+    let allowed = |c: &Candidate| may(c) && (!others_exist || !killed.contains(&c.id));
     let Decision::Place(i) = st.planner.place(&mut fleet.candidates, allowed, e.work) else {
         return false;
     };
     let instance_id = fleet.candidates[i].id.clone();
-    let prompt_id = uuid::Uuid::new_v4().to_string();
-    e.job.state = JobState::Dispatched;
-    e.job.instance_id = Some(instance_id.clone());
-    e.job.prompt_id = Some(prompt_id.clone());
-    e.job.attempts += 1;
-    e.job.finished_at = None;
-    e.job.waiting = None;
-    if e.held_for_storage {
-        e.job.error = None;
-        e.held_for_storage = false;
-    }
-    e.attempt = Some(Attempt::new(instance_id, prompt_id, &shared.cancel));
-    true
+    shared.dispatch(st, id, &instance_id)
 }
 
 /// Says on each queued job why it waits when no instance it may run on can
@@ -394,7 +348,7 @@ pub(crate) fn waiting_reason(job: &storycore_types::Job, fleet: &Fleet) -> Optio
     for id in &wanted {
         match fleet.instances.iter().find(|i| i.id == *id) {
             Some(i) if balance::eligible(i) => {
-                if pins.is_empty() || pins.iter().any(|p| p == id) {
+                if target_allows(&job.target, pins, id, fleet.active.as_deref()) {
                     return None;
                 }
                 states.push(format!("{} (not among the template's instances)", i.name));
@@ -424,35 +378,6 @@ fn instance_state(i: &Instance) -> String {
     }
 }
 
-/// The `dispatched` record of this attempt did not become durable: the job
-/// goes back to the queue unsent, saying why, and no job is sent for
-/// [`STORAGE_RETRY`].
-pub(crate) fn hold_for_storage(shared: &Shared, job_id: &str, prompt_id: &str, why: &str) {
-    let mut st = shared.lock();
-    st.storage_blocked_until = Some(Instant::now() + STORAGE_RETRY);
-    let Some(e) = st.jobs.get_mut(job_id) else {
-        return;
-    };
-    if e.attempt.as_ref().map(|a| a.prompt_id.as_str()) != Some(prompt_id) {
-        return;
-    }
-    if let Some(a) = e.attempt.take() {
-        a.token.cancel();
-    }
-    e.job.state = JobState::Queued;
-    e.job.prompt_id = None;
-    e.job.attempts = e.job.attempts.saturating_sub(1);
-    e.held_for_storage = true;
-    e.job.error = Some(JobError::new(format!(
-        "Not sent: its record could not be saved ({why}). Free disk space or make the \
-         folder writable; it is sent by itself once saving works again."
-    )));
-    tracing::error!(job = %job_id, "not sent, its record could not be written: {why}");
-    shared.persist(e);
-    drop(st);
-    shared.wake.notify_one();
-}
-
 /// Instances to calibrate now: eligible, never measured, not tried yet in
 /// this run (only the default policy uses costs).
 fn calibrations(shared: &Shared) -> Vec<Instance> {
@@ -461,7 +386,7 @@ fn calibrations(shared: &Shared) -> Vec<Instance> {
     }
     let fleet = shared.manager.list();
     let mut st = shared.lock();
-    if st.planner.policy != super::Policy::EarliestFinish {
+    if st.planner.policy != super::placement::Policy::EarliestFinish {
         return Vec::new();
     }
     let st = &mut *st;
@@ -483,7 +408,7 @@ const CALIBRATION_LIMIT: Duration = Duration::from_secs(60);
 /// cost model with ComfyUI's own execution time. The instance takes no job
 /// until this ends (at most [`CALIBRATION_LIMIT`]): the first jobs, placed
 /// longest first, would otherwise go to instances of unknown speed.
-async fn calibrate(shared: Arc<Shared>, instance: Instance) {
+pub(crate) async fn calibrate(shared: Arc<Shared>, instance: Instance) {
     let id = instance.id.clone();
     let template = super::templates::smoke_test_template();
     let mut values = serde_json::Map::new();

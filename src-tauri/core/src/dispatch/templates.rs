@@ -2,8 +2,8 @@
 //! inputs. Import a workflow, mark parameters, save, run with values. Kept as
 //! `<dir>/templates/<id>.json`; the built-in smoke test ships in the code.
 
+use super::error::DispatchError;
 use super::workflow::check_workflow;
-use super::DispatchError;
 use crate::store::{atomic_write, StoreError};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! nodes differ per instance), so it checks only the shape; unknown nodes and
 //! missing inputs are ComfyUI's to say, and its reasons are kept word for word.
 
-use super::DispatchError;
+use super::error::DispatchError;
 use crate::client::{ClientError, ComfyErrorBody, HistoryEntry};
 use serde_json::{Map, Value};
 use storycore_types::{JobError, JobNodeError};

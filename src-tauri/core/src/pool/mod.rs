@@ -492,14 +492,14 @@ fn backlog(
     lanes: &[String],
     active: Option<&str>,
 ) -> (usize, f64) {
+    // The queue's one rule: some member may run it, or a member not yet
+    // started (any instance may take a job of the automatic target
+    // without pins).
     let takes = |target: &JobTarget, pins: &[String]| {
-        let pinned_ok = pins.is_empty() || pins.iter().any(|p| members.contains(p));
-        pinned_ok
-            && match target {
-                JobTarget::Auto => true,
-                JobTarget::Active => active.is_some_and(|a| members.iter().any(|m| m == a)),
-                JobTarget::Instance { id } => members.contains(id),
-            }
+        (*target == JobTarget::Auto && pins.is_empty())
+            || members
+                .iter()
+                .any(|m| crate::dispatch::target_allows(target, pins, m, active))
     };
     let waiting: Vec<f64> = outlook
         .waiting
