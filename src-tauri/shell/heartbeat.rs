@@ -14,7 +14,7 @@ pub fn spawn(app: tauri::AppHandle) {
         loop {
             tick.tick().await;
             seq += 1;
-            super::emit(
+            super::events::emit(
                 &app,
                 AppEvent::Heartbeat(Heartbeat {
                     seq,

@@ -7,42 +7,16 @@ mod heartbeat;
 mod notifier;
 mod signals;
 mod tray;
+mod window;
 
-use std::sync::Mutex;
 use storycore_core::engine::{Engine, EngineOptions};
 use storycore_core::paths::AppPaths;
 use storycore_core::settings::{EnvSettings, GatewayChoice};
 use tauri::Manager;
 
 pub use events::emit;
-
-/// Label of the one main window (see tauri.conf.json).
-pub const MAIN_WINDOW: &str = "main";
-
-/// What starting found that the user should read once (a config recovered
-/// from its backup, a migration, read-only mode, jobs recovered or pruned):
-/// the UI takes them when it loads, and they are then gone.
-#[derive(Default)]
-pub struct StartupNotices(pub Mutex<Vec<String>>);
-
-impl StartupNotices {
-    pub fn add(&self, notice: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(notice);
-    }
-    pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-/// A loopback gateway over the same queue for the app's own "ComfyUI
-/// (fleet)" window while the gateway is on the network (where it wants a
-/// token and serves HTTPS that the webview does not trust); stopped when
-/// the window closes.
-#[derive(Default)]
-pub struct WindowGateway(pub tokio::sync::Mutex<Option<storycore_core::gateway::Gateway>>);
+use window::show_main_window;
+pub use window::{StartupNotices, WindowGateway, MAIN_WINDOW};
 
 /// Builds and runs the Tauri app until the user quits.
 pub fn run(paths: AppPaths, env: EnvSettings) -> Result<(), String> {
@@ -184,13 +158,4 @@ pub fn run(paths: AppPaths, env: EnvSettings) -> Result<(), String> {
         }
     });
     Ok(())
-}
-
-/// Shows, un-minimises and focuses the main window.
-pub(crate) fn show_main_window(app: &tauri::AppHandle) {
-    if let Some(w) = app.get_webview_window(MAIN_WINDOW) {
-        let _ = w.show();
-        let _ = w.unminimize();
-        let _ = w.set_focus();
-    }
 }

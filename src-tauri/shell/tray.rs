@@ -247,7 +247,7 @@ fn on_menu(app: &AppHandle, manager: &InstanceManager, id: &str) {
                 }
             });
         }
-        "show" => super::show_main_window(app),
+        "show" => super::window::show_main_window(app),
         "quit" => {
             tracing::info!("quit from the tray");
             app.exit(0)

@@ -8,7 +8,8 @@
 //! changes nothing and says why.
 
 use crate::manager::InstanceManager;
-use crate::model::{check_text, quote, validate_config, TextRules};
+pub use crate::model::check_project;
+use crate::model::{quote, validate_config};
 use crate::store::{LegacyServer, ProjectStore, StoreError};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,6 @@ use storycore_types::{
     ApiError, ErrorCode, FieldError, InstanceConfig, JobTarget, Project, ProjectDraft, ProjectList,
     ProjectsFile,
 };
-
-const MAX_NAME: usize = 100;
-const MAX_PATH: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -408,79 +406,6 @@ fn invalid(field: &str, message: String) -> ProjectError {
     ProjectError::Invalid {
         fields: vec![FieldError::new(field, message)],
     }
-}
-
-/// The rules a stored project keeps (also checked when the file is read).
-pub fn check_project(p: &Project, others: &[Project]) -> Result<(), FieldError> {
-    crate::model::validate_id(&p.id)?;
-    if others.iter().any(|o| o.id == p.id) {
-        return Err(FieldError::new(
-            "id",
-            format!("The id {} is used twice.", quote(&p.id)),
-        ));
-    }
-    let mut errors = Vec::new();
-    check_text(
-        "name",
-        "The project's name",
-        &p.name,
-        TextRules {
-            max_chars: MAX_NAME,
-            multiline: false,
-            required: true,
-        },
-        &mut errors,
-    );
-    if let Some(e) = errors.pop() {
-        return Err(e);
-    }
-    if others
-        .iter()
-        .any(|o| o.name.trim().eq_ignore_ascii_case(p.name.trim()))
-    {
-        return Err(FieldError::new(
-            "name",
-            format!(
-                "There is already a project named {}: choose another name.",
-                quote(&p.name)
-            ),
-        ));
-    }
-    check_folder("folder", "The project's folder", &p.folder)?;
-    if let Some(o) = &p.output_folder {
-        check_folder("outputFolder", "The output folder", o)?;
-    }
-    Ok(())
-}
-
-fn check_folder(field: &str, what: &str, value: &str) -> Result<(), FieldError> {
-    let bad = |m: String| Err(FieldError::new(field, m));
-    if value.trim().is_empty() {
-        return bad(format!("{what} is empty: choose a folder."));
-    }
-    if value.len() > MAX_PATH || value.chars().any(char::is_control) {
-        return bad(format!(
-            "{what} {} is too long or holds control characters: choose it again.",
-            quote(value)
-        ));
-    }
-    let path = Path::new(value);
-    if !path.is_absolute() {
-        return bad(format!(
-            "{what} {} is a relative path: enter the full path (starting at /).",
-            quote(value)
-        ));
-    }
-    if path
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return bad(format!(
-            "{what} {} contains '..': enter the folder's real path.",
-            quote(value)
-        ));
-    }
-    Ok(())
 }
 
 /// [`check_project`], plus what only a change from the window must meet: a

@@ -163,7 +163,7 @@ pub struct EditorWindows(std::sync::Mutex<std::collections::HashMap<String, Edit
 pub async fn open_fleet_comfyui(
     app: AppHandle,
     engine: State<'_, Engine>,
-    own: State<'_, crate::shell::WindowGateway>,
+    own: State<'_, crate::shell::window::WindowGateway>,
     queue: State<'_, storycore_core::dispatch::JobQueue>,
     manager: State<'_, InstanceManager>,
 ) -> Answer<String> {
@@ -211,7 +211,7 @@ pub async fn open_fleet_comfyui(
             let handle = handle.clone();
             tauri::async_runtime::spawn(async move {
                 let gone = handle
-                    .state::<crate::shell::WindowGateway>()
+                    .state::<crate::shell::window::WindowGateway>()
                     .0
                     .lock()
                     .await

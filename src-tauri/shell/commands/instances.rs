@@ -208,7 +208,9 @@ pub async fn import_instances_file(
 /// What starting found (repairs, migration, a read-only file, recovered
 /// jobs), each notice handed over once: the UI shows them when it loads.
 #[tauri::command]
-pub fn take_startup_notices(notices: State<'_, crate::shell::StartupNotices>) -> Vec<String> {
+pub fn take_startup_notices(
+    notices: State<'_, crate::shell::window::StartupNotices>,
+) -> Vec<String> {
     notices.take()
 }
 

@@ -2,8 +2,18 @@
 //! event type, then a type-specific layout. Types 1 and 4 carry preview images,
 //! type 3 a node's progress text.
 
-use super::messages::MessageError;
 use serde::{Deserialize, Serialize};
+
+/// A `/ws` frame that could not be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MessageError {
+    #[error("WebSocket text frame is not {{\"type\", \"data\"}} JSON: {0}")]
+    NotAFrame(String),
+    #[error("WebSocket '{kind}' message has an unexpected shape: {detail}")]
+    BadData { kind: String, detail: String },
+    #[error("WebSocket binary frame is truncated: {0}")]
+    Truncated(String),
+}
 
 /// A binary frame: previews and progress text.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
-pub use super::binary::{parse_binary, BinaryFrame, ImageFormat, PreviewMetadata};
+pub use super::binary::{parse_binary, BinaryFrame, ImageFormat, MessageError, PreviewMetadata};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsMessage {
@@ -184,16 +184,6 @@ pub struct ExecutionInterrupted {
     pub executed: Vec<String>,
     #[serde(default)]
     pub timestamp: Option<i64>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum MessageError {
-    #[error("WebSocket text frame is not {{\"type\", \"data\"}} JSON: {0}")]
-    NotAFrame(String),
-    #[error("WebSocket '{kind}' message has an unexpected shape: {detail}")]
-    BadData { kind: String, detail: String },
-    #[error("WebSocket binary frame is truncated: {0}")]
-    Truncated(String),
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ pub mod editor_proxy;
 mod error;
 mod http;
 pub mod messages;
+mod requests;
 mod responses;
 pub mod ws;
 

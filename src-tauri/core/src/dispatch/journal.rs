@@ -4,7 +4,8 @@
 //! `POST /prompt` leaves the app, so a restarted app knows what to ask each
 //! instance about.
 
-use super::writer::{self, Body, Durable, Writer};
+use super::record::Record;
+use super::writer::{Body, Durable, Writer};
 use crate::store::{read_regular, StoreError};
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ pub struct Replayed {
 
 impl Journal {
     /// Opens `<root>/jobs`, finishes what a crash left half-written there and
-    /// in `root` (see [`writer::recover`]), and starts the writer.
+    /// in `root` (see [`recover`](super::recover::recover)), and starts the writer.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let dir = root.join(JOBS_FOLDER);
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
@@ -53,7 +54,7 @@ impl Journal {
             .into_iter()
             .chain(job_outputs)
         {
-            writer::recover(&folder).map_err(|source| StoreError::Write {
+            super::recover::recover(&folder).map_err(|source| StoreError::Write {
                 path: folder.clone(),
                 source,
             })?;
@@ -117,10 +118,14 @@ impl Journal {
             let parsed = read_regular(&path, MAX_JOB_FILE_BYTES)
                 .map_err(|e| e.to_string())
                 .and_then(|b| b.ok_or_else(|| "it vanished".to_string()))
-                .and_then(|b| serde_json::from_slice::<Job>(&b).map_err(|e| e.to_string()));
+                .and_then(|b| super::record::read_job(&b));
             match parsed {
-                Ok(job) if format!("{}.json", job.id) == name => out.jobs.push(job),
-                Ok(job) => out.notices.push(format!(
+                Ok(Record::Newer(v)) => out.notices.push(format!(
+                    "the job file {} was written by a newer version of StoryCore Engine (record version {v}); it is left as it is, unread: update the app to see and run it",
+                    path.display()
+                )),
+                Ok(Record::Job(job)) if format!("{}.json", job.id) == name => out.jobs.push(*job),
+                Ok(Record::Job(job)) => out.notices.push(format!(
                     "{} holds job \"{}\", not the job its name says; it was skipped",
                     path.display(),
                     job.id

@@ -6,7 +6,7 @@
 //! group: each file is written to `<name>.pending-<seq>` without a sync, then
 //! one `syncfs` makes the whole group durable (data and the new names), then
 //! each pending file is renamed over its target. The renames need no sync of
-//! their own: [`recover`] (run when the queue opens) renames a pending file
+//! their own: [`recover`](super::recover::recover) (run when the queue opens) renames a pending file
 //! that a crash left behind over its target, since it is always the newer
 //! one; a pending file that does not parse was never acknowledged and is
 //! deleted. So a group costs one sync, however many records it holds.
@@ -17,6 +17,7 @@
 //! (full disk, read-only folder) is written again every [`RETRY_AFTER`] until
 //! it succeeds or a newer record of the same file replaces it.
 
+use super::recover::pending_path;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,6 @@ use std::time::{Duration, Instant};
 use storycore_types::Job;
 use tokio::sync::oneshot;
 
-const PENDING_MARKER: &str = ".pending-";
 /// How long a lazy record waits for company before it is committed alone.
 pub const LAZY_WAIT: Duration = Duration::from_millis(200);
 /// How soon a failed record is tried again.
@@ -456,12 +456,6 @@ impl Worker {
     }
 }
 
-fn pending_path(path: &Path, seq: u64) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!("{PENDING_MARKER}{seq}"));
-    path.with_file_name(name)
-}
-
 /// Turns a [`Body::Render`] into bytes (the others stay as they are).
 fn render(body: Body) -> Result<Body, String> {
     match body {
@@ -489,76 +483,15 @@ fn write_body(temp: &Path, body: &Body) -> std::io::Result<()> {
     };
     match body {
         Body::Bytes(b) => f.write_all(b),
-        Body::Job { summary, workflow } => write_job(&mut f, summary, workflow),
+        Body::Job { summary, workflow } => super::record::write_job(&mut f, summary, workflow),
         Body::Render(_) => unreachable!("rendered before writing"),
     }
-}
-
-/// `{"workflow":<workflow>,<the summary's other fields>}`: the summary's
-/// workflow is null, so it serialises without that field.
-fn write_job(f: &mut std::fs::File, summary: &Job, workflow: &[u8]) -> std::io::Result<()> {
-    let head = serde_json::to_vec(summary).map_err(std::io::Error::other)?;
-    if workflow.is_empty() || workflow == b"null" {
-        return f.write_all(&head);
-    }
-    let mut w = std::io::BufWriter::new(f);
-    w.write_all(b"{\"workflow\":")?;
-    w.write_all(workflow)?;
-    w.write_all(b",")?;
-    w.write_all(&head[1..])?;
-    w.flush()
-}
-
-/// Resolves what a crash left in `folder`: for each file, the newest pending
-/// version replaces it (it was durable before the crash) if it is sound (a
-/// `.json` file must parse; an image's job record says whether it counts);
-/// other pending versions are deleted. Returns how many files were replaced.
-pub fn recover(folder: &Path) -> std::io::Result<usize> {
-    let mut newest: HashMap<PathBuf, Vec<(u64, PathBuf)>> = HashMap::new();
-    for entry in std::fs::read_dir(folder)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((target, seq)) = name.rsplit_once(PENDING_MARKER) else {
-            continue;
-        };
-        let Ok(seq) = seq.parse::<u64>() else {
-            continue;
-        };
-        newest
-            .entry(folder.join(target))
-            .or_default()
-            .push((seq, entry.path()));
-    }
-    let mut replaced = 0;
-    for (target, mut versions) in newest {
-        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
-        let mut kept = false;
-        for (_, path) in versions {
-            let json = target.extension().is_some_and(|e| e == "json");
-            let sound = !kept
-                && (!json
-                    || crate::store::read_regular(&path, 64 << 20)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|b| {
-                            serde_json::from_slice::<serde::de::IgnoredAny>(&b).is_ok()
-                        }));
-            if sound && std::fs::rename(&path, &target).is_ok() {
-                kept = true;
-                replaced += 1;
-            } else {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-    if replaced > 0 {
-        std::fs::File::open(folder)?.sync_all()?;
-    }
-    Ok(replaced)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::recover::recover;
 
     fn job(id: &str) -> Job {
         let now = chrono::Utc::now();

@@ -12,7 +12,7 @@
 //! are logged without what was sent; an address that keeps failing is
 //! answered more and more slowly.
 
-use super::tokens::{Caller, TokenBook};
+use super::tokens::{same, Caller, TokenBook};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -273,15 +273,6 @@ fn decode_basic(b64: &str) -> Option<String> {
         .decode(b64.trim())
         .ok()
         .and_then(|d| String::from_utf8(d).ok())
-}
-
-/// Equal, in a time that does not depend on where they differ.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 /// Failures in a row from one address are remembered this long.

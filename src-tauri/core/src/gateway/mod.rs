@@ -21,13 +21,18 @@
 //! the network.
 
 mod access;
+mod fleet;
+mod held;
+mod history;
 mod hosts;
 mod routes;
 mod shapes;
 mod socket;
+mod state;
 mod tls;
 mod tokens;
 mod uploads;
+mod user_files;
 mod user_import;
 mod userdata;
 
@@ -38,32 +43,17 @@ pub use userdata::USER_FOLDER;
 
 use crate::dispatch::JobQueue;
 use crate::manager::InstanceManager;
+use state::GatewayState;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// The clients' uploads, in the queue's folder.
-pub const UPLOADS_FOLDER: &str = "gateway-uploads";
-
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8288";
 
-pub(crate) struct GatewayState {
-    pub queue: JobQueue,
-    pub manager: InstanceManager,
-    /// ComfyUI's per-process prompt counter (`number`).
-    pub counter: AtomicI64,
-    pub classes: routes::ClassCache,
-    pub uploads: Arc<uploads::Uploads>,
-    pub userdata: userdata::UserFiles,
-    /// Ends the sockets when the gateway stops.
-    pub cancel: CancellationToken,
-    /// Named tokens: a socket whose token is revoked is closed.
-    pub tokens: Option<Arc<TokenBook>>,
-    /// The most prompts one person may have waiting (named tokens).
-    pub max_waiting: Option<u32>,
-}
+/// The clients' uploads, in the queue's folder.
+pub const UPLOADS_FOLDER: &str = "gateway-uploads";
 
 /// A running gateway; [`stop`](Self::stop) (or dropping it) stops it.
 pub struct Gateway {
@@ -126,9 +116,9 @@ impl Gateway {
             queue: queue.clone(),
             manager,
             counter: AtomicI64::new(0),
-            classes: routes::ClassCache::default(),
-            uploads: Arc::new(uploads::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),
-            userdata: userdata::UserFiles::new(queue.dir().join(userdata::USER_FOLDER)),
+            classes: fleet::ClassCache::default(),
+            uploads: Arc::new(held::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),
+            userdata: user_files::UserFiles::new(queue.dir().join(USER_FOLDER)),
             cancel: cancel.clone(),
             tokens: access.tokens().cloned(),
             max_waiting: access.max_waiting(),
@@ -218,7 +208,7 @@ impl Gateway {
 /// The editor's files earlier versions left on the local instances,
 /// gathered into the gateway's folder the first time (see `user_import.rs`).
 async fn gather_editor_data(queue: &JobQueue, manager: &InstanceManager) {
-    let root = queue.dir().join(USER_FOLDER).join(userdata::DEFAULT_USER);
+    let root = queue.dir().join(USER_FOLDER).join(tokens::DEFAULT_USER);
     let instances = manager.instances_dir();
     let done =
         tokio::task::spawn_blocking(move || user_import::import_once(&root, &instances)).await;

@@ -1,14 +1,18 @@
 //! The gateway's HTTP routes, served at the root and under `/api` as real
 //! ComfyUI serves them.
 
+use super::fleet::{instance_client, no_instance, MAX_BODY};
+use super::history::{
+    get_history, get_history_one, get_queue, post_history, post_interrupt, post_queue,
+};
 use super::shapes::{self, empty, json_ok, prompt_error, trouble};
-use super::tokens::Caller;
+use super::state::GatewayState;
+use super::tokens::{visible, Caller};
 use super::userdata as users;
-use super::GatewayState;
 use crate::client::ComfyClient;
 use crate::dispatch::{DispatchError, JobContext};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -18,20 +22,12 @@ use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use storycore_types::{GatewayPrompt, JobState, JobTarget};
+use std::time::Duration;
+use storycore_types::{GatewayPrompt, JobTarget};
 
 type St = State<Arc<GatewayState>>;
 type Who = Extension<Caller>;
 
-/// Whether `c` may see and touch `job`.
-pub(crate) fn visible(c: &Caller, job: &storycore_types::Job) -> bool {
-    c.sees(job.gateway.as_ref().and_then(|g| g.owner.as_deref()))
-}
-
-/// Largest request body read (a prompt, an upload): ComfyUI's own limit,
-/// its `max_upload_size`; larger is refused with 413.
-pub(crate) const MAX_BODY: usize = 100 << 20;
 /// How long the node classes read from an instance are trusted.
 const CLASSES_FRESH_FOR: Duration = Duration::from_secs(60);
 /// A prompt refused against node classes older than this is checked again
@@ -122,12 +118,6 @@ async fn same_origin(req: Request, next: axum::middleware::Next) -> Response {
     }
 }
 
-/// An instance that can answer now: the least loaded healthy one.
-pub(crate) fn instance_client(st: &GatewayState) -> Option<ComfyClient> {
-    let i = st.manager.instances_by_load().into_iter().next()?;
-    ComfyClient::for_instance(&i.config).ok()
-}
-
 /// Read-only routes about nodes, models and the server: answered by an
 /// instance of the fleet (they are alike).
 async fn forward(State(st): St, req: Request) -> Response {
@@ -144,34 +134,9 @@ async fn forward(State(st): St, req: Request) -> Response {
             *req.uri_mut() = uri;
         }
     }
-    match instance_client(&st) {
+    match instance_client(&st.manager) {
         Some(client) => crate::client::editor_proxy::forward(&client, req).await,
         None => no_instance(),
-    }
-}
-
-/// The fleet's node classes, as an instance's `/object_info` describes
-/// them: read when first needed, trusted for a minute, read again when a
-/// prompt is refused with an older copy (a node installed since, a file
-/// added to an input folder).
-#[derive(Default)]
-pub(crate) struct ClassCache(tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>);
-
-impl ClassCache {
-    /// The node classes and when they were read; `None` without a healthy
-    /// instance to ask. Held while they are read again, so prompts that
-    /// come meanwhile wait for that one read instead of each making one.
-    async fn get(&self, st: &GatewayState, max_age: Duration) -> Option<(Instant, Arc<Value>)> {
-        let mut cached = self.0.lock().await;
-        if let Some((at, c)) = &*cached {
-            if at.elapsed() < max_age {
-                return Some((*at, c.clone()));
-            }
-        }
-        let info = instance_client(st)?.object_info().await.ok()?;
-        let read = (Instant::now(), Arc::new(Value::Object(info)));
-        *cached = Some(read.clone());
-        Some(read)
     }
 }
 
@@ -299,7 +264,7 @@ async fn post_prompt(State(st): St, Extension(who): Who, body: Bytes) -> Respons
 /// Without an instance to ask, only what needs no classes is checked; the
 /// instance that runs the job checks the rest.
 async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<Value, Response> {
-    let Some((read_at, info)) = st.classes.get(st, CLASSES_FRESH_FOR).await else {
+    let Some((read_at, info)) = st.classes.get(&st.manager, CLASSES_FRESH_FOR).await else {
         return match refusal_without_classes(nodes) {
             Some(refused) => Err(refused),
             None => Ok(json!({})),
@@ -307,7 +272,7 @@ async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<V
     };
     let outcome = match validate_against(st, nodes, &info) {
         Ok(Outcome::Invalid { .. }) if read_at.elapsed() > CLASSES_RECHECK_AFTER => {
-            match st.classes.get(st, Duration::ZERO).await {
+            match st.classes.get(&st.manager, Duration::ZERO).await {
                 Some((_, fresh)) => validate_against(st, nodes, &fresh),
                 None => validate_against(st, nodes, &info),
             }
@@ -372,179 +337,6 @@ fn refusal_without_classes(nodes: &Map<String, Value>) -> Option<Response> {
     nodes
         .is_empty()
         .then(|| prompt_error("prompt_no_outputs", "Prompt has no outputs", "", json!({})))
-}
-
-async fn get_queue(State(st): St, Extension(who): Who) -> Response {
-    let mut running = Vec::new();
-    let mut pending = Vec::new();
-    let shown = |j: &storycore_types::Job| !j.state.is_final() && visible(&who, j);
-    for job in st.queue.gateway_jobs_where(shown, shown) {
-        let Some(g) = &job.gateway else { continue };
-        match job.state {
-            JobState::Dispatched | JobState::Running => running.push(shapes::queue_item(&job, g)),
-            JobState::Queued => pending.push(shapes::queue_item(&job, g)),
-            _ => {}
-        }
-    }
-    json_ok(&json!({"queue_running": running, "queue_pending": pending}))
-}
-
-/// A prompt in the history: finished, and not taken off the queue before
-/// it started (ComfyUI keeps no trace of a deleted or cleared prompt).
-fn in_history(j: &storycore_types::Job) -> bool {
-    j.state.is_final() && !(j.state == JobState::Cancelled && j.started_at.is_none())
-}
-
-/// The body of a control POST: JSON whatever its type; `None` when it is
-/// not JSON (ComfyUI then fails with a 500, or, for /interrupt, interrupts all).
-fn control_body(body: &Bytes) -> Option<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Some(m),
-        _ => None,
-    }
-}
-
-/// The gateway's jobs `who` may touch named by `ids` (the clients' prompt
-/// ids), or all of them.
-fn named(st: &GatewayState, who: &Caller, ids: Option<&Value>) -> Vec<storycore_types::Job> {
-    let wanted: Option<HashSet<&str>> = ids
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect());
-    st.queue
-        .gateway_jobs_where(|j| visible(who, j), |_| false)
-        .into_iter()
-        .filter(|j| {
-            let p = j
-                .gateway
-                .as_ref()
-                .map(|g| g.prompt_id.as_str())
-                .unwrap_or_default();
-            wanted.as_ref().is_none_or(|w| w.contains(p))
-        })
-        .collect()
-}
-
-fn ok_empty() -> Response {
-    (StatusCode::OK, "").into_response()
-}
-
-/// `{"delete": [ids]}` takes pending prompts off the queue; `{"clear":
-/// true}` all pending ones. A running prompt stays (use /interrupt).
-async fn post_queue(State(st): St, Extension(who): Who, body: Bytes) -> Response {
-    let Some(body) = control_body(&body) else {
-        return trouble();
-    };
-    let mut pending = Vec::new();
-    if body.get("clear") == Some(&Value::Bool(true)) {
-        pending.extend(named(&st, &who, None));
-    }
-    if let Some(ids) = body.get("delete") {
-        pending.extend(named(&st, &who, Some(ids)));
-    }
-    for j in pending.into_iter().filter(|j| j.state == JobState::Queued) {
-        if let Err(e) = st.queue.cancel(&j.id).await {
-            tracing::debug!(job = %j.id, "gateway: not taken off the queue: {e}");
-        }
-    }
-    ok_empty()
-}
-
-/// `{"prompt_id": id}` interrupts that prompt if it runs; anything else
-/// (no body, not JSON) every running prompt of the gateway's clients.
-async fn post_interrupt(State(st): St, Extension(who): Who, body: Bytes) -> Response {
-    let one = control_body(&body).and_then(|b| b.get("prompt_id").cloned());
-    let jobs = match &one {
-        Some(id) => named(&st, &who, Some(&json!([id]))),
-        None => named(&st, &who, None),
-    };
-    for j in jobs.into_iter().filter(|j| j.state.is_in_flight()) {
-        if let Err(e) = st.queue.cancel(&j.id).await {
-            tracing::debug!(job = %j.id, "gateway: not interrupted: {e}");
-        }
-    }
-    ok_empty()
-}
-
-/// `{"delete": [ids]}` or `{"clear": true}`: finished prompts forgotten
-/// (their jobs and outputs removed).
-async fn post_history(State(st): St, Extension(who): Who, body: Bytes) -> Response {
-    let Some(body) = control_body(&body) else {
-        return trouble();
-    };
-    let mut gone = Vec::new();
-    if body.get("clear") == Some(&Value::Bool(true)) {
-        gone.extend(named(&st, &who, None));
-    }
-    if let Some(ids) = body.get("delete") {
-        gone.extend(named(&st, &who, Some(ids)));
-    }
-    for j in gone.into_iter().filter(|j| j.state.is_final()) {
-        if let Err(e) = st.queue.remove(&j.id).await {
-            tracing::debug!(job = %j.id, "gateway: not removed from the history: {e}");
-        }
-    }
-    ok_empty()
-}
-
-/// Finished gateway prompts `who` may see, oldest first, as summaries (no
-/// workflow).
-fn finished(st: &GatewayState, who: &Caller) -> Vec<storycore_types::Job> {
-    st.queue
-        .gateway_jobs_where(|j| in_history(j) && visible(who, j), |_| false)
-}
-
-/// ComfyUI's history object for `jobs`, oldest first as ComfyUI keeps it
-/// (written by hand: a JSON map here would sort the prompt ids). Only
-/// these jobs are read whole (with their workflows).
-fn history_of(st: &GatewayState, jobs: &[storycore_types::Job]) -> Response {
-    let entries: Vec<String> = jobs
-        .iter()
-        .filter_map(|j| st.queue.get(&j.id))
-        .filter_map(|j| {
-            let g = j.gateway.as_ref()?;
-            Some(format!(
-                "{}:{}",
-                json!(g.prompt_id),
-                shapes::history_entry(&j, g)
-            ))
-        })
-        .collect();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        format!("{{{}}}", entries.join(",")),
-    )
-        .into_response()
-}
-
-/// `?max_items=N`: the newest N; with `offset=K`, N from the K-th oldest.
-async fn get_history(
-    State(st): St,
-    Extension(who): Who,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let parse = |k: &str| q.get(k).map(|v| v.parse::<usize>());
-    let (max, offset) = match (parse("max_items"), parse("offset")) {
-        (Some(Err(_)), _) | (_, Some(Err(_))) => return trouble(),
-        (m, o) => (m.and_then(Result::ok), o.and_then(Result::ok)),
-    };
-    let all = finished(&st, &who);
-    let picked: &[storycore_types::Job] = match (max, offset) {
-        (Some(n), Some(k)) => &all[k.min(all.len())..(k.saturating_add(n)).min(all.len())],
-        (Some(n), None) => &all[all.len().saturating_sub(n)..],
-        (None, Some(k)) => &all[k.min(all.len())..],
-        (None, None) => &all,
-    };
-    history_of(&st, picked)
-}
-
-async fn get_history_one(State(st): St, Extension(who): Who, Path(id): Path<String>) -> Response {
-    let all = finished(&st, &who);
-    let one = all
-        .iter()
-        .rev()
-        .find(|j| j.gateway.as_ref().is_some_and(|g| g.prompt_id == id));
-    history_of(&st, one.map(std::slice::from_ref).unwrap_or_default())
 }
 
 /// `/view`: a gateway prompt's output, from the app's own copy (it outlives
@@ -657,13 +449,4 @@ async fn system_stats(State(st): St) -> Response {
         }
         None => no_instance(),
     }
-}
-
-pub(crate) fn no_instance() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "503: no instance of the fleet is running and healthy; start one in StoryCore Engine",
-    )
-        .into_response()
 }

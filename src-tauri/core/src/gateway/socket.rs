@@ -10,8 +10,8 @@
 //! under the same prompt id, without a second `execution_start`.
 
 use super::shapes;
+use super::state::GatewayState;
 use super::tokens::Caller;
-use super::GatewayState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, Query, State};
 use axum::response::Response;
@@ -80,7 +80,7 @@ async fn serve(
     let owner = who.scope();
     // Only this client's prompts, and only the caller's own: a client id
     // is no secret.
-    let mine = |job: &Job| mine(job, &sid) && super::routes::visible(&who, job);
+    let mine = |job: &Job| mine(job, &sid) && super::tokens::visible(&who, job);
     // The client's first message announced `supports_preview_metadata`:
     // its previews come as type 4 (with their prompt and node), else type 1.
     let mut preview_metadata = false;
@@ -129,7 +129,7 @@ async fn serve(
                     heard = true;
                     if first && is_feature_flags(&t) {
                         preview_metadata = announces_preview_metadata(&t);
-                        let flags = json!({"supports_preview_metadata": true, "max_upload_size": super::routes::MAX_BODY});
+                        let flags = json!({"supports_preview_metadata": true, "max_upload_size": super::fleet::MAX_BODY});
                         if socket.send(frame("feature_flags", flags)).await.is_err() {
                             return;
                         }

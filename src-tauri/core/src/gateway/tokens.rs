@@ -120,7 +120,7 @@ fn check_name(name: &str) -> Result<(), TokenError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok && name != super::userdata::DEFAULT_USER && !name.starts_with('.') {
+    if ok && name != DEFAULT_USER && !name.starts_with('.') {
         Ok(())
     } else {
         Err(TokenError::Invalid(format!(
@@ -228,7 +228,7 @@ impl TokenBook {
         for presented in sent {
             let hash = sha256_hex(presented.as_ref());
             for t in tokens.iter() {
-                if super::access::same(hash.as_bytes(), t.sha256.as_bytes()) && found.is_none() {
+                if same(hash.as_bytes(), t.sha256.as_bytes()) && found.is_none() {
                     found = Some(Caller {
                         name: Some(t.name.as_str().into()),
                         admin: t.admin,
@@ -315,6 +315,23 @@ impl TokenBook {
             }
         })
     }
+}
+
+/// Equal, in a time that does not depend on where they differ.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Whose files `/userdata` serves to a caller without a name.
+pub(crate) const DEFAULT_USER: &str = "default";
+
+/// Whether `c` may see and touch `job`: their own prompt, or everyone's.
+pub(crate) fn visible(c: &Caller, job: &storycore_types::Job) -> bool {
+    c.sees(job.gateway.as_ref().and_then(|g| g.owner.as_deref()))
 }
 
 #[cfg(test)]

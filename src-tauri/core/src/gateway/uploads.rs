@@ -9,96 +9,22 @@
 //! kept like an uploaded image.
 
 use super::shapes::{self, empty, json_ok, trouble};
-use super::GatewayState;
+use super::state::GatewayState;
 use crate::client::ComfyClient;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comfyui_rules::upload::{self, inside, UploadError};
-use serde_json::{json, Map, Value};
+use comfyui_rules::upload;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use storycore_types::InputFile;
 
 type St = State<Arc<GatewayState>>;
 
 /// Where an instance keeps what the gateway sends it to compose a mask.
 const MASK_WORK_SUBFOLDER: &str = "storycore-gateway";
-
-/// The kept files: `<root>/<type>/<subfolder>/<name>`.
-pub(crate) struct Uploads {
-    root: PathBuf,
-}
-
-impl Uploads {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root }
-    }
-
-    fn folder(&self, kind: &str) -> PathBuf {
-        self.root.join(kind)
-    }
-
-    /// The kept file of that type, subfolder and name, if there is one.
-    pub fn find(&self, kind: &str, subfolder: &str, name: &str) -> Option<PathBuf> {
-        if !matches!(kind, "input" | "temp" | "output") || name.is_empty() {
-            return None;
-        }
-        let folder = self.folder(kind);
-        let path = folder.join(subfolder).join(name);
-        (inside(&folder, &path) && path.is_file()).then_some(path)
-    }
-
-    /// The kept files `nodes` read: string inputs naming one, as LoadImage
-    /// takes them (`name`, `sub/name`, with or without ` [type]`).
-    pub fn read_by(&self, nodes: &Map<String, Value>) -> Vec<InputFile> {
-        let mut files: Vec<InputFile> = Vec::new();
-        let values = nodes
-            .values()
-            .filter_map(|n| n.get("inputs").and_then(Value::as_object))
-            .flat_map(|inputs| inputs.values())
-            .filter_map(Value::as_str);
-        for value in values {
-            let (named, kind) = upload::annotated(value);
-            let kind = kind.unwrap_or("input");
-            let (subfolder, name) = named.rsplit_once('/').unwrap_or(("", named));
-            let Some(path) = self.find(kind, subfolder, name) else {
-                continue;
-            };
-            let file = InputFile {
-                path: path.to_string_lossy().into_owned(),
-                filename: name.to_string(),
-                subfolder: subfolder.to_string(),
-                kind: kind.to_string(),
-            };
-            if !files.contains(&file) {
-                files.push(file);
-            }
-        }
-        files
-    }
-
-    fn save(
-        &self,
-        kind: &'static str,
-        subfolder: &str,
-        filename: &str,
-        data: &[u8],
-        overwrite: bool,
-    ) -> Response {
-        let folder = self.folder(kind);
-        match upload::save_upload(&folder, kind, subfolder, filename, data, overwrite) {
-            Ok(s) => json_ok(&json!({"name": s.name, "subfolder": s.subfolder, "type": s.kind})),
-            Err(UploadError::OutsideFolder) => empty(StatusCode::BAD_REQUEST),
-            Err(UploadError::Io(e)) => {
-                tracing::error!(folder = %folder.display(), "gateway: an upload could not be kept: {e}");
-                trouble()
-            }
-        }
-    }
-}
 
 /// A multipart form: the `image` file (name, bytes) and the text fields.
 /// Anything else (not multipart, no file) is ComfyUI's 400.
@@ -170,8 +96,8 @@ pub(crate) async fn upload_mask(
     let kind = upload::upload_kind(field("type"));
     let subfolder = field("subfolder").unwrap_or_default().to_string();
     let overwrite = upload::overwrites(field("overwrite"));
-    let Some(client) = super::routes::instance_client(&st) else {
-        return super::routes::no_instance();
+    let Some(client) = super::fleet::instance_client(&st.manager) else {
+        return super::fleet::no_instance();
     };
     let masked = match compose_mask(&st, &client, &original_ref, &filename, mask).await {
         Ok(m) => m,

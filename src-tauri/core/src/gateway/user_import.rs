@@ -111,7 +111,7 @@ pub(crate) fn import_once(user_root: &Path, instances_dir: &Path) -> std::io::Re
 
 /// Every file under `dir`, in its subfolders too.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
-    super::userdata::files_in(dir, true, |_| true)
+    super::user_files::files_in(dir, true, |_| true)
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@
 //! are atomic and synced: a saved workflow survives a crash of the app.
 
 use super::shapes::{empty, json_answer, json_ok, trouble};
+use super::state::GatewayState;
 use super::tokens::Caller;
-use super::GatewayState;
+pub use super::user_files::USER_FOLDER;
+use super::user_files::{file_info, files_in, listed, relative, resolve, user_of, SETTINGS_FILE};
 use axum::body::Bytes;
 use axum::extract::{Extension, Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
@@ -25,135 +27,6 @@ use std::sync::Arc;
 type St = State<Arc<GatewayState>>;
 type Params = Query<HashMap<String, String>>;
 type Who = Extension<Caller>;
-
-/// The folder of every user's files, in the config folder.
-pub const USER_FOLDER: &str = "gateway-user";
-/// The one user without named tokens, as ComfyUI names it.
-pub(crate) const DEFAULT_USER: &str = "default";
-/// ComfyUI's settings file, in the user's folder.
-const SETTINGS_FILE: &str = "comfy.settings.json";
-
-/// The users' files: `<root>/<user>/...`. Writes are made one at a time,
-/// so two settings saved at once both stay.
-pub(crate) struct UserFiles {
-    root: PathBuf,
-    writing: tokio::sync::Mutex<()>,
-}
-
-impl UserFiles {
-    pub fn new(root: PathBuf) -> Self {
-        Self {
-            root,
-            writing: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn user_root(&self, user: &str) -> PathBuf {
-        self.root.join(user)
-    }
-}
-
-/// The folder of the person a request acts for: their token's name, or
-/// ComfyUI's one user without named tokens.
-fn user_of(who: &Caller) -> &str {
-    who.name.as_deref().unwrap_or(DEFAULT_USER)
-}
-
-/// `file` inside `root`, as ComfyUI resolves it: decoded again when it
-/// still holds `%`, `..` taken away lexically; `None` when it leaves
-/// `root` (or names `root` itself).
-fn resolve(root: &Path, file: &str) -> Option<PathBuf> {
-    let decoded;
-    let file = if file.contains('%') {
-        decoded = percent_decoded(file)?;
-        decoded.as_str()
-    } else {
-        file
-    };
-    if file.contains('\0') || file.starts_with(['/', '\\']) {
-        return None;
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for p in file.split(['/', '\\']) {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.iter().fold(root.to_path_buf(), |acc, p| acc.join(p)))
-}
-
-fn percent_decoded(s: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|d| d.into_owned())
-}
-
-/// Path of `path` under `base`, with `/`.
-fn relative(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .replace('\\', "/")
-}
-
-/// ComfyUI's `get_file_info`: times in milliseconds.
-fn file_info(path: &Path, base: &Path) -> Value {
-    let meta = std::fs::metadata(path).ok();
-    let ms = |t: Option<std::time::SystemTime>| {
-        t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
-    };
-    #[cfg(unix)]
-    let created = meta.as_ref().map_or(0, |m| {
-        use std::os::unix::fs::MetadataExt;
-        (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000
-    });
-    #[cfg(not(unix))]
-    let created = ms(meta.as_ref().and_then(|m| m.created().ok()));
-    json!({
-        "path": relative(path, base),
-        "size": meta.as_ref().map_or(0, |m| m.len()),
-        "modified": ms(meta.as_ref().and_then(|m| m.modified().ok())),
-        "created": created,
-    })
-}
-
-/// A name glob's `*` leaves out: hidden files, and the app's temp files.
-fn listed(name: &str) -> bool {
-    !name.starts_with('.') && !name.contains(crate::store::PARTIAL_MARKER)
-}
-
-/// Files under `dir` (in its subfolders too with `recurse`) whose names
-/// `keep` says, sorted; a folder `keep` refuses is not entered.
-pub(crate) fn files_in(dir: &Path, recurse: bool, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if !keep(&e.file_name().to_string_lossy()) {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_file() => out.push(e.path()),
-                Ok(t) if recurse && t.is_dir() => folders.push(e.path()),
-                _ => {}
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     (
@@ -581,6 +454,7 @@ async fn change_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::user_files::percent_decoded;
 
     #[test]
     fn paths_stay_in_the_users_folder() {

@@ -135,3 +135,7 @@ impl From<ManagerError> for ApiError {
         api
     }
 }
+/// The error for an id no instance has.
+pub(super) fn not_found(id: &str) -> ManagerError {
+    ManagerError::NotFound { id: id.to_string() }
+}

@@ -168,7 +168,7 @@ impl InstanceManager {
     /// `LogLines` events continue them (no lines for attached ones).
     pub fn log_tail(&self, id: &str, lines: usize) -> Result<LogLines, ManagerError> {
         let reg = self.lock();
-        let e = reg.get(id).ok_or_else(|| super::not_found(id))?;
+        let e = reg.get(id).ok_or_else(|| super::error::not_found(id))?;
         let w = e.process.as_ref().map(|p| p.log().window(lines));
         Ok(log_lines(id, w.unwrap_or_default()))
     }
@@ -176,7 +176,7 @@ impl InstanceManager {
     /// Where a local instance keeps what the user may want to open: ComfyUI's
     /// output folder (created if missing) or its current log file.
     pub fn instance_path(&self, id: &str, what: InstancePath) -> Result<PathBuf, ManagerError> {
-        let inst = self.get(id).ok_or_else(|| super::not_found(id))?;
+        let inst = self.get(id).ok_or_else(|| super::error::not_found(id))?;
         if inst.config.comfyui_path.is_none() {
             return Err(ManagerError::Remote {
                 id: id.to_string(),
@@ -229,7 +229,7 @@ impl InstanceManager {
         let process = self
             .lock()
             .get(id)
-            .ok_or_else(|| super::not_found(id))?
+            .ok_or_else(|| super::error::not_found(id))?
             .process
             .clone();
         match process {

@@ -22,6 +22,7 @@ mod secrets;
 mod work;
 
 pub use connection::test_connection;
+use error::not_found;
 pub use error::ManagerError;
 pub use lifecycle::Action;
 
@@ -232,8 +233,4 @@ impl InstanceManager {
             .map(|e| e.instance.status)
             .ok_or_else(|| not_found(id))
     }
-}
-
-fn not_found(id: &str) -> ManagerError {
-    ManagerError::NotFound { id: id.to_string() }
 }

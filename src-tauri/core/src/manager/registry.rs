@@ -1,7 +1,7 @@
 //! The manager's plain data: the instances in file order, the active id, and
 //! per-instance runtime handles. Only ever touched under the manager's lock.
 
-use super::{not_found, ManagerError};
+use super::error::{not_found, ManagerError};
 use crate::health::HealthHandle;
 use crate::store::{HealthHistory, HealthSample};
 use crate::supervisor::SupervisorHandle;

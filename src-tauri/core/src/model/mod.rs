@@ -8,11 +8,13 @@
 mod host;
 mod launch;
 mod paths;
+mod project;
 mod text;
 mod validate;
 
 pub use host::{is_local_host, machine_key, same_machine};
 pub use launch::{refused_env_name, CODE_PATH_VARS};
+pub use project::check_project;
 pub use text::{check_text, is_invisible, quote, TextRules, QUOTE_MAX};
 pub use validate::{
     validate_config, validate_entries, validate_file, validate_id, Checks, InstanceProblems,

@@ -3,9 +3,9 @@
 //! ports per machine), so importing n instances into a fleet of m costs
 //! O(n + m), not O(n * m).
 
-use super::import::{ClashPolicy, ImportAction, ImportEntry};
 use crate::model::{machine_key, quote};
 use std::collections::{HashMap, HashSet};
+use storycore_types::import::{ClashPolicy, ImportAction, ImportEntry};
 use storycore_types::{FieldError, InstanceConfig};
 
 /// Names compare as the user sees them: case and surrounding spaces aside.

@@ -10,11 +10,10 @@ use crate::model::{quote, validate_file, Checks};
 use chrono::Utc;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use storycore_types::{InstanceConfig, InstancesFile, MigrationResult, INSTANCES_FILE_VERSION};
+use storycore_types::{InstanceConfig, InstancesFile, INSTANCES_FILE_VERSION};
 
-pub const INSTANCES_FILE_NAME: &str = "comfyui_instances.json";
-/// The previous good copy, refreshed before each save replaces the file.
-pub const BACKUP_FILE_NAME: &str = "comfyui_instances.json.bak";
+use super::loaded::empty_file;
+pub use super::loaded::{Loaded, BACKUP_FILE_NAME, INSTANCES_FILE_NAME};
 /// An instances file bigger than this is not read: 10,000 instances take a
 /// few megabytes.
 pub const MAX_INSTANCES_FILE_BYTES: u64 = 64 << 20;
@@ -24,18 +23,6 @@ pub const MAX_INSTANCES_FILE_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone)]
 pub struct InstanceStore {
     dir: PathBuf,
-}
-
-/// What [`InstanceStore::load`] found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
-    pub file: InstancesFile,
-    /// Sentences for the user: what was repaired, migrated or refused.
-    pub notices: Vec<String>,
-    /// The file was written by a newer app: it is shown, never overwritten.
-    pub read_only: bool,
-    /// Set when the single-instance `comfyui.json` was looked at on first start.
-    pub migration: Option<MigrationResult>,
 }
 
 /// What is on disk at one path (an instances file, or another versioned file).
@@ -85,7 +72,9 @@ impl InstanceStore {
             OnDisk::Missing if self.backup_path().exists() => {
                 self.recover_from_backup(format!("{INSTANCES_FILE_NAME} was missing"), false)?
             }
-            OnDisk::Missing => return migration::first_start(self),
+            OnDisk::Missing => {
+                return migration::first_start(&self.dir, |f| self.save(f));
+            }
         };
         self.set_aside_invalid(&mut loaded)?;
         loaded.notices.extend(migration::leftover_notice(&self.dir));
@@ -253,15 +242,6 @@ fn loaded(file: InstancesFile, notices: Vec<String>) -> Loaded {
         notices,
         read_only: false,
         migration: None,
-    }
-}
-
-pub(crate) fn empty_file() -> InstancesFile {
-    InstancesFile {
-        version: INSTANCES_FILE_VERSION.to_string(),
-        instances: Vec::new(),
-        active_instance_id: None,
-        last_saved: None,
     }
 }
 

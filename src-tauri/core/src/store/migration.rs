@@ -6,7 +6,7 @@
 //! renamed once the new one is saved. A crash between the two leaves both
 //! files; the next start sees the new one and does not migrate again.
 
-use super::instances::{empty_file, InstanceStore, Loaded, INSTANCES_FILE_NAME};
+use super::loaded::{empty_file, Loaded, INSTANCES_FILE_NAME};
 use super::StoreError;
 use crate::model::validate_config;
 use serde_json::Value;
@@ -26,8 +26,12 @@ const MIGRATED_NAME: &str = "Default ComfyUI";
 const FROM_VERSION: &str = "single-instance";
 
 /// Called by load when neither the instances file nor its backup exists.
-pub(crate) fn first_start(store: &InstanceStore) -> Result<Loaded, StoreError> {
-    let legacy = store.dir().join(LEGACY_FILE_NAME);
+/// `save` writes the migrated file (the loader's own save).
+pub(crate) fn first_start(
+    dir: &std::path::Path,
+    save: impl FnOnce(&mut InstancesFile) -> Result<(), StoreError>,
+) -> Result<Loaded, StoreError> {
+    let legacy = dir.join(LEGACY_FILE_NAME);
     let bytes = match super::read_regular(&legacy, 1 << 20) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(fresh(empty_file(), vec![], None)),
@@ -47,7 +51,7 @@ pub(crate) fn first_start(store: &InstanceStore) -> Result<Loaded, StoreError> {
         active_instance_id: Some(MIGRATED_ID.to_string()),
         last_saved: None,
     };
-    store.save(&mut file)?;
+    save(&mut file)?;
     let mut result = MigrationResult {
         migrated: true,
         from_version: Some(FROM_VERSION.to_string()),
@@ -58,7 +62,7 @@ pub(crate) fn first_start(store: &InstanceStore) -> Result<Loaded, StoreError> {
     let mut notice = format!(
         "The server set in {LEGACY_FILE_NAME} was imported as the instance '{MIGRATED_NAME}' ({MIGRATED_ID})"
     );
-    match std::fs::rename(&legacy, store.dir().join(MIGRATED_FILE_NAME)) {
+    match std::fs::rename(&legacy, dir.join(MIGRATED_FILE_NAME)) {
         Ok(()) => notice.push_str(&format!("; the old file was renamed {MIGRATED_FILE_NAME}.")),
         Err(e) => {
             let why = format!("{LEGACY_FILE_NAME} could not be renamed to {MIGRATED_FILE_NAME} ({e}); it will not be imported again, you may delete it");

@@ -120,7 +120,7 @@ impl ProjectStore {
                 .or(v["id"].as_str())
                 .map_or_else(|| format!("project #{}", k + 1), crate::model::quote);
             match serde_json::from_value::<Project>(v) {
-                Ok(p) => match crate::projects::check_project(&p, &projects) {
+                Ok(p) => match crate::model::check_project(&p, &projects) {
                     Ok(()) => projects.push(p),
                     Err(e) => refused.push(format!("{label} ({}: {})", e.field, e.message)),
                 },

@@ -7,8 +7,8 @@ use super::cause::ExitInfo;
 use super::error::SupervisorError;
 use super::events::{ProcessState, SupervisorEvent};
 use super::layout::InstanceDirs;
-use super::logs::{InstanceLog, LogLimits};
-use super::policy::RestartOptions;
+use super::logs::InstanceLog;
+use super::policy::SupervisorOptions;
 use super::port::check_port;
 use super::record::ProcessRecord;
 use super::spec::{build_launch_spec, LaunchContext, LaunchSpec};
@@ -17,25 +17,6 @@ use std::time::Duration;
 use storycore_types::InstanceConfig;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SupervisorOptions {
-    pub restart: RestartOptions,
-    /// How long ComfyUI gets to exit after SIGINT before the group is killed.
-    pub stop_grace: Duration,
-    pub log: LogLimits,
-}
-
-impl Default for SupervisorOptions {
-    fn default() -> Self {
-        Self {
-            restart: RestartOptions::default(),
-            // Real ComfyUI took 5.7 s to stop in the middle of a job (FACTS 6).
-            stop_grace: Duration::from_secs(10),
-            log: LogLimits::default(),
-        }
-    }
-}
 
 /// One supervised local ComfyUI.
 pub struct SupervisorHandle {

@@ -37,10 +37,13 @@ pub use error::{PortHolder, SupervisorError};
 pub use events::{ProcessState, SupervisorEvent};
 pub use gpu::{parse_gpu_device, pick_auto_gpu, resolve_gpu, GpuPinning, GpuRequest};
 pub use guardian::Guardian;
-pub use handle::{SupervisorHandle, SupervisorOptions};
+pub use handle::SupervisorHandle;
 pub use layout::{extra_model_paths_yaml, InstanceDirs};
 pub use logs::{log_files, InstanceLog, LogBatch, LogFollower, LogLimits};
-pub use policy::{backoff_delay, RestartDecision, RestartOptions, RestartPolicy, RestartTracker};
+pub use policy::{
+    backoff_delay, RestartDecision, RestartOptions, RestartPolicy, RestartTracker,
+    SupervisorOptions,
+};
 pub use port::{
     check_port, comfyui_version_at, listening_process, port_is_free, suggest_free_port,
 };

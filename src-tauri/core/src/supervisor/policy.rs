@@ -1,6 +1,7 @@
 //! When an exited process is started again: the restart policy, the
 //! exponential back-off and the start limit. Pure (time is passed in).
 
+use super::logs::LogLimits;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -136,6 +137,26 @@ pub fn backoff_delay(options: &RestartOptions, n: u32) -> Duration {
         .backoff_initial
         .checked_mul(factor)
         .map_or(options.backoff_max, |d| d.min(options.backoff_max))
+}
+
+/// A supervisor's restart policy, stop grace and log limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorOptions {
+    pub restart: RestartOptions,
+    /// How long ComfyUI gets to exit after SIGINT before the group is killed.
+    pub stop_grace: Duration,
+    pub log: LogLimits,
+}
+
+impl Default for SupervisorOptions {
+    fn default() -> Self {
+        Self {
+            restart: RestartOptions::default(),
+            // Real ComfyUI took 5.7 s to stop in the middle of a job (FACTS 6).
+            stop_grace: Duration::from_secs(10),
+            log: LogLimits::default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,58 @@
+//! What the gateway's routes share about the fleet behind it: the instance
+//! that answers read-only questions, the answer when none can, and the
+//! largest body read.
+
+use crate::client::ComfyClient;
+use crate::manager::InstanceManager;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest request body read (a prompt, an upload): ComfyUI's own limit,
+/// its `max_upload_size`; larger is refused with 413.
+pub(crate) const MAX_BODY: usize = 100 << 20;
+/// An instance that can answer now: the least loaded healthy one.
+pub(crate) fn instance_client(manager: &InstanceManager) -> Option<ComfyClient> {
+    let i = manager.instances_by_load().into_iter().next()?;
+    ComfyClient::for_instance(&i.config).ok()
+}
+
+pub(crate) fn no_instance() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "503: no instance of the fleet is running and healthy; start one in StoryCore Engine",
+    )
+        .into_response()
+}
+
+/// The fleet's node classes, as an instance's `/object_info` describes
+/// them: read when first needed, trusted for a minute, read again when a
+/// prompt is refused with an older copy (a node installed since, a file
+/// added to an input folder).
+#[derive(Default)]
+pub(crate) struct ClassCache(tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>);
+
+impl ClassCache {
+    /// The node classes and when they were read; `None` without a healthy
+    /// instance to ask. Held while they are read again, so prompts that
+    /// come meanwhile wait for that one read instead of each making one.
+    pub(crate) async fn get(
+        &self,
+        manager: &InstanceManager,
+        max_age: Duration,
+    ) -> Option<(Instant, Arc<Value>)> {
+        let mut cached = self.0.lock().await;
+        if let Some((at, c)) = &*cached {
+            if at.elapsed() < max_age {
+                return Some((*at, c.clone()));
+            }
+        }
+        let info = instance_client(manager)?.object_info().await.ok()?;
+        let read = (Instant::now(), Arc::new(Value::Object(info)));
+        *cached = Some(read.clone());
+        Some(read)
+    }
+}
