@@ -184,10 +184,8 @@ fn parse_serve(args: &[String]) -> Result<Mode, String> {
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(paths: AppPaths, env: EnvSettings, args: ServeArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime =
+        storycore_core::engine::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(serve(paths, env, args))
 }
 

@@ -1,9 +1,12 @@
-//! Nothing blocks the window: Tauri runs a command that is not `async` on the
-//! main thread, which also runs the window. The real app runs under strace
-//! (syncs and writes, with the file behind each descriptor); every command
-//! that touches the disk is called from the page, as the UI calls it, around
-//! a stream of jobs; then the syncs and file writes the main thread made are
-//! counted and printed. Syncs must be none.
+//! Nothing blocks the window nor the runtime: Tauri runs a command that is
+//! not `async` on the main thread, which also runs the window, and every
+//! task of the backend runs on the runtime's few worker threads. The real
+//! app runs under strace (syncs, writes and reads, with the file behind each
+//! descriptor); every command that touches the disk is called from the
+//! page, as the UI calls it, around a stream of jobs; then the syncs, file
+//! writes and large file reads of the main thread and of the runtime's
+//! workers (named `storycore-work`, see `engine::runtime`) are counted and
+//! printed. Syncs and large reads there must be none.
 
 use crate::support;
 
@@ -11,6 +14,29 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::App;
+
+/// A read of a regular file this big or more is a large read.
+const LARGE_READ: u64 = 64 << 10;
+
+/// Large reads of regular files in one thread's trace, with a few examples.
+fn large_reads(trace: &str) -> (usize, Vec<String>) {
+    let (mut n, mut seen) = (0, Vec::new());
+    for l in trace.lines() {
+        let call = l.split('(').next().unwrap_or("").trim();
+        let file = l.split_once('<').is_some_and(|(_, p)| p.starts_with('/'));
+        let got: u64 = l
+            .rsplit_once(" = ")
+            .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        if matches!(call, "read" | "pread64" | "readv" | "preadv") && file && got >= LARGE_READ {
+            n += 1;
+            if seen.len() < 5 {
+                seen.push(l.chars().take(160).collect());
+            }
+        }
+    }
+    (n, seen)
+}
 
 /// In one thread's trace: (syncs, writes to regular files or renames, a few examples).
 fn count_io(trace: &str) -> (usize, usize, Vec<String>) {
@@ -82,7 +108,8 @@ async fn the_main_thread_makes_no_sync_while_the_ui_works() {
         &wrapper,
         format!(
             "#!/bin/sh\nexec strace -ff -y -e trace=fsync,fdatasync,syncfs,sync_file_range,\
-             write,pwrite64,writev,pwritev,rename,renameat,renameat2 -o '{}' '{}' \"$@\"\n",
+             write,pwrite64,writev,pwritev,rename,renameat,renameat2,read,pread64,readv,preadv \
+             -o '{}' '{}' \"$@\"\n",
             trace.display(),
             traced
         ),
@@ -149,6 +176,32 @@ async fn the_main_thread_makes_no_sync_while_the_ui_works() {
     app.invoke("set_settings", json!({"settings": settings}))
         .await
         .unwrap();
+    // A large file read by a command: the trace must see it (off the workers).
+    let big = work.path().join("big-workflow.json");
+    let mut w = wf.clone();
+    w["2"]["inputs"]["filename_prefix"] = json!("x".repeat(300 << 10));
+    std::fs::write(&big, w.to_string()).unwrap();
+    app.invoke("read_workflow_file", json!({"path": big}))
+        .await
+        .unwrap();
+    // The runtime's workers, by name, while the app runs.
+    let pid = traces(&trace).first().expect("no trace yet").0;
+    let names: std::collections::HashMap<u32, String> =
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter_map(|t| {
+                let tid = t.file_name().to_string_lossy().parse().ok()?;
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                Some((tid, comm.trim().to_string()))
+            })
+            .collect();
+    let workers: Vec<u32> = names
+        .iter()
+        .filter(|(_, n)| n.as_str() == "storycore-work")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(!workers.is_empty(), "no runtime worker among {names:?}");
     app.finish().await;
 
     // The app's main thread has the lowest thread id of all it traced
@@ -180,4 +233,35 @@ async fn the_main_thread_makes_no_sync_while_the_ui_works() {
     );
     assert!(all_syncs > 0, "the trace did not see the app's own syncs");
     assert_eq!(syncs, 0, "syncs on the main thread: {seen:#?}");
+    let (main_reads, seen_reads) = large_reads(main_trace);
+    assert_eq!(
+        main_reads, 0,
+        "large reads on the main thread: {seen_reads:#?}"
+    );
+    let (mut w_syncs, mut w_reads, mut w_seen) = (0, 0, Vec::new());
+    for (tid, t) in all.iter().filter(|(tid, _)| workers.contains(tid)) {
+        let (s, _, seen) = count_io(t);
+        let (r, seen_r) = large_reads(t);
+        w_syncs += s;
+        w_reads += r;
+        w_seen.extend(
+            seen.into_iter()
+                .chain(seen_r)
+                .map(|l| format!("{tid}: {l}")),
+        );
+    }
+    let all_reads: usize = all.iter().map(|(_, t)| large_reads(t).0).sum();
+    println!(
+        "the runtime's {} workers: {w_syncs} syncs, {w_reads} large file reads (of {all_reads} in all threads)",
+        workers.len()
+    );
+    assert!(
+        all_reads > 0,
+        "the trace did not see the log export's large read"
+    );
+    assert_eq!(
+        (w_syncs, w_reads),
+        (0, 0),
+        "syncs or large reads on the runtime's workers: {w_seen:#?}"
+    );
 }

@@ -20,6 +20,11 @@ pub use window::{StartupNotices, WindowGateway, MAIN_WINDOW};
 
 /// Builds and runs the Tauri app until the user quits.
 pub fn run(paths: AppPaths, env: EnvSettings) -> Result<(), String> {
+    // Tauri's tasks run on the engine's runtime (its threads named, so the
+    // tests can tell a worker from the blocking pool).
+    let runtime =
+        storycore_core::engine::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    tauri::async_runtime::set(runtime.handle().clone());
     let app = tauri::Builder::default()
         // Must be the first plugin: a second launch hands its arguments to this
         // process and exits before anything else starts.

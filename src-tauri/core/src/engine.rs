@@ -410,6 +410,32 @@ impl Engine {
     }
 }
 
+/// The names of the runtime's threads: its workers (which must never block:
+/// no file sync, no large read) and the blocking pool's. Tests tell them
+/// apart by these names (`/proc/<pid>/task/<tid>/comm`).
+pub const WORKER_THREAD: &str = "storycore-work";
+pub const BLOCKING_THREAD: &str = "storycore-block";
+
+/// The app's Tokio runtime: `workers` threads run the tasks; any thread the
+/// runtime starts after them is its blocking pool's (Tokio starts its
+/// workers first, when the runtime is built).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name_fn(move || {
+            let n = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n < workers {
+                WORKER_THREAD.to_string()
+            } else {
+                BLOCKING_THREAD.to_string()
+            }
+        })
+        .enable_all()
+        .build()
+}
+
 /// Runs blocking work (file reads, a keyring round trip) on the blocking
 /// pool; a panic there is an error, not a crash of the caller.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {

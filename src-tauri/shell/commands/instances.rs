@@ -244,10 +244,9 @@ pub async fn export_instance_log(
     paths: State<'_, storycore_core::paths::AppPaths>,
     id: String,
 ) -> Answer<String> {
-    let m = m.inner().clone();
+    let text = m.export_log(&id).await?;
     let log_dir = paths.log_dir.clone();
     blocking(move || {
-        let text = m.export_log(&id)?;
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let path = log_dir.join(format!("instance_{id}_comfyui_{stamp}.log"));
         std::fs::create_dir_all(&log_dir)

@@ -366,9 +366,10 @@ impl JobQueue {
         let (job, attempt, durable, copy) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if e.apply(JobAction::Cancel).is_err() {
+            if !e.can(JobAction::Cancel) {
                 return Err(wrong_state(e, "cancelling", "not finished"));
             }
+            let _ = e.apply(JobAction::Cancel);
             let attempt = e.attempt.take();
             if let Some(a) = &attempt {
                 a.token.cancel();
@@ -422,9 +423,10 @@ impl JobQueue {
         let (job, durable) = {
             let mut st = self.shared.lock();
             let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if e.apply(transition).is_err() {
+            if !e.can(transition) {
                 return Err(wrong_state(e, action, allowed));
             }
+            let _ = e.apply(transition);
             let j = &mut e.job;
             j.error = None;
             j.outputs.clear();

@@ -8,7 +8,10 @@ impl InstanceManager {
     /// The seed's `createInstance`. An empty id gets the next `instance_NNN`.
     pub async fn create(&self, mut config: InstanceConfig) -> Result<Instance, ManagerError> {
         let leftovers = if config.id.trim().is_empty() {
-            self.ids_with_leftovers()
+            let m = self.clone();
+            tokio::task::spawn_blocking(move || m.ids_with_leftovers())
+                .await
+                .unwrap_or_default()
         } else {
             Default::default()
         };
@@ -26,10 +29,13 @@ impl InstanceManager {
         };
         // A new instance never inherits the history of an earlier one of the
         // same id (files a crash kept from being deleted with it).
-        let removed = {
-            let _writer = self.history_writer();
-            store::remove_instance_files(&self.inner.options.config_dir, &inst.id)
-        };
+        let (m, id) = (self.clone(), inst.id.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            let _writer = m.history_writer();
+            store::remove_instance_files(&m.inner.options.config_dir, &id)
+        })
+        .await
+        .unwrap_or(Ok(()));
         if let Err(e) = removed {
             tracing::warn!(id = %inst.id, "could not remove old per-instance files: {e}");
         }
@@ -117,7 +123,8 @@ impl InstanceManager {
         let refs = entry.instance.config.secret_refs();
         drop(entry); // the last monitor handle: cancels the monitor
         self.save().await?;
-        self.remove_instance_files(id);
+        let (m, gone) = (self.clone(), id.to_string());
+        let _ = tokio::task::spawn_blocking(move || m.remove_instance_files(&gone)).await;
         // Its secrets go with it; a keyring that does not answer now keeps
         // entries nothing refers to, which is only logged.
         self.forget_secrets(id, refs).await;

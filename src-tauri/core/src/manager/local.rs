@@ -224,21 +224,25 @@ impl InstanceManager {
         }
     }
 
-    /// The whole log of the instance's process, all rotated files in order.
-    pub fn export_log(&self, id: &str) -> Result<String, ManagerError> {
+    /// The whole log of the instance's process, all rotated files in order
+    /// (up to 64 MiB: read on the blocking pool).
+    pub async fn export_log(&self, id: &str) -> Result<String, ManagerError> {
         let process = self
             .lock()
             .get(id)
             .ok_or_else(|| super::error::not_found(id))?
             .process
             .clone();
-        match process {
-            Some(p) => p.log().export().map_err(|e| ManagerError::Log {
-                id: id.to_string(),
-                detail: e.to_string(),
-            }),
-            None => Ok(String::new()),
-        }
+        let Some(p) = process else {
+            return Ok(String::new());
+        };
+        let read = tokio::task::spawn_blocking(move || p.log().export())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        read.and_then(|r| r).map_err(|e| ManagerError::Log {
+            id: id.to_string(),
+            detail: e.to_string(),
+        })
     }
 
     /// How many times the instance's process ended on its own in this run,
@@ -421,7 +425,11 @@ impl InstanceManager {
 
 /// Adds the CPU and RAM of a local instance's process tree (sysinfo) and its
 /// GPU memory (NVML, where the driver tells) to the health's system stats.
-pub(super) fn add_process_figures(m: &InstanceManager, id: &str, health: &mut InstanceHealth) {
+pub(super) async fn add_process_figures(
+    m: &InstanceManager,
+    id: &str,
+    health: &mut InstanceHealth,
+) {
     let (pid, mut sampler) = {
         let mut reg = m.lock();
         let Ok(e) = reg.get_mut(id) else { return };
@@ -430,15 +438,25 @@ pub(super) fn add_process_figures(m: &InstanceManager, id: &str, health: &mut In
         };
         (pid, e.sampler.take().unwrap_or_default())
     };
-    let usage = sampler.sample(pid);
+    // A read of /proc and of the driver: on the blocking pool.
+    let sampled = tokio::task::spawn_blocking(move || {
+        let usage = sampler.sample(pid);
+        let gpu = usage.as_ref().map(|u| telemetry::gpu_usage_of(&u.pids));
+        (sampler, usage, gpu)
+    })
+    .await;
+    let Ok((sampler, usage, gpu)) = sampled else {
+        return;
+    };
     if let Ok(e) = m.lock().get_mut(id) {
         e.sampler = Some(sampler);
     }
-    let Some(usage) = usage else { return };
+    let (Some(usage), Some(gpu)) = (usage, gpu) else {
+        return;
+    };
     let stats = health.system_stats.get_or_insert_with(Default::default);
     stats.cpu_usage = usage.cpu_percent;
     stats.memory_usage = usage.memory_percent();
-    let gpu = telemetry::gpu_usage_of(&usage.pids);
     if let Some(bytes) = gpu.memory_bytes {
         stats.vram_used_bytes = Some(bytes);
     }

@@ -284,13 +284,30 @@ pub(super) async fn watch_health(
         let mut health = watch.borrow_and_update().clone();
         let Some(inner) = inner.upgrade() else { return };
         let manager = InstanceManager { inner };
-        local::add_process_figures(&manager, &id, &mut health);
+        local::add_process_figures(&manager, &id, &mut health).await;
+        // The history file is read once, off the runtime's threads and
+        // outside the registry's lock.
+        if manager.lock().get(&id).is_some_and(|e| !e.has_history()) {
+            let (dir, hid) = (manager.inner.options.config_dir.clone(), id.clone());
+            let loaded =
+                tokio::task::spawn_blocking(move || crate::store::HealthHistory::load(&dir, &hid))
+                    .await;
+            match loaded {
+                Ok(Ok(h)) => {
+                    if let Ok(e) = manager.lock().get_mut(&id) {
+                        e.set_history(h);
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(%id, "health history unavailable: {e}"),
+                Err(e) => tracing::warn!(%id, "reading the health history failed: {e}"),
+            }
+        }
         let (promoted, write_history) = {
             let mut reg = manager.lock();
             let Ok(e) = reg.get_mut(&id) else { return };
             e.instance.health = health.clone();
             e.note_health(&health);
-            e.record_history(&manager.inner.options.config_dir, &health);
+            e.record_history(&health);
             let write_history = e.history_due();
             // The last probe got an answer: in the start phase the status
             // stays unknown until then.

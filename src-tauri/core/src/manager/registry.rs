@@ -7,7 +7,6 @@ use crate::store::{HealthHistory, HealthSample};
 use crate::supervisor::SupervisorHandle;
 use crate::telemetry::ProcessTreeSampler;
 use chrono::Utc;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{
@@ -135,16 +134,19 @@ impl Entry {
         self.unhealthy_since = None;
     }
 
-    pub fn record_history(&mut self, dir: &Path, health: &InstanceHealth) {
-        if self.history.is_none() {
-            match HealthHistory::load(dir, &self.instance.id) {
-                Ok(h) => self.history = Some(h),
-                Err(e) => {
-                    tracing::warn!(id = %self.instance.id, "health history unavailable: {e}");
-                    return;
-                }
-            }
-        }
+    /// Whether the history file has been read (see [`Self::set_history`]).
+    pub fn has_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// The history read from its file (once, off the lock), unless one is
+    /// kept already.
+    pub fn set_history(&mut self, h: HealthHistory) {
+        self.history.get_or_insert(h);
+    }
+
+    /// Adds a sample to the history (once it has been read).
+    pub fn record_history(&mut self, health: &InstanceHealth) {
         let Some(h) = self.history.as_mut() else {
             return;
         };

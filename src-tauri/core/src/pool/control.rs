@@ -40,8 +40,12 @@ pub(super) async fn controller(weak: std::sync::Weak<Inner>) {
     }
 }
 
+/// One look at every pool. Decisions are made one at a time (the pools'
+/// lock), but the members they start are launched after it is let go: a
+/// pool command from the window does not wait behind a member's launch.
 pub(super) async fn tick(inner: &Inner) {
-    let _op = inner.ops.lock().await;
+    let op = inner.ops.lock().await;
+    let mut launches = Vec::new();
     let ids: Vec<String> = inner
         .pools
         .lock()
@@ -54,9 +58,39 @@ pub(super) async fn tick(inner: &Inner) {
         if inner.cancel.is_cancelled() {
             return;
         }
-        decide(inner, &id).await;
+        launches.extend(decide(inner, &id).await);
         publish(inner, &id, false);
     }
+    drop(op);
+    for l in launches {
+        let started = inner.manager.start(&l.member).await;
+        let size = members_of(&inner.manager.list(), &l.pool)
+            .iter()
+            .filter(|m| active(m.status))
+            .count() as u32;
+        with_pool(inner, &l.pool, |r| {
+            r.last_start = Some(Instant::now());
+            match started {
+                Ok(_) => r.decide(PoolAction::Start, Some(&l.member), l.reason, size),
+                Err(ref e) => r.decide(
+                    PoolAction::NotStarted,
+                    Some(&l.member),
+                    format!("a member could not be started: {}", manager_error_text(e)),
+                    size,
+                ),
+            }
+            r.note_size(size);
+        });
+        publish(inner, &l.pool, false);
+    }
+}
+
+/// A member made ready to start by a decision, launched once the pools'
+/// lock is let go.
+pub(super) struct Launch {
+    pool: String,
+    member: String,
+    reason: String,
 }
 
 /// The work the pool's members may take: waiting jobs and what runs.
@@ -152,12 +186,13 @@ pub(super) fn used_mib(inner: &Inner, m: &Instance, device: &str) -> Option<u64>
 }
 
 /// One look at one pool: measure, react to out-of-memory exits, plan, act.
-pub(super) async fn decide(inner: &Inner, id: &str) {
+pub(super) async fn decide(inner: &Inner, id: &str) -> Vec<Launch> {
+    let mut launches = Vec::new();
     let instances = inner.manager.list();
     let members = members_of(&instances, id);
     let outlook = inner.queue.outlook();
     if with_pool(inner, id, |_| ()).is_none() {
-        return;
+        return launches;
     }
     let now = Instant::now();
     // A member's memory is read (a walk of the process table) only when a
@@ -218,7 +253,7 @@ pub(super) async fn decide(inner: &Inner, id: &str) {
             r.last_stop.map(|t| now - t),
         )
     }) else {
-        return;
+        return launches;
     };
     let snap = plan::Snapshot {
         config: &config,
@@ -239,24 +274,26 @@ pub(super) async fn decide(inner: &Inner, id: &str) {
         r.note_size(size);
     });
     for start in &decision.starts {
-        let outcome = start_member(inner, &config, &members, &start.device).await;
-        with_pool(inner, id, |r| {
-            r.last_start = Some(Instant::now());
-            match outcome {
-                Ok(ref member) => {
-                    size += 1;
-                    let reason = format!("on {}: {}", device_label(&start.device), start.reason);
-                    r.decide(PoolAction::Start, Some(member), reason, size);
-                }
-                Err(ref e) => r.decide(
+        match prepare_member(inner, &config, &members, &start.device).await {
+            Ok(member) => {
+                size += 1;
+                launches.push(Launch {
+                    pool: id.to_string(),
+                    member,
+                    reason: format!("on {}: {}", device_label(&start.device), start.reason),
+                });
+            }
+            Err(ref e) => with_pool(inner, id, |r| {
+                r.last_start = Some(Instant::now());
+                r.decide(
                     PoolAction::NotStarted,
                     None,
                     format!("a member could not be started: {}", manager_error_text(e)),
                     size,
-                ),
-            }
-            r.note_size(size);
-        });
+                );
+            })
+            .unwrap_or_default(),
+        }
     }
     with_pool(inner, id, |r| {
         if let Some(refusal) = &decision.not_started {
@@ -304,6 +341,7 @@ pub(super) async fn decide(inner: &Inner, id: &str) {
             });
         }
     }
+    launches
 }
 
 pub(super) fn device_label(device: &str) -> String {

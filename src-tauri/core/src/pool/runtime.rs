@@ -246,9 +246,10 @@ pub(super) fn publish(inner: &Inner, id: &str, force: bool) {
     inner.bus.publish(AppEvent::PoolUpdated(Box::new(view)));
 }
 
-/// Starts a member on `device`: a stopped (or failed) one first, by number,
-/// else a new one. Returns its id.
-pub(super) async fn start_member(
+/// Makes a member ready to start on `device`: a stopped (or failed) one
+/// first, by number, else a new one. Returns its id; the controller starts
+/// it once the pools' lock is let go.
+pub(super) async fn prepare_member(
     inner: &Inner,
     c: &PoolConfig,
     members: &[Instance],
@@ -318,7 +319,6 @@ pub(super) async fn start_member(
             m.create(config).await?.id
         }
     };
-    m.start(&id).await?;
     Ok(id)
 }
 

@@ -161,6 +161,12 @@ impl Entry {
         }
     }
 
+    /// Whether `action` is allowed from the job's state now (a user's
+    /// request is checked so, before [`Self::apply`]).
+    pub fn can(&self, action: JobAction) -> bool {
+        machine::next(self.job.state, action).is_some()
+    }
+
     /// Whether its attempt is (still) the one sent as `prompt_id`.
     pub fn is_attempt(&self, prompt_id: &str) -> bool {
         self.attempt
