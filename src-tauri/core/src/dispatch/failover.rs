@@ -3,7 +3,7 @@
 //! not-yet-started prompts taken back; an instance back at work wakes the
 //! scheduler.
 
-use super::state::{Effect, Shared};
+use super::state::{Effect, Sent, Shared};
 use crate::client::ComfyClient;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +93,10 @@ pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
         }
         let taken = {
             let mut st = shared.lock();
-            match st.current(&job_id, &prompt_id) {
+            match st.current(Sent {
+                job: &job_id,
+                prompt: &prompt_id,
+            }) {
                 Some(e) => {
                     shared.requeue(
                         e,
@@ -108,7 +111,13 @@ pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
             }
         };
         if taken {
-            shared.log_taken_back(&instance_id, &job_id, &prompt_id);
+            shared.log_taken_back(
+                &instance_id,
+                Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                },
+            );
         }
     }
 }

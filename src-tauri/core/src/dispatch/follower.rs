@@ -3,7 +3,7 @@
 //! the job's runner when the prompt ends. The socket is a fast path only; the
 //! runner's `/history` polls decide the outcome.
 
-use super::state::Shared;
+use super::state::{Sent, Shared};
 use crate::client::{BinaryFrame, ComfyClient, WsEvent, WsMessage, WsOptions};
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,19 +83,31 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     if copy {
         let succeeded = match m {
             WsMessage::ExecutionStart(_) => {
-                shared.mark_running(&job_id, &prompt_id);
+                shared.mark_running(Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                });
                 return;
             }
             WsMessage::ExecutionSuccess(_) => true,
             WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => false,
             _ => return,
         };
-        shared.mark_executed(&job_id, &prompt_id, succeeded);
+        shared.mark_executed(
+            Sent {
+                job: &job_id,
+                prompt: &prompt_id,
+            },
+            succeeded,
+        );
         poke(shared, &job_id, &prompt_id);
         return;
     }
     match m {
-        WsMessage::ExecutionStart(_) => shared.mark_running(&job_id, &prompt_id),
+        WsMessage::ExecutionStart(_) => shared.mark_running(Sent {
+            job: &job_id,
+            prompt: &prompt_id,
+        }),
         WsMessage::ExecutionCached(c) => {
             touch(shared, &job_id, |job| {
                 job.progress.cached_nodes.extend(c.nodes);
@@ -104,7 +116,10 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         WsMessage::Executing(x) => match x.node {
             Some(node) => {
-                shared.mark_running(&job_id, &prompt_id);
+                shared.mark_running(Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                });
                 touch(shared, &job_id, |job| {
                     job.progress.node = Some(node.clone());
                     job.progress.value = 0.0;
@@ -146,11 +161,23 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         // The slot is free now; the runner collects the outcome.
         WsMessage::ExecutionSuccess(_) => {
-            shared.mark_executed(&job_id, &prompt_id, true);
+            shared.mark_executed(
+                Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                },
+                true,
+            );
             poke(shared, &job_id, &prompt_id);
         }
         WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => {
-            shared.mark_executed(&job_id, &prompt_id, false);
+            shared.mark_executed(
+                Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                },
+                false,
+            );
             poke(shared, &job_id, &prompt_id);
         }
         _ => {}

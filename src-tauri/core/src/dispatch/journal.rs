@@ -5,6 +5,7 @@
 //! instance about.
 
 use super::record::Record;
+pub use super::store::Replayed;
 use super::writer::{Body, Durable, Writer};
 use crate::store::{read_regular, StoreError};
 use std::sync::Arc;
@@ -23,15 +24,6 @@ pub const OUTPUTS_FOLDER: &str = "outputs";
 pub struct Journal {
     dir: PathBuf,
     pub writer: Writer,
-}
-
-/// What reading the journal found.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    /// In submission order.
-    pub jobs: Vec<Job>,
-    /// For the user: files that could not be read and were moved aside.
-    pub notices: Vec<String>,
 }
 
 impl Journal {
@@ -144,5 +136,32 @@ impl Journal {
         out.jobs
             .sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)
+    }
+}
+
+impl super::store::JobStore for Journal {
+    fn replay(&self) -> Result<Replayed, StoreError> {
+        Journal::replay(self)
+    }
+    fn put(&self, job: &Job, workflow: &Arc<[u8]>) {
+        Journal::put(self, job, workflow)
+    }
+    fn put_durable(&self, job: &Job, workflow: &Arc<[u8]>) -> Durable {
+        Journal::put_durable(self, job, workflow)
+    }
+    fn remove(&self, id: &str) {
+        Journal::remove(self, id)
+    }
+    fn remove_durable(&self, id: &str) -> Durable {
+        Journal::remove_durable(self, id)
+    }
+    fn put_file(&self, path: PathBuf, render: super::store::Render) {
+        self.writer.put(path, Body::Render(render))
+    }
+    fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(self.writer.flush())
+    }
+    fn counts(&self) -> super::writer::WriterCounts {
+        self.writer.counts()
     }
 }

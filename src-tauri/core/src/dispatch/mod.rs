@@ -43,6 +43,7 @@ mod runner;
 mod scheduler;
 pub mod speed;
 mod state;
+pub mod store;
 pub mod templates;
 mod views;
 pub mod workflow;
@@ -88,7 +89,7 @@ impl JobQueue {
         options: DispatchOptions,
     ) -> Result<(Self, Recovered), DispatchError> {
         let dir = dir.into();
-        let journal = journal::Journal::open(&dir)?;
+        let journal: Arc<dyn store::JobStore> = Arc::new(journal::Journal::open(&dir)?);
         let replayed = journal.replay()?;
         let cancel = CancellationToken::new();
         let mut report = Recovered {

@@ -14,7 +14,7 @@
 //!    prompts are remembered, to be deleted and interrupted there as soon as
 //!    it answers again.
 
-use super::state::{Shared, Taken};
+use super::state::{Sent, Shared, Taken};
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +57,10 @@ pub(crate) async fn recall(
         Some(Stopped::Yes(ended)) => {
             for t in &taken {
                 match ended.get(&t.prompt_id) {
-                    Some(entry) if entry.succeeded() => shared.collect(&t.job_id, &t.prompt_id),
+                    Some(entry) if entry.succeeded() => shared.collect(Sent {
+                        job: &t.job_id,
+                        prompt: &t.prompt_id,
+                    }),
                     _ => requeue_one(
                         &shared,
                         t,
@@ -138,7 +141,14 @@ fn requeue_all(shared: &Shared, taken: &[Taken], died: bool, note: &str) {
 }
 
 fn requeue_one(shared: &Shared, t: &Taken, died_running: bool, note: &str) {
-    shared.requeue_attempt(&t.job_id, &t.prompt_id, died_running, note.to_string());
+    shared.requeue_attempt(
+        Sent {
+            job: &t.job_id,
+            prompt: &t.prompt_id,
+        },
+        died_running,
+        note.to_string(),
+    );
 }
 
 /// Deletes and interrupts, on an instance that answers again, the prompts

@@ -6,7 +6,7 @@
 //! from its running list into its history in one step.
 
 use super::outputs;
-use super::state::{Mode, Shared};
+use super::state::{Mode, Sent, Shared};
 use super::workflow;
 use super::writer::Durable;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
@@ -96,7 +96,14 @@ async fn run_as(
         return;
     };
     let requeue = |died: bool, note: String| {
-        shared.requeue_attempt(&job_id, &prompt_id, died, note);
+        shared.requeue_attempt(
+            Sent {
+                job: &job_id,
+                prompt: &prompt_id,
+            },
+            died,
+            note,
+        );
     };
     let Some(instance) = shared.manager.get(&instance_id) else {
         requeue(
@@ -110,7 +117,13 @@ async fn run_as(
         // Polls must fail fast; the job's own timeout is enforced below.
         Ok(c) => c.with_timeout(shared.options.request_timeout),
         Err(e) => {
-            shared.fail_attempt(&job_id, &prompt_id, JobError::new(e.to_string()));
+            shared.fail_attempt(
+                Sent {
+                    job: &job_id,
+                    prompt: &prompt_id,
+                },
+                JobError::new(e.to_string()),
+            );
             return;
         }
     };
@@ -128,7 +141,13 @@ async fn run_as(
                 Err(_) => Some("the journal writer stopped".to_string()),
             };
             if let Some(why) = why {
-                shared.hold_for_storage(&job_id, &prompt_id, &why);
+                shared.hold_for_storage(
+                    Sent {
+                        job: &job_id,
+                        prompt: &prompt_id,
+                    },
+                    &why,
+                );
                 return;
             }
         }
@@ -157,12 +176,24 @@ async fn run_as(
         match uploaded {
             Ok(()) => {}
             Err(UploadFailed::Lost(why)) => {
-                shared.fail_attempt(&job_id, &prompt_id, JobError::new(why));
+                shared.fail_attempt(
+                    Sent {
+                        job: &job_id,
+                        prompt: &prompt_id,
+                    },
+                    JobError::new(why),
+                );
                 return;
             }
             Err(UploadFailed::Refused(e)) => {
                 let why = format!("the instance refused the files its prompt needs: {e}");
-                shared.fail_attempt(&job_id, &prompt_id, JobError::new(why));
+                shared.fail_attempt(
+                    Sent {
+                        job: &job_id,
+                        prompt: &prompt_id,
+                    },
+                    JobError::new(why),
+                );
                 return;
             }
             Err(UploadFailed::Unreachable(e)) => {
@@ -183,7 +214,13 @@ async fn run_as(
                     Some(body) => workflow::rejection_error(body, &instance_id),
                     None => JobError::new(e.to_string()),
                 };
-                shared.fail_attempt(&job_id, &prompt_id, err);
+                shared.fail_attempt(
+                    Sent {
+                        job: &job_id,
+                        prompt: &prompt_id,
+                    },
+                    err,
+                );
                 return;
             }
             // Refused, or answered with an error: the prompt is not there.
@@ -220,23 +257,27 @@ async fn run_as(
             _ = done.notified() => quick = QUICK_POLLS,
             _ = tokio::time::sleep(wait) => {}
         }
-        if let Some(why) = overdue(&shared, &job_id, &prompt_id, timeout) {
-            time_out(&shared, &client, &job_id, &prompt_id, &instance_id, why).await;
+        let sent = Sent {
+            job: &job_id,
+            prompt: &prompt_id,
+        };
+        if let Some(why) = overdue(&shared, sent, timeout) {
+            time_out(&shared, &client, sent, &instance_id, why).await;
             return;
         }
         let step = tokio::select! {
             _ = token.cancelled() => return,
-            s = check(&shared, &client, &job_id, &prompt_id) => s,
+            s = check(&shared, &client, sent) => s,
         };
         match step {
             Ok(None) => failures = 0,
             Ok(Some(entry)) => {
-                if !shared.mark_executed(&job_id, &prompt_id, entry.succeeded()) {
+                if !shared.mark_executed(sent, entry.succeeded()) {
                     return; // its copy won, or it is a copy that lost
                 }
                 match outputs::fetch(&shared, &client, &job_id, &entry).await {
                     Ok(files) => {
-                        finish(&shared, &job_id, &prompt_id, &instance_id, &entry, files);
+                        finish(&shared, sent, &instance_id, &entry, files);
                         return;
                     }
                     // The files stay on the instance: try again at the next poll.
@@ -277,12 +318,12 @@ use CheckError::{Gone, Unanswered};
 async fn check(
     shared: &Shared,
     client: &ComfyClient,
-    job_id: &str,
-    prompt_id: &str,
+    sent: Sent<'_>,
 ) -> Result<Option<HistoryEntry>, CheckError> {
+    let prompt_id = sent.prompt;
     let q = client.queue().await.map_err(Unanswered)?;
     if q.running.iter().any(|i| i.prompt_id == prompt_id) {
-        shared.mark_running(job_id, prompt_id);
+        shared.mark_running(sent);
     }
     if q.contains(prompt_id) {
         return Ok(None);
@@ -296,9 +337,9 @@ async fn check(
 /// Past the instance's `timeoutMs` (counted from the start of execution, or
 /// from sending while it waits in the instance's queue), or no progress for
 /// `stall_after` while running.
-fn overdue(shared: &Shared, job_id: &str, prompt_id: &str, timeout: Duration) -> Option<String> {
+fn overdue(shared: &Shared, sent: Sent<'_>, timeout: Duration) -> Option<String> {
     let mut st = shared.lock();
-    let a = st.jobs.get_mut(job_id)?.sent_as(prompt_id)?;
+    let a = st.jobs.get_mut(sent.job)?.sent_as(sent.prompt)?;
     let since = a.started.unwrap_or(a.dispatched);
     if since.elapsed() > timeout {
         return Some(format!("timed out after {} ms", timeout.as_millis()));
@@ -314,18 +355,18 @@ fn overdue(shared: &Shared, job_id: &str, prompt_id: &str, timeout: Duration) ->
 async fn time_out(
     shared: &Shared,
     client: &ComfyClient,
-    job_id: &str,
-    prompt_id: &str,
+    sent: Sent<'_>,
     instance_id: &str,
     why: String,
 ) {
+    let (job_id, prompt_id) = (sent.job, sent.prompt);
     tracing::warn!(job = %job_id, instance = %instance_id, "{why}: interrupting");
     // Stop it there first, so a retry elsewhere never runs beside it.
     let ids = [prompt_id.to_string()];
     let _ = client.delete_from_queue(&ids).await;
     let _ = client.interrupt(Some(prompt_id)).await;
     let note = format!("{why} on instance \"{instance_id}\"; it was interrupted");
-    if let Some(job) = shared.time_out_attempt(job_id, prompt_id, note) {
+    if let Some(job) = shared.time_out_attempt(sent, note) {
         shared.log_finished(instance_id, &job);
     }
 }
@@ -380,8 +421,7 @@ fn cool_down(shared: &Shared, instance_id: &str) {
 
 fn finish(
     shared: &Shared,
-    job_id: &str,
-    prompt_id: &str,
+    sent: Sent<'_>,
     instance_id: &str,
     entry: &HistoryEntry,
     files: outputs::Fetched,
@@ -392,14 +432,9 @@ fn finish(
     } else {
         Some(workflow::execution_error(entry, instance_id))
     };
-    let Some((job, ran, _)) = shared.finish_attempt(
-        job_id,
-        prompt_id,
-        ok,
-        files.outputs,
-        error,
-        entry.execution_secs(),
-    ) else {
+    let Some((job, ran, _)) =
+        shared.finish_attempt(sent, ok, files.outputs, error, entry.execution_secs())
+    else {
         return;
     };
     shared.manager.record_workflow(

@@ -167,13 +167,13 @@ impl JobQueue {
 
     /// What the journal's writer did so far (syncs, records, groups).
     pub fn writer_counts(&self) -> writer::WriterCounts {
-        self.shared.journal.writer.counts()
+        self.shared.journal.counts()
     }
 
     /// Resolves once every record handed to the writer so far is on disk
     /// (or failed): for readers of the files, such as tests.
     pub async fn flush(&self) {
-        self.shared.journal.writer.flush().await;
+        self.shared.journal.flush().await;
     }
 
     /// Instances whose cost model has a measure.

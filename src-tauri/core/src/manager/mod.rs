@@ -120,6 +120,10 @@ struct Inner {
     announced_active: Mutex<Option<String>>,
     /// Every per-instance background task, so that shutdown waits for them.
     tasks: tokio_util::task::TaskTracker,
+    /// Health histories are read one at a time: 50 instances starting
+    /// together would each take a blocking thread (and its own malloc
+    /// arena: 19 MiB more RSS in health_bench) for a read of 200 KB.
+    history_reads: tokio::sync::Semaphore,
 }
 
 /// Jobs in flight per instance id, as the job queue counts them: work the app
@@ -162,6 +166,7 @@ impl InstanceManager {
                 history_queue: Mutex::new(Default::default()),
                 announced_active: Mutex::new(None),
                 tasks: tokio_util::task::TaskTracker::new(),
+                history_reads: tokio::sync::Semaphore::new(1),
             }),
         };
         Ok((

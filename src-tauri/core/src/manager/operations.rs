@@ -33,17 +33,28 @@ impl InstanceManager {
     pub async fn start(&self, id: &str) -> Result<Instance, ManagerError> {
         let config = self.config_of(id)?;
         let inst = self.transition(id, Action::Start)?;
-        if config.is_local_launch() {
-            if let Err(e) = self.launch_local(id, &config).await {
-                self.fail(id, &e.to_string());
-                return Err(e);
-            }
-        }
-        if let Err(e) = self.start_monitor(id, &config, true) {
-            self.fail(id, &e.to_string());
-            return Err(e);
-        }
+        self.launch_and_monitor(id, &config).await?;
         Ok(inst)
+    }
+
+    /// Launches a local instance's process (an attached one has none) and
+    /// starts monitoring it in its start phase; a failure moves it to
+    /// `error` with the reason.
+    async fn launch_and_monitor(
+        &self,
+        id: &str,
+        config: &InstanceConfig,
+    ) -> Result<(), ManagerError> {
+        let launched = if config.is_local_launch() {
+            self.launch_local(id, config).await
+        } else {
+            Ok(())
+        };
+        let monitored = launched.and_then(|()| self.start_monitor(id, config, true));
+        if let Err(e) = &monitored {
+            self.fail(id, &e.to_string());
+        }
+        monitored
     }
 
     /// The seed's `stopInstance`: ends monitoring (and routing).
@@ -90,15 +101,8 @@ impl InstanceManager {
             if let Some(p) = old {
                 local::end_process(p).await;
             }
-            if let Err(e) = self.launch_local(id, &config).await {
-                self.fail(id, &e.to_string());
-                return Err(e);
-            }
         }
-        if let Err(e) = self.start_monitor(id, &config, true) {
-            self.fail(id, &e.to_string());
-            return Err(e);
-        }
+        self.launch_and_monitor(id, &config).await?;
         Ok(inst)
     }
 
@@ -289,6 +293,7 @@ pub(super) async fn watch_health(
         // outside the registry's lock.
         if manager.lock().get(&id).is_some_and(|e| !e.has_history()) {
             let (dir, hid) = (manager.inner.options.config_dir.clone(), id.clone());
+            let _one_at_a_time = manager.inner.history_reads.acquire().await;
             let loaded =
                 tokio::task::spawn_blocking(move || crate::store::HealthHistory::load(&dir, &hid))
                     .await;

@@ -175,6 +175,14 @@ impl Entry {
     }
 }
 
+/// One sending of a job: its attempt or copy, sent as `prompt`. The ids
+/// that sit side by side are named, so they cannot be swapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent<'a> {
+    pub job: &'a str,
+    pub prompt: &'a str,
+}
+
 /// The load of one instance: prompts of this app sent there and not done
 /// executing (attempts and copies), and their expected seconds left.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -186,10 +194,10 @@ pub struct Load {
 impl QueueState {
     /// The job `job_id` if its attempt is (still) the one sent as
     /// `prompt_id`: the one check of "is this still the attempt?".
-    pub fn current(&mut self, job_id: &str, prompt_id: &str) -> Option<&mut Entry> {
+    pub fn current(&mut self, sent: Sent<'_>) -> Option<&mut Entry> {
         self.jobs
-            .get_mut(job_id)
-            .filter(|e| e.is_attempt(prompt_id))
+            .get_mut(sent.job)
+            .filter(|e| e.is_attempt(sent.prompt))
     }
 
     /// Records that `job_id` was sent as `prompt_id` (an attempt or a copy).

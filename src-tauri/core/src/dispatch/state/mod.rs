@@ -13,11 +13,11 @@ mod entry;
 mod transitions;
 
 pub(crate) use effects::{Effect, Mode, Taken};
-pub(crate) use entry::{Attempt, Entry, QueueState};
+pub(crate) use entry::{Attempt, Entry, QueueState, Sent};
 
 use super::instance_log::InstanceWorkflowsFile;
-use super::journal::Journal;
 use super::options::{DispatchOptions, Preview};
+use super::store::JobStore;
 use crate::client::ComfyClient;
 use crate::manager::InstanceManager;
 use chrono::Utc;
@@ -34,7 +34,8 @@ pub(crate) struct Shared {
     pub bus: crate::events::EventBus,
     pub manager: InstanceManager,
     pub dir: PathBuf,
-    pub journal: Journal,
+    /// Where the records live (the file journal on one machine).
+    pub journal: Arc<dyn JobStore>,
     pub options: DispatchOptions,
     pub state: Mutex<QueueState>,
     /// Wakes the scheduler: a job was queued, a slot freed, an instance came back.
@@ -86,7 +87,11 @@ impl Shared {
         });
     }
 
-    pub fn log_taken_back(&self, instance_id: &str, job_id: &str, prompt_id: &str) {
+    pub fn log_taken_back(&self, instance_id: &str, sent: Sent<'_>) {
+        let Sent {
+            job: job_id,
+            prompt: prompt_id,
+        } = sent;
         self.edit_log(instance_id, |f| {
             f.record_taken_back(job_id, prompt_id);
             true
@@ -116,9 +121,7 @@ impl Shared {
             let f = file.lock().unwrap_or_else(|p| p.into_inner());
             serde_json::to_vec_pretty(&*f).map_err(|e| e.to_string())
         };
-        self.journal
-            .writer
-            .put(path, super::writer::Body::Render(Box::new(render)));
+        self.journal.put_file(path, Box::new(render));
     }
 
     /// Hands a task to start to the driver (dropped once the queue stops).

@@ -3,7 +3,7 @@
 //! what must happen next (a wake-up of the scheduler, a task for the
 //! driver). Callers never set a job's state themselves.
 
-use super::{Effect, Entry, QueueState, Shared, Taken};
+use super::{Effect, Entry, QueueState, Sent, Shared, Taken};
 use crate::dispatch::machine::JobAction;
 use chrono::Utc;
 use std::time::{Duration, Instant};
@@ -15,14 +15,9 @@ pub(crate) const STORAGE_RETRY: Duration = Duration::from_secs(2);
 impl Shared {
     /// Applies `f` to the job if its current attempt is still `prompt_id`, then
     /// saves it. Returns the job as saved, or None if the attempt was taken away.
-    pub fn with_attempt(
-        &self,
-        job_id: &str,
-        prompt_id: &str,
-        f: impl FnOnce(&mut Entry),
-    ) -> Option<Job> {
+    pub fn with_attempt(&self, sent: Sent<'_>, f: impl FnOnce(&mut Entry)) -> Option<Job> {
         let mut st = self.lock();
-        let e = st.current(job_id, prompt_id)?;
+        let e = st.current(sent)?;
         f(e);
         self.persist(e);
         Some(e.job.clone())
@@ -186,7 +181,11 @@ impl Shared {
 
     /// The instance started executing the prompt sent as `prompt_id` (the
     /// attempt's or the copy's). The job's own state follows its attempt.
-    pub fn mark_running(&self, job_id: &str, prompt_id: &str) {
+    pub fn mark_running(&self, sent: Sent<'_>) {
+        let Sent {
+            job: job_id,
+            prompt: prompt_id,
+        } = sent;
         let mut st = self.lock();
         let Some(e) = st.jobs.get_mut(job_id) else {
             return;
@@ -216,7 +215,11 @@ impl Shared {
     /// the attempt's place, and the attempt is interrupted. Both are decided
     /// under the lock, so only one of them ever fetches outputs. False when
     /// this prompt no longer counts for the job: its runner stops.
-    pub fn mark_executed(&self, job_id: &str, prompt_id: &str, succeeded: bool) -> bool {
+    pub fn mark_executed(&self, sent: Sent<'_>, succeeded: bool) -> bool {
+        let Sent {
+            job: job_id,
+            prompt: prompt_id,
+        } = sent;
         let mut st = self.lock();
         let Some(e) = st.jobs.get_mut(job_id) else {
             return false;
@@ -252,8 +255,8 @@ impl Shared {
     }
 
     /// The job's attempt ended in failure (`err` says why).
-    pub fn fail_attempt(&self, job_id: &str, prompt_id: &str, err: JobError) {
-        let job = self.with_attempt(job_id, prompt_id, |e| {
+    pub fn fail_attempt(&self, sent: Sent<'_>, err: JobError) {
+        let job = self.with_attempt(sent, |e| {
             if e.apply(JobAction::Fail).is_ok() {
                 e.attempt = None;
                 e.job.finished_at = Some(Utc::now());
@@ -276,15 +279,14 @@ impl Shared {
     /// `None` when the attempt was taken away meanwhile.
     pub fn finish_attempt(
         &self,
-        job_id: &str,
-        prompt_id: &str,
+        sent: Sent<'_>,
         ok: bool,
         outputs: Vec<JobOutput>,
         error: Option<JobError>,
         execution_secs: Option<f64>,
     ) -> Option<(Job, Duration, f64)> {
         let mut measure = None;
-        let job = self.with_attempt(job_id, prompt_id, |e| {
+        let job = self.with_attempt(sent, |e| {
             let action = if ok {
                 JobAction::Succeed
             } else {
@@ -318,9 +320,9 @@ impl Shared {
     /// The attempt ran past its time (it was interrupted on its instance):
     /// sent again while timeouts may be retried, else failed. Returns the
     /// job when it failed.
-    pub fn time_out_attempt(&self, job_id: &str, prompt_id: &str, note: String) -> Option<Job> {
+    pub fn time_out_attempt(&self, sent: Sent<'_>, note: String) -> Option<Job> {
         let mut st = self.lock();
-        let e = st.current(job_id, prompt_id)?;
+        let e = st.current(sent)?;
         if e.job.attempts <= self.options.timeout_retries {
             self.requeue(e, false, Some(note));
             return None;
@@ -338,9 +340,9 @@ impl Shared {
 
     /// Puts the job back in the queue when its attempt (still `prompt_id`)
     /// ended without an outcome. `died_running`: its instance died under it.
-    pub fn requeue_attempt(&self, job_id: &str, prompt_id: &str, died_running: bool, note: String) {
+    pub fn requeue_attempt(&self, sent: Sent<'_>, died_running: bool, note: String) {
         let mut st = self.lock();
-        if let Some(e) = st.current(job_id, prompt_id) {
+        if let Some(e) = st.current(sent) {
             self.requeue(e, died_running, Some(note));
         }
     }
@@ -348,10 +350,11 @@ impl Shared {
     /// The `dispatched` record of this attempt did not become durable: the
     /// job goes back to the queue unsent, saying why, and no job is sent
     /// for [`STORAGE_RETRY`].
-    pub fn hold_for_storage(&self, job_id: &str, prompt_id: &str, why: &str) {
+    pub fn hold_for_storage(&self, sent: Sent<'_>, why: &str) {
+        let job_id = sent.job;
         let mut st = self.lock();
         st.storage_blocked_until = Some(Instant::now() + STORAGE_RETRY);
-        let Some(e) = st.current(job_id, prompt_id) else {
+        let Some(e) = st.current(sent) else {
             return;
         };
         if e.apply(JobAction::Requeue).is_err() {
@@ -375,13 +378,11 @@ impl Shared {
 
     /// A prompt that finished on a lost instance after all: its runner
     /// follows it again to collect the outcome instead of running it twice.
-    pub fn collect(&self, job_id: &str, prompt_id: &str) {
+    pub fn collect(&self, sent: Sent<'_>) {
+        let job_id = sent.job;
         {
             let mut st = self.lock();
-            let Some(a) = st
-                .current(job_id, prompt_id)
-                .and_then(|e| e.attempt.as_mut())
-            else {
+            let Some(a) = st.current(sent).and_then(|e| e.attempt.as_mut()) else {
                 return;
             };
             // A fresh token: the old one was cancelled with the runner.
