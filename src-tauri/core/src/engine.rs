@@ -169,7 +169,8 @@ impl Engine {
                 gateway: tokio::sync::Mutex::new(None),
             }),
         };
-        let gateway = engine.start_gateway(&choice, &current).await;
+        let env = engine.inner.env.clone();
+        let gateway = engine.start_gateway(&choice, &current, env).await;
         for n in &notices {
             tracing::warn!("{n}");
         }
@@ -274,11 +275,11 @@ impl Engine {
         &self,
         choice: &GatewayChoice,
         s: &AppSettings,
+        env: EnvSettings,
     ) -> Result<Option<SocketAddr>, String> {
-        let (choice, s2, env, dir) = (
+        let (choice, s2, dir) = (
             choice.clone(),
             s.clone(),
-            self.inner.env.clone(),
             self.inner.paths.config_dir.clone(),
         );
         let wanted = blocking(move || settings::wanted_gateway(&choice, &s2, &env, &dir)).await??;
@@ -390,15 +391,7 @@ impl Engine {
     async fn restart_gateway(&self, s: &AppSettings) -> Result<(), ApiError> {
         let env = EnvSettings::default();
         settings::gateway_addr(s, &env).map_err(|e| ApiError::new(ErrorCode::InvalidInput, e))?;
-        let (s2, dir) = (s.clone(), self.inner.paths.config_dir.clone());
-        let wanted =
-            blocking(move || settings::wanted_gateway(&GatewayChoice::Settings, &s2, &env, &dir))
-                .await
-                .map_err(internal)?;
-        let started = match wanted {
-            Ok(w) => self.replace_gateway(w).await,
-            Err(e) => Err(e),
-        };
+        let started = self.start_gateway(&GatewayChoice::Settings, s, env).await;
         started.map(|_| ()).map_err(|e| {
             let mut api = ApiError::new(
                 ErrorCode::Conflict,

@@ -88,10 +88,7 @@ impl Shared {
     }
 
     pub fn log_taken_back(&self, instance_id: &str, sent: Sent<'_>) {
-        let Sent {
-            job: job_id,
-            prompt: prompt_id,
-        } = sent;
+        let (job_id, prompt_id) = (sent.job, sent.prompt);
         self.edit_log(instance_id, |f| {
             f.record_taken_back(job_id, prompt_id);
             true

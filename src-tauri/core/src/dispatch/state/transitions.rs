@@ -182,10 +182,7 @@ impl Shared {
     /// The instance started executing the prompt sent as `prompt_id` (the
     /// attempt's or the copy's). The job's own state follows its attempt.
     pub fn mark_running(&self, sent: Sent<'_>) {
-        let Sent {
-            job: job_id,
-            prompt: prompt_id,
-        } = sent;
+        let (job_id, prompt_id) = (sent.job, sent.prompt);
         let mut st = self.lock();
         let Some(e) = st.jobs.get_mut(job_id) else {
             return;
@@ -216,10 +213,7 @@ impl Shared {
     /// under the lock, so only one of them ever fetches outputs. False when
     /// this prompt no longer counts for the job: its runner stops.
     pub fn mark_executed(&self, sent: Sent<'_>, succeeded: bool) -> bool {
-        let Sent {
-            job: job_id,
-            prompt: prompt_id,
-        } = sent;
+        let (job_id, prompt_id) = (sent.job, sent.prompt);
         let mut st = self.lock();
         let Some(e) = st.jobs.get_mut(job_id) else {
             return false;
