@@ -434,6 +434,17 @@ pub struct Instance {
     pub start_progress: Option<String>,
 }
 
+impl Instance {
+    /// Takes new work: running (not paused) and answering (healthy or degraded).
+    pub fn takes_work(&self) -> bool {
+        self.status == InstanceStatus::Running
+            && matches!(
+                self.health.status,
+                crate::health::HealthStatus::Healthy | crate::health::HealthStatus::Degraded
+            )
+    }
+}
+
 /// `comfyui_instances.json`, exactly as the seed shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -105,8 +105,6 @@ fn open_side(name: &'static str) -> Side {
     let manager = InstanceManager::open(o).unwrap().0;
     let (queue, _) =
         JobQueue::open(manager.clone(), dir.path(), DispatchOptions::default()).unwrap();
-    let q = queue.clone();
-    manager.set_load_source(Arc::new(move || q.in_flight()));
     Side {
         name,
         _dir: dir,

@@ -132,8 +132,6 @@ impl Engine {
         .await?
         .map_err(|e| format!("cannot open the job queue: {e}"))?;
         notices.extend(recovered.notices);
-        let q = queue.clone();
-        manager.set_load_source(Arc::new(move || q.in_flight()));
 
         // Pools wait for `begin`: members a previous run left running are
         // re-attached first, or they would look stopped and start twice.

@@ -375,3 +375,47 @@ async fn an_instance_started_or_restarted_takes_work_at_once() {
         .await;
     fleet.queue.shutdown().await;
 }
+
+/// The seed's balancing calls (`getHealthyInstance`, `getInstancesByLoad`)
+/// are the queue's: they rank on its own load, so an instance running a job
+/// of this app ranks below an idle one, and the gateway asks the idle one.
+#[tokio::test]
+async fn balancing_ranks_on_the_queues_own_load() {
+    let (a, b) = (
+        StandIn::builder().env("STANDIN_NODE_MS", "300").start(),
+        StandIn::builder().env("STANDIN_NODE_MS", "300").start(),
+    );
+    let fleet = Fleet::open(
+        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
+        fast_options(),
+    )
+    .await;
+    fleet.start("a").await;
+    fleet.start("b").await;
+    let order = || -> Vec<String> {
+        fleet
+            .queue
+            .instances_by_load()
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    };
+    wait_for(LONG, "both instances to take work", || async {
+        (order().len() == 2).then_some(())
+    })
+    .await;
+    let job = fleet
+        .queue
+        .submit(
+            chain_workflow(20, 3, "held"),
+            JobTarget::Instance { id: "a".into() },
+        )
+        .await
+        .unwrap();
+    fleet.wait_state(&job.id, JobState::Running, LONG).await;
+    // ComfyUI's own figures (read every few seconds) may not show it yet:
+    // the queue's count does.
+    assert_eq!(order(), ["b", "a"]);
+    assert_eq!(fleet.queue.healthy_instance().unwrap().id, "b");
+    fleet.queue.cancel(&job.id).await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! The instance manager's API (the seed's `ComfyUIInstanceManager`) for the UI.
 
 use super::blocking;
+use storycore_core::dispatch::JobQueue;
 use storycore_core::manager::{self, InstanceManager};
 use storycore_core::store::{ClashPolicy, HealthHistoryFile, ImportEntry};
 use storycore_types::import::{ExportOutcome, ImportPreview};
@@ -105,13 +106,13 @@ pub fn get_active_instance(m: Manager<'_>) -> Option<Instance> {
 }
 
 #[tauri::command]
-pub fn get_healthy_instance(m: Manager<'_>) -> Option<Instance> {
-    m.healthy_instance()
+pub fn get_healthy_instance(q: State<'_, JobQueue>) -> Option<Instance> {
+    q.healthy_instance()
 }
 
 #[tauri::command]
-pub fn get_instances_by_load(m: Manager<'_>) -> Vec<Instance> {
-    m.instances_by_load()
+pub fn get_instances_by_load(q: State<'_, JobQueue>) -> Vec<Instance> {
+    q.instances_by_load()
 }
 
 #[tauri::command]

@@ -57,12 +57,11 @@ pub(crate) async fn run(
 pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
     let waiting: Vec<(String, String)> = {
         let st = shared.lock();
-        st.jobs
-            .iter()
-            .filter(|(_, e)| e.job.state == JobState::Dispatched)
-            .filter_map(|(id, e)| {
-                let a = e.attempt.as_ref()?;
-                (a.instance_id == instance_id).then(|| (id.clone(), a.prompt_id.clone()))
+        st.entries()
+            .filter(|e| e.job().state == JobState::Dispatched)
+            .filter_map(|e| {
+                let a = e.attempt()?;
+                (a.instance() == instance_id).then(|| (e.job().id.clone(), a.prompt().to_string()))
             })
             .collect()
     };
@@ -91,33 +90,10 @@ pub(crate) async fn take_back(shared: Arc<Shared>, instance_id: String) {
         if !matches!(client.history(&prompt_id).await, Ok(None)) {
             continue; // ended (its runner collects it), or unknown: leave it
         }
-        let taken = {
-            let mut st = shared.lock();
-            match st.current(Sent {
-                job: &job_id,
-                prompt: &prompt_id,
-            }) {
-                Some(e) => {
-                    shared.requeue(
-                        e,
-                        false,
-                        Some(format!(
-                            "taken back from instance \"{instance_id}\" when it was paused"
-                        )),
-                    );
-                    true
-                }
-                None => false,
-            }
-        };
-        if taken {
-            shared.log_taken_back(
-                &instance_id,
-                Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                },
-            );
-        }
+        shared.take_back(Sent {
+            job: &job_id,
+            prompt: &prompt_id,
+            instance: &instance_id,
+        });
     }
 }

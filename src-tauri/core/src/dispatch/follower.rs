@@ -6,7 +6,6 @@
 use super::state::{Sent, Shared};
 use crate::client::{BinaryFrame, ComfyClient, WsEvent, WsMessage, WsOptions};
 use std::sync::Arc;
-use std::time::Instant;
 use storycore_types::AppEvent;
 use tokio::sync::watch;
 
@@ -32,37 +31,22 @@ pub(crate) async fn run(
             }
         }
     }
-    shared.lock().followers.remove(&instance_id);
+    shared.lock().forget_follower(&instance_id);
 }
 
 fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     let Some(prompt_id) = m.prompt_id().map(str::to_string) else {
         return;
     };
-    let ours = |a: Option<&super::state::Attempt>| {
-        a.is_some_and(|a| a.prompt_id == prompt_id && a.instance_id == instance_id)
+    // The index finds the job; its attempt or copy says whether the
+    // prompt still counts (no scan of every job per message).
+    let Some((job_id, copy)) = shared.lock().heard(instance_id, &prompt_id) else {
+        return;
     };
-    let (job_id, copy) = {
-        let mut st = shared.lock();
-        // The index finds the job; its attempt or copy says whether the
-        // prompt still counts (no scan of every job per message).
-        let Some(id) = st.job_of_prompt(&prompt_id).map(str::to_string) else {
-            return;
-        };
-        let Some(e) = st
-            .jobs
-            .get_mut(&id)
-            .filter(|e| ours(e.attempt.as_ref()) || ours(e.copy.as_ref()))
-        else {
-            return;
-        };
-        let copy = e.copy.as_mut().filter(|c| c.prompt_id == prompt_id);
-        // Any message of a copy is a sign of life for its stall check.
-        let is_copy = copy.is_some();
-        if let Some(c) = copy {
-            c.last_progress = Instant::now();
-        }
-        (id, is_copy)
+    let sent = Sent {
+        job: &job_id,
+        prompt: &prompt_id,
+        instance: instance_id,
     };
     if let WsMessage::Binary(BinaryFrame::PreviewWithMetadata { metadata, image }) = m {
         if !copy {
@@ -83,31 +67,19 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
     if copy {
         let succeeded = match m {
             WsMessage::ExecutionStart(_) => {
-                shared.mark_running(Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                });
+                shared.mark_running(sent);
                 return;
             }
             WsMessage::ExecutionSuccess(_) => true,
             WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => false,
             _ => return,
         };
-        shared.mark_executed(
-            Sent {
-                job: &job_id,
-                prompt: &prompt_id,
-            },
-            succeeded,
-        );
+        shared.mark_executed(sent, succeeded);
         poke(shared, &job_id, &prompt_id);
         return;
     }
     match m {
-        WsMessage::ExecutionStart(_) => shared.mark_running(Sent {
-            job: &job_id,
-            prompt: &prompt_id,
-        }),
+        WsMessage::ExecutionStart(_) => shared.mark_running(sent),
         WsMessage::ExecutionCached(c) => {
             touch(shared, &job_id, |job| {
                 job.progress.cached_nodes.extend(c.nodes);
@@ -116,10 +88,7 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         WsMessage::Executing(x) => match x.node {
             Some(node) => {
-                shared.mark_running(Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                });
+                shared.mark_running(sent);
                 touch(shared, &job_id, |job| {
                     job.progress.node = Some(node.clone());
                     job.progress.value = 0.0;
@@ -161,23 +130,11 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         }
         // The slot is free now; the runner collects the outcome.
         WsMessage::ExecutionSuccess(_) => {
-            shared.mark_executed(
-                Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                },
-                true,
-            );
+            shared.mark_executed(sent, true);
             poke(shared, &job_id, &prompt_id);
         }
         WsMessage::ExecutionError(_) | WsMessage::ExecutionInterrupted(_) => {
-            shared.mark_executed(
-                Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                },
-                false,
-            );
+            shared.mark_executed(sent, false);
             poke(shared, &job_id, &prompt_id);
         }
         _ => {}
@@ -188,22 +145,15 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
 /// restarted app) and, when `f` says so, tells the listeners.
 fn touch(shared: &Shared, job_id: &str, f: impl FnOnce(&mut storycore_types::Job) -> bool) {
     let mut st = shared.lock();
-    let Some(e) = st.jobs.get_mut(job_id) else {
-        return;
-    };
-    if let Some(a) = e.attempt.as_mut() {
-        a.last_progress = Instant::now();
-    }
-    if f(&mut e.job) {
-        e.job.updated_at = chrono::Utc::now();
-        shared.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
+    if let Some(job) = st.progress(job_id, f) {
+        shared.emit(AppEvent::JobUpdated(Box::new(job.summary())));
     }
 }
 
 /// Wakes the runner of the attempt or copy sent as `prompt_id`.
 fn poke(shared: &Shared, job_id: &str, prompt_id: &str) {
-    let mut st = shared.lock();
-    if let Some(a) = st.jobs.get_mut(job_id).and_then(|e| e.sent_as(prompt_id)) {
-        a.done.notify_one();
+    let st = shared.lock();
+    if let Some(a) = st.entry(job_id).and_then(|e| e.sending(prompt_id)) {
+        a.done().notify_one();
     }
 }

@@ -63,11 +63,10 @@ use chrono::Utc;
 use machine::JobAction;
 use options::PREVIEWS_KEPT;
 use serde_json::{Map, Value};
-use state::{Attempt, Effect, Entry, Mode, QueueState, Shared};
-use std::collections::{HashMap, HashSet};
+use state::{Effect, Mode, QueueState, Shared};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use storycore_types::{AppEvent, Job, JobProgress, JobState, JobTarget};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -96,55 +95,21 @@ impl JobQueue {
             notices: replayed.notices,
             ..Recovered::default()
         };
-        let mut jobs = HashMap::new();
-        let mut order = Vec::new();
-        let mut follow = Vec::new();
-        let mut by_prompt = HashMap::new();
-        // Prompts of copies left by the previous run, by instance: stopped
-        // when their instance answers (see `recall::clear_orphans`).
-        let mut orphans: HashMap<String, Vec<String>> = HashMap::new();
-        for job in replayed.jobs {
-            let work = workflow::estimate_work(&job.workflow);
-            let workflow_json = workflow_json(&job.workflow);
-            let attempt = match (&job.state, &job.instance_id, &job.prompt_id) {
-                (JobState::Dispatched | JobState::Running, Some(i), Some(p)) => {
-                    follow.push(job.id.clone());
-                    Some(Attempt::new(i.clone(), p.clone(), &cancel))
-                }
-                _ => None,
-            };
-            let mut job = job;
-            // A copy left running by the previous run is stopped, not
-            // followed: the attempt above is (see `speculate`).
-            if let Some(c) = job.copy.take() {
-                orphans.entry(c.instance_id).or_default().push(c.prompt_id);
-            }
-            let mut entry = Entry {
-                prompts: attempt.iter().map(|a| a.prompt_id.clone()).collect(),
-                job,
-                workflow_json,
-                accepted: true,
-                work,
-                queued_at: Instant::now(),
-                submit_to_post: None,
-                attempt,
-                copy: None,
-                held_for_storage: false,
-            };
-            if entry.attempt.is_none() && entry.job.state.is_in_flight() {
-                // In flight without a prompt id: never sent.
-                let _ = entry.apply(JobAction::Requeue);
-            }
-            let job = &entry.job;
-            if job.state == JobState::Queued {
-                report.queued += 1;
-            }
-            order.push(job.id.clone());
-            for p in &entry.prompts {
-                by_prompt.insert(p.clone(), job.id.clone());
-            }
-            jobs.insert(job.id.clone(), entry);
-        }
+        let mut state = QueueState::new(
+            options.initial_secs_per_unit,
+            options.policy,
+            options.retention,
+        );
+        let found = state.replay(
+            replayed.jobs.into_iter().map(|job| {
+                let work = workflow::estimate_work(&job.workflow);
+                let json = workflow_json(&job.workflow);
+                (job, json, work)
+            }),
+            &cancel,
+        );
+        report.queued = found.queued;
+        let follow = found.follow;
         report.followed = follow.len();
         let bus = manager.bus().clone();
         let events = bus.subscribe();
@@ -155,20 +120,7 @@ impl JobQueue {
             manager,
             dir,
             journal,
-            state: Mutex::new(QueueState {
-                jobs,
-                order,
-                speeds: speed::SpeedBook::new(options.initial_secs_per_unit),
-                planner: placement::Planner::new(options.policy),
-                cooldown: HashMap::new(),
-                followers: HashMap::new(),
-                storage_blocked_until: None,
-                orphans,
-                retention: options.retention,
-                calibrating: HashSet::new(),
-                calibrated: HashSet::new(),
-                by_prompt,
-            }),
+            state: Mutex::new(state),
             speculate: std::sync::atomic::AtomicBool::new(options.speculate),
             options,
             wake: Notify::new(),
@@ -299,32 +251,13 @@ impl JobQueue {
         let id = job.id.clone();
         let (durable, placed) = {
             let mut st = self.shared.lock();
-            let nothing_waits = !st.jobs.values().any(|e| e.job.state == JobState::Queued);
-            st.order.push(id.clone());
-            st.jobs.insert(
-                id.clone(),
-                Entry {
-                    job,
-                    workflow_json,
-                    accepted: false,
-                    work,
-                    queued_at: Instant::now(),
-                    submit_to_post: None,
-                    attempt: None,
-                    copy: None,
-                    held_for_storage: false,
-                    prompts: Vec::new(),
-                },
-            );
-            let placed =
-                nothing_waits && st.storage_blocked_until.is_none_or(|t| t <= Instant::now()) && {
-                    let mut fleet = scheduler::Fleet::new(&self.shared, &mut st);
-                    scheduler::place(&self.shared, &mut st, &mut fleet, &id)
-                };
-            let e = st.jobs.get_mut(&id).expect("just inserted");
-            e.job.updated_at = Utc::now();
+            let nothing_waits = st.admit(job, workflow_json, work);
+            let placed = nothing_waits && !st.storage_blocked() && {
+                let mut fleet = scheduler::Fleet::new(&self.shared, &mut st);
+                scheduler::place(&self.shared, &mut st, &mut fleet, &id)
+            };
             (
-                self.shared.journal.put_durable(&e.job, &e.workflow_json),
+                st.write_now(&self.shared, &id).expect("just admitted"),
                 placed,
             )
         };
@@ -332,20 +265,12 @@ impl JobQueue {
         let result = written(durable).await;
         let mut st = self.shared.lock();
         if let Err(err) = result {
-            if let Some(e) = st.remove_job(&id) {
-                if let Some(a) = e.attempt {
-                    a.token.cancel();
-                }
-            }
-            st.order.retain(|j| j != &id);
+            st.refuse(&id);
             drop(st);
             self.shared.journal.remove(&id);
             return Err(err);
         }
-        let e = st.jobs.get_mut(&id).expect("only removed here");
-        e.accepted = true;
-        e.queued_at = Instant::now();
-        let job = e.job.clone();
+        let job = st.accept(&id).expect("only removed here");
         self.shared
             .emit(AppEvent::JobUpdated(Box::new(job.summary())));
         drop(st);
@@ -364,42 +289,28 @@ impl JobQueue {
     /// Cancels a job that has not finished; one in flight is deleted from its
     /// instance's queue and interrupted there.
     pub async fn cancel(&self, id: &str) -> Result<Job, DispatchError> {
-        let (job, attempt, durable, copy) = {
-            let mut st = self.shared.lock();
-            let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if !e.can(JobAction::Cancel) {
-                return Err(wrong_state(e, "cancelling", "not finished"));
-            }
-            let _ = e.apply(JobAction::Cancel);
-            let attempt = e.attempt.take();
-            if let Some(a) = &attempt {
-                a.token.cancel();
-            }
-            let copy = e.take_copy();
-            e.job.finished_at = Some(Utc::now());
-            e.job.progress.node = None;
-            let durable = self.shared.persist_durable(e);
-            (e.job.clone(), attempt, durable, copy)
-        };
+        let c = self.shared.cancel_job(id)?;
         self.shared.wake.notify_one();
-        self.shared.stop_prompts(copy);
-        written(durable).await?;
-        if let Some(a) = attempt {
-            if let Some(inst) = self.shared.manager.get(&a.instance_id) {
+        self.shared.stop_prompts(c.copy);
+        written(c.durable).await?;
+        if let Some((instance_id, prompt_id)) = c.attempt {
+            if let Some(inst) = self.shared.manager.get(&instance_id) {
                 if let Ok(client) = crate::client::ComfyClient::for_instance(&inst.config) {
                     let client = client.with_timeout(self.shared.options.request_timeout);
-                    let ids = [a.prompt_id.clone()];
-                    if let Err(e) = client.delete_from_queue(&ids).await {
+                    if let Err(e) = client
+                        .delete_from_queue(std::slice::from_ref(&prompt_id))
+                        .await
+                    {
                         tracing::warn!(job = %id, "cancel: deleting from the queue: {e}");
                     }
-                    if let Err(e) = client.interrupt(Some(&a.prompt_id)).await {
+                    if let Err(e) = client.interrupt(Some(&prompt_id)).await {
                         tracing::warn!(job = %id, "cancel: interrupting: {e}");
                     }
                 }
             }
-            self.shared.log_finished(&a.instance_id, &job);
+            self.shared.log_finished(&instance_id, &c.job);
         }
-        Ok(job)
+        Ok(c.job)
     }
 
     /// Queues a failed or cancelled job again (a new attempt, a new prompt id).
@@ -421,27 +332,9 @@ impl JobQueue {
         action: &'static str,
         allowed: &'static str,
     ) -> Result<Job, DispatchError> {
-        let (job, durable) = {
-            let mut st = self.shared.lock();
-            let e = st.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
-            if !e.can(transition) {
-                return Err(wrong_state(e, action, allowed));
-            }
-            let _ = e.apply(transition);
-            let j = &mut e.job;
-            j.error = None;
-            j.outputs.clear();
-            j.prompt_id = None;
-            j.started_at = None;
-            j.finished_at = None;
-            j.attempts = 0;
-            j.progress = JobProgress {
-                total_nodes: j.progress.total_nodes,
-                ..JobProgress::default()
-            };
-            e.queued_at = Instant::now();
-            (e.job.summary(), self.shared.persist_durable(e))
-        };
+        let (job, durable) = self
+            .shared
+            .requeue_by_user(id, transition, action, allowed)?;
         self.shared.wake.notify_one();
         written(durable).await?;
         Ok(job)
@@ -449,18 +342,7 @@ impl JobQueue {
 
     /// Forgets a finished job (its file and its outputs).
     pub async fn remove(&self, id: &str) -> Result<(), DispatchError> {
-        let durable = {
-            let mut st = self.shared.lock();
-            let e = st.jobs.get(id).ok_or_else(|| not_found(id))?;
-            if !e.job.state.is_final() {
-                return Err(wrong_state(e, "removing", "finished (cancel it first)"));
-            }
-            st.remove_job(id);
-            st.order.retain(|j| j != id);
-            self.shared.journal.remove_durable(id)
-        };
-        self.shared
-            .emit(AppEvent::JobRemoved { id: id.to_string() });
+        let durable = self.shared.remove_finished(id)?;
         written(durable).await?;
         let folder = outputs::job_folder(&self.shared.dir, id);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(folder)).await;
@@ -472,7 +354,7 @@ impl JobQueue {
     /// How the automatic target picks from now on, and whether long jobs
     /// get copies near the end. Jobs already sent stay where they are.
     pub fn set_placement(&self, policy: Policy, copies: bool) {
-        self.shared.lock().planner.policy = policy;
+        self.shared.lock().set_policy(policy);
         self.shared
             .speculate
             .store(copies, std::sync::atomic::Ordering::Relaxed);
@@ -482,11 +364,11 @@ impl JobQueue {
 
     /// The placement policy in use.
     pub fn placement(&self) -> Policy {
-        self.shared.lock().planner.policy
+        self.shared.lock().planner().policy
     }
 
     pub async fn set_retention(&self, retention: Retention) -> usize {
-        self.shared.lock().retention = retention;
+        self.shared.lock().set_retention(retention);
         let shared = self.shared.clone();
         let removed = tokio::task::spawn_blocking(move || retention::prune(&shared))
             .await
@@ -519,17 +401,4 @@ fn workflow_json(workflow: &Value) -> Arc<[u8]> {
     serde_json::to_vec(workflow)
         .unwrap_or_else(|_| b"null".to_vec())
         .into()
-}
-
-fn not_found(id: &str) -> DispatchError {
-    DispatchError::NotFound { id: id.to_string() }
-}
-
-fn wrong_state(e: &Entry, action: &'static str, allowed: &'static str) -> DispatchError {
-    DispatchError::WrongState {
-        id: e.job.id.clone(),
-        state: e.job.state,
-        action,
-        allowed,
-    }
 }

@@ -57,9 +57,8 @@ pub(crate) async fn fetch(
     // not overwrite each other, and a fetch repeated after a crash does.
     let project = shared
         .lock()
-        .jobs
-        .get(job_id)
-        .and_then(|e| e.job.output_folder.clone())
+        .entry(job_id)
+        .and_then(|e| e.job().output_folder.clone())
         .map(PathBuf::from);
     let short: String = job_id.chars().take(8).collect();
     let mut out = Vec::new();

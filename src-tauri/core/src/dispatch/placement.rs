@@ -19,6 +19,8 @@
 //!   rather than going to a slower one; its cost is booked on it, so that
 //!   later jobs in the same pass spill elsewhere only when that is faster.
 
+use storycore_types::{HealthStatus, Instance};
+
 /// How to pick. The others are here to be compared against (benchmark).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
@@ -130,6 +132,58 @@ pub fn fair_share(
                 .filter_map(move |(_, ks)| ks.get(round).copied())
         })
         .collect()
+}
+
+/// The load of one instance, the queue's one measure of it: prompts of
+/// this app sent there and not done executing (attempts and copies), and
+/// their expected seconds left.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Load {
+    pub in_flight: u32,
+    pub backlog_secs: f64,
+}
+
+/// The seed's balancing (`getInstancesByLoad`), for what is not a job (the
+/// gateway's read-only questions, files, the window's "healthy instance"),
+/// on the queue's own load measure: the instances that take work, best
+/// first. Healthy before degraded, then not in a cooldown (it just failed
+/// to answer) before one in it, then the fewest expected seconds until it
+/// is free (`load`), then the smallest share of its slots in use (the
+/// prompts of this app there, or the queue it reported when larger: other
+/// clients' prompts), then the active instance, then the least recently
+/// used.
+pub fn by_load<'a>(
+    fleet: &'a [Instance],
+    load: impl Fn(&str) -> Load,
+    cooling: impl Fn(&str) -> bool,
+    active: Option<&str>,
+) -> Vec<&'a Instance> {
+    let key = |i: &Instance| {
+        let l = load(&i.id);
+        let reported = i
+            .health
+            .system_stats
+            .as_ref()
+            .map_or(0, |s| s.active_workflows);
+        let share =
+            f64::from(l.in_flight.max(reported)) / f64::from(i.config.max_concurrent().max(1));
+        let health = u8::from(i.health.status != HealthStatus::Healthy);
+        (health, cooling(&i.id), l.backlog_secs, share)
+    };
+    let mut ranked: Vec<_> = fleet
+        .iter()
+        .filter(|i| i.takes_work())
+        .map(|i| (key(i), i))
+        .collect();
+    ranked.sort_by(|(ka, a), (kb, b)| {
+        (ka.0, ka.1)
+            .cmp(&(kb.0, kb.1))
+            .then(ka.2.total_cmp(&kb.2))
+            .then(ka.3.total_cmp(&kb.3))
+            .then_with(|| (Some(b.id.as_str()) == active).cmp(&(Some(a.id.as_str()) == active)))
+            .then(a.last_used_at.cmp(&b.last_used_at))
+    });
+    ranked.into_iter().map(|(_, i)| i).collect()
 }
 
 /// One instance that may take work now (running, unpaused, healthy).

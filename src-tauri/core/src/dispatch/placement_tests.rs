@@ -264,3 +264,114 @@ fn people_take_turns_then_longest_first_within_each() {
         [0, 2, 1]
     );
 }
+
+// ----- the seed's balancing (`by_load`) ----------------------------------
+
+fn inst(
+    id: &str,
+    status: storycore_types::InstanceStatus,
+    health: HealthStatus,
+    reported: u32,
+    max: u32,
+) -> Instance {
+    let mut c = storycore_types::InstanceConfig::new(id, id, 8188);
+    c.max_concurrent_workflows = Some(max);
+    let mut i = Instance {
+        id: id.into(),
+        name: id.into(),
+        config: c,
+        status,
+        health: Default::default(),
+        stats: Default::default(),
+        created_at: chrono::Utc::now(),
+        last_used_at: None,
+        status_reason: None,
+        status_since: None,
+        start_progress: None,
+    };
+    i.health.status = health;
+    i.health.system_stats = Some(storycore_types::SystemStats {
+        active_workflows: reported,
+        ..Default::default()
+    });
+    i
+}
+
+fn ids(v: Vec<&Instance>) -> Vec<&str> {
+    v.into_iter().map(|i| i.id.as_str()).collect()
+}
+
+fn idle(_: &str) -> Load {
+    Load::default()
+}
+
+#[test]
+fn paused_stopped_and_unhealthy_take_no_work() {
+    use storycore_types::InstanceStatus as S;
+    use HealthStatus as H;
+    let fleet = vec![
+        inst("paused", S::Paused, H::Healthy, 0, 1),
+        inst("stopped", S::Stopped, H::Healthy, 0, 1),
+        inst("sick", S::Running, H::Unhealthy, 0, 1),
+        inst("unknown", S::Running, H::Unknown, 0, 1),
+    ];
+    assert!(by_load(&fleet, idle, |_| false, None).is_empty());
+}
+
+#[test]
+fn least_loaded_healthy_first_then_degraded() {
+    use storycore_types::InstanceStatus as S;
+    use HealthStatus as H;
+    let fleet = vec![
+        inst("busy", S::Running, H::Healthy, 2, 2),
+        inst("degraded-idle", S::Running, H::Degraded, 0, 1),
+        inst("half", S::Running, H::Healthy, 1, 2),
+        inst("idle", S::Running, H::Healthy, 0, 1),
+    ];
+    assert_eq!(
+        ids(by_load(&fleet, idle, |_| false, None)),
+        ["idle", "half", "busy", "degraded-idle"]
+    );
+}
+
+#[test]
+fn the_active_instance_wins_a_tie() {
+    use storycore_types::InstanceStatus as S;
+    use HealthStatus as H;
+    let fleet = vec![
+        inst("a", S::Running, H::Healthy, 0, 1),
+        inst("b", S::Running, H::Healthy, 0, 1),
+    ];
+    assert_eq!(ids(by_load(&fleet, idle, |_| false, Some("b")))[0], "b");
+    assert_eq!(ids(by_load(&fleet, idle, |_| false, Some("a")))[0], "a");
+}
+
+#[test]
+fn the_queues_own_load_and_cooldown_rank_an_instance_lower() {
+    use storycore_types::InstanceStatus as S;
+    use HealthStatus as H;
+    let fleet = vec![
+        inst("a", S::Running, H::Healthy, 0, 2),
+        inst("b", S::Running, H::Healthy, 0, 2),
+        inst("c", S::Running, H::Healthy, 0, 2),
+    ];
+    // Two prompts of this app on a that ComfyUI has not shown yet; one
+    // short one on b.
+    let load = |id: &str| match id {
+        "a" => Load {
+            in_flight: 2,
+            backlog_secs: 20.0,
+        },
+        "b" => Load {
+            in_flight: 1,
+            backlog_secs: 2.0,
+        },
+        _ => Load::default(),
+    };
+    assert_eq!(ids(by_load(&fleet, load, |_| false, None)), ["c", "b", "a"]);
+    // c just failed to answer: last, though idle.
+    assert_eq!(
+        ids(by_load(&fleet, load, |id| id == "c", None)),
+        ["b", "a", "c"]
+    );
+}

@@ -14,7 +14,7 @@
 //!    prompts are remembered, to be deleted and interrupted there as soon as
 //!    it answers again.
 
-use super::state::{Sent, Shared, Taken};
+use super::state::{Shared, Taken};
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,10 +57,7 @@ pub(crate) async fn recall(
         Some(Stopped::Yes(ended)) => {
             for t in &taken {
                 match ended.get(&t.prompt_id) {
-                    Some(entry) if entry.succeeded() => shared.collect(Sent {
-                        job: &t.job_id,
-                        prompt: &t.prompt_id,
-                    }),
+                    Some(entry) if entry.succeeded() => shared.collect(t.sent()),
                     _ => requeue_one(
                         &shared,
                         t,
@@ -77,9 +74,9 @@ pub(crate) async fn recall(
                 shared.manager.kill_hung(&instance_id, ASK_TIMEOUT).await;
             } else {
                 tracing::warn!(instance = %instance_id, "could not stop its prompts ({e}): they are requeued and will be stopped there when it answers");
-                let mut st = shared.lock();
-                let orphans = st.orphans.entry(instance_id.clone()).or_default();
-                orphans.extend(taken.iter().map(|t| t.prompt_id.clone()));
+                shared
+                    .lock()
+                    .add_orphans(&instance_id, taken.iter().map(|t| t.prompt_id.clone()));
             }
             requeue_all(&shared, &taken, true, &note);
         }
@@ -141,20 +138,13 @@ fn requeue_all(shared: &Shared, taken: &[Taken], died: bool, note: &str) {
 }
 
 fn requeue_one(shared: &Shared, t: &Taken, died_running: bool, note: &str) {
-    shared.requeue_attempt(
-        Sent {
-            job: &t.job_id,
-            prompt: &t.prompt_id,
-        },
-        died_running,
-        note.to_string(),
-    );
+    shared.requeue_attempt(t.sent(), died_running, note.to_string());
 }
 
 /// Deletes and interrupts, on an instance that answers again, the prompts
 /// it did not answer about when their jobs were requeued (run by the driver).
 pub(crate) async fn clear_orphans(shared: Arc<Shared>, instance_id: String) {
-    let Some(prompts) = shared.lock().orphans.remove(&instance_id) else {
+    let Some(prompts) = shared.lock().take_orphans(&instance_id) else {
         return;
     };
     let Some(client) = shared
@@ -176,11 +166,6 @@ pub(crate) async fn clear_orphans(shared: Arc<Shared>, instance_id: String) {
         tracing::info!(instance = %instance_id, n = prompts.len(), "stopped the prompts it held when it was lost");
     } else {
         // Still unwell: try again when it next comes back.
-        shared
-            .lock()
-            .orphans
-            .entry(instance_id)
-            .or_default()
-            .extend(prompts);
+        shared.lock().add_orphans(&instance_id, prompts);
     }
 }

@@ -15,16 +15,15 @@ pub(crate) fn prune(shared: &Shared) -> usize {
     let now = Utc::now();
     let (removed, cutoff) = {
         let mut st = shared.lock();
-        let r = st.retention;
+        let r = st.retention();
         let cutoff = now - chrono::Duration::from_std(r.max_age).unwrap_or(chrono::Duration::MAX);
         let mut finished: Vec<(chrono::DateTime<Utc>, String)> = st
-            .jobs
-            .values()
-            .filter(|e| e.job.state.is_final())
+            .entries()
+            .filter(|e| e.job().state.is_final())
             .map(|e| {
                 (
-                    e.job.finished_at.unwrap_or(e.job.updated_at),
-                    e.job.id.clone(),
+                    e.job().finished_at.unwrap_or(e.job().updated_at),
+                    e.job().id.clone(),
                 )
             })
             .collect();
@@ -35,13 +34,7 @@ pub(crate) fn prune(shared: &Shared) -> usize {
             .filter(|(i, (at, _))| *i >= r.max_finished || *at < cutoff)
             .map(|(_, (_, id))| id)
             .collect();
-        for id in &removed {
-            st.remove_job(id);
-        }
-        if !removed.is_empty() {
-            let gone: std::collections::HashSet<&String> = removed.iter().collect();
-            st.order.retain(|id| !gone.contains(id));
-        }
+        st.remove_jobs(&removed);
         (removed, cutoff)
     };
     for id in &removed {

@@ -11,7 +11,7 @@ use super::workflow;
 use super::writer::Durable;
 use crate::client::{ClientError, ComfyClient, HistoryEntry};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use storycore_types::{JobError, JobState};
 
 /// After the follower says "ended", ask again this quickly for a while: the
@@ -35,9 +35,8 @@ pub(crate) async fn run(shared: Arc<Shared>, job_id: String, mode: Mode, durable
 pub(crate) async fn run_copy(shared: Arc<Shared>, job_id: String, durable: Durable) {
     let Some(prompt_id) = shared
         .lock()
-        .jobs
-        .get(&job_id)
-        .and_then(|e| e.copy.as_ref().map(|c| c.prompt_id.clone()))
+        .entry(&job_id)
+        .and_then(|e| e.copy().map(|c| c.prompt().to_string()))
     else {
         return;
     };
@@ -52,17 +51,7 @@ pub(crate) async fn run_copy(shared: Arc<Shared>, job_id: String, durable: Durab
     if shared.cancel.is_cancelled() {
         return;
     }
-    let stop = {
-        let mut st = shared.lock();
-        match st.jobs.get_mut(&job_id) {
-            Some(e) if e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id) => {
-                let stop = e.take_copy();
-                shared.persist(e);
-                stop
-            }
-            _ => None,
-        }
-    };
+    let stop = shared.drop_copy(&job_id, &prompt_id);
     if let Some(stop) = stop {
         tracing::info!(job = %job_id, instance = %stop.0, "its copy is dropped");
         shared.stop_prompts([stop]);
@@ -79,31 +68,29 @@ async fn run_as(
 ) {
     let Some((instance_id, prompt_id, workflow, input_files, token, done)) = ({
         let st = shared.lock();
-        st.jobs.get(&job_id).and_then(|e| {
-            let sent = if copy { &e.copy } else { &e.attempt };
-            sent.as_ref().map(|a| {
+        st.entry(&job_id).and_then(|e| {
+            let sent = if copy { e.copy() } else { e.attempt() };
+            sent.map(|a| {
                 (
-                    a.instance_id.clone(),
-                    a.prompt_id.clone(),
-                    e.job.workflow.clone(),
-                    e.job.input_files.clone(),
-                    a.token.clone(),
-                    a.done.clone(),
+                    a.instance().to_string(),
+                    a.prompt().to_string(),
+                    e.job().workflow.clone(),
+                    e.job().input_files.clone(),
+                    a.token().clone(),
+                    a.done().clone(),
                 )
             })
         })
     }) else {
         return;
     };
+    let sent = Sent {
+        job: &job_id,
+        prompt: &prompt_id,
+        instance: &instance_id,
+    };
     let requeue = |died: bool, note: String| {
-        shared.requeue_attempt(
-            Sent {
-                job: &job_id,
-                prompt: &prompt_id,
-            },
-            died,
-            note,
-        );
+        shared.requeue_attempt(sent, died, note);
     };
     let Some(instance) = shared.manager.get(&instance_id) else {
         requeue(
@@ -117,13 +104,7 @@ async fn run_as(
         // Polls must fail fast; the job's own timeout is enforced below.
         Ok(c) => c.with_timeout(shared.options.request_timeout),
         Err(e) => {
-            shared.fail_attempt(
-                Sent {
-                    job: &job_id,
-                    prompt: &prompt_id,
-                },
-                JobError::new(e.to_string()),
-            );
+            shared.fail_attempt(sent, JobError::new(e.to_string()));
             return;
         }
     };
@@ -141,21 +122,12 @@ async fn run_as(
                 Err(_) => Some("the journal writer stopped".to_string()),
             };
             if let Some(why) = why {
-                shared.hold_for_storage(
-                    Sent {
-                        job: &job_id,
-                        prompt: &prompt_id,
-                    },
-                    &why,
-                );
+                shared.hold_for_storage(sent, &why);
                 return;
             }
         }
         {
-            let mut st = shared.lock();
-            if let Some(e) = st.jobs.get_mut(&job_id) {
-                e.submit_to_post = Some(e.queued_at.elapsed());
-            }
+            shared.lock().posted(&job_id);
         }
         // The instance's stream opened first (its first connection only: a
         // lost one is not waited for), so the prompt's first messages (its
@@ -176,24 +148,12 @@ async fn run_as(
         match uploaded {
             Ok(()) => {}
             Err(UploadFailed::Lost(why)) => {
-                shared.fail_attempt(
-                    Sent {
-                        job: &job_id,
-                        prompt: &prompt_id,
-                    },
-                    JobError::new(why),
-                );
+                shared.fail_attempt(sent, JobError::new(why));
                 return;
             }
             Err(UploadFailed::Refused(e)) => {
                 let why = format!("the instance refused the files its prompt needs: {e}");
-                shared.fail_attempt(
-                    Sent {
-                        job: &job_id,
-                        prompt: &prompt_id,
-                    },
-                    JobError::new(why),
-                );
+                shared.fail_attempt(sent, JobError::new(why));
                 return;
             }
             Err(UploadFailed::Unreachable(e)) => {
@@ -203,24 +163,18 @@ async fn run_as(
             }
         }
         let client_id = Shared::client_id(&instance_id);
-        let sent = tokio::select! {
+        let posted = tokio::select! {
             _ = token.cancelled() => return,
             r = client.submit_prompt(workflow, &prompt_id, &client_id) => r,
         };
-        match sent {
+        match posted {
             Ok(_) => {}
             Err(e) if workflow::is_rejection(&e) => {
                 let err = match e.comfy_body() {
                     Some(body) => workflow::rejection_error(body, &instance_id),
                     None => JobError::new(e.to_string()),
                 };
-                shared.fail_attempt(
-                    Sent {
-                        job: &job_id,
-                        prompt: &prompt_id,
-                    },
-                    err,
-                );
+                shared.fail_attempt(sent, err);
                 return;
             }
             // Refused, or answered with an error: the prompt is not there.
@@ -257,12 +211,8 @@ async fn run_as(
             _ = done.notified() => quick = QUICK_POLLS,
             _ = tokio::time::sleep(wait) => {}
         }
-        let sent = Sent {
-            job: &job_id,
-            prompt: &prompt_id,
-        };
         if let Some(why) = overdue(&shared, sent, timeout) {
-            time_out(&shared, &client, sent, &instance_id, why).await;
+            time_out(&shared, &client, sent, why).await;
             return;
         }
         let step = tokio::select! {
@@ -277,7 +227,7 @@ async fn run_as(
                 }
                 match outputs::fetch(&shared, &client, &job_id, &entry).await {
                     Ok(files) => {
-                        finish(&shared, sent, &instance_id, &entry, files);
+                        finish(&shared, sent, &entry, files);
                         return;
                     }
                     // The files stay on the instance: try again at the next poll.
@@ -287,9 +237,8 @@ async fn run_as(
             Err(Gone) => {
                 let died = shared
                     .lock()
-                    .jobs
-                    .get(&job_id)
-                    .is_some_and(|e| e.job.state == JobState::Running);
+                    .entry(&job_id)
+                    .is_some_and(|e| e.job().state == JobState::Running);
                 requeue(
                     died,
                     format!("prompt {prompt_id} vanished from instance \"{instance_id}\""),
@@ -338,28 +287,22 @@ async fn check(
 /// from sending while it waits in the instance's queue), or no progress for
 /// `stall_after` while running.
 fn overdue(shared: &Shared, sent: Sent<'_>, timeout: Duration) -> Option<String> {
-    let mut st = shared.lock();
-    let a = st.jobs.get_mut(sent.job)?.sent_as(sent.prompt)?;
-    let since = a.started.unwrap_or(a.dispatched);
+    let st = shared.lock();
+    let a = st.entry(sent.job)?.sending(sent.prompt)?;
+    let since = a.started().unwrap_or(a.dispatched());
     if since.elapsed() > timeout {
         return Some(format!("timed out after {} ms", timeout.as_millis()));
     }
     match shared.options.stall_after {
-        Some(stall) if a.started.is_some() && a.last_progress.elapsed() > stall => {
+        Some(stall) if a.started().is_some() && a.last_progress().elapsed() > stall => {
             Some(format!("stalled: no progress for {} ms", stall.as_millis()))
         }
         _ => None,
     }
 }
 
-async fn time_out(
-    shared: &Shared,
-    client: &ComfyClient,
-    sent: Sent<'_>,
-    instance_id: &str,
-    why: String,
-) {
-    let (job_id, prompt_id) = (sent.job, sent.prompt);
+async fn time_out(shared: &Shared, client: &ComfyClient, sent: Sent<'_>, why: String) {
+    let (job_id, prompt_id, instance_id) = (sent.job, sent.prompt, sent.instance);
     tracing::warn!(job = %job_id, instance = %instance_id, "{why}: interrupting");
     // Stop it there first, so a retry elsewhere never runs beside it.
     let ids = [prompt_id.to_string()];
@@ -413,19 +356,13 @@ async fn upload_inputs(
 }
 
 fn cool_down(shared: &Shared, instance_id: &str) {
-    shared.lock().cooldown.insert(
-        instance_id.to_string(),
-        Instant::now() + shared.options.cooldown,
-    );
+    shared
+        .lock()
+        .cool_down(instance_id, shared.options.cooldown);
 }
 
-fn finish(
-    shared: &Shared,
-    sent: Sent<'_>,
-    instance_id: &str,
-    entry: &HistoryEntry,
-    files: outputs::Fetched,
-) {
+fn finish(shared: &Shared, sent: Sent<'_>, entry: &HistoryEntry, files: outputs::Fetched) {
+    let instance_id = sent.instance;
     let ok = entry.succeeded();
     let error = if ok {
         files.not_copied.map(JobError::new)

@@ -8,9 +8,8 @@
 //! again.
 
 use super::placement::{target_allows, Candidate, Decision};
-use super::state::{Attempt, Effect, Mode, QueueState, Shared};
+use super::state::{Effect, Mode, QueueState, Shared};
 use super::writer::Durable;
-use crate::manager::balance;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storycore_types::{Instance, JobState, JobTarget};
@@ -77,23 +76,18 @@ impl Fleet {
     pub fn new(shared: &Shared, st: &mut QueueState) -> Self {
         let instances = shared.manager.list();
         let active = shared.manager.active_instance().map(|i| i.id);
-        let now = Instant::now();
-        st.cooldown.retain(|_, until| *until > now);
+        st.expire_cooldowns();
         let load = st.load();
-        let policy = st.planner.policy;
+        let policy = st.planner().policy;
         let candidates = instances
             .iter()
-            .filter(|i| {
-                balance::eligible(i)
-                    && !st.cooldown.contains_key(&i.id)
-                    && !st.calibrating.contains(&i.id)
-            })
+            .filter(|i| i.takes_work() && !st.cooling(&i.id) && !st.calibrating(&i.id))
             .map(|i| {
                 let l = load.get(&i.id).copied().unwrap_or_default();
                 let (fixed_secs, secs_per_unit) = st
-                    .speeds
+                    .speeds()
                     .params(&i.id)
-                    .unwrap_or_else(|| (0.0, st.speeds.secs_per_unit(&i.id)));
+                    .unwrap_or_else(|| (0.0, st.speeds().secs_per_unit(&i.id)));
                 Candidate {
                     id: i.id.clone(),
                     capacity: policy.slots(i.config.max_concurrent()),
@@ -126,14 +120,13 @@ impl Fleet {
 pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     let mut placed = Vec::new();
     let mut st = shared.lock();
-    if st.storage_blocked_until.is_some_and(|t| t > Instant::now()) {
+    if st.storage_blocked() {
         return placed;
     }
     // Most passes find nothing waiting: then the fleet is not even read.
     if !st
-        .jobs
-        .values()
-        .any(|e| e.accepted && e.job.state == JobState::Queued)
+        .entries()
+        .any(|e| e.accepted() && e.job().state == JobState::Queued)
     {
         return placed;
     }
@@ -143,29 +136,26 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         return placed;
     }
     let waiting: Vec<(String, f64, f64)> = st
-        .order
-        .iter()
-        .filter_map(|id| st.jobs.get(id))
-        .filter(|e| e.accepted && e.job.state == JobState::Queued)
+        .in_order()
+        .filter(|e| e.accepted() && e.job().state == JobState::Queued)
         .map(|e| {
             (
-                e.job.id.clone(),
-                e.work,
-                e.queued_at.elapsed().as_secs_f64(),
+                e.job().id.clone(),
+                e.work(),
+                e.queued_at().elapsed().as_secs_f64(),
             )
         })
         .collect();
     let keys: Vec<(f64, f64)> = waiting.iter().map(|(_, w, t)| (*w, *t)).collect();
     let fifo_after = shared.options.fifo_after.as_secs_f64();
-    let order = st.planner.policy.order(&keys, fifo_after);
+    let order = st.planner().policy.order(&keys, fifo_after);
     let owners: Vec<Option<&str>> = waiting
         .iter()
-        .map(|(id, _, _)| st.jobs.get(id).and_then(|e| owner_of(&e.job)))
+        .map(|(id, _, _)| st.entry(id).and_then(|e| owner_of(e.job())))
         .collect();
     let busy = |o: Option<&str>| {
-        st.jobs
-            .values()
-            .filter(|e| e.job.state.is_in_flight() && owner_of(&e.job) == o)
+        st.entries()
+            .filter(|e| e.job().state.is_in_flight() && owner_of(e.job()) == o)
             .count()
     };
     let order = super::placement::fair_share(&order, &owners, busy);
@@ -173,8 +163,8 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     for k in order {
         let id = &waiting[k].0;
         if place(shared, &mut st, &mut fleet, id) {
-            let e = st.jobs.get_mut(id).expect("just placed");
-            placed.push((id.clone(), shared.persist_durable(e)));
+            let durable = shared.persist_now(&mut st, id).expect("just placed");
+            placed.push((id.clone(), durable));
         }
         if !fleet.has_room() {
             break;
@@ -203,26 +193,24 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         return made;
     }
     let mut st = shared.lock();
-    if st.planner.policy != super::placement::Policy::EarliestFinish {
+    if st.planner().policy != super::placement::Policy::EarliestFinish {
         return made;
     }
-    if st.storage_blocked_until.is_some_and(|t| t > Instant::now())
+    if st.storage_blocked()
         || st
-            .jobs
-            .values()
-            .any(|e| e.accepted && e.job.state == JobState::Queued)
+            .entries()
+            .any(|e| e.accepted() && e.job().state == JobState::Queued)
     {
         return made;
     }
     // (job, its instance, work, seconds it has run): cheap, before the fleet.
     let running: Vec<(String, String, f64, f64)> = st
-        .jobs
-        .values()
-        .filter(|e| e.copy.is_none() && e.job.target == JobTarget::Auto)
+        .entries()
+        .filter(|e| e.copy().is_none() && e.job().target == JobTarget::Auto)
         .filter_map(|e| {
-            let a = e.attempt.as_ref().filter(|a| !a.executed && !a.recalling)?;
-            let ran = a.started?.elapsed().as_secs_f64();
-            Some((e.job.id.clone(), a.instance_id.clone(), e.work, ran))
+            let a = e.attempt().filter(|a| !a.executed() && !a.recalling())?;
+            let ran = a.started()?.elapsed().as_secs_f64();
+            Some((e.job().id.clone(), a.instance().to_string(), e.work(), ran))
         })
         .collect();
     if running.is_empty() {
@@ -232,7 +220,7 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
     let idle: Vec<String> = fleet
         .candidates
         .iter()
-        .filter(|c| c.in_flight == 0 && c.reported_queue == 0 && st.speeds.measured(&c.id))
+        .filter(|c| c.in_flight == 0 && c.reported_queue == 0 && st.speeds().measured(&c.id))
         .map(|c| c.id.clone())
         .collect();
     let mut taken: Vec<String> = Vec::new();
@@ -241,14 +229,14 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
             .iter()
             .filter(|(id, on, ..)| *on != here && !taken.contains(id))
             .filter(|(id, ..)| {
-                st.jobs.get(id).is_some_and(|e| {
-                    !e.job.instances_killed.contains(&here)
-                        && target_allows(&e.job.target, &e.job.pinned_instances, &here, None)
+                st.entry(id).is_some_and(|e| {
+                    !e.job().instances_killed.contains(&here)
+                        && target_allows(&e.job().target, &e.job().pinned_instances, &here, None)
                 })
             })
             .filter_map(|(id, on, work, ran)| {
-                let left = st.speeds.expected_secs(on, *work) - ran;
-                let copy = st.speeds.expected_secs(&here, *work);
+                let left = st.speeds().expected_secs(on, *work) - ran;
+                let copy = st.speeds().expected_secs(&here, *work);
                 (left >= COPY_MIN_LEFT_SECS && copy < left * COPY_GAIN)
                     .then(|| (id.clone(), on.clone(), left, copy))
             })
@@ -256,19 +244,13 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
         let Some((id, on, left, copy)) = best else {
             continue;
         };
-        let e = st.jobs.get_mut(&id).expect("listed above");
-        let prompt_id = uuid::Uuid::new_v4().to_string();
         tracing::info!(
             job = %id, from = %on, to = %here,
             "a copy runs on an idle instance: expected {copy:.1} s there, {left:.1} s left where it runs"
         );
-        e.job.copy = Some(storycore_types::JobCopy {
-            instance_id: here.clone(),
-            prompt_id: prompt_id.clone(),
-        });
-        e.copy = Some(Attempt::new(here, prompt_id.clone(), &shared.cancel));
-        let durable = shared.persist_durable(e);
-        st.index_prompt(&id, &prompt_id);
+        let durable = shared
+            .start_copy(&mut st, &id, &here)
+            .expect("listed above");
         made.push((id.clone(), durable));
         taken.push(id);
     }
@@ -278,17 +260,17 @@ pub(crate) fn speculate(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
 /// Decides for one queued job: on a place, its entry becomes `dispatched`
 /// with a new attempt (the caller writes its record). True when placed.
 pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id: &str) -> bool {
-    let Some(e) = st.jobs.get_mut(id) else {
+    let Some(e) = st.entry(id) else {
         return false;
     };
-    if let JobTarget::Instance { id: want } = &e.job.target {
+    if let JobTarget::Instance { id: want } = &e.job().target {
         if !fleet.instances.iter().any(|i| &i.id == want) {
             let want = want.clone();
-            shared.hold_missing_target(e, &want);
+            shared.hold_missing_target(st, id, &want);
             return false;
         }
     }
-    let job = &e.job;
+    let job = e.job();
     let active = fleet.active.as_deref();
     let may = |c: &Candidate| target_allows(&job.target, &job.pinned_instances, &c.id, active);
     let killed = &job.instances_killed;
@@ -297,8 +279,15 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         .candidates
         .iter()
         .any(|c| may(c) && !killed.contains(&c.id));
-    let allowed = |c: &Candidate| may(c) && (!others_exist || !killed.contains(&c.id));
-    let Decision::Place(i) = st.planner.place(&mut fleet.candidates, allowed, e.work) else {
+    let allowed: Vec<String> = fleet
+        .candidates
+        .iter()
+        .filter(|c| may(c) && (!others_exist || !killed.contains(&c.id)))
+        .map(|c| c.id.clone())
+        .collect();
+    let work = e.work();
+    let allowed = |c: &Candidate| allowed.contains(&c.id);
+    let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, work) else {
         return false;
     };
     let instance_id = fleet.candidates[i].id.clone();
@@ -309,15 +298,16 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
 /// take work (and clears it when one can): the record is rewritten only
 /// when the reason changes.
 fn explain_waits(shared: &Shared, st: &mut QueueState, fleet: &Fleet) {
-    for e in st.jobs.values_mut() {
-        if !e.accepted || e.job.state != JobState::Queued {
-            continue;
-        }
-        let why = waiting_reason(&e.job, fleet);
-        if why != e.job.waiting {
-            e.job.waiting = why;
-            shared.persist(e);
-        }
+    let changed: Vec<(String, Option<String>)> = st
+        .entries()
+        .filter(|e| e.accepted() && e.job().state == JobState::Queued)
+        .filter_map(|e| {
+            let why = waiting_reason(e.job(), fleet);
+            (why != e.job().waiting).then(|| (e.job().id.clone(), why))
+        })
+        .collect();
+    for (id, why) in changed {
+        shared.explain_wait(st, &id, why);
     }
 }
 
@@ -327,7 +317,7 @@ pub(crate) fn waiting_reason(job: &storycore_types::Job, fleet: &Fleet) -> Optio
     let pins = &job.pinned_instances;
     let wanted: Vec<&str> = match &job.target {
         JobTarget::Auto if pins.is_empty() => {
-            let ready = fleet.instances.iter().any(balance::eligible);
+            let ready = fleet.instances.iter().any(Instance::takes_work);
             return (!ready).then(|| {
                 if fleet.instances.is_empty() {
                     "Waits for an instance: the fleet has none. Add one.".to_string()
@@ -347,7 +337,7 @@ pub(crate) fn waiting_reason(job: &storycore_types::Job, fleet: &Fleet) -> Optio
     let mut states = Vec::new();
     for id in &wanted {
         match fleet.instances.iter().find(|i| i.id == *id) {
-            Some(i) if balance::eligible(i) => {
+            Some(i) if i.takes_work() => {
                 if target_allows(&job.target, pins, id, fleet.active.as_deref()) {
                     return None;
                 }
@@ -386,18 +376,12 @@ fn calibrations(shared: &Shared) -> Vec<Instance> {
     }
     let fleet = shared.manager.list();
     let mut st = shared.lock();
-    if st.planner.policy != super::placement::Policy::EarliestFinish {
+    if st.planner().policy != super::placement::Policy::EarliestFinish {
         return Vec::new();
     }
-    let st = &mut *st;
     fleet
         .into_iter()
-        .filter(|i| {
-            balance::eligible(i) && !st.speeds.measured(&i.id) && st.calibrated.insert(i.id.clone())
-        })
-        .inspect(|i| {
-            st.calibrating.insert(i.id.clone());
-        })
+        .filter(|i| i.takes_work() && !st.speeds().measured(&i.id) && st.begin_calibration(&i.id))
         .collect()
 }
 
@@ -445,17 +429,21 @@ pub(crate) async fn calibrate(shared: Arc<Shared>, instance: Instance) {
         _ = shared.cancel.cancelled() => return,
         r = tokio::time::timeout(CALIBRATION_LIMIT, run) => r,
     };
-    let mut st = shared.lock();
-    st.calibrating.remove(&id);
-    match outcome {
+    let measure = match outcome {
         Ok(Ok((secs, work))) => {
             tracing::info!(instance = %id, secs, "calibrated with the smoke test");
-            st.speeds.record(&id, secs, work);
+            Some((secs, work))
         }
-        Ok(Err(why)) => tracing::warn!(instance = %id, "calibration failed: {why}"),
-        Err(_) => tracing::warn!(instance = %id, "calibration took too long"),
-    }
-    drop(st);
+        Ok(Err(why)) => {
+            tracing::warn!(instance = %id, "calibration failed: {why}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(instance = %id, "calibration took too long");
+            None
+        }
+    };
+    shared.lock().end_calibration(&id, measure);
     shared.wake.notify_one();
 }
 

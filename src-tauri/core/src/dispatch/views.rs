@@ -4,32 +4,26 @@
 
 use super::instance_log;
 use super::options::{Outlook, Preview, WaitingJob};
+use super::placement;
 use super::templates::TemplateStore;
 use super::writer;
 use super::JobQueue;
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
-use storycore_types::{Job, JobState};
+use storycore_types::{Instance, Job, JobState};
 
 impl JobQueue {
     /// Every job, in submission order.
     pub fn list(&self) -> Vec<Job> {
         let st = self.shared.lock();
-        st.order
-            .iter()
-            .filter_map(|id| st.jobs.get(id).map(|e| e.job.clone()))
-            .collect()
+        st.in_order().map(|e| e.job().clone()).collect()
     }
 
     /// Every job without its workflow ([`Job::summary`]), in submission
     /// order: what the UI lists.
     pub fn summaries(&self) -> Vec<Job> {
         let st = self.shared.lock();
-        st.order
-            .iter()
-            .filter_map(|id| st.jobs.get(id).map(|e| e.job.summary()))
-            .collect()
+        st.in_order().map(|e| e.job().summary()).collect()
     }
 
     /// Jobs that came through the gateway and have not finished (queued,
@@ -57,11 +51,10 @@ impl JobQueue {
     /// Gateway jobs (of `owner` when given) in a state `counted` takes.
     fn gateway_count(&self, owner: Option<&str>, counted: impl Fn(JobState) -> bool) -> usize {
         let st = self.shared.lock();
-        st.jobs
-            .values()
+        st.entries()
             .filter(|e| {
-                counted(e.job.state)
-                    && e.job
+                counted(e.job().state)
+                    && e.job()
                         .gateway
                         .as_ref()
                         .is_some_and(|g| owner.is_none_or(|o| g.owner.as_deref() == Some(o)))
@@ -85,15 +78,13 @@ impl JobQueue {
         with_workflow: impl Fn(&Job) -> bool,
     ) -> Vec<Job> {
         let st = self.shared.lock();
-        st.order
-            .iter()
-            .filter_map(|id| st.jobs.get(id))
-            .filter(|e| e.job.gateway.is_some() && keep(&e.job))
+        st.in_order()
+            .filter(|e| e.job().gateway.is_some() && keep(e.job()))
             .map(|e| {
-                if with_workflow(&e.job) {
-                    e.job.clone()
+                if with_workflow(e.job()) {
+                    e.job().clone()
                 } else {
-                    e.job.summary()
+                    e.job().summary()
                 }
             })
             .collect()
@@ -104,12 +95,12 @@ impl JobQueue {
     pub fn outlook(&self) -> Outlook {
         let st = self.shared.lock();
         let mut out = Outlook::default();
-        for e in st.jobs.values() {
-            if e.accepted && e.job.state == JobState::Queued {
+        for e in st.entries() {
+            if e.accepted() && e.job().state == JobState::Queued {
                 out.waiting.push(WaitingJob {
-                    target: e.job.target.clone(),
-                    pins: e.job.pinned_instances.clone(),
-                    secs: st.speeds.typical_secs(e.work),
+                    target: e.job().target.clone(),
+                    pins: e.job().pinned_instances.clone(),
+                    secs: st.speeds().typical_secs(e.work()),
                 });
             }
         }
@@ -121,30 +112,43 @@ impl JobQueue {
         out
     }
 
+    /// The seed's `getInstancesByLoad`: the instances that take work, best
+    /// first, on the queue's own load measure (see [`placement::by_load`]).
+    /// The gateway asks the first for what is not a job.
+    pub fn instances_by_load(&self) -> Vec<Instance> {
+        let fleet = self.shared.manager.list();
+        let active = self.shared.manager.chosen_active_id();
+        let st = self.shared.lock();
+        let load = st.load();
+        placement::by_load(
+            &fleet,
+            |id| load.get(id).copied().unwrap_or_default(),
+            |id| st.cooling(id),
+            active.as_deref(),
+        )
+        .into_iter()
+        .cloned()
+        .collect()
+    }
+
+    /// The seed's `getHealthyInstance`: the first of
+    /// [`instances_by_load`](Self::instances_by_load), if any.
+    pub fn healthy_instance(&self) -> Option<Instance> {
+        self.instances_by_load().into_iter().next()
+    }
+
     /// The bus the queue publishes its job events on.
     pub fn bus(&self) -> &crate::events::EventBus {
         &self.shared.bus
     }
 
-    /// Prompts of this app in flight per instance id (attempts and copies
-    /// not done executing): the one load measure, as the seed's balancing
-    /// takes it.
-    pub fn in_flight(&self) -> HashMap<String, u32> {
-        self.shared
-            .lock()
-            .load()
-            .into_iter()
-            .map(|(id, l)| (id, l.in_flight))
-            .collect()
-    }
-
     pub fn get(&self, id: &str) -> Option<Job> {
-        self.shared.lock().jobs.get(id).map(|e| e.job.clone())
+        self.shared.lock().entry(id).map(|e| e.job().clone())
     }
 
     /// The job without its workflow (which can be megabytes).
     pub fn summary(&self, id: &str) -> Option<Job> {
-        self.shared.lock().jobs.get(id).map(|e| e.job.summary())
+        self.shared.lock().entry(id).map(|e| e.job().summary())
     }
 
     /// Time from the job's submission (or its last requeue) to the moment its
@@ -152,17 +156,16 @@ impl JobQueue {
     pub fn submit_to_post(&self, id: &str) -> Option<Duration> {
         self.shared
             .lock()
-            .jobs
-            .get(id)
-            .and_then(|e| e.submit_to_post)
+            .entry(id)
+            .and_then(|e| e.submit_to_post())
     }
 
     /// The measured seconds per unit of work of an instance, if measured.
     pub fn secs_per_unit(&self, instance_id: &str) -> Option<f64> {
         let st = self.shared.lock();
-        st.speeds
+        st.speeds()
             .measured(instance_id)
-            .then(|| st.speeds.secs_per_unit(instance_id))
+            .then(|| st.speeds().secs_per_unit(instance_id))
     }
 
     /// What the journal's writer did so far (syncs, records, groups).
@@ -184,13 +187,13 @@ impl JobQueue {
             .list()
             .into_iter()
             .map(|i| i.id)
-            .filter(|id| st.speeds.measured(id))
+            .filter(|id| st.speeds().measured(id))
             .collect()
     }
 
     /// The fitted cost model of an instance: (fixed seconds, seconds per unit).
     pub fn cost_model(&self, instance_id: &str) -> Option<(f64, f64)> {
-        self.shared.lock().speeds.params(instance_id)
+        self.shared.lock().speeds().params(instance_id)
     }
 
     /// What the instance ran, newest first, at most `limit` runs: its

@@ -3,7 +3,7 @@
 //! largest body read.
 
 use crate::client::ComfyClient;
-use crate::manager::InstanceManager;
+use crate::dispatch::JobQueue;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 /// Largest request body read (a prompt, an upload): ComfyUI's own limit,
 /// its `max_upload_size`; larger is refused with 413.
 pub(crate) const MAX_BODY: usize = 100 << 20;
-/// An instance that can answer now: the least loaded healthy one.
-pub(crate) fn instance_client(manager: &InstanceManager) -> Option<ComfyClient> {
-    let i = manager.instances_by_load().into_iter().next()?;
+/// An instance that can answer now: the queue's best (see
+/// [`JobQueue::healthy_instance`]).
+pub(crate) fn instance_client(queue: &JobQueue) -> Option<ComfyClient> {
+    let i = queue.healthy_instance()?;
     ComfyClient::for_instance(&i.config).ok()
 }
 
@@ -41,7 +42,7 @@ impl ClassCache {
     /// come meanwhile wait for that one read instead of each making one.
     pub(crate) async fn get(
         &self,
-        manager: &InstanceManager,
+        queue: &JobQueue,
         max_age: Duration,
     ) -> Option<(Instant, Arc<Value>)> {
         let mut cached = self.0.lock().await;
@@ -50,7 +51,7 @@ impl ClassCache {
                 return Some((*at, c.clone()));
             }
         }
-        let info = instance_client(manager)?.object_info().await.ok()?;
+        let info = instance_client(queue)?.object_info().await.ok()?;
         let read = (Instant::now(), Arc::new(Value::Object(info)));
         *cached = Some(read.clone());
         Some(read)

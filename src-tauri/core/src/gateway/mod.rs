@@ -114,7 +114,6 @@ impl Gateway {
         let cancel = CancellationToken::new();
         let state = Arc::new(GatewayState {
             queue: queue.clone(),
-            manager,
             counter: AtomicI64::new(0),
             classes: fleet::ClassCache::default(),
             uploads: Arc::new(held::Uploads::new(queue.dir().join(UPLOADS_FOLDER))),

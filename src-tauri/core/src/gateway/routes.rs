@@ -134,7 +134,7 @@ async fn forward(State(st): St, req: Request) -> Response {
             *req.uri_mut() = uri;
         }
     }
-    match instance_client(&st.manager) {
+    match instance_client(&st.queue) {
         Some(client) => crate::client::editor_proxy::forward(&client, req).await,
         None => no_instance(),
     }
@@ -264,7 +264,7 @@ async fn post_prompt(State(st): St, Extension(who): Who, body: Bytes) -> Respons
 /// Without an instance to ask, only what needs no classes is checked; the
 /// instance that runs the job checks the rest.
 async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<Value, Response> {
-    let Some((read_at, info)) = st.classes.get(&st.manager, CLASSES_FRESH_FOR).await else {
+    let Some((read_at, info)) = st.classes.get(&st.queue, CLASSES_FRESH_FOR).await else {
         return match refusal_without_classes(nodes) {
             Some(refused) => Err(refused),
             None => Ok(json!({})),
@@ -272,7 +272,7 @@ async fn check_prompt(st: &GatewayState, nodes: &Map<String, Value>) -> Result<V
     };
     let outcome = match validate_against(st, nodes, &info) {
         Ok(Outcome::Invalid { .. }) if read_at.elapsed() > CLASSES_RECHECK_AFTER => {
-            match st.classes.get(&st.manager, Duration::ZERO).await {
+            match st.classes.get(&st.queue, Duration::ZERO).await {
                 Some((_, fresh)) => validate_against(st, nodes, &fresh),
                 None => validate_against(st, nodes, &info),
             }
@@ -399,7 +399,7 @@ async fn view(
 /// A file no gateway prompt made, from the first instance that has it.
 async fn view_on_fleet(st: &GatewayState, uri: axum::http::Uri) -> Response {
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    for i in st.manager.instances_by_load() {
+    for i in st.queue.instances_by_load() {
         let Ok(client) = ComfyClient::for_instance(&i.config) else {
             continue;
         };
@@ -421,7 +421,7 @@ async fn system_stats(State(st): St) -> Response {
     let mut stats: Option<Value> = None;
     let mut devices: Vec<Value> = Vec::new();
     let mut seen = HashSet::new();
-    for i in st.manager.instances_by_load() {
+    for i in st.queue.instances_by_load() {
         let Ok(client) = ComfyClient::for_instance(&i.config) else {
             continue;
         };

@@ -1,19 +1,18 @@
-//! What every route of the gateway reads: the queue, the manager and the
-//! gateway's own stores.
+//! What every route of the gateway reads: the queue (which also answers
+//! which instance of the fleet answers what is not a job) and the gateway's
+//! own stores.
 
 use super::fleet::ClassCache;
 use super::held::Uploads;
 use super::tokens::TokenBook;
 use super::user_files::UserFiles;
 use crate::dispatch::JobQueue;
-use crate::manager::InstanceManager;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct GatewayState {
     pub queue: JobQueue,
-    pub manager: InstanceManager,
     /// ComfyUI's per-process prompt counter (`number`).
     pub counter: AtomicI64,
     pub classes: ClassCache,

@@ -96,7 +96,7 @@ pub(crate) async fn upload_mask(
     let kind = upload::upload_kind(field("type"));
     let subfolder = field("subfolder").unwrap_or_default().to_string();
     let overwrite = upload::overwrites(field("overwrite"));
-    let Some(client) = super::fleet::instance_client(&st.manager) else {
+    let Some(client) = super::fleet::instance_client(&st.queue) else {
         return super::fleet::no_instance();
     };
     let masked = match compose_mask(&st, &client, &original_ref, &filename, mask).await {

@@ -157,8 +157,8 @@ impl InstanceManager {
         Ok(())
     }
 
-    /// `getActiveInstance`: the chosen one, else the best eligible instance,
-    /// else the first instance.
+    /// `getActiveInstance`: the chosen one, else the first that takes work
+    /// (healthy before degraded), else the first instance.
     pub fn active_instance(&self) -> Option<Instance> {
         let reg = self.lock();
         if let Some(e) = reg.active.as_deref().and_then(|id| reg.get(id)) {
@@ -166,9 +166,18 @@ impl InstanceManager {
         }
         let fleet: Vec<Instance> = reg.entries.iter().map(Entry::view).collect();
         drop(reg);
-        balance::healthy_instance(&fleet, None)
+        // Not a load balancer (that is the queue's, see
+        // `JobQueue::healthy_instance`): the first that takes work, healthy
+        // before degraded.
+        let takes = |h: HealthStatus| {
+            fleet
+                .iter()
+                .find(|i| i.takes_work() && i.health.status == h)
+        };
+        takes(HealthStatus::Healthy)
+            .or_else(|| takes(HealthStatus::Degraded))
+            .or_else(|| fleet.first())
             .cloned()
-            .or_else(|| fleet.into_iter().next())
     }
 
     /// Tells the listeners the active instance when it is not the one last

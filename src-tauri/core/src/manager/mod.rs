@@ -9,7 +9,6 @@
 //! figures back into the registry. Every change goes out as an [`AppEvent`] on
 //! one broadcast channel.
 
-pub mod balance;
 mod connection;
 mod crud;
 mod error;
@@ -101,9 +100,6 @@ struct Inner {
     /// Serialises writes of comfyui_instances.json so an older snapshot never
     /// lands after a newer one.
     save_lock: tokio::sync::Mutex<()>,
-    /// The job queue's own count of jobs in flight per instance (see
-    /// [`InstanceManager::set_load_source`]).
-    load_source: Mutex<Option<LoadSource>>,
     /// Stops what the app launched if the app dies without doing so.
     guardian: Arc<Guardian>,
     /// Held while a health history is copied and written, and while an
@@ -125,10 +121,6 @@ struct Inner {
     /// arena: 19 MiB more RSS in health_bench) for a read of 200 KB.
     history_reads: tokio::sync::Semaphore,
 }
-
-/// Jobs in flight per instance id, as the job queue counts them: work the app
-/// sent counts until it finishes, even before ComfyUI's `/queue` shows it.
-pub type LoadSource = Arc<dyn Fn() -> std::collections::HashMap<String, u32> + Send + Sync>;
 
 /// The report of an import that was applied.
 #[derive(Debug, Clone)]
@@ -161,7 +153,6 @@ impl InstanceManager {
                 options,
                 state: Mutex::new(registry),
                 save_lock: tokio::sync::Mutex::new(()),
-                load_source: Mutex::new(None),
                 history_writer: Mutex::new(()),
                 history_queue: Mutex::new(Default::default()),
                 announced_active: Mutex::new(None),

@@ -1,57 +1,10 @@
-//! Work on instances: the seed's balancing calls, `executeOnInstance`,
+//! Work on instances: the seed's `executeOnInstance`,
 //! health checks on demand and the statistics of finished workflows.
 
 use super::*;
 
 impl InstanceManager {
     // ----- work and health ----------------------------------------------------
-
-    /// Lets the seed's balancing calls see the job queue's live picture: an
-    /// instance's load is the larger of ComfyUI's own queue and the jobs the
-    /// app has in flight there.
-    pub fn set_load_source(&self, source: LoadSource) {
-        *self
-            .inner
-            .load_source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(source);
-    }
-
-    pub(super) fn live_fleet(&self) -> Vec<Instance> {
-        let mut fleet = self.list();
-        let source = self
-            .inner
-            .load_source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(source) = source {
-            let in_flight = source();
-            for i in &mut fleet {
-                let n = in_flight.get(&i.id).copied().unwrap_or(0);
-                let stats = i.health.system_stats.get_or_insert_with(Default::default);
-                stats.active_workflows = stats.active_workflows.max(n);
-            }
-        }
-        fleet
-    }
-
-    /// The seed's `getHealthyInstance`.
-    pub fn healthy_instance(&self) -> Option<Instance> {
-        let fleet = self.live_fleet();
-        let active = self.chosen_active_id();
-        balance::healthy_instance(&fleet, active.as_deref()).cloned()
-    }
-
-    /// The seed's `getInstancesByLoad`: eligible instances, least loaded first.
-    pub fn instances_by_load(&self) -> Vec<Instance> {
-        let fleet = self.live_fleet();
-        let active = self.chosen_active_id();
-        balance::by_load(&fleet, active.as_deref())
-            .into_iter()
-            .cloned()
-            .collect()
-    }
 
     /// The seed's `executeOnInstance`: runs `op` with a client for a running
     /// instance; a paused or stopped one is refused. Marks the instance used.

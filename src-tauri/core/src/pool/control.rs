@@ -6,7 +6,7 @@ use super::check::member_number;
 use super::plan;
 use super::runtime::*;
 use crate::dispatch::Outlook;
-use crate::manager::{balance, ManagerError};
+use crate::manager::ManagerError;
 use crate::supervisor::ExitCause;
 use std::time::Instant;
 use storycore_types::{Instance, InstanceStatus, JobTarget, PoolAction, PoolConfig};
@@ -234,7 +234,7 @@ pub(super) async fn decide(inner: &Inner, id: &str) -> Vec<Launch> {
     let member_ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let others: Vec<String> = instances
         .iter()
-        .filter(|i| !member_ids.contains(&i.id) && balance::eligible(i))
+        .filter(|i| !member_ids.contains(&i.id) && i.takes_work())
         .map(|i| i.id.clone())
         .collect();
     let lanes: Vec<String> = members

@@ -22,8 +22,19 @@ pub(crate) enum Mode {
 pub(crate) struct Taken {
     pub job_id: String,
     pub prompt_id: String,
+    pub instance_id: String,
     /// The one the instance was (most likely) running.
     pub running: bool,
+}
+
+impl Taken {
+    pub fn sent(&self) -> super::Sent<'_> {
+        super::Sent {
+            job: &self.job_id,
+            prompt: &self.prompt_id,
+            instance: &self.instance_id,
+        }
+    }
 }
 
 pub(crate) enum Effect {

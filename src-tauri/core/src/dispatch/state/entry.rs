@@ -4,7 +4,7 @@
 
 use crate::dispatch::machine::{self, JobAction};
 use crate::dispatch::options::Retention;
-use crate::dispatch::placement::Planner;
+use crate::dispatch::placement::{Load, Planner};
 use crate::dispatch::speed::SpeedBook;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
@@ -15,75 +15,75 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct QueueState {
-    pub jobs: HashMap<String, Entry>,
+    pub(super) jobs: HashMap<String, Entry>,
     /// Job ids in submission order (the order jobs are placed in).
-    pub order: Vec<String>,
-    pub speeds: SpeedBook,
-    pub planner: Planner,
+    pub(super) order: Vec<String>,
+    pub(super) speeds: SpeedBook,
+    pub(super) planner: Planner,
     /// Instances that just failed to answer: no new work until then.
-    pub cooldown: HashMap<String, Instant>,
+    pub(super) cooldown: HashMap<String, Instant>,
     /// Instances whose `/ws` stream is followed, and how its connection
     /// went (`follower::ensure`).
-    pub followers: HashMap<String, tokio::sync::watch::Receiver<Option<bool>>>,
+    pub(super) followers: HashMap<String, tokio::sync::watch::Receiver<Option<bool>>>,
     /// No job is sent before this: writing a `dispatched` record just failed.
-    pub storage_blocked_until: Option<Instant>,
+    pub(super) storage_blocked_until: Option<Instant>,
     /// Prompts left on an instance that did not answer when its jobs were
     /// taken back: deleted and interrupted there when it answers again, so
     /// they do not run beside the new attempt.
-    pub orphans: HashMap<String, Vec<String>>,
+    pub(super) orphans: HashMap<String, Vec<String>>,
     /// How long finished jobs are kept, and how many.
-    pub retention: Retention,
+    pub(super) retention: Retention,
     /// Instances running their calibration (no work for them until it ends).
-    pub calibrating: HashSet<String>,
+    pub(super) calibrating: HashSet<String>,
     /// Instances calibrated (or tried) in this run.
-    pub calibrated: HashSet<String>,
+    pub(super) calibrated: HashSet<String>,
     /// The job each prompt id this app sent belongs to (attempts and
     /// copies): a `/ws` message finds its job without a scan of every job.
     /// An id stays until its job is forgotten; the job's attempt or copy is
     /// what says whether it still counts.
-    pub by_prompt: HashMap<String, String>,
+    pub(super) by_prompt: HashMap<String, String>,
 }
 
 pub(crate) struct Entry {
-    pub job: Job,
+    pub(super) job: Job,
     /// The workflow as JSON, serialised once: every record of the job holds it.
-    pub workflow_json: Arc<[u8]>,
+    pub(super) workflow_json: Arc<[u8]>,
     /// Its submission is durable (the scheduler leaves it alone until then).
-    pub accepted: bool,
+    pub(super) accepted: bool,
     /// `workflow::estimate_work` of the job.
-    pub work: f64,
+    pub(super) work: f64,
     /// When it last became queued (submit, retry, failover), for the dispatch overhead.
-    pub queued_at: Instant,
-    pub submit_to_post: Option<Duration>,
-    pub attempt: Option<Attempt>,
+    pub(super) queued_at: Instant,
+    pub(super) submit_to_post: Option<Duration>,
+    pub(super) attempt: Option<Attempt>,
     /// A copy running on another instance beside `attempt` (see
     /// `speculate`); recorded in the job's `copy`.
-    pub copy: Option<Attempt>,
+    pub(super) copy: Option<Attempt>,
     /// Queued but not sent because its record could not be written: the
     /// error says so, and goes once it is sent.
-    pub held_for_storage: bool,
+    pub(super) held_for_storage: bool,
     /// Every prompt id it was sent as (attempts and copies), for the index.
-    pub prompts: Vec<String>,
+    pub(super) prompts: Vec<String>,
 }
 
 /// One sending of a job to one instance.
 pub(crate) struct Attempt {
-    pub instance_id: String,
-    pub prompt_id: String,
+    pub(super) instance_id: String,
+    pub(super) prompt_id: String,
     /// Cancelled when the attempt is taken away from its runner (cancel,
     /// failover, pause); the runner then stops without touching the job.
-    pub token: CancellationToken,
+    pub(super) token: CancellationToken,
     /// Poked by the `/ws` follower when the prompt ended.
-    pub done: Arc<Notify>,
-    pub dispatched: Instant,
-    pub started: Option<Instant>,
+    pub(super) done: Arc<Notify>,
+    pub(super) dispatched: Instant,
+    pub(super) started: Option<Instant>,
     /// ComfyUI finished executing it (success, error or interrupt): its slot
     /// is free, though outputs may still be on their way.
-    pub executed: bool,
-    pub last_progress: Instant,
+    pub(super) executed: bool,
+    pub(super) last_progress: Instant,
     /// Its instance was lost and the prompt is being stopped there before
     /// the job may run elsewhere (see `recall`).
-    pub recalling: bool,
+    pub(super) recalling: bool,
 }
 
 impl Attempt {
@@ -100,6 +100,109 @@ impl Attempt {
             last_progress: now,
             recalling: false,
         }
+    }
+}
+
+/// Reading an attempt; only the state's owner changes it.
+impl Attempt {
+    pub fn instance(&self) -> &str {
+        &self.instance_id
+    }
+    pub fn prompt(&self) -> &str {
+        &self.prompt_id
+    }
+    /// Poked by the `/ws` follower when the prompt ended.
+    pub fn done(&self) -> &Arc<Notify> {
+        &self.done
+    }
+    /// Cancelled when the attempt is taken away from its runner.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+    pub fn dispatched(&self) -> Instant {
+        self.dispatched
+    }
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+    pub fn last_progress(&self) -> Instant {
+        self.last_progress
+    }
+    pub fn executed(&self) -> bool {
+        self.executed
+    }
+    pub fn recalling(&self) -> bool {
+        self.recalling
+    }
+}
+
+/// Reading a job's entry; only the state's owner changes it.
+impl Entry {
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+    pub fn accepted(&self) -> bool {
+        self.accepted
+    }
+    pub fn work(&self) -> f64 {
+        self.work
+    }
+    pub fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
+    pub fn submit_to_post(&self) -> Option<Duration> {
+        self.submit_to_post
+    }
+    pub fn attempt(&self) -> Option<&Attempt> {
+        self.attempt.as_ref()
+    }
+    pub fn copy(&self) -> Option<&Attempt> {
+        self.copy.as_ref()
+    }
+    /// The attempt or the copy sent as `prompt_id`, to read.
+    pub fn sending(&self, prompt_id: &str) -> Option<&Attempt> {
+        [self.attempt.as_ref(), self.copy.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|a| a.prompt_id == prompt_id)
+    }
+}
+
+/// Reading the queue's state; only the state's owner changes it.
+impl QueueState {
+    pub fn entry(&self, id: &str) -> Option<&Entry> {
+        self.jobs.get(id)
+    }
+    /// Every job, in no order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.jobs.values()
+    }
+    /// Every job, in submission order.
+    pub fn in_order(&self) -> impl Iterator<Item = &Entry> {
+        self.order.iter().filter_map(|id| self.jobs.get(id))
+    }
+    pub fn speeds(&self) -> &SpeedBook {
+        &self.speeds
+    }
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+    /// Whether the instance is in its cooldown (it just failed to answer).
+    pub fn cooling(&self, instance_id: &str) -> bool {
+        self.cooldown
+            .get(instance_id)
+            .is_some_and(|until| *until > Instant::now())
+    }
+    pub fn calibrating(&self, instance_id: &str) -> bool {
+        self.calibrating.contains(instance_id)
+    }
+    /// No job is sent now: writing a `dispatched` record just failed.
+    pub fn storage_blocked(&self) -> bool {
+        self.storage_blocked_until
+            .is_some_and(|t| t > Instant::now())
     }
 }
 
@@ -175,29 +278,25 @@ impl Entry {
     }
 }
 
-/// One sending of a job: its attempt or copy, sent as `prompt`. The ids
-/// that sit side by side are named, so they cannot be swapped.
+/// One sending of a job: its attempt or copy, sent as `prompt` to
+/// `instance`. The three ids that sit side by side are named, so they
+/// cannot be swapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent<'a> {
     pub job: &'a str,
     pub prompt: &'a str,
-}
-
-/// The load of one instance: prompts of this app sent there and not done
-/// executing (attempts and copies), and their expected seconds left.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Load {
-    pub in_flight: u32,
-    pub backlog_secs: f64,
+    pub instance: &'a str,
 }
 
 impl QueueState {
     /// The job `job_id` if its attempt is (still) the one sent as
     /// `prompt_id`: the one check of "is this still the attempt?".
     pub fn current(&mut self, sent: Sent<'_>) -> Option<&mut Entry> {
-        self.jobs
-            .get_mut(sent.job)
-            .filter(|e| e.is_attempt(sent.prompt))
+        self.jobs.get_mut(sent.job).filter(|e| {
+            e.attempt
+                .as_ref()
+                .is_some_and(|a| a.prompt_id == sent.prompt && a.instance_id == sent.instance)
+        })
     }
 
     /// Records that `job_id` was sent as `prompt_id` (an attempt or a copy).
@@ -209,18 +308,118 @@ impl QueueState {
         }
     }
 
-    /// The job sent as `prompt_id`, if this app sent it.
-    pub fn job_of_prompt(&self, prompt_id: &str) -> Option<&str> {
-        self.by_prompt.get(prompt_id).map(String::as_str)
+    /// Forgets a job, its place in the order and its prompt ids.
+    pub fn remove_job(&mut self, job_id: &str) -> Option<Entry> {
+        let e = self.forget(job_id)?;
+        self.order.retain(|j| j != job_id);
+        Some(e)
     }
 
-    /// Forgets a job and its prompt ids.
-    pub fn remove_job(&mut self, job_id: &str) -> Option<Entry> {
+    /// Forgets the jobs (one pass over the order for all of them).
+    pub fn remove_jobs(&mut self, ids: &[String]) {
+        let gone: HashSet<&String> = ids.iter().collect();
+        for id in ids {
+            self.forget(id);
+        }
+        self.order.retain(|id| !gone.contains(id));
+    }
+
+    fn forget(&mut self, job_id: &str) -> Option<Entry> {
         let e = self.jobs.remove(job_id)?;
         for p in &e.prompts {
             self.by_prompt.remove(p);
         }
         Some(e)
+    }
+
+    /// The job a `/ws` message about `prompt_id` from `instance_id` is
+    /// about, while that sending still counts, and whether it is the job's
+    /// copy. Any message of a copy is a sign of life for its stall check.
+    pub fn heard(&mut self, instance_id: &str, prompt_id: &str) -> Option<(String, bool)> {
+        let id = self.by_prompt.get(prompt_id)?;
+        let e = self.jobs.get_mut(id)?;
+        let ours = |a: &Attempt| a.prompt_id == prompt_id && a.instance_id == instance_id;
+        if let Some(c) = e.copy.as_mut().filter(|c| ours(c)) {
+            c.last_progress = Instant::now();
+            return Some((id.clone(), true));
+        }
+        e.attempt
+            .as_ref()
+            .is_some_and(ours)
+            .then(|| (id.clone(), false))
+    }
+
+    /// Changes the job's progress in memory (not on disk: progress is redone
+    /// by a restarted app); a sign of life of its attempt. The job when `f`
+    /// says it changed, to tell the listeners.
+    pub fn progress(&mut self, job_id: &str, f: impl FnOnce(&mut Job) -> bool) -> Option<&Job> {
+        let e = self.jobs.get_mut(job_id)?;
+        if let Some(a) = e.attempt.as_mut() {
+            a.last_progress = Instant::now();
+        }
+        if !f(&mut e.job) {
+            return None;
+        }
+        e.job.updated_at = Utc::now();
+        Some(&e.job)
+    }
+
+    /// Prompts to stop on `instance_id` when it answers again.
+    pub fn add_orphans(&mut self, instance_id: &str, prompts: impl IntoIterator<Item = String>) {
+        self.orphans
+            .entry(instance_id.to_string())
+            .or_default()
+            .extend(prompts);
+    }
+
+    /// The prompts to stop on `instance_id`, handed over (none kept).
+    pub fn take_orphans(&mut self, instance_id: &str) -> Option<Vec<String>> {
+        self.orphans.remove(instance_id)
+    }
+
+    /// The instance's `/ws` stream is no longer followed.
+    pub fn forget_follower(&mut self, instance_id: &str) {
+        self.followers.remove(instance_id);
+    }
+
+    /// No new work for the instance for `for_` (it just failed to answer).
+    pub fn cool_down(&mut self, instance_id: &str, for_: Duration) {
+        self.cooldown
+            .insert(instance_id.to_string(), Instant::now() + for_);
+    }
+
+    /// The planner's decision for a job of `work` among `candidates`.
+    pub fn decide(
+        &mut self,
+        candidates: &mut [crate::dispatch::placement::Candidate],
+        allowed: impl Fn(&crate::dispatch::placement::Candidate) -> bool,
+        work: f64,
+    ) -> crate::dispatch::placement::Decision {
+        self.planner.place(candidates, allowed, work)
+    }
+
+    /// Forgets cooldowns that ended.
+    pub fn expire_cooldowns(&mut self) {
+        let now = Instant::now();
+        self.cooldown.retain(|_, until| *until > now);
+    }
+
+    /// Marks the instance as calibrating, once per run: false when it was
+    /// calibrated (or tried) before.
+    pub fn begin_calibration(&mut self, instance_id: &str) -> bool {
+        if !self.calibrated.insert(instance_id.to_string()) {
+            return false;
+        }
+        self.calibrating.insert(instance_id.to_string());
+        true
+    }
+
+    /// The calibration ended; `measure` is what it ran (seconds, work).
+    pub fn end_calibration(&mut self, instance_id: &str, measure: Option<(f64, f64)>) {
+        self.calibrating.remove(instance_id);
+        if let Some((secs, work)) = measure {
+            self.speeds.record(instance_id, secs, work);
+        }
     }
 
     /// The one load measure per instance (see [`Load`]): the scheduler's

@@ -10,6 +10,8 @@
 
 mod effects;
 mod entry;
+mod replay;
+mod requests;
 mod transitions;
 
 pub(crate) use effects::{Effect, Mode, Taken};
@@ -87,9 +89,9 @@ impl Shared {
         });
     }
 
-    pub fn log_taken_back(&self, instance_id: &str, sent: Sent<'_>) {
+    pub fn log_taken_back(&self, sent: Sent<'_>) {
         let (job_id, prompt_id) = (sent.job, sent.prompt);
-        self.edit_log(instance_id, |f| {
+        self.edit_log(sent.instance, |f| {
             f.record_taken_back(job_id, prompt_id);
             true
         });

@@ -5,6 +5,7 @@
 
 use super::{Effect, Entry, QueueState, Sent, Shared, Taken};
 use crate::dispatch::machine::JobAction;
+use crate::dispatch::writer::Durable;
 use chrono::Utc;
 use std::time::{Duration, Instant};
 use storycore_types::{Job, JobError, JobOutput, JobProgress, JobState};
@@ -145,6 +146,7 @@ impl Shared {
                 taken.push(Taken {
                     job_id: id,
                     prompt_id: a.prompt_id.clone(),
+                    instance_id: instance_id.to_string(),
                     running,
                 });
             }
@@ -157,6 +159,19 @@ impl Shared {
                 taken,
             });
         }
+    }
+
+    /// The job's copy sent as `prompt_id` ended without taking the
+    /// attempt's place: it is dropped. Its (instance, prompt) to stop.
+    pub fn drop_copy(&self, job_id: &str, prompt_id: &str) -> Option<(String, String)> {
+        let mut st = self.lock();
+        let e = st
+            .jobs
+            .get_mut(job_id)
+            .filter(|e| e.copy.as_ref().is_some_and(|c| c.prompt_id == prompt_id))?;
+        let stop = e.take_copy();
+        self.persist(e);
+        stop
     }
 
     /// Deletes `prompts` from their instances' queues and interrupts them
@@ -341,6 +356,24 @@ impl Shared {
         }
     }
 
+    /// Its prompt, not started on a paused instance, was deleted there: the
+    /// job goes back to the app's queue (to run elsewhere, or there after
+    /// resume), and the instance's log says so.
+    pub fn take_back(&self, sent: Sent<'_>) {
+        {
+            let mut st = self.lock();
+            let Some(e) = st.current(sent) else {
+                return;
+            };
+            let note = format!(
+                "taken back from instance \"{}\" when it was paused",
+                sent.instance
+            );
+            self.requeue(e, false, Some(note));
+        }
+        self.log_taken_back(sent);
+    }
+
     /// The `dispatched` record of this attempt did not become durable: the
     /// job goes back to the queue unsent, saying why, and no job is sent
     /// for [`STORAGE_RETRY`].
@@ -419,13 +452,50 @@ impl Shared {
     }
 
     /// Holds a job whose target instance is gone, saying so.
-    pub fn hold_missing_target(&self, e: &mut Entry, want: &str) {
+    pub fn hold_missing_target(&self, st: &mut QueueState, job_id: &str, want: &str) {
+        let Some(e) = st.jobs.get_mut(job_id) else {
+            return;
+        };
         if e.apply(JobAction::Hold).is_ok() {
             e.job.error = Some(JobError::new(format!(
                 "its instance \"{want}\" no longer exists: retarget or cancel it"
             )));
             self.persist(e);
         }
+    }
+}
+
+impl Shared {
+    /// A copy of the job starts on `here` (see `scheduler::speculate`):
+    /// recorded in the job, its record handed to the store now.
+    pub fn start_copy(&self, st: &mut QueueState, job_id: &str, here: &str) -> Option<Durable> {
+        let e = st.jobs.get_mut(job_id)?;
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        e.job.copy = Some(storycore_types::JobCopy {
+            instance_id: here.to_string(),
+            prompt_id: prompt_id.clone(),
+        });
+        e.copy = Some(super::Attempt::new(
+            here.to_string(),
+            prompt_id.clone(),
+            &self.cancel,
+        ));
+        let durable = self.persist_durable(e);
+        st.index_prompt(job_id, &prompt_id);
+        Some(durable)
+    }
+
+    /// Why the queued job waits (`None`: only for room), written when it changed.
+    pub fn explain_wait(&self, st: &mut QueueState, job_id: &str, why: Option<String>) {
+        if let Some(e) = st.jobs.get_mut(job_id).filter(|e| e.job.waiting != why) {
+            e.job.waiting = why;
+            self.persist(e);
+        }
+    }
+
+    /// Hands the job's record to the store now (see [`Self::persist_durable`]).
+    pub fn persist_now(&self, st: &mut QueueState, job_id: &str) -> Option<Durable> {
+        st.jobs.get_mut(job_id).map(|e| self.persist_durable(e))
     }
 }
 
