@@ -21,6 +21,7 @@ mod dispatch_projects;
 mod dispatch_queue;
 mod dispatch_retention;
 mod dispatch_speculation;
+mod dispatch_store;
 mod dispatch_template_import;
 mod faults;
 mod faults_disk;

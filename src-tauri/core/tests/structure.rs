@@ -396,6 +396,29 @@ fn a_jobs_state_is_set_in_one_place() {
 }
 
 #[test]
+fn the_queues_state_is_changed_only_by_its_owner() {
+    // Its fields are visible inside `dispatch::state` only: elsewhere the
+    // state is read through getters and changed through the owner's methods.
+    let src = std::fs::read_to_string(core_src().join("dispatch/state/entry.rs")).unwrap();
+    let code = code_of(&src);
+    for name in ["QueueState", "Entry", "Attempt"] {
+        let start = code
+            .find(&format!("struct {name} {{"))
+            .unwrap_or_else(|| panic!("struct {name} is in dispatch/state/entry.rs"));
+        let body = &code[start..start + code[start..].find("\n}").unwrap()];
+        let open: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("pub ") || l.starts_with("pub(crate) "))
+            .collect();
+        assert!(
+            open.is_empty(),
+            "{name} has fields open outside the state: {open:?}"
+        );
+    }
+}
+
+#[test]
 fn the_checker_sees_a_circle_and_a_layer_broken() {
     // The checks above would pass on nothing: this one shows they see.
     let files: BTreeMap<String, String> = [

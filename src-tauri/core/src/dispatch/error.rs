@@ -31,6 +31,10 @@ pub enum DispatchError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A compare-and-set of the job's record lost: it moved on in the store
+    /// since this process read it. The job is read again from the store.
+    #[error("job \"{id}\" changed in the queue's store meanwhile ({reason}); it was read again: look at it and try again")]
+    Moved { id: String, reason: String },
 }
 
 impl DispatchError {
@@ -38,7 +42,7 @@ impl DispatchError {
         match self {
             Self::BadWorkflow { .. } | Self::Template { .. } => ErrorCode::InvalidInput,
             Self::NotFound { .. } | Self::UnknownInstance { .. } => ErrorCode::NotFound,
-            Self::WrongState { .. } | Self::ShutDown => ErrorCode::Conflict,
+            Self::WrongState { .. } | Self::ShutDown | Self::Moved { .. } => ErrorCode::Conflict,
             Self::Read { .. } => ErrorCode::Io,
             Self::Store(e) => e.code(),
         }

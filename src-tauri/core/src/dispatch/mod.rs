@@ -26,11 +26,12 @@
 //! collects or queues them again.
 
 mod driver;
+pub mod durable;
 mod error;
 mod failover;
 mod follower;
 pub mod instance_log;
-mod journal;
+pub mod journal;
 pub mod machine;
 mod options;
 pub mod outputs;
@@ -88,7 +89,19 @@ impl JobQueue {
         options: DispatchOptions,
     ) -> Result<(Self, Recovered), DispatchError> {
         let dir = dir.into();
-        let journal: Arc<dyn store::JobStore> = Arc::new(journal::Journal::open(&dir)?);
+        let journal = Arc::new(journal::Journal::open(&dir)?);
+        Self::open_with_store(manager, dir, options, journal)
+    }
+
+    /// [`open`](Self::open) on another store than the file journal of `dir`
+    /// (outputs, templates and workflow logs stay in `dir`).
+    pub fn open_with_store(
+        manager: InstanceManager,
+        dir: impl Into<PathBuf>,
+        options: DispatchOptions,
+        journal: Arc<dyn store::JobStore>,
+    ) -> Result<(Self, Recovered), DispatchError> {
+        let dir = dir.into();
         let replayed = journal.replay()?;
         let cancel = CancellationToken::new();
         let mut report = Recovered {
@@ -106,6 +119,7 @@ impl JobQueue {
                 let json = workflow_json(&job.workflow);
                 (job, json, work)
             }),
+            &replayed.revisions,
             &cancel,
         );
         report.queued = found.queued;
@@ -262,14 +276,24 @@ impl JobQueue {
             )
         };
         // Accepted means durable: refuse rather than hold it only in memory.
-        let result = written(durable).await;
-        let mut st = self.shared.lock();
-        if let Err(err) = result {
-            st.refuse(&id);
-            drop(st);
-            self.shared.journal.remove(&id);
-            return Err(err);
+        match durable.await {
+            Ok(Ok(())) => {}
+            // A job of this id is stored already (not this one): it stays.
+            Ok(Err(f)) if f.conflict => {
+                self.shared.lock().refuse(&id);
+                self.shared.reload(&id).await;
+                return Err(DispatchError::Moved {
+                    id,
+                    reason: f.message,
+                });
+            }
+            answer => {
+                self.shared.lock().refuse(&id);
+                self.shared.journal.remove(&id);
+                return Err(outcome(answer).expect_err("not written"));
+            }
         }
+        let mut st = self.shared.lock();
         let job = st.accept(&id).expect("only removed here");
         self.shared
             .emit(AppEvent::JobUpdated(Box::new(job.summary())));
@@ -292,7 +316,7 @@ impl JobQueue {
         let c = self.shared.cancel_job(id)?;
         self.shared.wake.notify_one();
         self.shared.stop_prompts(c.copy);
-        written(c.durable).await?;
+        self.written_cas(id, c.durable).await?;
         if let Some((instance_id, prompt_id)) = c.attempt {
             if let Some(inst) = self.shared.manager.get(&instance_id) {
                 if let Ok(client) = crate::client::ComfyClient::for_instance(&inst.config) {
@@ -336,7 +360,7 @@ impl JobQueue {
             .shared
             .requeue_by_user(id, transition, action, allowed)?;
         self.shared.wake.notify_one();
-        written(durable).await?;
+        self.written_cas(id, durable).await?;
         Ok(job)
     }
 
@@ -389,10 +413,33 @@ impl JobQueue {
 
 /// Awaits a record's write, as the caller's error.
 async fn written(durable: writer::Durable) -> Result<(), DispatchError> {
-    match durable.await {
+    outcome(durable.await)
+}
+
+fn outcome(
+    answer: Result<Result<(), writer::WriteFailure>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<(), DispatchError> {
+    match answer {
         Ok(Ok(())) => Ok(()),
         Ok(Err(f)) => Err(DispatchError::Store(f.into())),
         Err(_) => Err(DispatchError::ShutDown),
+    }
+}
+
+impl JobQueue {
+    /// Awaits the write of job `id`'s record; when its compare-and-set lost,
+    /// the job is read again from the store (the truth) and the caller told.
+    async fn written_cas(&self, id: &str, durable: writer::Durable) -> Result<(), DispatchError> {
+        match durable.await {
+            Ok(Err(f)) if f.conflict => {
+                self.shared.reload(id).await;
+                Err(DispatchError::Moved {
+                    id: id.to_string(),
+                    reason: f.message,
+                })
+            }
+            answer => outcome(answer),
+        }
     }
 }
 

@@ -118,6 +118,13 @@ async fn run_as(
             };
             let why = match written {
                 Ok(Ok(())) => None,
+                // Another holder of the store moved the job first: not
+                // sent here; the store says where it is.
+                Ok(Err(f)) if f.conflict => {
+                    tracing::warn!(job = %job_id, "not sent: {}", f.message);
+                    shared.reload(&job_id).await;
+                    return;
+                }
                 Ok(Err(f)) => Some(f.message),
                 Err(_) => Some("the journal writer stopped".to_string()),
             };

@@ -33,45 +33,7 @@ pub const LAZY_WAIT: Duration = Duration::from_millis(200);
 /// How soon a failed record is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// Why a record could not be made durable. Cloned to every waiter of a group.
-#[derive(Debug, Clone)]
-pub struct WriteFailure {
-    pub path: PathBuf,
-    pub kind: std::io::ErrorKind,
-    pub message: String,
-}
-
-impl WriteFailure {
-    fn new(path: &Path, e: &std::io::Error) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            kind: e.kind(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<WriteFailure> for crate::store::StoreError {
-    fn from(f: WriteFailure) -> Self {
-        Self::Write {
-            path: f.path,
-            source: std::io::Error::new(f.kind, f.message),
-        }
-    }
-}
-
-impl std::fmt::Display for WriteFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "could not write {}: {}",
-            self.path.display(),
-            self.message
-        )
-    }
-}
-
-pub type Durable = oneshot::Receiver<Result<(), WriteFailure>>;
+pub use super::durable::{Durable, WriteFailure};
 type Waiter = oneshot::Sender<Result<(), WriteFailure>>;
 
 /// What goes into a file. Rendered on the writer's thread, once per group.

@@ -6,6 +6,7 @@ use crate::dispatch::machine::{self, JobAction};
 use crate::dispatch::options::Retention;
 use crate::dispatch::placement::{Load, Planner};
 use crate::dispatch::speed::SpeedBook;
+use crate::dispatch::store::Revision;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub(crate) struct Entry {
     pub(super) held_for_storage: bool,
     /// Every prompt id it was sent as (attempts and copies), for the index.
     pub(super) prompts: Vec<String>,
+    /// The revision of its record as this process last wrote or read it:
+    /// the next write names it (see `store::Revision`).
+    pub(super) revision: Revision,
 }
 
 /// One sending of a job to one instance.

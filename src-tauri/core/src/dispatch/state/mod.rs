@@ -19,7 +19,7 @@ pub(crate) use entry::{Attempt, Entry, QueueState, Sent};
 
 use super::instance_log::InstanceWorkflowsFile;
 use super::options::{DispatchOptions, Preview};
-use super::store::JobStore;
+use super::store::{Cas, JobStore};
 use crate::client::ComfyClient;
 use crate::manager::InstanceManager;
 use chrono::Utc;
@@ -68,7 +68,9 @@ impl Shared {
     /// tells the listeners. Called with the lock held; does no I/O.
     pub fn persist(&self, e: &mut Entry) {
         e.job.updated_at = Utc::now();
-        self.journal.put(&e.job, &e.workflow_json);
+        let cas = Cas::over(e.revision);
+        self.journal.put(&e.job, &e.workflow_json, cas);
+        e.revision = cas.next;
         self.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
     }
 
@@ -76,7 +78,9 @@ impl Shared {
     /// record is durable. Await it after letting the lock go.
     pub fn persist_durable(&self, e: &mut Entry) -> super::writer::Durable {
         e.job.updated_at = Utc::now();
-        let durable = self.journal.put_durable(&e.job, &e.workflow_json);
+        let cas = Cas::over(e.revision);
+        let durable = self.journal.put_durable(&e.job, &e.workflow_json, cas);
+        e.revision = cas.next;
         self.emit(AppEvent::JobUpdated(Box::new(e.job.summary())));
         durable
     }

@@ -6,6 +6,7 @@ use crate::dispatch::machine::JobAction;
 use crate::dispatch::options::Retention;
 use crate::dispatch::placement::{Planner, Policy};
 use crate::dispatch::speed::SpeedBook;
+use crate::dispatch::store::Revision;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +48,7 @@ impl QueueState {
     pub fn replay(
         &mut self,
         jobs: impl IntoIterator<Item = (Job, Arc<[u8]>, f64)>,
+        revisions: &HashMap<String, Revision>,
         cancel: &CancellationToken,
     ) -> Replay {
         let mut found = Replay {
@@ -64,7 +66,9 @@ impl QueueState {
             if let Some(c) = job.copy.take() {
                 self.add_orphans(&c.instance_id, [c.prompt_id]);
             }
+            let revision = revisions.get(&job.id).copied().unwrap_or_default();
             let mut entry = Entry::new(job, workflow_json, work, true);
+            entry.revision = revision;
             if let Some(a) = attempt {
                 entry.prompts.push(a.prompt_id.clone());
                 entry.attempt = Some(a);
@@ -101,6 +105,46 @@ impl Entry {
             copy: None,
             held_for_storage: false,
             prompts: Vec::new(),
+            revision: Revision::NONE,
         }
+    }
+}
+
+impl QueueState {
+    /// Takes the job as the store holds it now (after a compare-and-set
+    /// lost, the store is the truth): its attempt and copy here are taken
+    /// from their runners, as their prompts are not this process's to
+    /// follow. A job the store no longer has is forgotten. Returns the job
+    /// as it is now, or `None` when forgotten.
+    pub fn reload(&mut self, id: &str, stored: Option<(Job, Revision)>) -> Option<&Job> {
+        let Some((job, revision)) = stored else {
+            if let Some(e) = self.remove_job(id) {
+                for a in [e.attempt, e.copy].into_iter().flatten() {
+                    a.token.cancel();
+                }
+            }
+            return None;
+        };
+        let work = crate::dispatch::workflow::estimate_work(&job.workflow);
+        let workflow_json: Arc<[u8]> = serde_json::to_vec(&job.workflow)
+            .unwrap_or_else(|_| b"null".to_vec())
+            .into();
+        if !self.jobs.contains_key(id) {
+            self.order.push(id.to_string());
+        }
+        let e = self
+            .jobs
+            .entry(id.to_string())
+            .or_insert_with(|| Entry::new(job.clone(), workflow_json.clone(), work, true));
+        for a in [e.attempt.take(), e.copy.take()].into_iter().flatten() {
+            a.token.cancel();
+        }
+        e.job = job;
+        e.workflow_json = workflow_json;
+        e.work = work;
+        e.accepted = true;
+        e.revision = revision;
+        e.queued_at = Instant::now();
+        Some(&e.job)
     }
 }

@@ -55,7 +55,10 @@ impl QueueState {
     pub fn write_now(&mut self, shared: &Shared, id: &str) -> Option<Durable> {
         let e = self.jobs.get_mut(id)?;
         e.job.updated_at = Utc::now();
-        Some(shared.journal.put_durable(&e.job, &e.workflow_json))
+        let cas = crate::dispatch::store::Cas::over(e.revision);
+        let durable = shared.journal.put_durable(&e.job, &e.workflow_json, cas);
+        e.revision = cas.next;
+        Some(durable)
     }
 
     /// The time from its (re)queueing to its `POST /prompt` was measured.
@@ -154,5 +157,29 @@ fn wrong_state(e: &Entry, action: &'static str, allowed: &'static str) -> Dispat
         state: e.job.state,
         action,
         allowed,
+    }
+}
+
+impl Shared {
+    /// Reads job `id` again from the store and takes it as stored (see
+    /// [`QueueState::reload`]), telling the listeners.
+    pub async fn reload(&self, id: &str) {
+        let stored = match self.journal.get(id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(job = %id, "could not read the job again from its store: {e}");
+                return;
+            }
+        };
+        let mut st = self.lock();
+        match st.reload(id, stored) {
+            Some(job) => {
+                tracing::info!(job = %id, state = job.state.as_str(), "read again from the store");
+                self.emit(AppEvent::JobUpdated(Box::new(job.summary())));
+            }
+            None => self.emit(AppEvent::JobRemoved { id: id.to_string() }),
+        }
+        drop(st);
+        self.wake.notify_one();
     }
 }
