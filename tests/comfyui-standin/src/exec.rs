@@ -272,6 +272,10 @@ impl Run<'_> {
                 self.add_message("execution_interrupted", data, true);
                 return (End::Failed, ui_out, meta);
             }
+            // A loader reads its file first unless it is held in memory; a
+            // sampler takes a node's time per step of it.
+            due += self.load_models(&class, node);
+            let node_time = node_time * sampler_steps(&class, node);
             let steps = app.cfg.progress_steps;
             if steps == 0 {
                 due += node_time;
@@ -367,6 +371,35 @@ impl Run<'_> {
             false,
         );
         (End::Success, ui_out, meta)
+    }
+
+    /// How long the node's model files take to load (none when held).
+    fn load_models(&self, class: &str, node: &Value) -> std::time::Duration {
+        let app = self.app;
+        let mut total = std::time::Duration::ZERO;
+        for input in crate::models::file_input(class) {
+            let Some(file) = node
+                .pointer(&format!("/inputs/{input}"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let Some(path) = crate::models::find(&app.dirs.models, class, input, file) else {
+                continue;
+            };
+            let fixed = std::time::Duration::from_millis(app.cfg.model_load_ms);
+            let (took, read) = app.held.lock().unwrap_or_else(|p| p.into_inner()).load(
+                &path,
+                fixed,
+                app.cfg.model_read_mbps,
+            );
+            if read {
+                app.log(&format!("Requested to load {file}"));
+                app.log(&format!("loaded completely in {:.2} s", took.as_secs_f64()));
+            }
+            total += took;
+        }
+        total
     }
 
     fn run_node(&self, class: &str, inputs: &[(String, Val)]) -> Result<NodeOutput, NodeError> {
@@ -545,6 +578,17 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// The steps of a sampler node (its time is a node's time per step); 1 for
+/// any other node.
+fn sampler_steps(class: &str, node: &Value) -> u32 {
+    if !class.starts_with("KSampler") && !class.starts_with("SamplerCustom") {
+        return 1;
+    }
+    node.pointer("/inputs/steps")
+        .and_then(Value::as_u64)
+        .map_or(1, |s| s.clamp(1, 10_000) as u32)
 }
 
 fn meta_of(id: &str) -> Value {

@@ -42,6 +42,13 @@ pub struct Standin {
     pub api_key_auth: KeyAuth,
     /// Serve HTTPS with this PEM certificate and PKCS#8 PEM key.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// A model's load: this fixed part, and its file's size at this rate.
+    pub model_load_ms: u64,
+    pub model_read_mbps: f64,
+    /// Models held in memory at once (the least recently used let go).
+    pub models_held: usize,
+    /// Node classes this server lacks (custom nodes not installed).
+    pub hidden_classes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,6 +144,22 @@ pub const VARS: &[(&str, &str)] = &[
     ),
     ("STANDIN_TLS_CERT", "serve HTTPS with this PEM certificate (needs STANDIN_TLS_KEY)"),
     ("STANDIN_TLS_KEY", "the PKCS#8 PEM private key of STANDIN_TLS_CERT"),
+    (
+        "STANDIN_MODEL_LOAD_MS",
+        "fixed milliseconds of a model's load from disk (default 300)",
+    ),
+    (
+        "STANDIN_MODEL_READ_MBPS",
+        "megabytes per second a model file is read at (default 1000; its size over this is added)",
+    ),
+    (
+        "STANDIN_MODELS_HELD",
+        "models held in memory at once, the least recently used let go (default 1)",
+    ),
+    (
+        "STANDIN_HIDE_CLASSES",
+        "node classes this server lacks, separated by commas (as if their custom nodes were not installed)",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -273,7 +296,30 @@ impl Standin {
                 ));
             }
         };
+        let model_read_mbps = match get("STANDIN_MODEL_READ_MBPS") {
+            None => 1000.0,
+            Some(v) => match v.parse::<f64>() {
+                Ok(f) if f.is_finite() && f > 0.0 => f,
+                _ => return Err(invalid("STANDIN_MODEL_READ_MBPS", &v, "a number > 0")),
+            },
+        };
+        let models_held = match int("STANDIN_MODELS_HELD")? {
+            Some(0) => return Err(invalid("STANDIN_MODELS_HELD", "0", "an integer >= 1")),
+            n => n.unwrap_or(1) as usize,
+        };
         Ok(Standin {
+            model_load_ms: int("STANDIN_MODEL_LOAD_MS")?.unwrap_or(300),
+            model_read_mbps,
+            models_held,
+            hidden_classes: get("STANDIN_HIDE_CLASSES")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
             startup_delay_ms: int("STANDIN_STARTUP_DELAY_MS")?.unwrap_or(0),
             node_ms: int("STANDIN_NODE_MS")?.unwrap_or(20),
             prompt_ms: int("STANDIN_PROMPT_MS")?.unwrap_or(0),

@@ -4,6 +4,7 @@ mod args;
 mod exec;
 mod faults;
 mod files;
+mod models;
 mod png;
 mod routes;
 mod state;
@@ -82,6 +83,7 @@ fn dirs(args: &args::Args) -> Dirs {
             .unwrap_or_else(|| base.join(name))
     };
     Dirs {
+        models: base.join("models"),
         output: pick(&args.output_directory, "output"),
         input: pick(&args.input_directory, "input"),
         temp: args

@@ -71,7 +71,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/free", post(free))
         .route(
             "/object_info",
-            get(|| async { json_raw(StatusCode::OK, OBJECT_INFO.to_string()) }),
+            get(|State(app): State<Arc<App>>| async move {
+                json_raw(StatusCode::OK, app.catalog.now().1.to_string())
+            }),
         )
         .route("/object_info/{class}", get(object_info_class))
         .route("/features", get(|| async { json_ok(&features()) }))
@@ -385,7 +387,8 @@ async fn post_prompt(State(app): State<Arc<App>>, body: Bytes) -> Response {
             Err(validate::invalid_image_file(value))
         })
     };
-    let outcome = match validate::validate(&mut prompt, &app.object_info, &custom) {
+    let (info, _) = app.catalog.now();
+    let outcome = match validate::validate(&mut prompt, &info, &custom) {
         Ok(o) => o,
         Err(validate::ServerRaises) => return trouble(),
     };
@@ -522,12 +525,18 @@ async fn free(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     if validate::truthy_field(&v, "unload_models") || validate::truthy_field(&v, "free_memory") {
         app.lock().cache.clear();
+        app.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .files
+            .clear();
     }
     empty(StatusCode::OK)
 }
 
 async fn object_info_class(State(app): State<Arc<App>>, Path(class): Path<String>) -> Response {
-    match app.object_info.get(&class) {
+    let (info, _) = app.catalog.now();
+    match info.get(&class) {
         Some(v) => {
             let mut m = Map::new();
             m.insert(class, v.clone());
@@ -537,10 +546,10 @@ async fn object_info_class(State(app): State<Arc<App>>, Path(class): Path<String
     }
 }
 
-async fn models_folder(Path(folder): Path<String>) -> Response {
+async fn models_folder(State(app): State<Arc<App>>, Path(folder): Path<String>) -> Response {
     let known: Vec<String> = serde_json::from_str(MODELS).unwrap_or_default();
     if known.contains(&folder) {
-        json_ok(&json!([]))
+        json_ok(&json!(crate::models::list(&app.dirs.models, &folder)))
     } else {
         empty(StatusCode::NOT_FOUND)
     }

@@ -72,6 +72,8 @@ impl Inner {
 }
 
 pub struct Dirs {
+    /// `models/`, with ComfyUI's folders (`checkpoints`, `loras`, ...).
+    pub models: PathBuf,
     pub output: PathBuf,
     pub input: PathBuf,
     pub temp: PathBuf,
@@ -101,6 +103,10 @@ pub struct App {
     pub cfg: Standin,
     pub dirs: Dirs,
     pub object_info: Value,
+    /// `/object_info` with the model files there now.
+    pub catalog: crate::models::Catalog,
+    /// The models in memory.
+    pub held: Mutex<crate::models::Held>,
     pub system_stats: String,
     pub inner: Mutex<Inner>,
     pub work: Notify,
@@ -177,7 +183,19 @@ impl App {
         object_info: Value,
         system_stats: String,
     ) -> Self {
+        let catalog = crate::models::Catalog::new(
+            object_info.clone(),
+            crate::routes::OBJECT_INFO.to_string(),
+            dirs.models.clone(),
+            cfg.hidden_classes.clone(),
+        );
+        let held = Mutex::new(crate::models::Held {
+            capacity: cfg.models_held,
+            files: Vec::new(),
+        });
         App {
+            catalog,
+            held,
             args,
             cfg,
             dirs,
