@@ -107,7 +107,9 @@ async fn bad_workflows_are_refused_with_comfyuis_reasons() {
     let e = storycore_core::dispatch::workflow::parse_workflow("{not json").unwrap_err();
     assert!(e.to_string().contains("not JSON"), "{e}");
 
-    // Unknown node, missing input: ComfyUI's 400, node by node.
+    // A node class no instance has: not sent, it waits saying which class
+    // and where it was looked for. A missing input: ComfyUI's 400, node by
+    // node.
     let unknown = json!({
         "1": {"class_type": "NoSuchNode", "inputs": {}},
         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}
@@ -119,11 +121,19 @@ async fn bad_workflows_are_refused_with_comfyuis_reasons() {
         .remove("width");
     let a = fleet.queue.submit(unknown, JobTarget::Auto).await.unwrap();
     let b = fleet.queue.submit(missing, JobTarget::Auto).await.unwrap();
-    let a = fleet.wait_state(&a.id, JobState::Failed, LONG).await;
     let b = fleet.wait_state(&b.id, JobState::Failed, LONG).await;
-    let ea = a.error.unwrap();
-    assert!(ea.message.contains("NoSuchNode"), "{ea:?}");
-    assert_eq!(ea.comfy_type.as_deref(), Some("invalid_prompt"), "{ea:?}");
+    let why = wait_for(
+        LONG,
+        "the job with an unknown class to say why it waits",
+        || async { fleet.queue.get(&a.id).and_then(|j| j.waiting) },
+    )
+    .await;
+    assert!(
+        why.contains("gpu0 lacks the node class \"NoSuchNode\""),
+        "{why}"
+    );
+    assert_eq!(fleet.queue.get(&a.id).unwrap().state, JobState::Queued);
+    assert_eq!(fleet.queue.get(&a.id).unwrap().attempts, 0, "never sent");
     let eb = b.error.unwrap();
     assert_eq!(
         eb.comfy_type.as_deref(),

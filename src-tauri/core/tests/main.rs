@@ -17,6 +17,7 @@ mod client_ws_messages;
 mod client_ws_stream;
 mod dispatch_crash;
 mod dispatch_failover;
+mod dispatch_models;
 mod dispatch_projects;
 mod dispatch_queue;
 mod dispatch_retention;

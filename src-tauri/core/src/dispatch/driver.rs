@@ -72,6 +72,7 @@ async fn run(shared: Arc<Shared>, mut effects: mpsc::UnboundedReceiver<Effect>) 
                 shared.tasks.spawn(failover::take_back(s, instance_id))
             }
             Effect::Calibrate(instance) => shared.tasks.spawn(scheduler::calibrate(s, *instance)),
+            Effect::ReadOffer(instance) => shared.tasks.spawn(super::offers::read(s, *instance)),
         };
     }
 }

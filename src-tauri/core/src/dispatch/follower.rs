@@ -89,6 +89,7 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
         WsMessage::Executing(x) => match x.node {
             Some(node) => {
                 shared.mark_running(sent);
+                shared.lock().node_started(sent, Some(&node));
                 touch(shared, &job_id, |job| {
                     job.progress.node = Some(node.clone());
                     job.progress.value = 0.0;
@@ -102,7 +103,10 @@ fn on_message(shared: &Arc<Shared>, instance_id: &str, m: WsMessage) {
                     max: 0.0,
                 });
             }
-            None => poke(shared, &job_id, &prompt_id),
+            None => {
+                shared.lock().node_started(sent, None);
+                poke(shared, &job_id, &prompt_id)
+            }
         },
         WsMessage::Progress(p) => {
             touch(shared, &job_id, |job| {

@@ -33,6 +33,8 @@ mod follower;
 pub mod instance_log;
 pub mod journal;
 pub mod machine;
+pub mod models;
+mod offers;
 mod options;
 pub mod outputs;
 pub mod placement;
@@ -53,7 +55,7 @@ pub mod writer;
 pub use error::DispatchError;
 pub use journal::JOBS_FOLDER;
 pub use options::{
-    DispatchOptions, JobContext, Outlook, Preview, Recovered, Retention, WaitingJob,
+    DispatchOptions, InstanceModels, JobContext, Outlook, Preview, Recovered, Retention, WaitingJob,
 };
 pub use placement::target_allows;
 pub use placement::Policy;

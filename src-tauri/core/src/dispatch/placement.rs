@@ -19,6 +19,7 @@
 //!   rather than going to a slower one; its cost is booked on it, so that
 //!   later jobs in the same pass spill elsewhere only when that is faster.
 
+use std::collections::HashMap;
 use storycore_types::{HealthStatus, Instance};
 
 /// How to pick. The others are here to be compared against (benchmark).
@@ -187,7 +188,7 @@ pub fn by_load<'a>(
 }
 
 /// One instance that may take work now (running, unpaused, healthy).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Candidate {
     pub id: String,
     /// Prompts of this app it may hold ([`Policy::slots`]).
@@ -203,6 +204,20 @@ pub struct Candidate {
     pub reported_queue: u32,
     /// Expected seconds of jobs that chose to wait for it in this pass.
     pub waiting_secs: f64,
+    /// The model files it will hold once the prompts sent there have run
+    /// (those of the last one): a job needing others loads them first.
+    pub holds: Vec<String>,
+    /// Seconds it took to load a model file there, as measured.
+    pub load_secs: HashMap<String, f64>,
+}
+
+/// One job as placement weighs it: its work, and the model files it
+/// loads, each with the seconds its load is expected to take on an
+/// instance that has not measured it (see `models::prior_load_secs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    pub work: f64,
+    pub models: &'a [(String, f64)],
 }
 
 impl Candidate {
@@ -213,6 +228,21 @@ impl Candidate {
     /// Expected seconds of a job of `work` here.
     pub fn cost(&self, work: f64) -> f64 {
         self.fixed_secs + self.secs_per_unit * work
+    }
+
+    /// Seconds to load the models of a job that this instance will not
+    /// hold when the job's turn comes.
+    pub fn model_secs(&self, models: &[(String, f64)]) -> f64 {
+        models
+            .iter()
+            .filter(|(file, _)| !self.holds.contains(file))
+            .map(|(file, prior)| self.load_secs.get(file).copied().unwrap_or(*prior))
+            .sum()
+    }
+
+    /// Expected seconds of `ask` here: its work, and its models' loads.
+    pub fn cost_of(&self, ask: &Ask<'_>) -> f64 {
+        self.cost(ask.work) + self.model_secs(ask.models)
     }
 
     /// When a job of `work` would finish here, in seconds from now.
@@ -248,20 +278,36 @@ impl Planner {
         allowed: impl Fn(&Candidate) -> bool,
         work: f64,
     ) -> Decision {
+        self.place_ask(fleet, allowed, &Ask { work, models: &[] })
+    }
+
+    /// [`place`](Self::place) for a job that loads models: under the
+    /// default policy an instance that will hold them saves their load.
+    pub fn place_ask(
+        &mut self,
+        fleet: &mut [Candidate],
+        allowed: impl Fn(&Candidate) -> bool,
+        ask: &Ask<'_>,
+    ) -> Decision {
         let ok: Vec<usize> = (0..fleet.len()).filter(|&i| allowed(&fleet[i])).collect();
+        let finish = |c: &Candidate| c.backlog_secs + c.waiting_secs + c.cost_of(ask);
         let pick = match self.policy {
             Policy::EarliestFinish => {
                 let best = ok.iter().copied().min_by(|&a, &b| {
                     let (ca, cb) = (&fleet[a], &fleet[b]);
-                    ca.expected_finish(work)
-                        .total_cmp(&cb.expected_finish(work))
+                    finish(ca)
+                        .total_cmp(&finish(cb))
                         .then(cb.has_room().cmp(&ca.has_room()))
                         .then(ca.in_flight.cmp(&cb.in_flight))
                         .then(ca.id.cmp(&cb.id))
                 });
                 match best {
                     Some(i) if !fleet[i].has_room() => {
-                        fleet[i].waiting_secs += fleet[i].cost(work);
+                        let c = &mut fleet[i];
+                        c.waiting_secs += c.cost_of(ask);
+                        if !ask.models.is_empty() {
+                            c.holds = ask.models.iter().map(|(f, _)| f.clone()).collect();
+                        }
                         return Decision::Wait;
                     }
                     other => other,
@@ -297,8 +343,11 @@ impl Planner {
             Some(i) => {
                 let c = &mut fleet[i];
                 c.in_flight += 1;
-                c.backlog_secs += c.cost(work);
+                c.backlog_secs += c.cost_of(ask);
                 c.reported_queue += 1;
+                if !ask.models.is_empty() {
+                    c.holds = ask.models.iter().map(|(f, _)| f.clone()).collect();
+                }
                 Decision::Place(i)
             }
             None => Decision::Wait,

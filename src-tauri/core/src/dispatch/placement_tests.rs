@@ -14,7 +14,7 @@ fn cand(id: &str, capacity: u32, in_flight: u32, spu: f64) -> Candidate {
         fixed_secs: 0.0,
         secs_per_unit: spu,
         reported_queue: in_flight,
-        waiting_secs: 0.0,
+        ..Candidate::default()
     }
 }
 
@@ -114,7 +114,7 @@ fn simulate(policy: Policy, costs: &[(f64, f64)], capacity: u32, jobs: &[f64]) -
                     fixed_secs,
                     secs_per_unit,
                     reported_queue: fifo[i].len() as u32,
-                    waiting_secs: 0.0,
+                    ..Candidate::default()
                 }
             })
             .collect();

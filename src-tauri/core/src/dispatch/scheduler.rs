@@ -7,7 +7,7 @@
 //! error saying what to do, and placing resumes by itself once writing works
 //! again.
 
-use super::placement::{target_allows, Candidate, Decision};
+use super::placement::{target_allows, Ask, Candidate, Decision};
 use super::state::{Effect, Mode, QueueState, Shared};
 use super::writer::Durable;
 use std::sync::Arc;
@@ -43,6 +43,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if checked.elapsed() >= CALIBRATION_CHECK_EVERY {
             checked = Instant::now();
+            for instance in super::offers::to_read(&shared) {
+                shared.effect(Effect::ReadOffer(Box::new(instance)));
+            }
             for instance in calibrations(&shared) {
                 shared.effect(Effect::Calibrate(Box::new(instance)));
             }
@@ -77,11 +80,22 @@ impl Fleet {
         let instances = shared.manager.list();
         let active = shared.manager.active_instance().map(|i| i.id);
         st.expire_cooldowns();
+        // What an instance offers is read before it takes work, once per run.
+        for i in instances.iter().filter(|i| i.takes_work()) {
+            if st.begin_offer_read(i) {
+                shared.effect(Effect::ReadOffer(Box::new(i.clone())));
+            }
+        }
         let load = st.load();
         let policy = st.planner().policy;
         let candidates = instances
             .iter()
-            .filter(|i| i.takes_work() && !st.cooling(&i.id) && !st.calibrating(&i.id))
+            .filter(|i| {
+                i.takes_work()
+                    && !st.cooling(&i.id)
+                    && !st.calibrating(&i.id)
+                    && !st.reading_offer(i)
+            })
             .map(|i| {
                 let l = load.get(&i.id).copied().unwrap_or_default();
                 let (fixed_secs, secs_per_unit) = st
@@ -101,6 +115,8 @@ impl Fleet {
                         .as_ref()
                         .map_or(0, |s| s.active_workflows),
                     waiting_secs: 0.0,
+                    holds: st.holds(&i.id).to_vec(),
+                    load_secs: st.load_secs_of(&i.id),
                 }
             })
             .collect();
@@ -271,8 +287,14 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         }
     }
     let job = e.job();
+    let needs = e.needs();
     let active = fleet.active.as_deref();
-    let may = |c: &Candidate| target_allows(&job.target, &job.pinned_instances, &c.id, active);
+    // Its target and pins allow it, and the instance has its node classes
+    // and model files (an offer not read is not held against it).
+    let may = |c: &Candidate| {
+        target_allows(&job.target, &job.pinned_instances, &c.id, active)
+            && st.offer_of(&c.id).is_none_or(|o| o.lacks(needs).is_none())
+    };
     let killed = &job.instances_killed;
     // Not where it died before, while another instance it may run on exists.
     let others_exist = fleet
@@ -285,9 +307,13 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         .filter(|c| may(c) && (!others_exist || !killed.contains(&c.id)))
         .map(|c| c.id.clone())
         .collect();
-    let work = e.work();
+    let (work, loads) = (e.work(), e.loads());
+    let ask = Ask {
+        work,
+        models: &loads,
+    };
     let allowed = |c: &Candidate| allowed.contains(&c.id);
-    let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, work) else {
+    let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, &ask) else {
         return false;
     };
     let instance_id = fleet.candidates[i].id.clone();
@@ -302,7 +328,7 @@ fn explain_waits(shared: &Shared, st: &mut QueueState, fleet: &Fleet) {
         .entries()
         .filter(|e| e.accepted() && e.job().state == JobState::Queued)
         .filter_map(|e| {
-            let why = waiting_reason(e.job(), fleet);
+            let why = waiting_reason(e.job(), fleet).or_else(|| lacking(e, fleet, st));
             (why != e.job().waiting).then(|| (e.job().id.clone(), why))
         })
         .collect();
@@ -354,6 +380,29 @@ pub(crate) fn waiting_reason(job: &storycore_types::Job, fleet: &Fleet) -> Optio
         let template = job.template_id.as_deref().unwrap_or("its template");
         format!(
             "Waits for an instance its template \"{template}\" is pinned to: {list}. Start one of them, or pin the template to more instances."
+        )
+    })
+}
+
+/// When every instance that could take the job lacks one of its node
+/// classes or model files: which, and where (the instances checked).
+fn lacking(e: &super::state::Entry, fleet: &Fleet, st: &QueueState) -> Option<String> {
+    let job = e.job();
+    let active = fleet.active.as_deref();
+    let mut lacks = Vec::new();
+    for i in fleet.instances.iter().filter(|i| i.takes_work()) {
+        if !target_allows(&job.target, &job.pinned_instances, &i.id, active) {
+            continue;
+        }
+        match st.offer_of(&i.id).and_then(|o| o.lacks(e.needs())) {
+            Some(missing) => lacks.push(format!("{} lacks {missing}", i.name)),
+            None => return None,
+        }
+    }
+    (!lacks.is_empty()).then(|| {
+        format!(
+            "Waits for an instance that can run it: {}. Put the file in an instance's models folder and refresh its models, or install the node there.",
+            lacks.join("; ")
         )
     })
 }

@@ -3,7 +3,7 @@
 //! models, and the files it keeps.
 
 use super::instance_log;
-use super::options::{Outlook, Preview, WaitingJob};
+use super::options::{InstanceModels, Outlook, Preview, WaitingJob};
 use super::placement;
 use super::templates::TemplateStore;
 use super::writer;
@@ -135,6 +135,25 @@ impl JobQueue {
     /// [`instances_by_load`](Self::instances_by_load), if any.
     pub fn healthy_instance(&self) -> Option<Instance> {
         self.instances_by_load().into_iter().next()
+    }
+
+    /// What the instance offers (its model files, by loader input), what it
+    /// has loaded now, and the loads measured there; `None` before its
+    /// `/object_info` was read in its current run.
+    pub fn instance_models(&self, instance_id: &str) -> Option<InstanceModels> {
+        let st = self.shared.lock();
+        let offer = st.offer_of(instance_id)?;
+        Some(InstanceModels {
+            files: offer.model_files(),
+            loaded: st.loaded(instance_id).to_vec(),
+            load_secs: st.load_secs_of(instance_id),
+        })
+    }
+
+    /// Reads what the instance offers again (files were added or removed).
+    pub fn refresh_models(&self, instance_id: &str) {
+        self.shared.lock().forget_offer(instance_id);
+        self.shared.wake.notify_one();
     }
 
     /// The bus the queue publishes its job events on.

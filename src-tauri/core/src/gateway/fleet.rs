@@ -29,10 +29,11 @@ pub(crate) fn no_instance() -> Response {
         .into_response()
 }
 
-/// The fleet's node classes, as an instance's `/object_info` describes
-/// them: read when first needed, trusted for a minute, read again when a
-/// prompt is refused with an older copy (a node installed since, a file
-/// added to an input folder).
+/// The fleet's node classes, as its instances' `/object_info` describe
+/// them, joined (every class any instance has; each list of files holds
+/// every instance's: see `dispatch::models::merge_object_info`): read when
+/// first needed, trusted for a while, read again when a prompt is refused
+/// with an older copy (a node installed since, a file added to a folder).
 #[derive(Default)]
 pub(crate) struct ClassCache(tokio::sync::Mutex<Option<(Instant, Arc<Value>)>>);
 
@@ -51,7 +52,18 @@ impl ClassCache {
                 return Some((*at, c.clone()));
             }
         }
-        let info = instance_client(queue)?.object_info().await.ok()?;
+        let clients: Vec<ComfyClient> = queue
+            .instances_by_load()
+            .iter()
+            .filter_map(|i| ComfyClient::for_instance(&i.config).ok())
+            .collect();
+        let answers = futures_util::future::join_all(clients.iter().map(|c| c.object_info())).await;
+        let infos: Vec<serde_json::Map<String, Value>> =
+            answers.into_iter().filter_map(Result::ok).collect();
+        if infos.is_empty() {
+            return None;
+        }
+        let info = crate::dispatch::models::merge_object_info(&infos);
         let read = (Instant::now(), Arc::new(Value::Object(info)));
         *cached = Some(read.clone());
         Some(read)

@@ -12,7 +12,7 @@ use super::userdata as users;
 use crate::client::ComfyClient;
 use crate::dispatch::{DispatchError, JobContext};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -30,6 +30,9 @@ type Who = Extension<Caller>;
 
 /// How long the node classes read from an instance are trusted.
 const CLASSES_FRESH_FOR: Duration = Duration::from_secs(60);
+/// How old the joined classes a client reads may be (a model file added to
+/// an instance shows within this).
+const OBJECT_INFO_FRESH_FOR: Duration = Duration::from_secs(5);
 /// A prompt refused against node classes older than this is checked again
 /// against the instance's classes of now.
 const CLASSES_RECHECK_AFTER: Duration = Duration::from_secs(2);
@@ -49,8 +52,8 @@ pub(crate) fn router(state: Arc<GatewayState>) -> Router {
             .route("/upload/image", ours(post(super::uploads::upload_image)))
             .route("/upload/mask", ours(post(super::uploads::upload_mask)))
             .route("/ws", get(super::socket::upgrade))
-            .route("/object_info", get(forward))
-            .route("/object_info/{class}", get(forward))
+            .route("/object_info", get(object_info))
+            .route("/object_info/{class}", get(object_info_class))
             .route("/system_stats", ours(get(system_stats)))
             .route("/embeddings", get(forward))
             .route("/models", get(forward))
@@ -136,6 +139,29 @@ async fn forward(State(st): St, req: Request) -> Response {
     }
     match instance_client(&st.queue) {
         Some(client) => crate::client::editor_proxy::forward(&client, req).await,
+        None => no_instance(),
+    }
+}
+
+/// `/object_info` of the fleet: every instance's classes and files joined,
+/// so a client offers every model some instance has (placement sends each
+/// job where its files are).
+async fn object_info(State(st): St) -> Response {
+    match st.classes.get(&st.queue, OBJECT_INFO_FRESH_FOR).await {
+        Some((_, info)) => json_ok(&info),
+        None => no_instance(),
+    }
+}
+
+async fn object_info_class(State(st): St, Path(class): Path<String>) -> Response {
+    match st.classes.get(&st.queue, OBJECT_INFO_FRESH_FOR).await {
+        Some((_, info)) => {
+            let mut one = Map::new();
+            if let Some(spec) = info.get(&class) {
+                one.insert(class, spec.clone());
+            }
+            json_ok(&Value::Object(one))
+        }
         None => no_instance(),
     }
 }

@@ -65,4 +65,6 @@ pub(crate) enum Effect {
     TakeBack { instance_id: String },
     /// Run the smoke test on a newly healthy instance.
     Calibrate(Box<Instance>),
+    /// Read what an instance offers (its classes and model files).
+    ReadOffer(Box<Instance>),
 }

@@ -3,6 +3,7 @@
 //! queue's lock, and a job's state only through [`Entry::apply`].
 
 use crate::dispatch::machine::{self, JobAction};
+use crate::dispatch::models::Needs;
 use crate::dispatch::options::Retention;
 use crate::dispatch::placement::{Load, Planner};
 use crate::dispatch::speed::SpeedBook;
@@ -43,6 +44,8 @@ pub(crate) struct QueueState {
     /// An id stays until its job is forgotten; the job's attempt or copy is
     /// what says whether it still counts.
     pub(super) by_prompt: HashMap<String, String>,
+    /// The models of the fleet (see `state/models.rs`).
+    pub(super) models: super::models::FleetModels,
 }
 
 pub(crate) struct Entry {
@@ -53,6 +56,11 @@ pub(crate) struct Entry {
     pub(super) accepted: bool,
     /// `workflow::estimate_work` of the job.
     pub(super) work: f64,
+    /// Its node classes and model files, read once.
+    pub(super) needs: Arc<Needs>,
+    /// Its model files, each with its load's prior seconds (placement's
+    /// [`Ask`](crate::dispatch::placement::Ask)).
+    pub(super) loads: Arc<[(String, f64)]>,
     /// When it last became queued (submit, retry, failover), for the dispatch overhead.
     pub(super) queued_at: Instant,
     pub(super) submit_to_post: Option<Duration>,
@@ -88,6 +96,11 @@ pub(crate) struct Attempt {
     /// Its instance was lost and the prompt is being stopped there before
     /// the job may run elsewhere (see `recall`).
     pub(super) recalling: bool,
+    /// The node ComfyUI executes now, and since when.
+    pub(super) node: Option<(String, Instant)>,
+    /// Its model files the instance was not to hold when it was sent: their
+    /// loaders' times are loads, measured.
+    pub(super) loads: Vec<String>,
 }
 
 impl Attempt {
@@ -103,6 +116,8 @@ impl Attempt {
             executed: false,
             last_progress: now,
             recalling: false,
+            node: None,
+            loads: Vec::new(),
         }
     }
 }
@@ -150,6 +165,13 @@ impl Entry {
     }
     pub fn work(&self) -> f64 {
         self.work
+    }
+    pub fn needs(&self) -> &Needs {
+        &self.needs
+    }
+    /// Its model files with their loads' prior seconds.
+    pub fn loads(&self) -> Arc<[(String, f64)]> {
+        self.loads.clone()
     }
     pub fn queued_at(&self) -> Instant {
         self.queued_at
@@ -397,9 +419,9 @@ impl QueueState {
         &mut self,
         candidates: &mut [crate::dispatch::placement::Candidate],
         allowed: impl Fn(&crate::dispatch::placement::Candidate) -> bool,
-        work: f64,
+        ask: &crate::dispatch::placement::Ask<'_>,
     ) -> crate::dispatch::placement::Decision {
-        self.planner.place(candidates, allowed, work)
+        self.planner.place_ask(candidates, allowed, ask)
     }
 
     /// Forgets cooldowns that ended.

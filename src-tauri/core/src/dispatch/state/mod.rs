@@ -10,6 +10,7 @@
 
 mod effects;
 mod entry;
+mod models;
 mod replay;
 mod requests;
 mod transitions;

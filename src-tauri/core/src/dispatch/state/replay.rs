@@ -3,6 +3,7 @@
 
 use super::{Attempt, Entry, QueueState};
 use crate::dispatch::machine::JobAction;
+use crate::dispatch::models::{prior_load_secs, Needs};
 use crate::dispatch::options::Retention;
 use crate::dispatch::placement::{Planner, Policy};
 use crate::dispatch::speed::SpeedBook;
@@ -37,6 +38,7 @@ impl QueueState {
             calibrating: HashSet::new(),
             calibrated: HashSet::new(),
             by_prompt: HashMap::new(),
+            models: Default::default(),
         }
     }
 
@@ -94,7 +96,17 @@ impl QueueState {
 impl Entry {
     /// A job new to the queue; `accepted` once its record is durable.
     pub fn new(job: Job, workflow_json: Arc<[u8]>, work: f64, accepted: bool) -> Self {
+        let needs = Needs::of(&job.workflow);
+        let mut loads: Vec<(String, f64)> = Vec::new();
+        for m in &needs.models {
+            if !loads.iter().any(|(f, _)| *f == m.file) {
+                loads.push((m.file.clone(), prior_load_secs(m)));
+            }
+        }
+        let loads = loads.into();
         Self {
+            needs: Arc::new(needs),
+            loads,
             job,
             workflow_json,
             accepted,
@@ -139,9 +151,12 @@ impl QueueState {
         for a in [e.attempt.take(), e.copy.take()].into_iter().flatten() {
             a.token.cancel();
         }
-        e.job = job;
-        e.workflow_json = workflow_json;
-        e.work = work;
+        let fresh = Entry::new(job, workflow_json, work, true);
+        e.job = fresh.job;
+        e.workflow_json = fresh.workflow_json;
+        e.work = fresh.work;
+        e.needs = fresh.needs;
+        e.loads = fresh.loads;
         e.accepted = true;
         e.revision = revision;
         e.queued_at = Instant::now();

@@ -295,7 +295,9 @@ impl Shared {
         execution_secs: Option<f64>,
     ) -> Option<(Job, Duration, f64)> {
         let mut measure = None;
+        let mut loads = None;
         let job = self.with_attempt(sent, |e| {
+            loads = Some(e.loads.clone());
             let action = if ok {
                 JobAction::Succeed
             } else {
@@ -317,9 +319,18 @@ impl Shared {
             }
         })?;
         let (ran, work) = measure?;
-        if ok {
-            if let Some(i) = &job.instance_id {
-                self.lock().speeds.record(i, ran.as_secs_f64(), work);
+        {
+            let mut st = self.lock();
+            if ok {
+                st.speeds.record(sent.instance, ran.as_secs_f64(), work);
+                st.models_ran(sent.instance, loads.as_deref().unwrap_or_default());
+            } else if job
+                .error
+                .as_ref()
+                .is_some_and(|e| e.message.to_ascii_lowercase().contains("out of memory"))
+            {
+                // ComfyUI lets its models go when memory runs out.
+                st.models_dropped(sent.instance);
             }
         }
         self.wake.notify_one();
@@ -447,7 +458,17 @@ impl Shared {
             prompt_id.clone(),
             &self.cancel,
         ));
+        let loads = e.loads.clone();
+        let held = st.holds(instance_id).to_vec();
+        if let Some(a) = st.jobs.get_mut(job_id).and_then(|e| e.attempt.as_mut()) {
+            a.loads = loads
+                .iter()
+                .map(|(f, _)| f.clone())
+                .filter(|f| !held.contains(f))
+                .collect();
+        }
         st.index_prompt(job_id, &prompt_id);
+        st.models_sent(instance_id, &loads);
         true
     }
 
