@@ -27,7 +27,8 @@ async fn check_now_and_the_workflow_history_in_the_details() {
         .await;
     println!("details: Check now said {checked:?}");
 
-    // Two runs here: one succeeds, one fails (the stand-in fails a node).
+    // Two runs here: one succeeds, one is refused by the instance (an input
+    // is missing).
     app.invoke(
         "submit_template",
         json!({"templateId": "builtin-smoke-test", "values": {"width": 64},
@@ -35,7 +36,11 @@ async fn check_now_and_the_workflow_history_in_the_details() {
     )
     .await
     .unwrap();
-    let bad = json!({"1": {"class_type": "NoSuchNode", "inputs": {}}}).to_string();
+    let bad = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bad"}}
+    })
+    .to_string();
     let _ = app
         .invoke(
             "submit_workflow",

@@ -39,6 +39,9 @@ pub struct DispatchOptions {
     pub speculate: bool,
     /// Finished jobs kept: for how long, how many.
     pub retention: Retention,
+    /// Placement weighs the loads of the models a job needs (off only to
+    /// measure what that gains: `model_bench`'s "models ignored").
+    pub model_costs: bool,
 }
 
 impl Default for DispatchOptions {
@@ -57,6 +60,7 @@ impl Default for DispatchOptions {
             calibrate: true,
             speculate: true,
             retention: Retention::default(),
+            model_costs: true,
         }
     }
 }

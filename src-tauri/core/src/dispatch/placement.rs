@@ -36,6 +36,15 @@ pub enum Policy {
     /// Only an instance with nothing of this app on it, the first such (how
     /// the ComfyPool of the npm package @saintno/comfyui-sdk picks).
     IdleFirst,
+    /// SwarmUI's model rule (`BackendHandler.cs`), re-implemented for the
+    /// model benchmark: a job goes to a free instance whose current model
+    /// is its model, the least used first; otherwise it adds pressure to
+    /// its model, and the model under the highest pressure (waiting jobs x
+    /// 10 + whole seconds since its first one waited) is loaded, once that
+    /// pressure is 1.5 s old (at once when only one instance is free), on
+    /// the free instance, idle ones first, claimed longest ago. Not a
+    /// setting: a peer to be measured against.
+    SwarmModels,
 }
 
 /// Prompts of this app an instance holds under [`Policy::EarliestFinish`]:
@@ -70,6 +79,7 @@ impl Policy {
             Self::FewestInFlight => "fewest in flight (SwarmUI)",
             Self::ShortestQueue => "shortest queue (ComfyUI-Distributed)",
             Self::IdleFirst => "idle first (comfyui-sdk ComfyPool)",
+            Self::SwarmModels => "model pressure (SwarmUI)",
         }
     }
 
@@ -78,6 +88,8 @@ impl Policy {
         match self {
             Self::EarliestFinish => max_concurrent.clamp(1, LATE_BINDING_SLOTS),
             Self::IdleFirst => 1,
+            // SwarmUI: MaxUsages = 1 + OverQueue (1).
+            Self::SwarmModels => 2,
             _ => max_concurrent.max(1),
         }
     }
@@ -263,11 +275,84 @@ pub enum Decision {
 pub struct Planner {
     pub policy: Policy,
     cursor: usize,
+    /// [`Policy::SwarmModels`]: this pass's model to load (the highest
+    /// pressure, see [`Planner::set_pressure`]), and when each instance
+    /// was last claimed (pass count).
+    load_now: Option<String>,
+    claimed: HashMap<String, u64>,
+    passes: u64,
+    /// Jobs waiting in this pass per model file, not yet placed (see
+    /// [`Planner::set_demand`]).
+    demand: HashMap<String, u32>,
 }
+
+/// SwarmUI's wait before a model's pressure makes it load (`BackendHandler.cs`).
+pub const SWARM_PRESSURE_AGE_SECS: f64 = 1.5;
 
 impl Planner {
     pub fn new(policy: Policy) -> Self {
-        Self { policy, cursor: 0 }
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
+    /// The model files of the jobs waiting at the start of a pass: a job
+    /// placed on the only instance that holds a model other waiting jobs
+    /// need is charged that model's load again (they would have to load it
+    /// elsewhere, or there after it), so one model's jobs stay together
+    /// unless spreading them finishes sooner.
+    pub fn set_demand<'a>(&mut self, files: impl IntoIterator<Item = &'a str>) {
+        self.demand.clear();
+        for f in files {
+            *self.demand.entry(f.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Per candidate, what placing `ask` there costs the jobs still waiting
+    /// for the model it would let go (see [`Planner::set_demand`]).
+    fn evicts(&self, fleet: &[Candidate], ask: &Ask<'_>) -> Vec<f64> {
+        if ask.models.is_empty() || self.policy != Policy::EarliestFinish {
+            return vec![0.0; fleet.len()];
+        }
+        fleet
+            .iter()
+            .map(|c| {
+                c.holds
+                    .iter()
+                    .filter(|h| !ask.models.iter().any(|(f, _)| f == *h))
+                    .filter(|h| self.demand.get(*h).is_some_and(|n| *n > 0))
+                    .filter(|h| fleet.iter().filter(|o| o.holds.contains(h)).count() == 1)
+                    .map(|h| {
+                        let prior = ask.models.first().map_or(0.0, |(_, p)| *p);
+                        c.load_secs.get(h).copied().unwrap_or(prior)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// [`Policy::SwarmModels`]: the waiting jobs' models at the start of a
+    /// pass, each with the seconds its job waited, and whether only one
+    /// instance is free. Picks the model to load in this pass, if any:
+    /// the highest pressure (jobs x 10 + whole seconds since the first
+    /// waited), once 1.5 s old or when only one instance is free.
+    pub fn set_pressure(&mut self, waiting: &[(&str, f64)], one_free: bool) {
+        self.passes += 1;
+        let mut pressure: HashMap<&str, (u64, f64)> = HashMap::new();
+        for (model, waited) in waiting {
+            let p = pressure.entry(model).or_default();
+            p.0 += 1;
+            p.1 = p.1.max(*waited);
+        }
+        self.load_now = pressure
+            .into_iter()
+            .filter(|(_, (_, age))| one_free || *age > SWARM_PRESSURE_AGE_SECS)
+            .max_by(|a, b| {
+                let h = |(n, age): (u64, f64)| n * 10 + age.floor() as u64;
+                h(a.1).cmp(&h(b.1)).then(b.0.cmp(a.0))
+            })
+            .map(|(m, _)| m.to_string());
     }
 
     /// Decides for one job of `work` among the candidates `allowed` accepts,
@@ -290,13 +375,17 @@ impl Planner {
         ask: &Ask<'_>,
     ) -> Decision {
         let ok: Vec<usize> = (0..fleet.len()).filter(|&i| allowed(&fleet[i])).collect();
-        let finish = |c: &Candidate| c.backlog_secs + c.waiting_secs + c.cost_of(ask);
+        let evicts = self.evicts(fleet, ask);
+        let finish = |k: usize| {
+            let c = &fleet[k];
+            c.backlog_secs + c.waiting_secs + c.cost_of(ask) + evicts[k]
+        };
         let pick = match self.policy {
             Policy::EarliestFinish => {
                 let best = ok.iter().copied().min_by(|&a, &b| {
                     let (ca, cb) = (&fleet[a], &fleet[b]);
-                    finish(ca)
-                        .total_cmp(&finish(cb))
+                    finish(a)
+                        .total_cmp(&finish(b))
                         .then(cb.has_room().cmp(&ca.has_room()))
                         .then(ca.in_flight.cmp(&cb.in_flight))
                         .then(ca.id.cmp(&cb.id))
@@ -338,9 +427,16 @@ impl Planner {
                 .iter()
                 .copied()
                 .find(|&i| fleet[i].in_flight == 0 && fleet[i].has_room()),
+            Policy::SwarmModels => self.swarm(fleet, &ok, ask),
         };
         match pick {
             Some(i) => {
+                self.claimed.insert(fleet[i].id.clone(), self.passes);
+                for (f, _) in ask.models {
+                    if let Some(n) = self.demand.get_mut(f) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
                 let c = &mut fleet[i];
                 c.in_flight += 1;
                 c.backlog_secs += c.cost_of(ask);
@@ -352,6 +448,47 @@ impl Planner {
             }
             None => Decision::Wait,
         }
+    }
+}
+
+impl Planner {
+    /// SwarmUI's choice for one job (see [`Policy::SwarmModels`]).
+    fn swarm(&mut self, fleet: &[Candidate], ok: &[usize], ask: &Ask<'_>) -> Option<usize> {
+        let free: Vec<usize> = ok
+            .iter()
+            .copied()
+            .filter(|&i| fleet[i].has_room())
+            .collect();
+        let Some((model, _)) = ask.models.first() else {
+            return free.into_iter().min_by_key(|&i| (fleet[i].in_flight, i));
+        };
+        // A free instance whose current model is this one, the least used.
+        let holding = |c: &Candidate| c.holds.first() == Some(model);
+        if let Some(i) = free
+            .iter()
+            .copied()
+            .filter(|&i| holding(&fleet[i]))
+            .min_by_key(|&i| (fleet[i].in_flight, i))
+        {
+            return Some(i);
+        }
+        // Otherwise the model under the highest pressure loads, once per
+        // pass (one load of a model at a time).
+        if self.load_now.as_ref() != Some(model) {
+            return None;
+        }
+        let valid: Vec<usize> = free.into_iter().filter(|&i| !holding(&fleet[i])).collect();
+        let idle: Vec<usize> = valid
+            .iter()
+            .copied()
+            .filter(|&i| fleet[i].in_flight == 0)
+            .collect();
+        let pick = if idle.is_empty() { valid } else { idle };
+        let chosen = pick
+            .into_iter()
+            .min_by_key(|&i| (self.claimed.get(&fleet[i].id).copied().unwrap_or(0), i))?;
+        self.load_now = None;
+        Some(chosen)
     }
 }
 

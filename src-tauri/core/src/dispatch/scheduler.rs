@@ -162,6 +162,27 @@ pub(crate) fn plan(shared: &Arc<Shared>) -> Vec<(String, Durable)> {
             )
         })
         .collect();
+    if shared.options.model_costs {
+        let files: Vec<Arc<[(String, f64)]>> = st
+            .in_order()
+            .filter(|e| e.accepted() && e.job().state == JobState::Queued)
+            .map(|e| e.loads())
+            .collect();
+        st.set_demand(files.iter().flat_map(|l| l.iter().map(|(f, _)| f.as_str())));
+    }
+    if st.planner().policy == super::placement::Policy::SwarmModels {
+        let models: Vec<(String, f64)> = st
+            .in_order()
+            .filter(|e| e.accepted() && e.job().state == JobState::Queued)
+            .filter_map(|e| {
+                let waited = e.queued_at().elapsed().as_secs_f64();
+                e.loads().first().map(|(m, _)| (m.clone(), waited))
+            })
+            .collect();
+        let refs: Vec<(&str, f64)> = models.iter().map(|(m, w)| (m.as_str(), *w)).collect();
+        let one_free = fleet.candidates.iter().filter(|c| c.has_room()).count() == 1;
+        st.set_pressure(&refs, one_free);
+    }
     let keys: Vec<(f64, f64)> = waiting.iter().map(|(_, w, t)| (*w, *t)).collect();
     let fifo_after = shared.options.fifo_after.as_secs_f64();
     let order = st.planner().policy.order(&keys, fifo_after);
@@ -308,9 +329,17 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         .map(|c| c.id.clone())
         .collect();
     let (work, loads) = (e.work(), e.loads());
+    // Loads weighed only when the options say so (the benchmark's "models
+    // ignored" peer turns it off; eligibility stays).
+    let no_loads: Arc<[(String, f64)]> = Arc::new([]);
+    let swarm = st.planner().policy == super::placement::Policy::SwarmModels;
     let ask = Ask {
         work,
-        models: &loads,
+        models: if shared.options.model_costs || swarm {
+            &loads
+        } else {
+            &no_loads
+        },
     };
     let allowed = |c: &Candidate| allowed.contains(&c.id);
     let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, &ask) else {

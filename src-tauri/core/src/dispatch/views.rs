@@ -146,7 +146,7 @@ impl JobQueue {
         Some(InstanceModels {
             files: offer.model_files(),
             loaded: st.loaded(instance_id).to_vec(),
-            load_secs: st.load_secs_of(instance_id),
+            load_secs: st.measured_loads(instance_id),
         })
     }
 

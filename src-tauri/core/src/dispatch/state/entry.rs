@@ -424,6 +424,16 @@ impl QueueState {
         self.planner.place_ask(candidates, allowed, ask)
     }
 
+    /// [`Planner::set_demand`](crate::dispatch::placement::Planner::set_demand).
+    pub fn set_demand<'a>(&mut self, files: impl IntoIterator<Item = &'a str>) {
+        self.planner.set_demand(files);
+    }
+
+    /// [`Planner::set_pressure`](crate::dispatch::placement::Planner::set_pressure).
+    pub fn set_pressure(&mut self, waiting: &[(&str, f64)], one_free: bool) {
+        self.planner.set_pressure(waiting, one_free);
+    }
+
     /// Forgets cooldowns that ended.
     pub fn expire_cooldowns(&mut self) {
         let now = Instant::now();

@@ -103,13 +103,38 @@ impl QueueState {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Measured seconds of each file's load on the instance.
-    pub fn load_secs_of(&self, instance_id: &str) -> HashMap<String, f64> {
+    /// Seconds each file's load took on the instance, as measured there.
+    pub fn measured_loads(&self, instance_id: &str) -> HashMap<String, f64> {
         self.models
             .load_secs
             .get(instance_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Measured seconds of each file's load on the instance; for a file
+    /// it never loaded, the mean of the instances that did (a file's size
+    /// and the disks of one fleet are alike more often than not).
+    pub fn load_secs_of(&self, instance_id: &str) -> HashMap<String, f64> {
+        let mut sums: HashMap<&str, (f64, u32)> = HashMap::new();
+        for (i, files) in &self.models.load_secs {
+            if i == instance_id {
+                continue;
+            }
+            for (f, secs) in files {
+                let s = sums.entry(f).or_default();
+                s.0 += secs;
+                s.1 += 1;
+            }
+        }
+        let mut out: HashMap<String, f64> = sums
+            .into_iter()
+            .map(|(f, (sum, n))| (f.to_string(), sum / f64::from(n)))
+            .collect();
+        if let Some(own) = self.models.load_secs.get(instance_id) {
+            out.extend(own.iter().map(|(f, s)| (f.clone(), *s)));
+        }
+        out
     }
 
     /// A prompt loading `files` was sent to the instance: it holds them after.
