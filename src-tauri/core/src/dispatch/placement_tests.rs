@@ -375,3 +375,105 @@ fn the_queues_own_load_and_cooldown_rank_an_instance_lower() {
         ["b", "a", "c"]
     );
 }
+
+// ----- models ------------------------------------------------------------
+
+fn holding(id: &str, in_flight: u32, backlog_secs: f64, holds: &[&str]) -> Candidate {
+    Candidate {
+        id: id.into(),
+        capacity: 2,
+        in_flight,
+        backlog_secs,
+        secs_per_unit: 1.0,
+        holds: holds.iter().map(|h| h.to_string()).collect(),
+        ..Candidate::default()
+    }
+}
+
+#[test]
+fn a_job_goes_where_its_model_is_held_unless_spreading_finishes_sooner() {
+    let mut p = Planner::new(Policy::EarliestFinish);
+    let m = [("sdxl.safetensors".to_string(), 8.0)];
+    let ask = Ask {
+        work: 1.0,
+        models: &m,
+    };
+    // a holds it and is busy for 2 s; b is idle but would load it (8 s).
+    let mut fleet = vec![
+        holding("a", 1, 2.0, &["sdxl.safetensors"]),
+        holding("b", 0, 0.0, &[]),
+    ];
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Place(0));
+    // a's backlog is long now: loading it on b finishes sooner, and b
+    // holds it after.
+    fleet[0].backlog_secs = 30.0;
+    fleet[0].in_flight = 1;
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Place(1));
+    assert_eq!(fleet[1].holds, ["sdxl.safetensors"]);
+    // A load measured there replaces the prior.
+    fleet[1].holds.clear();
+    fleet[1].load_secs.insert("sdxl.safetensors".into(), 0.5);
+    assert_eq!(fleet[1].model_secs(&m), 0.5);
+}
+
+#[test]
+fn taking_the_only_holder_of_a_model_others_wait_for_costs_its_load_again() {
+    let c = [("c.safetensors".to_string(), 8.0)];
+    let ask = Ask {
+        work: 1.0,
+        models: &c,
+    };
+    let fleet = || {
+        vec![
+            holding("a", 0, 0.0, &["a.safetensors"]),
+            holding("b", 0, 3.0, &["b.safetensors"]),
+        ]
+    };
+    // Nobody waits for a's model: the idle a takes the job.
+    let mut p = Planner::new(Policy::EarliestFinish);
+    p.set_demand(["c.safetensors"]);
+    assert_eq!(
+        p.place_ask(&mut fleet(), |_| true, &ask),
+        Decision::Place(0)
+    );
+    // Two jobs wait for a's model, which only a holds: b, busier but
+    // holding nothing anyone waits for, takes it.
+    let mut p = Planner::new(Policy::EarliestFinish);
+    p.set_demand(["c.safetensors", "a.safetensors", "a.safetensors"]);
+    assert_eq!(
+        p.place_ask(&mut fleet(), |_| true, &ask),
+        Decision::Place(1)
+    );
+}
+
+#[test]
+fn swarms_rule_waits_for_pressure_then_loads_on_a_free_instance() {
+    let x = [("x.safetensors".to_string(), 8.0)];
+    let ask = Ask {
+        work: 1.0,
+        models: &x,
+    };
+    let mut p = Planner::new(Policy::SwarmModels);
+    // a holds x but is full; b holds y; c holds nothing.
+    let mut fleet = vec![
+        holding("a", 2, 2.0, &["x.safetensors"]),
+        holding("b", 1, 1.0, &["y.safetensors"]),
+        holding("c", 0, 0.0, &[]),
+    ];
+    // The pressure is 1 s old: it waits.
+    p.set_pressure(&[("x.safetensors", 1.0)], false);
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Wait);
+    // 1.6 s: x loads, on the idle free instance.
+    p.set_pressure(&[("x.safetensors", 1.6)], false);
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Place(2));
+    // One load per pass; the next x job goes where x is now held.
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Place(2));
+    // At once when only one instance is free.
+    let mut p = Planner::new(Policy::SwarmModels);
+    let mut fleet = vec![
+        holding("a", 2, 2.0, &["x.safetensors"]),
+        holding("b", 1, 1.0, &["y.safetensors"]),
+    ];
+    p.set_pressure(&[("x.safetensors", 0.0)], true);
+    assert_eq!(p.place_ask(&mut fleet, |_| true, &ask), Decision::Place(1));
+}
