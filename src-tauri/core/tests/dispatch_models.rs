@@ -260,3 +260,60 @@ async fn the_gateway_offers_every_instances_models_and_sends_a_prompt_where_its_
     assert_eq!(runs_with(&g.standins[0], "flux.safetensors").await, 0);
     g.stop().await;
 }
+
+/// A prompt run again is answered from ComfyUI's cache where it ran: the
+/// queue sends it there (its nodes cost nothing there) rather than to an
+/// idle instance that would run it from scratch.
+#[tokio::test]
+async fn a_prompt_run_again_goes_where_comfyuis_cache_holds_it() {
+    // a is twice as fast: without the cache, the job would go there.
+    let start = |speed: &str| {
+        StandIn::builder()
+            .env("STANDIN_NODE_MS", "30")
+            .env("STANDIN_SPEED", speed)
+            .start()
+    };
+    let (a, b) = (start("0.5"), start("1"));
+    let fleet = Fleet::open(
+        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
+        fast_options(),
+    )
+    .await;
+    fleet.start("a").await;
+    fleet.start("b").await;
+    // Their calibrations (a smoke test each, which fills ComfyUI's cache)
+    // are over.
+    wait_for(LONG, "both instances calibrated", || async {
+        (fleet.queue.measured().len() == 2).then_some(())
+    })
+    .await;
+    let w = crate::dispatch_fleet::chain_workflow(20, 4242, "again");
+    let first = fleet
+        .queue
+        .submit(w.clone(), JobTarget::Instance { id: "b".into() })
+        .await
+        .unwrap();
+    fleet.wait_state(&first.id, JobState::Succeeded, LONG).await;
+    // The same workflow again, from a client that sends it twice: a is
+    // idle too, and faster.
+    let again = fleet.queue.submit(w, JobTarget::Auto).await.unwrap();
+    let done = fleet.wait_state(&again.id, JobState::Succeeded, LONG).await;
+    assert_eq!(done.instance_id.as_deref(), Some("b"));
+    // ComfyUI answered every node from its cache.
+    let h: Value = reqwest::get(format!(
+        "{}/history/{}",
+        b.url(),
+        done.prompt_id.as_deref().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let messages = h.pointer(&format!("/{}/status/messages", done.prompt_id.unwrap()));
+    let cached = messages
+        .and_then(Value::as_array)
+        .and_then(|m| m.iter().find(|m| m[0] == "execution_cached"))
+        .map(|m| m[1]["nodes"].as_array().unwrap().len());
+    assert_eq!(cached, Some(22), "{h}");
+}

@@ -25,6 +25,7 @@
 //! a previous run left in flight (`/queue`, `/history/{id}`) and follows,
 //! collects or queues them again.
 
+pub mod cache;
 mod driver;
 pub mod durable;
 mod error;

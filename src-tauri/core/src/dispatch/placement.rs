@@ -221,6 +221,9 @@ pub struct Candidate {
     pub holds: Vec<String>,
     /// Seconds it took to load a model file there, as measured.
     pub load_secs: HashMap<String, f64>,
+    /// The cache keys of the nodes of the last prompt sent there: ComfyUI
+    /// answers those from its cache (see `cache.rs`).
+    pub cached: std::sync::Arc<std::collections::HashSet<u64>>,
 }
 
 /// One job as placement weighs it: its work, and the model files it
@@ -230,6 +233,8 @@ pub struct Candidate {
 pub struct Ask<'a> {
     pub work: f64,
     pub models: &'a [(String, f64)],
+    /// Its nodes' cache keys, each with its work (`cache::node_keys`).
+    pub keys: &'a [(u64, f64)],
 }
 
 impl Candidate {
@@ -252,9 +257,31 @@ impl Candidate {
             .sum()
     }
 
-    /// Expected seconds of `ask` here: its work, and its models' loads.
+    /// Expected seconds of `ask` here: the work of its nodes not in the
+    /// instance's cache (none when all are: ComfyUI answers at once), and
+    /// its models' loads.
     pub fn cost_of(&self, ask: &Ask<'_>) -> f64 {
-        self.cost(ask.work) + self.model_secs(ask.models)
+        let saved: f64 = ask
+            .keys
+            .iter()
+            .filter(|(k, _)| self.cached.contains(k))
+            .map(|(_, w)| w)
+            .sum();
+        if !ask.keys.is_empty() && saved >= ask.work {
+            return 0.0;
+        }
+        self.cost(ask.work - saved) + self.model_secs(ask.models)
+    }
+
+    /// Books `ask` as the last prompt sent here: it holds its models and
+    /// its nodes' outputs after.
+    fn book(&mut self, ask: &Ask<'_>) {
+        if !ask.models.is_empty() {
+            self.holds = ask.models.iter().map(|(f, _)| f.clone()).collect();
+        }
+        if !ask.keys.is_empty() {
+            self.cached = std::sync::Arc::new(ask.keys.iter().map(|(k, _)| *k).collect());
+        }
     }
 
     /// When a job of `work` would finish here, in seconds from now.
@@ -363,7 +390,15 @@ impl Planner {
         allowed: impl Fn(&Candidate) -> bool,
         work: f64,
     ) -> Decision {
-        self.place_ask(fleet, allowed, &Ask { work, models: &[] })
+        self.place_ask(
+            fleet,
+            allowed,
+            &Ask {
+                work,
+                models: &[],
+                keys: &[],
+            },
+        )
     }
 
     /// [`place`](Self::place) for a job that loads models: under the
@@ -394,9 +429,7 @@ impl Planner {
                     Some(i) if !fleet[i].has_room() => {
                         let c = &mut fleet[i];
                         c.waiting_secs += c.cost_of(ask);
-                        if !ask.models.is_empty() {
-                            c.holds = ask.models.iter().map(|(f, _)| f.clone()).collect();
-                        }
+                        c.book(ask);
                         return Decision::Wait;
                     }
                     other => other,
@@ -441,9 +474,7 @@ impl Planner {
                 c.in_flight += 1;
                 c.backlog_secs += c.cost_of(ask);
                 c.reported_queue += 1;
-                if !ask.models.is_empty() {
-                    c.holds = ask.models.iter().map(|(f, _)| f.clone()).collect();
-                }
+                c.book(ask);
                 Decision::Place(i)
             }
             None => Decision::Wait,

@@ -397,6 +397,7 @@ fn a_job_goes_where_its_model_is_held_unless_spreading_finishes_sooner() {
     let ask = Ask {
         work: 1.0,
         models: &m,
+        keys: &[],
     };
     // a holds it and is busy for 2 s; b is idle but would load it (8 s).
     let mut fleet = vec![
@@ -422,6 +423,7 @@ fn taking_the_only_holder_of_a_model_others_wait_for_costs_its_load_again() {
     let ask = Ask {
         work: 1.0,
         models: &c,
+        keys: &[],
     };
     let fleet = || {
         vec![
@@ -452,6 +454,7 @@ fn swarms_rule_waits_for_pressure_then_loads_on_a_free_instance() {
     let ask = Ask {
         work: 1.0,
         models: &x,
+        keys: &[],
     };
     let mut p = Planner::new(Policy::SwarmModels);
     // a holds x but is full; b holds y; c holds nothing.

@@ -117,6 +117,7 @@ impl Fleet {
                     waiting_secs: 0.0,
                     holds: st.holds(&i.id).to_vec(),
                     load_secs: st.load_secs_of(&i.id),
+                    cached: st.cached_keys(&i.id),
                 }
             })
             .collect();
@@ -328,7 +329,7 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         .filter(|c| may(c) && (!others_exist || !killed.contains(&c.id)))
         .map(|c| c.id.clone())
         .collect();
-    let (work, loads) = (e.work(), e.loads());
+    let (work, loads, keys) = (e.work(), e.loads(), e.keys());
     // Loads weighed only when the options say so (the benchmark's "models
     // ignored" peer turns it off; eligibility stays).
     let no_loads: Arc<[(String, f64)]> = Arc::new([]);
@@ -340,6 +341,7 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         } else {
             &no_loads
         },
+        keys: &keys,
     };
     let allowed = |c: &Candidate| allowed.contains(&c.id);
     let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, &ask) else {

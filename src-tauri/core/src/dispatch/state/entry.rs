@@ -61,6 +61,8 @@ pub(crate) struct Entry {
     /// Its model files, each with its load's prior seconds (placement's
     /// [`Ask`](crate::dispatch::placement::Ask)).
     pub(super) loads: Arc<[(String, f64)]>,
+    /// Its nodes' cache keys with their work (`cache::node_keys`).
+    pub(super) keys: Arc<[(u64, f64)]>,
     /// When it last became queued (submit, retry, failover), for the dispatch overhead.
     pub(super) queued_at: Instant,
     pub(super) submit_to_post: Option<Duration>,
@@ -172,6 +174,10 @@ impl Entry {
     /// Its model files with their loads' prior seconds.
     pub fn loads(&self) -> Arc<[(String, f64)]> {
         self.loads.clone()
+    }
+    /// Its nodes' cache keys with their work.
+    pub fn keys(&self) -> Arc<[(u64, f64)]> {
+        self.keys.clone()
     }
     pub fn queued_at(&self) -> Instant {
         self.queued_at
@@ -447,6 +453,8 @@ impl QueueState {
             return false;
         }
         self.calibrating.insert(instance_id.to_string());
+        // Its smoke test replaces what ComfyUI's cache holds there.
+        self.forget_cached(instance_id);
         true
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct FleetModels {
     holds: HashMap<String, Vec<String>>,
     /// The model files of the last prompt each instance finished.
     loaded: HashMap<String, Vec<String>>,
+    /// The cache keys of the last prompt sent to each instance.
+    cached: HashMap<String, Arc<HashSet<u64>>>,
     /// Seconds a file's load took, per instance.
     load_secs: HashMap<String, HashMap<String, f64>>,
 }
@@ -65,6 +67,7 @@ impl QueueState {
         }
         m.holds.remove(&i.id);
         m.loaded.remove(&i.id);
+        m.cached.remove(&i.id);
         m.reading.insert(i.id.clone());
         true
     }
@@ -137,12 +140,38 @@ impl QueueState {
         out
     }
 
-    /// A prompt loading `files` was sent to the instance: it holds them after.
-    pub(super) fn models_sent(&mut self, instance_id: &str, files: &[(String, f64)]) {
+    /// A prompt loading `files`, of nodes `keys`, was sent to the instance:
+    /// it holds them, and their outputs, after.
+    pub(super) fn models_sent(
+        &mut self,
+        instance_id: &str,
+        files: &[(String, f64)],
+        keys: &[(u64, f64)],
+    ) {
         if !files.is_empty() {
             let files = files.iter().map(|(f, _)| f.clone()).collect();
             self.models.holds.insert(instance_id.to_string(), files);
         }
+        if !keys.is_empty() {
+            let keys = keys.iter().map(|(k, _)| *k).collect();
+            self.models
+                .cached
+                .insert(instance_id.to_string(), Arc::new(keys));
+        }
+    }
+
+    /// A prompt this queue did not send ran there: its cache holds that.
+    pub(super) fn forget_cached(&mut self, instance_id: &str) {
+        self.models.cached.remove(instance_id);
+    }
+
+    /// The cache keys of the last prompt sent to the instance.
+    pub fn cached_keys(&self, instance_id: &str) -> Arc<HashSet<u64>> {
+        self.models
+            .cached
+            .get(instance_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A prompt loading `files` succeeded there: they are loaded now.
@@ -157,6 +186,7 @@ impl QueueState {
     pub fn models_dropped(&mut self, instance_id: &str) {
         self.models.holds.remove(instance_id);
         self.models.loaded.remove(instance_id);
+        self.models.cached.remove(instance_id);
     }
 
     /// ComfyUI started executing `node` of the sending (`None`: it ended):

@@ -105,6 +105,7 @@ impl Entry {
         }
         let loads = loads.into();
         Self {
+            keys: crate::dispatch::cache::node_keys(&job.workflow).into(),
             needs: Arc::new(needs),
             loads,
             job,
@@ -157,6 +158,7 @@ impl QueueState {
         e.work = fresh.work;
         e.needs = fresh.needs;
         e.loads = fresh.loads;
+        e.keys = fresh.keys;
         e.accepted = true;
         e.revision = revision;
         e.queued_at = Instant::now();

@@ -458,7 +458,7 @@ impl Shared {
             prompt_id.clone(),
             &self.cancel,
         ));
-        let loads = e.loads.clone();
+        let (loads, keys) = (e.loads.clone(), e.keys.clone());
         let held = st.holds(instance_id).to_vec();
         if let Some(a) = st.jobs.get_mut(job_id).and_then(|e| e.attempt.as_mut()) {
             a.loads = loads
@@ -468,7 +468,7 @@ impl Shared {
                 .collect();
         }
         st.index_prompt(job_id, &prompt_id);
-        st.models_sent(instance_id, &loads);
+        st.models_sent(instance_id, &loads, &keys);
         true
     }
 
