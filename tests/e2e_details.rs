@@ -18,6 +18,20 @@ async fn check_now_and_the_workflow_history_in_the_details() {
         t.contains("Nothing has run here yet")
     })
     .await;
+    // Its models: none at first; a checkpoint put in its folder is listed
+    // once its models are read again.
+    app.wait_text("#details-models-empty", "no model files", |t| {
+        t.contains("No model files")
+    })
+    .await;
+    let ckpt = server.folder().join("models/checkpoints");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    std::fs::write(ckpt.join("sd15.safetensors"), b"weights").unwrap();
+    app.click("#details-models-refresh").await;
+    app.wait_text("#details-models", "the new checkpoint", |t| {
+        t.contains("sd15.safetensors")
+    })
+    .await;
 
     app.click("#details-check-now").await;
     let checked = app

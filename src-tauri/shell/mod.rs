@@ -83,6 +83,8 @@ pub fn run(paths: AppPaths, env: EnvSettings) -> Result<(), String> {
             tray::tray_menu,
             commands::jobs::list_jobs,
             commands::jobs::instance_workflow_history,
+            commands::jobs::instance_models,
+            commands::jobs::refresh_instance_models,
             commands::jobs::submit_workflow,
             commands::jobs::submit_template,
             commands::jobs::list_templates,

@@ -42,6 +42,11 @@ pub enum AppEvent {
     JobRemoved {
         id: String,
     },
+    /// What an instance offers (its model files) was read: its details
+    /// read it again.
+    ModelsRead {
+        id: String,
+    },
     /// A pool was created, changed, or decided something (size, target, why).
     PoolUpdated(Box<crate::PoolView>),
     PoolRemoved {

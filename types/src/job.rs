@@ -203,6 +203,10 @@ pub struct Job {
     /// take work (stopped, unhealthy, paused); unset while it only waits for room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Why its instance was chosen, in words ("has sdxl.safetensors
+    /// loaded"), set when it is placed by the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_because: Option<String>,
     /// Set when the job came through the ComfyUI-compatible gateway: what
     /// the client knows it by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +288,7 @@ impl Job {
             output_folder: self.output_folder.clone(),
             pinned_instances: self.pinned_instances.clone(),
             waiting: self.waiting.clone(),
+            placed_because: self.placed_because.clone(),
             gateway: self.gateway.clone(),
             input_files: self.input_files.clone(),
         }
@@ -403,6 +408,18 @@ mod tests {
         );
         assert!(JobState::Cancelled.is_final() && !JobState::Suspect.is_final());
     }
+}
+
+/// What an instance offers and holds, as the job queue knows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceModels {
+    /// Its model files, by the loader input that lists them (`ckpt_name`).
+    pub files: std::collections::BTreeMap<String, Vec<String>>,
+    /// The model files of the last prompt it finished: loaded now.
+    pub loaded: Vec<String>,
+    /// Seconds a file's load took there, as measured.
+    pub load_secs: std::collections::BTreeMap<String, f64>,
 }
 
 /// One workflow an instance ran, as `instance_{id}_workflows.json`'s

@@ -27,9 +27,9 @@ pub use instance::{
     Scheme, INSTANCES_FILE_VERSION,
 };
 pub use job::{
-    GatewayPrompt, InputFile, Job, JobCopy, JobError, JobNodeError, JobOutput, JobProgress,
-    JobState, JobTarget, ParameterMark, ParameterType, TemplateDraft, TemplateParameter,
-    WorkflowExecution, WorkflowFile, WorkflowInput, WorkflowTemplate,
+    GatewayPrompt, InputFile, InstanceModels, Job, JobCopy, JobError, JobNodeError, JobOutput,
+    JobProgress, JobState, JobTarget, ParameterMark, ParameterType, TemplateDraft,
+    TemplateParameter, WorkflowExecution, WorkflowFile, WorkflowInput, WorkflowTemplate,
 };
 pub use pool::{
     PoolAction, PoolConfig, PoolDecision, PoolSizePoint, PoolView, PoolsFile, POOLS_FILE_VERSION,

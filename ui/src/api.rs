@@ -270,6 +270,20 @@ pub async fn check_instance_health(id: &str) -> Result<InstanceHealth, ApiError>
     call("check_instance_health", &json!({ "id": id })).await
 }
 
+/// What the instance offers and has loaded; `None` before it was read.
+pub async fn instance_models(
+    id: &str,
+) -> Result<Option<storycore_types::InstanceModels>, ApiError> {
+    call("instance_models", &json!({ "id": id })).await
+}
+
+/// Reads what the instance offers again, and answers it.
+pub async fn refresh_instance_models(
+    id: &str,
+) -> Result<Option<storycore_types::InstanceModels>, ApiError> {
+    call("refresh_instance_models", &json!({ "id": id })).await
+}
+
 /// The instance's last runs, newest first.
 pub async fn workflow_history(id: &str, limit: usize) -> Result<Vec<WorkflowExecution>, ApiError> {
     call(

@@ -72,6 +72,8 @@ pub struct Fleet {
     /// The last failed action, shown until dismissed.
     pub error: RwSignal<Option<String>>,
     pub jobs: RwSignal<Vec<Job>>,
+    /// The last instance whose models were read (its details read them again).
+    pub models_read: RwSignal<Option<String>>,
     /// Jobs in flight per instance id, derived once from `jobs`: a card
     /// hears of a job event only when its own count changes.
     pub jobs_in_flight: Memo<HashMap<String, usize>>,
@@ -115,6 +117,7 @@ impl Fleet {
             notices: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
             jobs,
+            models_read: RwSignal::new(None),
             jobs_in_flight: Memo::new(move |_| {
                 let mut m = HashMap::new();
                 jobs.with(|l| {
@@ -327,6 +330,7 @@ impl Fleet {
                     })
             }
             AppEvent::JobRemoved { id } => self.jobs.update(|l| l.retain(|x| &x.id != id)),
+            AppEvent::ModelsRead { id } => self.models_read.set(Some(id.clone())),
             AppEvent::JobProgress {
                 job_id,
                 node,

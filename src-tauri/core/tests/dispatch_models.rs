@@ -127,7 +127,8 @@ async fn a_job_no_instance_can_run_waits_naming_the_file_and_runs_once_it_is_the
 
     // The file is put on b and its models read again: the job runs there.
     model(&b, "flux.safetensors", 1);
-    fleet.queue.refresh_models("b");
+    let read = fleet.queue.refresh_models("b").await.unwrap();
+    assert!(read.files["ckpt_name"].contains(&"flux.safetensors".to_string()));
     let done = fleet.wait_state(&job.id, JobState::Succeeded, LONG).await;
     assert_eq!(done.instance_id.as_deref(), Some("b"));
     assert!(done.waiting.is_none());
@@ -213,6 +214,11 @@ async fn a_models_load_time_is_learnt_and_its_jobs_stay_where_it_is_held() {
             &two_at
         };
         assert_eq!(j.instance_id.as_ref(), Some(want), "{ckpt} ran elsewhere");
+        assert_eq!(
+            j.placed_because.as_deref(),
+            Some(format!("has {} loaded", ckpt.as_str().unwrap()).as_str()),
+            "the card says why"
+        );
     }
 }
 
@@ -299,6 +305,10 @@ async fn a_prompt_run_again_goes_where_comfyuis_cache_holds_it() {
     let again = fleet.queue.submit(w, JobTarget::Auto).await.unwrap();
     let done = fleet.wait_state(&again.id, JobState::Succeeded, LONG).await;
     assert_eq!(done.instance_id.as_deref(), Some("b"));
+    assert_eq!(
+        done.placed_because.as_deref(),
+        Some("its ComfyUI cache holds this prompt")
+    );
     // ComfyUI answered every node from its cache.
     let h: Value = reqwest::get(format!(
         "{}/history/{}",

@@ -191,6 +191,23 @@ pub async fn job_output_image(q: Queue<'_>, id: String, index: usize) -> Answer<
     ))
 }
 
+/// What the instance offers (its model files) and has loaded, as the
+/// queue knows it; `None` before its `/object_info` was read in this run.
+#[tauri::command]
+pub fn instance_models(q: Queue<'_>, id: String) -> Option<storycore_types::InstanceModels> {
+    q.instance_models(&id)
+}
+
+/// Reads what the instance offers again (model files added or removed),
+/// and answers it.
+#[tauri::command]
+pub async fn refresh_instance_models(
+    q: Queue<'_>,
+    id: String,
+) -> Answer<Option<storycore_types::InstanceModels>> {
+    Ok(q.inner().clone().refresh_models(&id).await)
+}
+
 /// The instance's last runs (time, result, duration), newest first, from its
 /// `instance_{id}_workflows.json`.
 #[tauri::command]

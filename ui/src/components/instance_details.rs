@@ -35,6 +35,26 @@ fn run_time(ms: i64) -> String {
     }
 }
 
+/// The instance's model files as rows: file, the loader input listing it,
+/// whether it is loaded now, and its measured load.
+fn model_rows(m: Option<storycore_types::InstanceModels>) -> Vec<(String, String, bool, String)> {
+    let Some(m) = m else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    for (input, files) in &m.files {
+        for f in files {
+            let secs = m
+                .load_secs
+                .get(f)
+                .map(|s| format!(" (loads in {s:.1} s)"))
+                .unwrap_or_default();
+            rows.push((f.clone(), input.clone(), m.loaded.contains(f), secs));
+        }
+    }
+    rows
+}
+
 /// Most points drawn.
 const POINTS: usize = 120;
 
@@ -215,6 +235,30 @@ pub fn InstanceDetails() -> impl IntoView {
             }
         });
     });
+    // Its model files and what it has loaded, read again with its runs.
+    let models = RwSignal::new(None::<storycore_types::InstanceModels>);
+    Effect::new(move |_| {
+        let id = id.get();
+        let _ = jobs.get();
+        let _ = fleet.models_read.get();
+        if id.is_empty() {
+            return;
+        }
+        spawn_local(async move {
+            if let Ok(m) = api::instance_models(&id).await {
+                models.set(m);
+            }
+        });
+    });
+    let reread_models = move |_| {
+        let id = id.get_untracked();
+        spawn_local(async move {
+            match api::refresh_instance_models(&id).await {
+                Ok(m) => models.set(m),
+                Err(e) => fleet.error.set(Some(e.message)),
+            }
+        });
+    };
     let checked = RwSignal::new(None::<String>);
     let check_now = move |_| {
         let id = id.get_untracked();
@@ -283,6 +327,25 @@ pub fn InstanceDetails() -> impl IntoView {
                         <dt>"Last error"</dt><dd id="details-last-error">{stat(|i| i.stats.last_error.clone().unwrap_or_else(|| "none".into()))}</dd>
                         <dt>"Jobs"</dt><dd id="details-jobs">{move || { let (r, d) = jobs.get(); format!("{r} running, {d} finished") }}</dd>
                     </dl>
+                    <h3>"Models"
+                        <button class="link" id="details-models-refresh" title="Read its model files again (after adding or removing some)" on:click=reread_models>"read again"</button>
+                    </h3>
+                    <ul class="models" id="details-models">
+                        {move || model_rows(models.get()).into_iter().map(|(file, input, loaded, secs)| view! {
+                            <li class="model" data-loaded=loaded.to_string() title=input>
+                                {file}
+                                {loaded.then(|| view! { <span class="badge">" loaded"</span> })}
+                                <span class="muted">{secs}</span>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                    <Show when=move || models.with(|m| m.as_ref().is_none_or(|m| m.files.is_empty()))>
+                        <p class="muted" id="details-models-empty">{move || if models.with(Option::is_none) {
+                            "Not read yet: it is read when the instance runs."
+                        } else {
+                            "No model files in its models folders."
+                        }}</p>
+                    </Show>
                     <h3>"Workflow history"</h3>
                     <table class="history" id="details-history">
                         <thead><tr><th>"Finished"</th><th>"Result"</th><th>"Duration"</th><th>"Outputs"</th></tr></thead>

@@ -245,6 +245,7 @@ fn JobRow(id: String) -> impl IntoView {
                         })}
                     </div>
                     <div class="progress"><div class="bar" style=format!("width: {pct:.0}%")></div></div>
+                    {j.placed_because.filter(|_| j.waiting.is_none()).map(|b| view! { <div class="job-placed muted">{format!("Sent there: {b}")}</div> })}
                     {j.waiting.map(|w| view! { <div class="job-waiting muted">{w}</div> })}
                     {j.error.map(|e| view! { <div class="job-error">{e.message}</div> })}
 

@@ -56,7 +56,7 @@ pub mod writer;
 pub use error::DispatchError;
 pub use journal::JOBS_FOLDER;
 pub use options::{
-    DispatchOptions, InstanceModels, JobContext, Outlook, Preview, Recovered, Retention, WaitingJob,
+    DispatchOptions, JobContext, Outlook, Preview, Recovered, Retention, WaitingJob,
 };
 pub use placement::target_allows;
 pub use placement::Policy;
@@ -262,6 +262,7 @@ impl JobQueue {
             output_folder: context.output_folder.clone(),
             pinned_instances,
             waiting: None,
+            placed_because: None,
             gateway: context.gateway.clone(),
             input_files: context.input_files.clone(),
         };

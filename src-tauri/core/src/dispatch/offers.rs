@@ -54,5 +54,8 @@ pub(crate) async fn read(shared: Arc<Shared>, instance: Instance) {
     shared
         .lock()
         .set_offer(&instance.id, instance.status_since, offer);
+    shared.emit(storycore_types::AppEvent::ModelsRead {
+        id: instance.id.clone(),
+    });
     shared.wake.notify_one();
 }

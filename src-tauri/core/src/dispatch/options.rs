@@ -68,17 +68,6 @@ impl Default for DispatchOptions {
 /// What a job belongs to besides its workflow and target: the project it
 /// runs in (a tag the Workflows view filters by) and the folder its outputs
 /// are copied to.
-/// What an instance offers and holds, as the queue knows it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InstanceModels {
-    /// Its model files, by the loader input that lists them (`ckpt_name`).
-    pub files: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-    /// The model files of the last prompt it finished: loaded now.
-    pub loaded: Vec<String>,
-    /// Seconds a file's load took there, as measured.
-    pub load_secs: std::collections::HashMap<String, f64>,
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobContext {
     pub project_id: Option<String>,

@@ -344,11 +344,40 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
         keys: &keys,
     };
     let allowed = |c: &Candidate| allowed.contains(&c.id);
+    let policy = st.planner().policy;
+    // Why each would be chosen, in words, before the choice is booked.
+    let because: Vec<String> = fleet
+        .candidates
+        .iter()
+        .map(|c| placed_because(c, &ask, policy))
+        .collect();
     let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, &ask) else {
         return false;
     };
     let instance_id = fleet.candidates[i].id.clone();
-    shared.dispatch(st, id, &instance_id)
+    shared.dispatch(st, id, &instance_id, &because[i])
+}
+
+/// Why a job goes to a candidate, in words for the job's card.
+fn placed_because(c: &Candidate, ask: &Ask<'_>, policy: super::placement::Policy) -> String {
+    let files = || {
+        ask.models
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !ask.keys.is_empty() && ask.keys.iter().all(|(k, _)| c.cached.contains(k)) {
+        "its ComfyUI cache holds this prompt".to_string()
+    } else if !ask.models.is_empty() && ask.models.iter().all(|(f, _)| c.holds.contains(f)) {
+        format!("has {} loaded", files())
+    } else if !ask.models.is_empty() {
+        format!("loads {} there, and finishes it first", files())
+    } else if policy == super::placement::Policy::EarliestFinish {
+        "the earliest expected finish".to_string()
+    } else {
+        policy.name().to_string()
+    }
 }
 
 /// Says on each queued job why it waits when no instance it may run on can

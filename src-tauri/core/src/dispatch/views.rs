@@ -3,14 +3,14 @@
 //! models, and the files it keeps.
 
 use super::instance_log;
-use super::options::{InstanceModels, Outlook, Preview, WaitingJob};
+use super::options::{Outlook, Preview, WaitingJob};
 use super::placement;
 use super::templates::TemplateStore;
 use super::writer;
 use super::JobQueue;
 use std::path::Path;
 use std::time::Duration;
-use storycore_types::{Instance, Job, JobState};
+use storycore_types::{Instance, InstanceModels, Job, JobState};
 
 impl JobQueue {
     /// Every job, in submission order.
@@ -144,16 +144,26 @@ impl JobQueue {
         let st = self.shared.lock();
         let offer = st.offer_of(instance_id)?;
         Some(InstanceModels {
-            files: offer.model_files(),
+            files: offer
+                .model_files()
+                .into_iter()
+                .map(|(input, files)| (input, files.into_iter().collect()))
+                .collect(),
             loaded: st.loaded(instance_id).to_vec(),
-            load_secs: st.measured_loads(instance_id),
+            load_secs: st.measured_loads(instance_id).into_iter().collect(),
         })
     }
 
-    /// Reads what the instance offers again (files were added or removed).
-    pub fn refresh_models(&self, instance_id: &str) {
-        self.shared.lock().forget_offer(instance_id);
-        self.shared.wake.notify_one();
+    /// Reads what the instance offers again, now (files were added or
+    /// removed), and answers it; `None` when it is not running.
+    pub async fn refresh_models(&self, instance_id: &str) -> Option<InstanceModels> {
+        let instance = self.shared.manager.get(instance_id)?;
+        if !instance.takes_work() {
+            return None;
+        }
+        self.shared.lock().reread_offer(instance_id);
+        super::offers::read(self.shared.clone(), instance).await;
+        self.instance_models(instance_id)
     }
 
     /// The bus the queue publishes its job events on.

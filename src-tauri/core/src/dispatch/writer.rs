@@ -479,6 +479,7 @@ mod tests {
             output_folder: None,
             pinned_instances: Vec::new(),
             waiting: None,
+            placed_because: None,
             gateway: None,
             input_files: Vec::new(),
         }

@@ -85,9 +85,10 @@ impl QueueState {
             .insert(instance_id.to_string(), (run, offer.map(Arc::new)));
     }
 
-    /// Reads the instance's offer again at the next pass (its models changed).
-    pub fn forget_offer(&mut self, instance_id: &str) {
-        self.models.offers.remove(instance_id);
+    /// The instance's offer is read again (its files changed); what it
+    /// holds stays. No work for it until then.
+    pub fn reread_offer(&mut self, instance_id: &str) {
+        self.models.reading.insert(instance_id.to_string());
     }
 
     /// The model files the instance will hold once its sent prompts ran.

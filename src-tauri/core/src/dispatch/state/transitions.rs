@@ -436,7 +436,13 @@ impl Shared {
 
     /// Sends the job's attempt to `instance_id`: a new attempt with a new
     /// prompt id, the job `dispatched` (the caller writes its record).
-    pub fn dispatch(&self, st: &mut QueueState, job_id: &str, instance_id: &str) -> bool {
+    pub fn dispatch(
+        &self,
+        st: &mut QueueState,
+        job_id: &str,
+        instance_id: &str,
+        because: &str,
+    ) -> bool {
         let Some(e) = st.jobs.get_mut(job_id) else {
             return false;
         };
@@ -445,6 +451,7 @@ impl Shared {
         }
         let prompt_id = uuid::Uuid::new_v4().to_string();
         e.job.instance_id = Some(instance_id.to_string());
+        e.job.placed_because = Some(because.to_string());
         e.job.prompt_id = Some(prompt_id.clone());
         e.job.attempts += 1;
         e.job.finished_at = None;
