@@ -72,24 +72,36 @@ impl Server {
     }
 
     pub async fn launch(l: Launch<'_>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in folder\n").unwrap();
-        let port = free_port();
-        let child = spawn_in(dir.path(), port, &l.args, &l.env);
-        let s = Server {
-            dir,
-            port,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        if l.wait_ready {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("main.py"), "# ComfyUI stand-in folder\n").unwrap();
+            let port = free_port();
+            let child = spawn_in(dir.path(), port, &l.args, &l.env);
+            let mut s = Server {
+                dir,
+                port,
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap(),
+            };
+            if !l.wait_ready {
+                return s;
+            }
+            let spawned = Instant::now();
             s.wait_ready().await;
+            // Another test's server took the port between free_port() and
+            // the bind, and ours exited (at once, as ComfyUI does): what
+            // answered was not ours.
+            let grace = Duration::from_millis(300).saturating_sub(spawned.elapsed());
+            tokio::time::sleep(grace).await;
+            if s.child.try_wait().unwrap().is_none() {
+                return s;
+            }
         }
-        s
+        panic!("the stand-in could not bind a free port three times");
     }
 
     pub async fn wait_ready(&self) {
