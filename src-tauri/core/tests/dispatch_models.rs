@@ -6,7 +6,7 @@
 use crate::dispatch_fleet;
 use crate::support;
 
-use dispatch_fleet::{attached, fast_options, Fleet};
+use dispatch_fleet::Fleet;
 use serde_json::{json, Value};
 use std::time::Duration;
 use storycore_types::{JobState, JobTarget};
@@ -42,6 +42,15 @@ fn workflow(ckpt: &str, width: u32, chain: usize, prefix: &str) -> Value {
     w
 }
 
+/// Both instances' calibrations are over (a smoke test each, which takes
+/// the instance from work while it runs and fills ComfyUI's cache).
+async fn calibrated(fleet: &Fleet) {
+    wait_for(LONG, "both instances calibrated", || async {
+        (fleet.queue.measured().len() == 2).then_some(())
+    })
+    .await;
+}
+
 /// Prompts the stand-in received that load `ckpt` (its history).
 async fn runs_with(s: &StandIn, ckpt: &str) -> usize {
     let h: Value = reqwest::get(format!("{}/history", s.url()))
@@ -63,13 +72,7 @@ async fn a_job_goes_only_where_its_model_file_is() {
     model(&a, "sd15.safetensors", 1);
     model(&b, "sdxl.safetensors", 1);
     model(&b, "sd15.safetensors", 1);
-    let fleet = Fleet::open(
-        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("a").await;
-    fleet.start("b").await;
+    let fleet = Fleet::running_pair(&a, &b).await;
     let mut ids = Vec::new();
     for k in 0..6 {
         let ckpt = if k % 2 == 0 {
@@ -102,13 +105,7 @@ async fn a_job_goes_only_where_its_model_file_is() {
 async fn a_job_no_instance_can_run_waits_naming_the_file_and_runs_once_it_is_there() {
     let (a, b) = (StandIn::start(), StandIn::start());
     model(&a, "sd15.safetensors", 1);
-    let fleet = Fleet::open(
-        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("a").await;
-    fleet.start("b").await;
+    let fleet = Fleet::running_pair(&a, &b).await;
     let job = fleet
         .queue
         .submit(workflow("flux.safetensors", 64, 1, "wait"), JobTarget::Auto)
@@ -154,13 +151,8 @@ async fn a_models_load_time_is_learnt_and_its_jobs_stay_where_it_is_held() {
         model(s, "one.safetensors", 1);
         model(s, "two.safetensors", 1);
     }
-    let fleet = Fleet::open(
-        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("a").await;
-    fleet.start("b").await;
+    let fleet = Fleet::running_pair(&a, &b).await;
+    calibrated(&fleet).await;
     // One job of each model first: each instance loads one of them.
     let mut first = Vec::new();
     for ckpt in ["one.safetensors", "two.safetensors"] {
@@ -280,19 +272,8 @@ async fn a_prompt_run_again_goes_where_comfyuis_cache_holds_it() {
             .start()
     };
     let (a, b) = (start("0.5"), start("1"));
-    let fleet = Fleet::open(
-        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("a").await;
-    fleet.start("b").await;
-    // Their calibrations (a smoke test each, which fills ComfyUI's cache)
-    // are over.
-    wait_for(LONG, "both instances calibrated", || async {
-        (fleet.queue.measured().len() == 2).then_some(())
-    })
-    .await;
+    let fleet = Fleet::running_pair(&a, &b).await;
+    calibrated(&fleet).await;
     let w = crate::dispatch_fleet::chain_workflow(20, 4242, "again");
     let first = fleet
         .queue

@@ -395,13 +395,7 @@ async fn balancing_ranks_on_the_queues_own_load() {
         StandIn::builder().env("STANDIN_NODE_MS", "300").start(),
         StandIn::builder().env("STANDIN_NODE_MS", "300").start(),
     );
-    let fleet = Fleet::open(
-        vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
-        fast_options(),
-    )
-    .await;
-    fleet.start("a").await;
-    fleet.start("b").await;
+    let fleet = Fleet::running_pair(&a, &b).await;
     let order = || -> Vec<String> {
         fleet
             .queue

@@ -219,17 +219,32 @@ impl Offer {
 }
 
 fn combo_options(input: &Value) -> Option<HashSet<String>> {
-    let first = input.get(0)?;
-    let list = match first {
-        Value::Array(list) => list,
-        Value::String(kind) if kind == "COMBO" => input.pointer("/1/options")?.as_array()?,
-        _ => return None,
-    };
     Some(
-        list.iter()
+        combo_list(input)?
+            .iter()
             .filter_map(|o| o.as_str().map(str::to_string))
             .collect(),
     )
+}
+
+/// The options of an input given as a list: `[[options], {..}]`, or
+/// ComfyUI's newer `["COMBO", {"options": [..]}]`.
+fn combo_list(input: &Value) -> Option<&Vec<Value>> {
+    match input.get(0)? {
+        Value::Array(list) => Some(list),
+        Value::String(kind) if kind == "COMBO" => input.pointer("/1/options")?.as_array(),
+        _ => None,
+    }
+}
+
+fn combo_list_mut(input: &mut Value) -> Option<&mut Vec<Value>> {
+    if input.get(0).is_some_and(Value::is_array) {
+        input.get_mut(0)?.as_array_mut()
+    } else if input.get(0).and_then(Value::as_str) == Some("COMBO") {
+        input.pointer_mut("/1/options")?.as_array_mut()
+    } else {
+        None
+    }
 }
 
 /// The `/object_info` of a fleet: every class any instance has; where two
@@ -265,33 +280,17 @@ fn join_lists(have: &mut Value, other: &Value) {
             continue;
         };
         for (name, input) in theirs {
-            let Some(extra) = input.get(0).and_then(Value::as_array).cloned().or_else(|| {
-                (input.get(0).and_then(Value::as_str) == Some("COMBO"))
-                    .then(|| {
-                        input
-                            .pointer("/1/options")
-                            .and_then(Value::as_array)
-                            .cloned()
-                    })
-                    .flatten()
-            }) else {
+            let Some(extra) = combo_list(input) else {
                 continue;
             };
             let Some(target) = mine.get_mut(name) else {
                 mine.insert(name.clone(), input.clone());
                 continue;
             };
-            let list = if target.get(0).is_some_and(Value::is_array) {
-                target.get_mut(0).and_then(Value::as_array_mut)
-            } else {
-                target
-                    .pointer_mut("/1/options")
-                    .and_then(Value::as_array_mut)
-            };
-            if let Some(list) = list {
+            if let Some(list) = combo_list_mut(target) {
                 for o in extra {
-                    if !list.contains(&o) {
-                        list.push(o);
+                    if !list.contains(o) {
+                        list.push(o.clone());
                     }
                 }
             }

@@ -86,6 +86,19 @@ impl Fleet {
         }
     }
 
+    /// Instances "a" and "b" on the stand-ins `a` and `b`, one slot each,
+    /// both started and healthy.
+    pub async fn running_pair(a: &StandIn, b: &StandIn) -> Fleet {
+        let fleet = Fleet::open(
+            vec![attached("a", a.port(), 1), attached("b", b.port(), 1)],
+            fast_options(),
+        )
+        .await;
+        fleet.start("a").await;
+        fleet.start("b").await;
+        fleet
+    }
+
     pub async fn start(&self, id: &str) {
         self.manager.start(id).await.unwrap();
         wait_ready(&self.manager, id).await;
