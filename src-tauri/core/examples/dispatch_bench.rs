@@ -16,13 +16,15 @@
 //! (R: this app's median ratio; P: the best peer's; F: syncs the journal
 //! writer made per job, outputs included).
 
+#[path = "support/fleet.rs"]
+mod fleet;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use storycore_core::dispatch::{DispatchOptions, JobQueue, Policy};
-use storycore_core::health::HealthPolicy;
-use storycore_core::manager::{InstanceManager, ManagerOptions};
-use storycore_types::{HealthStatus, InstanceConfig, InstanceStatus, JobTarget};
+use storycore_core::manager::InstanceManager;
+use storycore_types::JobTarget;
 
 const NODE_MS: f64 = 20.0;
 const PROMPT_MS: f64 = 40.0;
@@ -128,30 +130,8 @@ async fn fleet(
     policy: Policy,
 ) -> (tempfile::TempDir, InstanceManager, JobQueue) {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = ManagerOptions::new(dir.path());
-    o.health = HealthPolicy {
-        interval: Duration::from_millis(200),
-        resource_interval: Duration::from_millis(200),
-        starting_interval: Duration::from_millis(50),
-        ..HealthPolicy::default()
-    };
-    let (m, _) = InstanceManager::open(o).unwrap();
-    for (i, s) in servers.iter().enumerate() {
-        let mut c = InstanceConfig::new(format!("gpu{i}"), format!("GPU {i}"), s.port as u32);
-        c.host = Some("127.0.0.1".into());
-        c.max_concurrent_workflows = Some(SLOTS);
-        m.create(c).await.unwrap();
-        m.start(&format!("gpu{i}")).await.unwrap();
-    }
-    loop {
-        let ready = m.list().iter().all(|i| {
-            i.status == InstanceStatus::Running && i.health.status == HealthStatus::Healthy
-        });
-        if ready {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let m = fleet::running(dir.path(), &ports, Some(SLOTS)).await;
     let options = DispatchOptions {
         policy,
         poll_interval: Duration::from_millis(200),

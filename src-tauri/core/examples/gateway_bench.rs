@@ -34,6 +34,8 @@
 //! The last line is
 //! `SUMMARY queue_added_median_ms=A prompt_added_median_ms=B event_added_median_ms=E relay_added_median_ms=R relay_lost=X prompts=M prompts_per_s=T lost=L tls_request_added_median_ms=Q tls_event_added_median_ms=V fair_wait_jobs=F unfair_wait_jobs=U`.
 
+#[path = "support/fleet.rs"]
+mod fleet;
 #[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
 mod standin;
@@ -42,8 +44,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use storycore_core::dispatch::{DispatchOptions, JobQueue};
 use storycore_core::gateway::Gateway;
-use storycore_core::health::HealthPolicy;
-use storycore_core::manager::{InstanceManager, ManagerOptions};
+use storycore_core::manager::InstanceManager;
 use storycore_types::{HealthStatus, InstanceConfig, InstanceStatus};
 
 fn arg(name: &str, default: usize) -> usize {
@@ -109,23 +110,7 @@ async fn main() {
         .env("STANDIN_NODE_MS", "0")
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let mut o = ManagerOptions::new(dir.path());
-    o.health = HealthPolicy {
-        interval: Duration::from_millis(200),
-        resource_interval: Duration::from_millis(200),
-        starting_interval: Duration::from_millis(50),
-        ..HealthPolicy::default()
-    };
-    let (manager, _) = InstanceManager::open(o).unwrap();
-    let mut c = InstanceConfig::new("gpu0", "GPU 0", server.port() as u32);
-    c.host = Some("127.0.0.1".into());
-    manager.create(c).await.unwrap();
-    manager.start("gpu0").await.unwrap();
-    while !manager.get("gpu0").is_some_and(|i| {
-        i.status == InstanceStatus::Running && i.health.status == HealthStatus::Healthy
-    }) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let manager = fleet::running(dir.path(), &[server.port()], None).await;
     let options = DispatchOptions {
         calibrate: false,
         ..DispatchOptions::default()

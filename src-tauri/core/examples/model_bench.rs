@@ -32,6 +32,8 @@
 //! makespan over the bound; N: jobs of this app refused by an instance for
 //! a missing model, which must be 0).
 
+#[path = "support/fleet.rs"]
+mod fleet;
 #[path = "support/standin.rs"]
 mod standin;
 
@@ -40,9 +42,8 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use storycore_core::dispatch::{DispatchOptions, JobQueue, Policy};
-use storycore_core::health::HealthPolicy;
-use storycore_core::manager::{InstanceManager, ManagerOptions};
-use storycore_types::{HealthStatus, InstanceConfig, InstanceStatus, JobTarget};
+use storycore_core::manager::InstanceManager;
+use storycore_types::JobTarget;
 
 /// Milliseconds here for one second of the workload.
 const MS_PER_SEC: f64 = 40.0;
@@ -268,28 +269,8 @@ async fn fleet(servers: &[Server], side: Side) -> (tempfile::TempDir, InstanceMa
             .await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut o = ManagerOptions::new(dir.path());
-    o.health = HealthPolicy {
-        interval: Duration::from_millis(200),
-        resource_interval: Duration::from_millis(200),
-        starting_interval: Duration::from_millis(50),
-        ..HealthPolicy::default()
-    };
-    let (m, _) = InstanceManager::open(o).unwrap();
-    for (i, s) in servers.iter().enumerate() {
-        let mut c = InstanceConfig::new(format!("gpu{i}"), format!("GPU {i}"), s.port as u32);
-        c.host = Some("127.0.0.1".into());
-        c.max_concurrent_workflows = Some(2);
-        m.create(c).await.unwrap();
-        m.start(&format!("gpu{i}")).await.unwrap();
-    }
-    while !m
-        .list()
-        .iter()
-        .all(|i| i.status == InstanceStatus::Running && i.health.status == HealthStatus::Healthy)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ports: Vec<u16> = servers.iter().map(|s| s.port).collect();
+    let m = fleet::running(dir.path(), &ports, Some(2)).await;
     let options = DispatchOptions {
         policy: side.policy,
         model_costs: side.model_costs,
