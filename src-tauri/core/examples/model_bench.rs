@@ -26,6 +26,9 @@
 //!   instance that has the file: its instance loads the checkpoint before it.
 //!   Both hold for any schedule, so their larger one does.
 //!
+//! `MODEL_BENCH_TRACE=1` prints after each run the models each stand-in
+//! loaded, in order.
+//!
 //! The last line is
 //! `SUMMARY models_ratio=R swarm_ratio=S blind_ratio=B sent_without_model=N`
 //! (this app, SwarmUI's rule and this app with loads ignored, each median
@@ -78,12 +81,19 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Loads this stand-in made so far (its log's "Requested to load" lines).
-    fn loads(&self) -> usize {
+    /// The models this stand-in loaded so far, in order (its log's
+    /// "Requested to load" lines).
+    fn loaded(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("standin.log"))
             .unwrap_or_default()
-            .matches("Requested to load")
-            .count()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Requested to load "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn loads(&self) -> usize {
+        self.loaded().len()
     }
 }
 
@@ -374,7 +384,8 @@ async fn main() {
         for &p in &order {
             let side = SIDES[p];
             let (_dir, m, q) = fleet(&servers, side).await;
-            let loads_before: usize = servers.iter().map(Server::loads).sum();
+            let before: Vec<usize> = servers.iter().map(Server::loads).collect();
+            let loads_before: usize = before.iter().sum();
             let t0 = Instant::now();
             let submits = jobs.iter().map(|(c, chain)| {
                 n += 1;
@@ -402,6 +413,12 @@ async fn main() {
             let failed = summaries.iter().filter(|j| j.error.is_some()).count();
             assert_eq!(failed, missing_model, "{}: jobs failed", side.name);
             let made: usize = servers.iter().map(Server::loads).sum::<usize>() - loads_before;
+            if std::env::var_os("MODEL_BENCH_TRACE").is_some() {
+                for (k, s) in servers.iter().enumerate() {
+                    let l = s.loaded();
+                    eprintln!("  gpu{k} loaded {:?}", &l[before[k].min(l.len())..]);
+                }
+            }
             ratios[p].push(secs / bound);
             loads[p].push(made as f64);
             eprintln!(
