@@ -18,6 +18,10 @@
 
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/sample.rs"]
+mod sample;
+
+use sample::{median, Rng};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,19 +116,6 @@ fn workflow(chain: usize, color: usize) -> serde_json::Value {
     w
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
 async fn fleet(
     servers: &[Server],
     policy: Policy,
@@ -168,12 +159,6 @@ fn offline_lpt(sizes: &[f64]) -> f64 {
         end[i] += s * SPEEDS[i];
     }
     end.into_iter().fold(0.0, f64::max)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {

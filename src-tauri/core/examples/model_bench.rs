@@ -37,6 +37,10 @@
 
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/sample.rs"]
+mod sample;
+
+use sample::{median, Rng};
 #[path = "support/standin.rs"]
 mod standin;
 
@@ -206,25 +210,6 @@ fn split_bound(speeds: &[f64], work: &[f64], loads: &[f64]) -> f64 {
         best = best.min(hi);
     }
     best
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One side of the comparison.

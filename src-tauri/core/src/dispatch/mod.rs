@@ -67,7 +67,7 @@ use chrono::Utc;
 use machine::JobAction;
 use options::PREVIEWS_KEPT;
 use serde_json::{Map, Value};
-use state::{Effect, Mode, QueueState, Shared};
+use state::{Effect, Mode, QueueState, Shared, WorkflowRead};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -118,9 +118,8 @@ impl JobQueue {
         );
         let found = state.replay(
             replayed.jobs.into_iter().map(|job| {
-                let work = workflow::estimate_work(&job.workflow);
-                let json = workflow_json(&job.workflow);
-                (job, json, work)
+                let read = WorkflowRead::of(&job.workflow);
+                (job, read)
             }),
             &replayed.revisions,
             &cancel,
@@ -235,8 +234,8 @@ impl JobQueue {
             }
         }
         let now = Utc::now();
-        let work = workflow::estimate_work(&workflow);
-        let workflow_json = workflow_json(&workflow);
+        // Read before the lock: its needs, cache keys and JSON.
+        let read = WorkflowRead::of(&workflow);
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
             progress: JobProgress {
@@ -269,7 +268,7 @@ impl JobQueue {
         let id = job.id.clone();
         let (durable, placed) = {
             let mut st = self.shared.lock();
-            let nothing_waits = st.admit(job, workflow_json, work);
+            let nothing_waits = st.admit(job, read);
             let placed = nothing_waits && !st.storage_blocked() && {
                 let mut fleet = scheduler::Fleet::new(&self.shared, &mut st);
                 scheduler::place(&self.shared, &mut st, &mut fleet, &id)
@@ -445,11 +444,4 @@ impl JobQueue {
             answer => outcome(answer),
         }
     }
-}
-
-/// A workflow as the JSON its records hold.
-fn workflow_json(workflow: &Value) -> Arc<[u8]> {
-    serde_json::to_vec(workflow)
-        .unwrap_or_else(|_| b"null".to_vec())
-        .into()
 }

@@ -345,21 +345,40 @@ pub(crate) fn place(shared: &Shared, st: &mut QueueState, fleet: &mut Fleet, id:
     };
     let allowed = |c: &Candidate| allowed.contains(&c.id);
     let policy = st.planner().policy;
-    // Why each would be chosen, in words, before the choice is booked.
-    let because: Vec<String> = fleet
+    // What each holds, before the choice is booked into it (the card's
+    // sentence is made for the chosen one only).
+    let holding: Vec<Holding> = fleet
         .candidates
         .iter()
-        .map(|c| placed_because(c, &ask, policy))
+        .map(|c| Holding::of(c, &ask))
         .collect();
     let Decision::Place(i) = st.decide(&mut fleet.candidates, allowed, &ask) else {
         return false;
     };
     let instance_id = fleet.candidates[i].id.clone();
-    shared.dispatch(st, id, &instance_id, &because[i])
+    let because = placed_because(holding[i], &ask, policy);
+    shared.dispatch(st, id, &instance_id, &because)
+}
+
+/// What a candidate holds of a job: its whole prompt in ComfyUI's cache,
+/// or every model it loads.
+#[derive(Clone, Copy)]
+struct Holding {
+    cached: bool,
+    models: bool,
+}
+
+impl Holding {
+    fn of(c: &Candidate, ask: &Ask<'_>) -> Self {
+        Self {
+            cached: !ask.keys.is_empty() && ask.keys.iter().all(|(k, _)| c.cached.contains(k)),
+            models: !ask.models.is_empty() && ask.models.iter().all(|(f, _)| c.holds.contains(f)),
+        }
+    }
 }
 
 /// Why a job goes to a candidate, in words for the job's card.
-fn placed_because(c: &Candidate, ask: &Ask<'_>, policy: super::placement::Policy) -> String {
+fn placed_because(h: Holding, ask: &Ask<'_>, policy: super::placement::Policy) -> String {
     let files = || {
         ask.models
             .iter()
@@ -367,9 +386,9 @@ fn placed_because(c: &Candidate, ask: &Ask<'_>, policy: super::placement::Policy
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if !ask.keys.is_empty() && ask.keys.iter().all(|(k, _)| c.cached.contains(k)) {
+    if h.cached {
         "its ComfyUI cache holds this prompt".to_string()
-    } else if !ask.models.is_empty() && ask.models.iter().all(|(f, _)| c.holds.contains(f)) {
+    } else if h.models {
         format!("has {} loaded", files())
     } else if !ask.models.is_empty() {
         format!("loads {} there, and finishes it first", files())

@@ -17,6 +17,7 @@ mod transitions;
 
 pub(crate) use effects::{Effect, Mode, Taken};
 pub(crate) use entry::{Attempt, Entry, QueueState, Sent};
+pub(crate) use replay::WorkflowRead;
 
 use super::instance_log::InstanceWorkflowsFile;
 use super::options::{DispatchOptions, Preview};

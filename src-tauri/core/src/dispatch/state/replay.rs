@@ -49,7 +49,7 @@ impl QueueState {
     /// stopped when its instance answers, not followed.
     pub fn replay(
         &mut self,
-        jobs: impl IntoIterator<Item = (Job, Arc<[u8]>, f64)>,
+        jobs: impl IntoIterator<Item = (Job, WorkflowRead)>,
         revisions: &HashMap<String, Revision>,
         cancel: &CancellationToken,
     ) -> Replay {
@@ -57,7 +57,7 @@ impl QueueState {
             follow: Vec::new(),
             queued: 0,
         };
-        for (mut job, workflow_json, work) in jobs {
+        for (mut job, read) in jobs {
             let attempt = match (&job.state, &job.instance_id, &job.prompt_id) {
                 (JobState::Dispatched | JobState::Running, Some(i), Some(p)) => {
                     found.follow.push(job.id.clone());
@@ -69,7 +69,7 @@ impl QueueState {
                 self.add_orphans(&c.instance_id, [c.prompt_id]);
             }
             let revision = revisions.get(&job.id).copied().unwrap_or_default();
-            let mut entry = Entry::new(job, workflow_json, work, true);
+            let mut entry = Entry::new(job, read, true);
             entry.revision = revision;
             if let Some(a) = attempt {
                 entry.prompts.push(a.prompt_id.clone());
@@ -93,25 +93,49 @@ impl QueueState {
     }
 }
 
-impl Entry {
-    /// A job new to the queue; `accepted` once its record is durable.
-    pub fn new(job: Job, workflow_json: Arc<[u8]>, work: f64, accepted: bool) -> Self {
-        let needs = Needs::of(&job.workflow);
+/// What the queue reads of a job's workflow once, before it takes the job
+/// in (never under its lock): the JSON its records hold, its work, what it
+/// needs, the loads of its models and its nodes' cache keys.
+pub(crate) struct WorkflowRead {
+    workflow_json: Arc<[u8]>,
+    work: f64,
+    needs: Arc<Needs>,
+    loads: Arc<[(String, f64)]>,
+    keys: Arc<[(u64, f64)]>,
+}
+
+impl WorkflowRead {
+    pub fn of(workflow: &serde_json::Value) -> Self {
+        let needs = Needs::of(workflow);
         let mut loads: Vec<(String, f64)> = Vec::new();
         for m in &needs.models {
             if !loads.iter().any(|(f, _)| *f == m.file) {
                 loads.push((m.file.clone(), prior_load_secs(m)));
             }
         }
-        let loads = loads.into();
         Self {
-            keys: crate::dispatch::cache::node_keys(&job.workflow).into(),
+            workflow_json: serde_json::to_vec(workflow)
+                .unwrap_or_else(|_| b"null".to_vec())
+                .into(),
+            work: crate::dispatch::workflow::estimate_work(workflow),
             needs: Arc::new(needs),
-            loads,
+            loads: loads.into(),
+            keys: crate::dispatch::cache::node_keys(workflow).into(),
+        }
+    }
+}
+
+impl Entry {
+    /// A job new to the queue; `accepted` once its record is durable.
+    pub fn new(job: Job, read: WorkflowRead, accepted: bool) -> Self {
+        Self {
+            keys: read.keys,
+            needs: read.needs,
+            loads: read.loads,
             job,
-            workflow_json,
+            workflow_json: read.workflow_json,
             accepted,
-            work,
+            work: read.work,
             queued_at: Instant::now(),
             submit_to_post: None,
             attempt: None,
@@ -138,30 +162,25 @@ impl QueueState {
             }
             return None;
         };
-        let work = crate::dispatch::workflow::estimate_work(&job.workflow);
-        let workflow_json: Arc<[u8]> = serde_json::to_vec(&job.workflow)
-            .unwrap_or_else(|_| b"null".to_vec())
-            .into();
-        if !self.jobs.contains_key(id) {
-            self.order.push(id.to_string());
-        }
-        let e = self
-            .jobs
-            .entry(id.to_string())
-            .or_insert_with(|| Entry::new(job.clone(), workflow_json.clone(), work, true));
-        for a in [e.attempt.take(), e.copy.take()].into_iter().flatten() {
-            a.token.cancel();
-        }
-        let fresh = Entry::new(job, workflow_json, work, true);
-        e.job = fresh.job;
-        e.workflow_json = fresh.workflow_json;
-        e.work = fresh.work;
-        e.needs = fresh.needs;
-        e.loads = fresh.loads;
-        e.keys = fresh.keys;
-        e.accepted = true;
-        e.revision = revision;
-        e.queued_at = Instant::now();
+        let read = WorkflowRead::of(&job.workflow);
+        let mut fresh = Entry::new(job, read, true);
+        fresh.revision = revision;
+        let e = match self.jobs.entry(id.to_string()) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.order.push(id.to_string());
+                v.insert(fresh)
+            }
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let e = o.into_mut();
+                for a in [e.attempt.take(), e.copy.take()].into_iter().flatten() {
+                    a.token.cancel();
+                }
+                // Its prompt ids stay indexed until it is forgotten.
+                fresh.prompts = std::mem::take(&mut e.prompts);
+                *e = fresh;
+                e
+            }
+        };
         Some(&e.job)
     }
 }

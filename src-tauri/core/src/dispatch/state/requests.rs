@@ -7,7 +7,6 @@ use crate::dispatch::machine::JobAction;
 use crate::dispatch::writer::Durable;
 use crate::dispatch::DispatchError;
 use chrono::Utc;
-use std::sync::Arc;
 use std::time::Instant;
 use storycore_types::{AppEvent, Job, JobProgress};
 
@@ -24,15 +23,14 @@ pub(crate) struct Cancelled {
 impl QueueState {
     /// Takes in a job submitted now, not yet accepted (its record is not
     /// durable yet). Whether nothing else waited before it.
-    pub fn admit(&mut self, job: Job, workflow_json: Arc<[u8]>, work: f64) -> bool {
+    pub fn admit(&mut self, job: Job, read: super::replay::WorkflowRead) -> bool {
         let nothing_waits = !self
             .jobs
             .values()
             .any(|e| e.job.state == storycore_types::JobState::Queued);
         let id = job.id.clone();
         self.order.push(id.clone());
-        self.jobs
-            .insert(id, Entry::new(job, workflow_json, work, false));
+        self.jobs.insert(id, Entry::new(job, read, false));
         nothing_waits
     }
 
